@@ -1,0 +1,446 @@
+// Package catalog is the system of record in PostgreSQL: videos, their
+// versions, the wrapped content keys and the jobs that produce them.
+//
+// Publishing is one transaction: the wrapped key is inserted, the version is
+// marked published and the video's current version is switched together, only
+// after every object of the version is in storage. A version that loses a race
+// (a duplicate delivery of the same job, or an older job finishing after a
+// newer one) is recorded as superseded and never becomes current.
+package catalog
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/tern/v2/migrate"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+var (
+	// ErrNotFound means no such video, job, version or key.
+	ErrNotFound = errors.New("catalog: not found")
+	// ErrAlreadyPublished means the job finished before; a second delivery
+	// has nothing to do.
+	ErrAlreadyPublished = errors.New("catalog: job already published")
+)
+
+// JobState is the state of a job as the upload service sees it.
+type JobState string
+
+// Job states.
+const (
+	Queued     JobState = "queued"
+	Processing JobState = "processing"
+	Published  JobState = "published"
+	Failed     JobState = "failed"
+)
+
+// DB is the catalog on a pgx pool.
+type DB struct {
+	pool *pgxpool.Pool
+	log  *slog.Logger
+}
+
+// Open connects to PostgreSQL and checks the connection.
+func Open(ctx context.Context, url string, log *slog.Logger) (*DB, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: parse DATABASE_URL: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: connect: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("catalog: connect %s@%s/%s: %w", cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Database, err)
+	}
+	return &DB{pool: pool, log: log}, nil
+}
+
+// Close releases the pool.
+func (db *DB) Close() { db.pool.Close() }
+
+// Ping checks the database is reachable, for health checks.
+func (db *DB) Ping(ctx context.Context) error { return db.pool.Ping(ctx) }
+
+// Migrate applies the embedded migrations. tern holds a PostgreSQL advisory
+// lock while it migrates, so several workers starting at once are safe.
+func (db *DB) Migrate(ctx context.Context) error {
+	conn, err := db.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("catalog: migrate: %w", err)
+	}
+	defer conn.Release()
+	m, err := migrate.NewMigrator(ctx, conn.Conn(), "hlsvault_schema_version")
+	if err != nil {
+		return fmt.Errorf("catalog: migrate: %w", err)
+	}
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return fmt.Errorf("catalog: migrate: %w", err)
+	}
+	if err := m.LoadMigrations(sub); err != nil {
+		return fmt.Errorf("catalog: migrate: load: %w", err)
+	}
+	if err := m.Migrate(ctx); err != nil {
+		return fmt.Errorf("catalog: migrate: %w", err)
+	}
+	return nil
+}
+
+// Job is one request to package a video from a source.
+type Job struct {
+	ID        int64
+	VideoID   string
+	TaskID    string
+	Source    string
+	State     JobState
+	Progress  float64
+	Error     string
+	Version   int
+	Attempts  int
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+const jobColumns = `id, video_id, task_id, source, state, progress, coalesce(error, ''), coalesce(version, 0), attempts, created_at, updated_at`
+
+func scanJob(row pgx.Row) (Job, error) {
+	var j Job
+	err := row.Scan(&j.ID, &j.VideoID, &j.TaskID, &j.Source, &j.State, &j.Progress, &j.Error, &j.Version, &j.Attempts, &j.CreatedAt, &j.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return j, ErrNotFound
+	}
+	return j, err
+}
+
+// UpsertJob records a request for (video, source) under taskID. It returns
+// the job and whether it was created now. An existing job is returned as it
+// is; the caller decides whether to re-queue it (ResetJob).
+func (db *DB) UpsertJob(ctx context.Context, videoID, source, taskID string) (Job, bool, error) {
+	var (
+		j       Job
+		created bool
+	)
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `insert into videos (id) values ($1) on conflict do nothing`, videoID); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `insert into jobs (video_id, task_id, source, state) values ($1, $2, $3, 'queued')
+			on conflict (task_id) do nothing`, videoID, taskID, source)
+		if err != nil {
+			return err
+		}
+		created = tag.RowsAffected() == 1
+		j, err = scanJob(tx.QueryRow(ctx, `select `+jobColumns+` from jobs where task_id = $1`, taskID))
+		return err
+	})
+	if err != nil {
+		return Job{}, false, fmt.Errorf("catalog: upsert job %s: %w", taskID, err)
+	}
+	return j, created, nil
+}
+
+// ResetJob puts a finished or abandoned job back to queued.
+func (db *DB) ResetJob(ctx context.Context, taskID string) error {
+	_, err := db.pool.Exec(ctx, `update jobs set state = 'queued', progress = 0, error = null, updated_at = now() where task_id = $1`, taskID)
+	if err != nil {
+		return fmt.Errorf("catalog: reset job %s: %w", taskID, err)
+	}
+	return nil
+}
+
+// DeleteQueuedJob removes a job that never reached the queue.
+func (db *DB) DeleteQueuedJob(ctx context.Context, taskID string) error {
+	_, err := db.pool.Exec(ctx, `delete from jobs where task_id = $1 and state = 'queued' and attempts = 0`, taskID)
+	if err != nil {
+		return fmt.Errorf("catalog: delete job %s: %w", taskID, err)
+	}
+	return nil
+}
+
+// JobByTask returns the job recorded under taskID.
+func (db *DB) JobByTask(ctx context.Context, taskID string) (Job, error) {
+	j, err := scanJob(db.pool.QueryRow(ctx, `select `+jobColumns+` from jobs where task_id = $1`, taskID))
+	if err != nil {
+		return j, fmt.Errorf("catalog: job %s: %w", taskID, err)
+	}
+	return j, nil
+}
+
+// Attempt is one run of a job: it owns a fresh version number and writes
+// only under that version's prefix.
+type Attempt struct {
+	Job     Job
+	Version int
+	Prefix  string
+}
+
+// VersionPrefix is where the objects of one version live. Versions are never
+// overwritten, so the path includes the number.
+func VersionPrefix(videoID string, version int) string {
+	return fmt.Sprintf("hls/%s/v%d/", videoID, version)
+}
+
+// StartAttempt marks the job processing and allocates the next version number
+// of its video. It returns ErrAlreadyPublished if the job is done.
+func (db *DB) StartAttempt(ctx context.Context, taskID string) (Attempt, error) {
+	var a Attempt
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		j, err := scanJob(tx.QueryRow(ctx, `select `+jobColumns+` from jobs where task_id = $1 for update`, taskID))
+		if err != nil {
+			return err
+		}
+		if j.State == Published {
+			a.Job = j
+			return ErrAlreadyPublished
+		}
+		// The video row serialises version allocation between attempts.
+		if _, err := tx.Exec(ctx, `select 1 from videos where id = $1 for update`, j.VideoID); err != nil {
+			return err
+		}
+		var n int
+		if err := tx.QueryRow(ctx, `select coalesce(max(version), 0) + 1 from versions where video_id = $1`, j.VideoID).Scan(&n); err != nil {
+			return err
+		}
+		prefix := VersionPrefix(j.VideoID, n)
+		if _, err := tx.Exec(ctx, `insert into versions (video_id, version, job_id, state, prefix) values ($1, $2, $3, 'pending', $4)`,
+			j.VideoID, n, j.ID, prefix); err != nil {
+			return err
+		}
+		j, err = scanJob(tx.QueryRow(ctx, `update jobs set state = 'processing', attempts = attempts + 1, progress = 0, error = null, updated_at = now()
+			where id = $1 returning `+jobColumns, j.ID))
+		if err != nil {
+			return err
+		}
+		a = Attempt{Job: j, Version: n, Prefix: prefix}
+		return nil
+	})
+	if errors.Is(err, ErrAlreadyPublished) {
+		return a, err
+	}
+	if err != nil {
+		return Attempt{}, fmt.Errorf("catalog: start attempt %s: %w", taskID, err)
+	}
+	return a, nil
+}
+
+// SetProgress records the percentage done of a processing job.
+func (db *DB) SetProgress(ctx context.Context, jobID int64, percent float64) error {
+	_, err := db.pool.Exec(ctx, `update jobs set progress = $2, updated_at = now() where id = $1 and state = 'processing'`, jobID, percent)
+	if err != nil {
+		return fmt.Errorf("catalog: progress of job %d: %w", jobID, err)
+	}
+	return nil
+}
+
+// FailAttempt records why an attempt failed. With final the job is failed;
+// otherwise it is queued again for a retry and the reason is kept.
+func (db *DB) FailAttempt(ctx context.Context, jobID int64, reason string, final bool) error {
+	state := Queued
+	if final {
+		state = Failed
+	}
+	_, err := db.pool.Exec(ctx, `update jobs set state = $2, error = $3, updated_at = now() where id = $1 and state <> 'published'`,
+		jobID, state, reason)
+	if err != nil {
+		return fmt.Errorf("catalog: fail job %d: %w", jobID, err)
+	}
+	return nil
+}
+
+// Requeue puts a processing job back to queued without recording a failure,
+// for a graceful shutdown.
+func (db *DB) Requeue(ctx context.Context, jobID int64) error {
+	_, err := db.pool.Exec(ctx, `update jobs set state = 'queued', updated_at = now() where id = $1 and state = 'processing'`, jobID)
+	if err != nil {
+		return fmt.Errorf("catalog: requeue job %d: %w", jobID, err)
+	}
+	return nil
+}
+
+// Rendition describes one published rendition of a version.
+type Rendition struct {
+	Name             string  `json:"name"`
+	Playlist         string  `json:"playlist"`
+	Width            int     `json:"width"`
+	Height           int     `json:"height"`
+	Bandwidth        int64   `json:"bandwidth"`
+	AverageBandwidth int64   `json:"average_bandwidth"`
+	Codecs           string  `json:"codecs"`
+	FrameRate        float64 `json:"frame_rate"`
+	Segments         int     `json:"segments"`
+	Duration         float64 `json:"duration"`
+}
+
+// WrappedKey is a content key as stored: wrapped under the KEK kekID.
+type WrappedKey struct {
+	KeyID   string
+	KEKID   string
+	Wrapped []byte
+}
+
+// PublishParams is everything that becomes visible together.
+type PublishParams struct {
+	Attempt    Attempt
+	Master     string
+	Renditions []Rendition
+	Duration   float64
+	Key        WrappedKey
+}
+
+// Publish makes the attempt's version current, with its key, in one
+// transaction. It returns false (and records the version as superseded) when
+// the job was already published by another delivery, or when the video's
+// current version comes from a newer job.
+func (db *DB) Publish(ctx context.Context, p PublishParams) (bool, error) {
+	a := p.Attempt
+	var published bool
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		var state JobState
+		if err := tx.QueryRow(ctx, `select state from jobs where id = $1 for update`, a.Job.ID).Scan(&state); err != nil {
+			return err
+		}
+		var currentJob int64
+		err := tx.QueryRow(ctx, `select coalesce(ver.job_id, 0) from videos v
+			left join versions ver on ver.video_id = v.id and ver.version = v.current_version
+			where v.id = $1 for update of v`, a.Job.VideoID).Scan(&currentJob)
+		if err != nil {
+			return err
+		}
+		renditions, err := json.Marshal(p.Renditions)
+		if err != nil {
+			return err
+		}
+		if state == Published || currentJob > a.Job.ID {
+			_, err := tx.Exec(ctx, `update versions set state = 'superseded', master = $3, renditions = $4, duration_s = $5
+				where video_id = $1 and version = $2 and state = 'pending'`, a.Job.VideoID, a.Version, p.Master, renditions, p.Duration)
+			return err
+		}
+		if _, err := tx.Exec(ctx, `update versions set state = 'published', master = $3, renditions = $4, duration_s = $5, published_at = now()
+			where video_id = $1 and version = $2`, a.Job.VideoID, a.Version, p.Master, renditions, p.Duration); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `insert into content_keys (key_id, video_id, version, kek_id, wrapped) values ($1, $2, $3, $4, $5)`,
+			p.Key.KeyID, a.Job.VideoID, a.Version, p.Key.KEKID, p.Key.Wrapped); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `update versions set retired_at = now()
+			where video_id = $1 and version = (select current_version from videos where id = $1)`, a.Job.VideoID); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `update videos set current_version = $2, updated_at = now() where id = $1`, a.Job.VideoID, a.Version); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `update jobs set state = 'published', progress = 100, error = null, version = $2, updated_at = now() where id = $1`,
+			a.Job.ID, a.Version); err != nil {
+			return err
+		}
+		published = true
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("catalog: publish %s v%d: %w", a.Job.VideoID, a.Version, err)
+	}
+	return published, nil
+}
+
+// Version is a published version of a video.
+type Version struct {
+	VideoID     string
+	Version     int
+	Prefix      string
+	Master      string
+	Renditions  []Rendition
+	Duration    float64
+	PublishedAt time.Time
+	Key         WrappedKey
+}
+
+// CurrentVersion returns the video's current version with its wrapped key.
+func (db *DB) CurrentVersion(ctx context.Context, videoID string) (Version, error) {
+	var (
+		v    Version
+		rend []byte
+	)
+	err := db.pool.QueryRow(ctx, `select ver.video_id, ver.version, ver.prefix, ver.master, ver.renditions, coalesce(ver.duration_s, 0), ver.published_at,
+			k.key_id, k.kek_id, k.wrapped
+		from videos v
+		join versions ver on ver.video_id = v.id and ver.version = v.current_version
+		join content_keys k on k.video_id = ver.video_id and k.version = ver.version
+		where v.id = $1`, videoID).Scan(&v.VideoID, &v.Version, &v.Prefix, &v.Master, &rend, &v.Duration, &v.PublishedAt,
+		&v.Key.KeyID, &v.Key.KEKID, &v.Key.Wrapped)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return v, fmt.Errorf("catalog: current version of %s: %w", videoID, ErrNotFound)
+	}
+	if err != nil {
+		return v, fmt.Errorf("catalog: current version of %s: %w", videoID, err)
+	}
+	if err := json.Unmarshal(rend, &v.Renditions); err != nil {
+		return v, fmt.Errorf("catalog: current version of %s: renditions: %w", videoID, err)
+	}
+	return v, nil
+}
+
+// Status is what `enqueue status` prints.
+type Status struct {
+	Video      string      `json:"video"`
+	State      JobState    `json:"state"`
+	Version    int         `json:"version,omitempty"`
+	Master     string      `json:"master,omitempty"`
+	Renditions []Rendition `json:"renditions,omitempty"`
+	Progress   float64     `json:"progress"`
+	Error      string      `json:"error,omitempty"`
+	Source     string      `json:"source,omitempty"`
+	Attempts   int         `json:"attempts"`
+	UpdatedAt  time.Time   `json:"updated_at"`
+}
+
+// VideoStatus reports the latest job of a video and its current version.
+func (db *DB) VideoStatus(ctx context.Context, videoID string) (Status, error) {
+	s := Status{Video: videoID}
+	j, err := scanJob(db.pool.QueryRow(ctx, `select `+jobColumns+` from jobs where video_id = $1 order by id desc limit 1`, videoID))
+	if err != nil {
+		return s, fmt.Errorf("catalog: status of %s: %w", videoID, err)
+	}
+	s.State, s.Progress, s.Error, s.Source, s.Attempts, s.UpdatedAt = j.State, j.Progress, j.Error, j.Source, j.Attempts, j.UpdatedAt
+	v, err := db.CurrentVersion(ctx, videoID)
+	switch {
+	case err == nil:
+		s.Version, s.Master, s.Renditions = v.Version, v.Master, v.Renditions
+	case !errors.Is(err, ErrNotFound):
+		return s, err
+	}
+	return s, nil
+}
+
+// KeyByID returns a wrapped key and the video and version it belongs to.
+func (db *DB) KeyByID(ctx context.Context, keyID string) (videoID string, version int, k WrappedKey, err error) {
+	err = db.pool.QueryRow(ctx, `select video_id, version, key_id, kek_id, wrapped from content_keys where key_id = $1`, keyID).
+		Scan(&videoID, &version, &k.KeyID, &k.KEKID, &k.Wrapped)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return "", 0, k, fmt.Errorf("catalog: key %s: %w", keyID, err)
+	}
+	return videoID, version, k, nil
+}
+
+// IsUniqueViolation reports whether err is a PostgreSQL unique violation.
+func IsUniqueViolation(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}

@@ -1,0 +1,253 @@
+// Package keys makes content keys and protects them at rest.
+//
+// A content key is the 16-byte AES-128 key of one published version of one
+// video. It is generated here, lives in the worker's memory while the
+// version's segments are encrypted, and is stored only wrapped (envelope
+// encryption) under a key-encryption key (KEK) from configuration. The
+// package imports nothing that writes to blob storage: keys never reach it.
+//
+// # Wrapped format (version 1)
+//
+// A wrapped key is 45 bytes:
+//
+//	offset  size  field
+//	0       1     format version, 0x01
+//	1       12    nonce, random (crypto/rand)
+//	13      32    AES-256-GCM(KEK, nonce, content key, aad) = 16-byte ciphertext || 16-byte tag
+//
+// The additional authenticated data is the ASCII string
+// "hlsvault/content-key/v1" followed by one NUL byte and the key id, so a
+// wrapped key copied onto another key's row fails to unwrap. The KEK id
+// stored beside each wrapped key names the KEK that wrapped it; see KEKID.
+package keys
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+)
+
+// Size is the length of a content key in bytes (AES-128).
+const Size = 16
+
+// WrappedSize is the length of a wrapped content key in bytes.
+const WrappedSize = 1 + 12 + Size + 16
+
+const (
+	formatV1 = 0x01
+	aadLabel = "hlsvault/content-key/v1\x00"
+)
+
+var (
+	// ErrUnwrap means a wrapped key could not be opened: wrong KEK, a
+	// different key id, or corrupted bytes.
+	ErrUnwrap = errors.New("keys: cannot unwrap content key")
+	// ErrUnknownKEK means a wrapped key names a KEK that is not configured.
+	ErrUnknownKEK = errors.New("keys: unknown key-encryption key")
+	// ErrBadKEK means the configured KEK is malformed.
+	ErrBadKEK = errors.New("keys: bad key-encryption key")
+)
+
+// ContentKey is a 16-byte AES-128 content key. It refuses to print itself:
+// every formatting path (fmt verbs, slog, JSON) yields a placeholder, so a
+// key cannot leak into a log line or an error message by accident.
+type ContentKey struct {
+	b [Size]byte
+}
+
+// NewContentKey returns a fresh random key from crypto/rand.
+func NewContentKey() (ContentKey, error) {
+	var k ContentKey
+	if _, err := rand.Read(k.b[:]); err != nil {
+		return ContentKey{}, fmt.Errorf("keys: generate content key: %w", err)
+	}
+	return k, nil
+}
+
+// ContentKeyFromBytes copies b (exactly Size bytes) into a key. Tests use it
+// to inject a known key; the gateway uses it after unwrapping.
+func ContentKeyFromBytes(b []byte) (ContentKey, error) {
+	var k ContentKey
+	if len(b) != Size {
+		return k, fmt.Errorf("keys: content key must be %d bytes, got %d", Size, len(b))
+	}
+	copy(k.b[:], b)
+	return k, nil
+}
+
+// Bytes returns a copy of the raw key, for the cipher and the gated key
+// endpoint only.
+func (k ContentKey) Bytes() []byte {
+	b := k.b
+	return b[:]
+}
+
+// IsZero reports whether k is the zero value (never a generated key).
+func (k ContentKey) IsZero() bool { return k.b == [Size]byte{} }
+
+const redacted = "[content key redacted]"
+
+// String implements fmt.Stringer without revealing the key.
+func (ContentKey) String() string { return redacted }
+
+// GoString implements fmt.GoStringer without revealing the key.
+func (ContentKey) GoString() string { return redacted }
+
+// Format implements fmt.Formatter so that %x, %v, %+v and friends never
+// print the key bytes.
+func (ContentKey) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(redacted)) }
+
+// LogValue implements slog.LogValuer.
+func (ContentKey) LogValue() slog.Value { return slog.StringValue(redacted) }
+
+// MarshalText refuses to encode the key, so it cannot end up in JSON.
+func (ContentKey) MarshalText() ([]byte, error) {
+	return nil, errors.New("keys: content keys are not serialisable")
+}
+
+var keyIDPattern = regexp.MustCompile(`^k_[0-9a-f]{32}$`)
+
+// NewKeyID returns a random public identifier for a content key, used in
+// EXT-X-KEY URIs. It is independent of the key bytes.
+func NewKeyID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("keys: generate key id: %w", err)
+	}
+	return "k_" + hex.EncodeToString(b[:]), nil
+}
+
+// ValidKeyID reports whether id has the form NewKeyID produces.
+func ValidKeyID(id string) bool { return keyIDPattern.MatchString(id) }
+
+// KEK is a key-encryption key: AES-256-GCM.
+type KEK struct {
+	id   string
+	aead cipher.AEAD
+}
+
+// ParseKEK decodes a KEK given as standard base64 of 32 random bytes (what
+// `openssl rand -base64 32` prints).
+func ParseKEK(b64 string) (*KEK, error) {
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(b64))
+	if err != nil {
+		return nil, fmt.Errorf("%w: not standard base64", ErrBadKEK)
+	}
+	if len(raw) != 32 {
+		return nil, fmt.Errorf("%w: must decode to 32 bytes, got %d", ErrBadKEK, len(raw))
+	}
+	if allSame(raw) {
+		return nil, fmt.Errorf("%w: all bytes equal; generate one with `openssl rand -base64 32`", ErrBadKEK)
+	}
+	block, err := aes.NewCipher(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadKEK, err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadKEK, err)
+	}
+	return &KEK{id: KEKID(raw), aead: aead}, nil
+}
+
+func allSame(b []byte) bool {
+	for _, c := range b[1:] {
+		if c != b[0] {
+			return false
+		}
+	}
+	return true
+}
+
+// KEKID derives the public identifier of a KEK: "kek_" and the first 16 hex
+// digits of SHA-256("hlsvault-kek-id" || kek). Operators can recompute it from
+// the KEK alone, and it reveals nothing about the KEK.
+func KEKID(raw []byte) string {
+	h := sha256.New()
+	h.Write([]byte("hlsvault-kek-id"))
+	h.Write(raw)
+	return "kek_" + hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// ID returns the KEK's identifier, stored beside every key it wraps.
+func (k *KEK) ID() string { return k.id }
+
+// Wrap seals ck under the KEK, bound to keyID. See the package doc for the
+// byte layout.
+func (k *KEK) Wrap(keyID string, ck ContentKey) ([]byte, error) {
+	out := make([]byte, 1+12, WrappedSize)
+	out[0] = formatV1
+	if _, err := rand.Read(out[1:13]); err != nil {
+		return nil, fmt.Errorf("keys: wrap: nonce: %w", err)
+	}
+	return k.aead.Seal(out, out[1:13], ck.b[:], aad(keyID)), nil
+}
+
+// Unwrap opens a key wrapped by Wrap with the same keyID.
+func (k *KEK) Unwrap(keyID string, wrapped []byte) (ContentKey, error) {
+	var ck ContentKey
+	if len(wrapped) != WrappedSize || wrapped[0] != formatV1 {
+		return ck, fmt.Errorf("%w: key %s: unexpected length or format", ErrUnwrap, keyID)
+	}
+	plain, err := k.aead.Open(nil, wrapped[1:13], wrapped[13:], aad(keyID))
+	if err != nil {
+		return ck, fmt.Errorf("%w: key %s under %s: authentication failed", ErrUnwrap, keyID, k.id)
+	}
+	copy(ck.b[:], plain)
+	clear(plain)
+	return ck, nil
+}
+
+func aad(keyID string) []byte { return []byte(aadLabel + keyID) }
+
+// Keyring holds the KEK that wraps new keys and the retired KEKs that may
+// still have keys wrapped under them, so that a KEK can be rotated without
+// downtime: deploy the new KEK as primary with the old one retired, rewrap,
+// then drop the old one.
+type Keyring struct {
+	primary *KEK
+	byID    map[string]*KEK
+}
+
+// NewKeyring parses the primary KEK and any retired ones (each base64).
+func NewKeyring(primary string, retired ...string) (*Keyring, error) {
+	if strings.TrimSpace(primary) == "" {
+		return nil, fmt.Errorf("%w: KEY_ENCRYPTION_KEY is not set (generate one with `openssl rand -base64 32`)", ErrBadKEK)
+	}
+	p, err := ParseKEK(primary)
+	if err != nil {
+		return nil, err
+	}
+	r := &Keyring{primary: p, byID: map[string]*KEK{p.ID(): p}}
+	for i, s := range retired {
+		if strings.TrimSpace(s) == "" {
+			continue
+		}
+		k, err := ParseKEK(s)
+		if err != nil {
+			return nil, fmt.Errorf("retired KEK %d: %w", i+1, err)
+		}
+		r.byID[k.ID()] = k
+	}
+	return r, nil
+}
+
+// Primary returns the KEK that wraps new keys.
+func (r *Keyring) Primary() *KEK { return r.primary }
+
+// Unwrap opens a wrapped key with the KEK named kekID.
+func (r *Keyring) Unwrap(kekID, keyID string, wrapped []byte) (ContentKey, error) {
+	k, ok := r.byID[kekID]
+	if !ok {
+		return ContentKey{}, fmt.Errorf("%w: %s (key %s)", ErrUnknownKEK, kekID, keyID)
+	}
+	return k.Unwrap(keyID, wrapped)
+}

@@ -1,0 +1,348 @@
+// Package pipeline is where transcoding, keys, playlists and storage meet:
+// the asynq handler that turns one uploaded source into one published,
+// encrypted HLS version.
+//
+// One job, in order: download the source into a private temp directory,
+// probe it, plan the ladder, make a fresh content key, run one ffmpeg for the
+// whole ladder, and, while ffmpeg is still encoding, encrypt each finished
+// segment in process (AES-128-CBC, a random IV per segment) and upload it
+// under the attempt's own version prefix. Then write the playlists, and
+// publish the version and its wrapped key in one database transaction. The
+// plain segments are deleted as soon as they are uploaded, and the key
+// exists only in this process's memory and, wrapped, in PostgreSQL.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/hlsvault/hlsvault/internal/catalog"
+	"github.com/hlsvault/hlsvault/internal/keys"
+	"github.com/hlsvault/hlsvault/internal/segcrypt"
+	"github.com/hlsvault/hlsvault/internal/storage"
+	"github.com/hlsvault/hlsvault/internal/transcode"
+	"github.com/hlsvault/hlsvault/jobs"
+)
+
+// Cache-Control of every object under a version prefix: versions are never
+// overwritten, so caches may keep them forever.
+const immutable = "public, max-age=31536000, immutable"
+
+// Content types of what we publish.
+const (
+	contentTypeTS       = "video/mp2t"
+	contentTypePlaylist = "application/vnd.apple.mpegurl"
+)
+
+// ErrBadInput marks a job that can never succeed: it is failed at once with
+// its reason and not retried.
+var ErrBadInput = errors.New("bad input")
+
+// Config tunes the pipeline. Zero values take the defaults noted.
+type Config struct {
+	FFmpeg, FFprobe string           // default "ffmpeg", "ffprobe"
+	Ladder          transcode.Ladder // default transcode.DefaultLadder()
+	Segment         time.Duration    // target segment duration, default 4s
+	Limits          transcode.Limits // default transcode.DefaultLimits()
+	Preset          string           // x264 preset, default "veryfast"
+	TempDir         string           // default os.TempDir()
+	// KeyURITemplate is the EXT-X-KEY URI with {key_id} in it, e.g.
+	// "https://video.example.com/v1/keys/{key_id}".
+	KeyURITemplate string
+	// UploadConcurrency bounds parallel segment uploads, default 8.
+	UploadConcurrency int
+	// The deadline of one attempt is TimeoutBase + TimeoutFactor × the
+	// source's duration (defaults 2m and 4).
+	TimeoutBase   time.Duration
+	TimeoutFactor float64
+	// PollInterval is how often ffmpeg's playlists are read for finished
+	// segments, default 250ms.
+	PollInterval time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.FFmpeg == "" {
+		c.FFmpeg = "ffmpeg"
+	}
+	if c.FFprobe == "" {
+		c.FFprobe = "ffprobe"
+	}
+	if len(c.Ladder) == 0 {
+		c.Ladder = transcode.DefaultLadder()
+	}
+	if c.Segment <= 0 {
+		c.Segment = 4 * time.Second
+	}
+	if c.Limits == (transcode.Limits{}) {
+		c.Limits = transcode.DefaultLimits()
+	}
+	if c.Preset == "" {
+		c.Preset = "veryfast"
+	}
+	if c.TempDir == "" {
+		c.TempDir = os.TempDir()
+	}
+	if c.UploadConcurrency <= 0 {
+		c.UploadConcurrency = 8
+	}
+	if c.TimeoutBase <= 0 {
+		c.TimeoutBase = 2 * time.Minute
+	}
+	if c.TimeoutFactor <= 0 {
+		c.TimeoutFactor = 4
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = 250 * time.Millisecond
+	}
+}
+
+// KeyURI expands the template for keyID.
+func KeyURI(template, keyID string) string {
+	return strings.ReplaceAll(template, "{key_id}", keyID)
+}
+
+// Pipeline handles TypeTranscode tasks.
+type Pipeline struct {
+	cfg     Config
+	store   storage.Store
+	db      *catalog.DB
+	keyring *keys.Keyring
+	log     *slog.Logger
+	metrics *Metrics
+
+	// Injected in tests for deterministic output.
+	newKey   func() (keys.ContentKey, error)
+	newKeyID func() (string, error)
+	newIV    func(rendition string, segment int) ([16]byte, error)
+}
+
+// New builds a Pipeline. The keyring's primary KEK wraps new keys.
+func New(cfg Config, store storage.Store, db *catalog.DB, keyring *keys.Keyring, log *slog.Logger, m *Metrics) (*Pipeline, error) {
+	cfg.setDefaults()
+	if !strings.Contains(cfg.KeyURITemplate, "{key_id}") {
+		return nil, fmt.Errorf("pipeline: KEY_URI_TEMPLATE %q has no {key_id}", cfg.KeyURITemplate)
+	}
+	if keyring == nil {
+		return nil, errors.New("pipeline: no key-encryption key configured")
+	}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	return &Pipeline{cfg: cfg, store: store, db: db, keyring: keyring, log: log, metrics: m,
+		newKey: keys.NewContentKey, newKeyID: keys.NewKeyID,
+		newIV: func(string, int) ([16]byte, error) { return segcrypt.NewIV() }}, nil
+}
+
+// ProcessTask implements asynq.Handler for TypeTranscode.
+func (p *Pipeline) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	start := time.Now()
+	taskID, _ := asynq.GetTaskID(ctx)
+	log := p.log.With("task", taskID)
+	payload, err := jobs.ParseTranscodePayload(t.Payload())
+	if err != nil {
+		p.metrics.jobs.WithLabelValues("failed").Inc()
+		log.Error("refusing task", "err", err)
+		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	}
+	log = log.With("video", payload.VideoID)
+
+	att, err := p.db.StartAttempt(ctx, taskID)
+	if errors.Is(err, catalog.ErrNotFound) {
+		// Enqueued without the jobs client (e.g. straight through asynq):
+		// record the job now.
+		if _, _, err = p.db.UpsertJob(ctx, payload.VideoID, payload.Source, taskID); err == nil {
+			att, err = p.db.StartAttempt(ctx, taskID)
+		}
+	}
+	if errors.Is(err, catalog.ErrAlreadyPublished) {
+		log.Info("job already published; duplicate delivery ignored", "version", att.Job.Version)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log = log.With("version", att.Version, "attempt", att.Job.Attempts)
+	log.Info("job started", "source", payload.Source)
+
+	published, err := p.run(ctx, log, att, payload)
+	elapsed := time.Since(start)
+	p.metrics.jobDuration.Observe(elapsed.Seconds())
+	bg := context.WithoutCancel(ctx)
+	switch {
+	case err == nil:
+		outcome := "published"
+		if !published {
+			outcome = "superseded"
+		}
+		p.metrics.jobs.WithLabelValues(outcome).Inc()
+		log.Info("job done", "outcome", outcome, "seconds", elapsed.Seconds())
+		return nil
+	case errors.Is(err, context.Canceled):
+		// Shutdown or cancellation: the task goes back to the queue; the
+		// job is queued again, not failed.
+		p.metrics.jobs.WithLabelValues("requeued").Inc()
+		log.Warn("job interrupted; requeued", "err", err)
+		if rerr := p.db.Requeue(bg, att.Job.ID); rerr != nil {
+			log.Error("requeue", "err", rerr)
+		}
+		return err
+	case errors.Is(err, ErrBadInput):
+		p.metrics.jobs.WithLabelValues("failed").Inc()
+		log.Warn("job failed: bad input", "err", err)
+		if ferr := p.db.FailAttempt(bg, att.Job.ID, err.Error(), true); ferr != nil {
+			log.Error("record failure", "err", ferr)
+		}
+		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	default:
+		retried, _ := asynq.GetRetryCount(ctx)
+		maxRetry, _ := asynq.GetMaxRetry(ctx)
+		final := retried >= maxRetry
+		outcome := "retry"
+		if final {
+			outcome = "failed"
+		}
+		p.metrics.jobs.WithLabelValues(outcome).Inc()
+		log.Error("job attempt failed", "err", err, "retried", retried, "max_retry", maxRetry, "final", final)
+		if ferr := p.db.FailAttempt(bg, att.Job.ID, err.Error(), final); ferr != nil {
+			log.Error("record failure", "err", ferr)
+		}
+		return err
+	}
+}
+
+func badInput(err error) error {
+	if errors.Is(err, ErrBadInput) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrBadInput, err)
+}
+
+// run does one attempt. It reports whether the version became current.
+func (p *Pipeline) run(ctx context.Context, log *slog.Logger, att catalog.Attempt, payload jobs.TranscodePayload) (bool, error) {
+	dir, err := os.MkdirTemp(p.cfg.TempDir, "hlsvault-job-")
+	if err != nil {
+		return false, fmt.Errorf("pipeline: temp dir: %w", err)
+	}
+	defer os.RemoveAll(dir)
+
+	src := filepath.Join(dir, "source")
+	if err := p.download(ctx, payload.Source, src); err != nil {
+		return false, err
+	}
+	probe, err := transcode.ProbeFile(ctx, p.cfg.FFprobe, src, p.cfg.Limits)
+	if err != nil {
+		if errors.Is(err, transcode.ErrInvalidInput) {
+			return false, badInput(err)
+		}
+		return false, err
+	}
+	plan, err := transcode.PlanLadder(probe, p.cfg.Ladder, p.cfg.Segment)
+	if err != nil {
+		return false, badInput(err)
+	}
+	log.Info("planned ladder", "duration", probe.Duration, "renditions", len(plan.Renditions), "audio", plan.HasAudio)
+
+	timeout := p.cfg.TimeoutBase + time.Duration(p.cfg.TimeoutFactor*float64(probe.Duration))
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	ck, err := p.newKey()
+	if err != nil {
+		return false, err
+	}
+	keyID, err := p.newKeyID()
+	if err != nil {
+		return false, err
+	}
+	out := filepath.Join(dir, "out")
+	if err := os.Mkdir(out, 0o700); err != nil {
+		return false, fmt.Errorf("pipeline: %w", err)
+	}
+	res, err := p.transcodeAndUpload(ctx, log, att, plan, src, out, ck)
+	if err != nil {
+		return false, err
+	}
+	master, renditions, err := p.writePlaylists(ctx, att, plan, res, KeyURI(p.cfg.KeyURITemplate, keyID))
+	if err != nil {
+		return false, err
+	}
+	wrapped, err := p.keyring.Primary().Wrap(keyID, ck)
+	if err != nil {
+		return false, err
+	}
+	published, err := p.db.Publish(ctx, catalog.PublishParams{
+		Attempt: att, Master: master, Renditions: renditions, Duration: probe.Duration.Seconds(),
+		Key: catalog.WrappedKey{KeyID: keyID, KEKID: p.keyring.Primary().ID(), Wrapped: wrapped},
+	})
+	if err != nil {
+		return false, err
+	}
+	return published, nil
+}
+
+// download copies the source object into path, refusing more than the size
+// limit.
+func (p *Pipeline) download(ctx context.Context, name, path string) error {
+	rc, err := p.store.Get(ctx, name)
+	if errors.Is(err, storage.ErrNotFound) {
+		return badInput(fmt.Errorf("source object %q not found in storage", name))
+	}
+	if err != nil {
+		return fmt.Errorf("pipeline: download source: %w", err)
+	}
+	defer rc.Close()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("pipeline: download source: %w", err)
+	}
+	n, err := io.Copy(f, io.LimitReader(rc, p.cfg.Limits.MaxBytes+1))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("pipeline: download source: %w", err)
+	}
+	if n > p.cfg.Limits.MaxBytes {
+		return badInput(fmt.Errorf("source is larger than the %d-byte limit", p.cfg.Limits.MaxBytes))
+	}
+	p.metrics.downloadedBytes.Add(float64(n))
+	return nil
+}
+
+// progressReporter writes progress to the catalog at most once a second.
+type progressReporter struct {
+	p        *Pipeline
+	ctx      context.Context
+	jobID    int64
+	duration time.Duration
+	mu       sync.Mutex
+	last     time.Time
+	lastPct  float64
+}
+
+func (r *progressReporter) report(pr transcode.Progress) {
+	if r.duration <= 0 {
+		return
+	}
+	pct := 100 * float64(pr.OutTime) / float64(r.duration)
+	pct = min(max(pct, 0), 99) // 100 means published
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if time.Since(r.last) < time.Second || pct-r.lastPct < 0.5 {
+		return
+	}
+	r.last, r.lastPct = time.Now(), pct
+	if err := r.p.db.SetProgress(r.ctx, r.jobID, float64(int(pct*10))/10); err != nil && r.ctx.Err() == nil {
+		r.p.log.Warn("progress update", "err", err)
+	}
+}

@@ -1,0 +1,255 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hlsvault/hlsvault/internal/catalog"
+	"github.com/hlsvault/hlsvault/internal/keys"
+	"github.com/hlsvault/hlsvault/internal/playlist"
+	"github.com/hlsvault/hlsvault/internal/segcrypt"
+	"github.com/hlsvault/hlsvault/internal/storage"
+	"github.com/hlsvault/hlsvault/internal/transcode"
+)
+
+// renditionOutput collects what was uploaded for one rendition.
+type renditionOutput struct {
+	rendition transcode.Rendition
+	segments  []playlist.Segment // by index; URI empty until uploaded
+	codecs    string
+}
+
+type uploadResult struct {
+	renditions []*renditionOutput
+	ffmpeg     time.Duration
+}
+
+// segmentJob is one finished plain segment waiting to be encrypted and
+// uploaded.
+type segmentJob struct {
+	r        *renditionOutput
+	index    int
+	local    string
+	uri      string
+	duration float64
+}
+
+// transcodeAndUpload runs ffmpeg and, while it runs, uploads every segment
+// it finishes. It returns once ffmpeg has exited and every segment is stored.
+func (p *Pipeline) transcodeAndUpload(ctx context.Context, log *slog.Logger, att catalog.Attempt,
+	plan transcode.Plan, src, out string, ck keys.ContentKey) (*uploadResult, error) {
+	args, err := transcode.Args(plan, src, out, transcode.ArgsOptions{Preset: p.cfg.Preset})
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+	res := &uploadResult{}
+	for _, r := range plan.Renditions {
+		res.renditions = append(res.renditions, &renditionOutput{rendition: r})
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(p.cfg.UploadConcurrency)
+	var mu sync.Mutex // guards the segments slices
+
+	ffmpegDone := make(chan error, 1)
+	runner := transcode.Runner{FFmpeg: p.cfg.FFmpeg, Logger: log, KillGrace: 2 * time.Second}
+	progress := &progressReporter{p: p, ctx: gctx, jobID: att.Job.ID, duration: plan.Duration}
+	started := time.Now()
+	go func() {
+		ffmpegDone <- runner.Run(gctx, args, progress.report)
+	}()
+
+	queued := make([]int, len(res.renditions)) // segments handed to the pool, per rendition
+	scan := func(final bool) error {
+		for i, r := range res.renditions {
+			dir := filepath.Join(out, r.rendition.Name)
+			m, err := readPlaylist(filepath.Join(dir, "index.m3u8"))
+			if errors.Is(err, os.ErrNotExist) && !final {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("pipeline: read ffmpeg playlist of %s: %w", r.rendition.Name, err)
+			}
+			if final && !m.Ended {
+				return fmt.Errorf("pipeline: ffmpeg playlist of %s has no EXT-X-ENDLIST", r.rendition.Name)
+			}
+			for ; queued[i] < len(m.Segments); queued[i]++ {
+				s := m.Segments[queued[i]]
+				if s.URI != path.Base(s.URI) {
+					return fmt.Errorf("pipeline: unexpected segment URI %q in ffmpeg playlist", s.URI)
+				}
+				mu.Lock()
+				r.segments = append(r.segments, playlist.Segment{})
+				mu.Unlock()
+				job := segmentJob{r: r, index: queued[i], local: filepath.Join(dir, s.URI), uri: s.URI, duration: s.Duration}
+				g.Go(func() error { return p.uploadSegment(gctx, att, job, ck, &mu) })
+			}
+		}
+		return nil
+	}
+
+	tick := time.NewTicker(p.cfg.PollInterval)
+	defer tick.Stop()
+	var runErr error
+wait:
+	for {
+		select {
+		case runErr = <-ffmpegDone:
+			break wait
+		case <-tick.C:
+			if err := scan(false); err != nil {
+				runErr = err
+				break wait
+			}
+		}
+	}
+	res.ffmpeg = time.Since(started)
+	p.metrics.ffmpegDuration.Observe(res.ffmpeg.Seconds())
+	if runErr == nil {
+		runErr = scan(true)
+	}
+	if runErr != nil {
+		// Cancel the uploads in flight. The group keeps the first error: a
+		// failed upload that made ffmpeg stop is the cause, not ffmpeg.
+		g.Go(func() error { return runErr })
+		err := g.Wait()
+		if errors.Is(err, transcode.ErrInvalidInput) {
+			return nil, badInput(err)
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("pipeline: %w", context.Cause(ctx))
+		}
+		return nil, err
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	log.Info("segments uploaded", "ffmpeg_seconds", res.ffmpeg.Seconds(), "total_seconds", time.Since(started).Seconds())
+	return res, nil
+}
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// uploadSegment encrypts one plain segment under ck with a fresh IV, stores
+// it under the attempt's prefix and deletes the plain file.
+func (p *Pipeline) uploadSegment(ctx context.Context, att catalog.Attempt, j segmentJob, ck keys.ContentKey, mu *sync.Mutex) error {
+	if j.index == 0 && j.r.codecs == "" {
+		// The first segment tells the exact profile and level x264 chose,
+		// which the master playlist's CODECS must name.
+		codecs, err := transcode.ProbeCodecs(ctx, p.cfg.FFprobe, j.local)
+		if err != nil {
+			return fmt.Errorf("pipeline: codecs of %s: %w", j.r.rendition.Name, err)
+		}
+		mu.Lock()
+		j.r.codecs = codecs
+		mu.Unlock()
+	}
+	f, err := os.Open(j.local)
+	if err != nil {
+		return fmt.Errorf("pipeline: open segment: %w", err)
+	}
+	defer f.Close()
+	iv, err := p.newIV(j.r.rendition.Name, j.index)
+	if err != nil {
+		return err
+	}
+	enc, err := segcrypt.NewEncryptReader(f, ck.Bytes(), iv[:])
+	if err != nil {
+		return fmt.Errorf("pipeline: encrypt: %w", err)
+	}
+	// Segments are a few MB: encrypting into memory lets the upload be one
+	// Put Blob request, and memory stays bounded by the pool size.
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer bufPool.Put(buf)
+	if _, err := buf.ReadFrom(enc); err != nil {
+		return fmt.Errorf("pipeline: encrypt %s: %w", j.local, err)
+	}
+	name := att.Prefix + j.r.rendition.Name + "/" + j.uri
+	size := int64(buf.Len())
+	if err := p.store.Put(ctx, name, bytes.NewReader(buf.Bytes()), size,
+		storage.PutOptions{ContentType: contentTypeTS, CacheControl: immutable}); err != nil {
+		return fmt.Errorf("pipeline: upload segment: %w", err)
+	}
+	p.metrics.uploadedBytes.Add(float64(size))
+	mu.Lock()
+	j.r.segments[j.index] = playlist.Segment{URI: j.uri, Duration: j.duration, Size: size, IV: iv}
+	mu.Unlock()
+	// The plain segment is not needed any more; do not let it outlive its
+	// upload.
+	if err := os.Remove(j.local); err != nil {
+		return fmt.Errorf("pipeline: remove plain segment: %w", err)
+	}
+	return nil
+}
+
+func readPlaylist(name string) (*playlist.ParsedMedia, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return playlist.ParseMedia(f)
+}
+
+// writePlaylists stores each rendition's media playlist and then the master,
+// and returns the master's object name and the renditions for the catalog.
+func (p *Pipeline) writePlaylists(ctx context.Context, att catalog.Attempt, plan transcode.Plan,
+	res *uploadResult, keyURI string) (string, []catalog.Rendition, error) {
+	var (
+		variants   []playlist.Variant
+		renditions []catalog.Rendition
+	)
+	for _, r := range res.renditions {
+		var buf bytes.Buffer
+		if err := playlist.WriteMedia(&buf, playlist.Media{KeyURI: keyURI, Segments: r.segments}); err != nil {
+			return "", nil, fmt.Errorf("pipeline: media playlist %s: %w", r.rendition.Name, err)
+		}
+		name := att.Prefix + r.rendition.Name + "/index.m3u8"
+		if err := p.putBytes(ctx, name, buf.Bytes(), contentTypePlaylist); err != nil {
+			return "", nil, err
+		}
+		peak, avg := playlist.Bandwidth(r.segments)
+		var total float64
+		for _, s := range r.segments {
+			total += s.Duration
+		}
+		v := playlist.Variant{
+			URI: r.rendition.Name + "/index.m3u8", Bandwidth: peak, AverageBandwidth: avg, Codecs: r.codecs,
+			Width: r.rendition.Width, Height: r.rendition.Height, FrameRate: plan.FrameRate.Float64(),
+		}
+		variants = append(variants, v)
+		renditions = append(renditions, catalog.Rendition{
+			Name: r.rendition.Name, Playlist: name, Width: v.Width, Height: v.Height, Bandwidth: peak,
+			AverageBandwidth: avg, Codecs: v.Codecs, FrameRate: v.FrameRate, Segments: len(r.segments), Duration: total,
+		})
+	}
+	var buf bytes.Buffer
+	if err := playlist.WriteMaster(&buf, variants); err != nil {
+		return "", nil, fmt.Errorf("pipeline: master playlist: %w", err)
+	}
+	master := att.Prefix + "master.m3u8"
+	if err := p.putBytes(ctx, master, buf.Bytes(), contentTypePlaylist); err != nil {
+		return "", nil, err
+	}
+	return master, renditions, nil
+}
+
+func (p *Pipeline) putBytes(ctx context.Context, name string, b []byte, contentType string) error {
+	if err := p.store.Put(ctx, name, bytes.NewReader(b), int64(len(b)),
+		storage.PutOptions{ContentType: contentType, CacheControl: immutable}); err != nil {
+		return fmt.Errorf("pipeline: upload %s: %w", name, err)
+	}
+	p.metrics.uploadedBytes.Add(float64(len(b)))
+	return nil
+}

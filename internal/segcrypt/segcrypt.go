@@ -1,0 +1,289 @@
+// Package segcrypt encrypts and decrypts whole HLS media segments with
+// AES-128, as RFC 8216 section 4.3.2.4 defines METHOD=AES-128: AES-128-CBC
+// over the entire segment, PKCS7 padding, a 16-byte key and a 16-byte IV.
+//
+// Both directions stream: memory use is a fixed working buffer, whatever the
+// segment size, because segments of long titles can be large and many are
+// processed at once.
+//
+// No error produced here ever contains key bytes.
+package segcrypt
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+)
+
+const (
+	// KeySize is the AES-128 key length in bytes.
+	KeySize = 16
+	// BlockSize is the AES block length in bytes, which is also the IV length.
+	BlockSize = aes.BlockSize
+)
+
+// bufSize is the working buffer. 64 KiB amortises the per-call overhead of
+// CryptBlocks and of the source's Read well enough to stay close to the raw
+// CBC throughput (see BenchmarkEncryptReader vs BenchmarkCBCCeiling) while
+// keeping memory per concurrent segment small. It must be a multiple of
+// BlockSize.
+const bufSize = 64 << 10
+
+var (
+	// ErrBadPadding reports a decrypted segment whose PKCS7 padding is
+	// invalid: a wrong key or IV, or a damaged segment.
+	ErrBadPadding = errors.New("segcrypt: bad padding")
+	// ErrBadLength reports a ciphertext that is empty or not a multiple of
+	// BlockSize, which AES-128-CBC with PKCS7 can never produce.
+	ErrBadLength = errors.New("segcrypt: ciphertext length is not a positive multiple of 16")
+)
+
+func newBlock(key, iv []byte) (cipher.Block, error) {
+	// Only lengths are reported: the key itself must never reach an error
+	// string, since errors end up in logs.
+	if len(key) != KeySize {
+		return nil, fmt.Errorf("segcrypt: key must be %d bytes, got %d", KeySize, len(key))
+	}
+	if len(iv) != BlockSize {
+		return nil, fmt.Errorf("segcrypt: IV must be %d bytes, got %d", BlockSize, len(iv))
+	}
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("segcrypt: cannot create cipher: %w", err)
+	}
+	return b, nil
+}
+
+// EncryptedSize returns the size of the ciphertext of a plainSize-byte
+// segment. PKCS7 always adds 1 to 16 bytes, so an exact multiple of 16 grows
+// by a whole block. A negative plainSize is invalid and yields -1.
+func EncryptedSize(plainSize int64) int64 {
+	if plainSize < 0 {
+		return -1
+	}
+	return plainSize + BlockSize - plainSize%BlockSize
+}
+
+// NewIV returns a fresh random IV from crypto/rand. Each segment gets its own
+// so that identical segment prefixes never produce identical ciphertext.
+func NewIV() ([BlockSize]byte, error) {
+	var iv [BlockSize]byte
+	if _, err := rand.Read(iv[:]); err != nil {
+		return iv, fmt.Errorf("segcrypt: cannot read random IV: %w", err)
+	}
+	return iv, nil
+}
+
+// NewEncryptReader returns a reader yielding the AES-128-CBC ciphertext of
+// src, PKCS7-padded. The key and IV are copied; src is read to EOF. An error
+// from src is returned (wrapped) by Read once the ciphertext produced before
+// it has been consumed.
+//
+// The reader also implements io.WriterTo, so io.Copy writes ciphertext
+// straight from its working buffer.
+func NewEncryptReader(src io.Reader, key, iv []byte) (io.Reader, error) {
+	b, err := newBlock(key, iv)
+	if err != nil {
+		return nil, err
+	}
+	return &encryptReader{
+		src:  src,
+		mode: cipher.NewCBCEncrypter(b, iv),
+		// One spare block for the padding of a short final chunk.
+		buf: make([]byte, bufSize+BlockSize),
+	}, nil
+}
+
+type encryptReader struct {
+	src  io.Reader
+	mode cipher.BlockMode
+	buf  []byte
+	out  []byte // ciphertext not yet handed out; a sub-slice of buf
+	err  error  // sticky: io.EOF after the padded final block, or a source error
+}
+
+// fill encrypts the next chunk into buf. It is only called once out is empty.
+func (e *encryptReader) fill() {
+	// ReadFull, not Read: CBC needs whole blocks, and a full chunk per
+	// CryptBlocks call is what keeps the throughput near the ceiling.
+	n, err := io.ReadFull(e.src, e.buf[:bufSize])
+	switch err {
+	case nil:
+		e.mode.CryptBlocks(e.buf[:n], e.buf[:n])
+		e.out = e.buf[:n]
+	case io.EOF, io.ErrUnexpectedEOF:
+		// The end of the segment may fall on a chunk boundary, in which
+		// case n is 0 and the output is a padding block alone.
+		pad := BlockSize - n%BlockSize
+		for i := n; i < n+pad; i++ {
+			e.buf[i] = byte(pad)
+		}
+		n += pad
+		e.mode.CryptBlocks(e.buf[:n], e.buf[:n])
+		e.out = e.buf[:n]
+		e.err = io.EOF
+	default:
+		// Bytes read alongside the error are dropped: the ciphertext of a
+		// segment whose source failed is useless anyway.
+		e.err = fmt.Errorf("segcrypt: reading plaintext: %w", err)
+	}
+}
+
+func (e *encryptReader) Read(p []byte) (int, error) {
+	for len(e.out) == 0 {
+		if e.err != nil {
+			return 0, e.err
+		}
+		e.fill()
+	}
+	n := copy(p, e.out)
+	e.out = e.out[n:]
+	return n, nil
+}
+
+// WriteTo writes the whole ciphertext to w without an intermediate copy.
+func (e *encryptReader) WriteTo(w io.Writer) (int64, error) {
+	return writeTo(w, &e.out, &e.err, e.fill)
+}
+
+// NewDecryptReader returns a reader yielding the plaintext of the
+// AES-128-CBC, PKCS7-padded ciphertext read from src.
+//
+// It holds back the last decrypted block until src reports EOF, then checks
+// and strips the padding. A bad padding surfaces as ErrBadPadding and a
+// ciphertext that is empty or not a multiple of 16 bytes as ErrBadLength,
+// both returned by Read after the plaintext before the bad block. Because
+// the output streams, a caller must discard everything it read when Read
+// returns any error other than io.EOF.
+func NewDecryptReader(src io.Reader, key, iv []byte) (io.Reader, error) {
+	b, err := newBlock(key, iv)
+	if err != nil {
+		return nil, err
+	}
+	return &decryptReader{
+		src:  src,
+		mode: cipher.NewCBCDecrypter(b, iv),
+		// buf[:BlockSize] carries the held-back block in front of the
+		// next chunk so that both can be handed out as one slice.
+		buf: make([]byte, BlockSize+bufSize),
+	}, nil
+}
+
+type decryptReader struct {
+	src  io.Reader
+	mode cipher.BlockMode
+	buf  []byte
+	out  []byte
+	err  error
+
+	// held is true when next holds the decrypted last block of the
+	// previous chunk, not yet released because it may carry the padding.
+	held bool
+	next [BlockSize]byte
+	seen bool // any ciphertext byte read at all
+}
+
+func (d *decryptReader) fill() {
+	start := BlockSize
+	if d.held {
+		// out is empty, so buf[:BlockSize] is no longer referenced.
+		copy(d.buf[:BlockSize], d.next[:])
+		start = 0
+	}
+	n, err := io.ReadFull(d.src, d.buf[BlockSize:])
+	final := false
+	switch err {
+	case nil:
+	case io.EOF, io.ErrUnexpectedEOF:
+		final = true
+	default:
+		d.err = fmt.Errorf("segcrypt: reading ciphertext: %w", err)
+		return
+	}
+	if n%BlockSize != 0 || (final && n == 0 && !d.seen) {
+		d.err = ErrBadLength
+		return
+	}
+	d.seen = d.seen || n > 0
+	end := BlockSize + n
+	d.mode.CryptBlocks(d.buf[BlockSize:end], d.buf[BlockSize:end])
+	if !final {
+		// n == bufSize here, so there is always a block to hold back.
+		copy(d.next[:], d.buf[end-BlockSize:end])
+		d.held = true
+		d.out = d.buf[start : end-BlockSize]
+		return
+	}
+	plain := d.buf[start:end]
+	pad, ok := checkPadding(plain[len(plain)-BlockSize:])
+	if !ok {
+		d.err = ErrBadPadding
+		return
+	}
+	d.out = plain[:len(plain)-pad]
+	d.held = false
+	d.err = io.EOF
+}
+
+// checkPadding validates PKCS7 padding on the final block without branching
+// on the padding bytes, so that timing does not tell how much of it was right.
+func checkPadding(last []byte) (int, bool) {
+	pad := int(last[BlockSize-1])
+	good := subtle.ConstantTimeLessOrEq(1, pad) & subtle.ConstantTimeLessOrEq(pad, BlockSize)
+	for i := 0; i < BlockSize; i++ {
+		// Byte i belongs to the padding when i >= BlockSize-pad; written
+		// as BlockSize-i <= pad so that both operands stay non-negative,
+		// as ConstantTimeLessOrEq requires.
+		inPad := subtle.ConstantTimeLessOrEq(BlockSize-i, pad)
+		match := subtle.ConstantTimeByteEq(last[i], byte(pad))
+		good &= match | (inPad ^ 1)
+	}
+	return pad, good == 1
+}
+
+func (d *decryptReader) Read(p []byte) (int, error) {
+	for len(d.out) == 0 {
+		if d.err != nil {
+			return 0, d.err
+		}
+		d.fill()
+	}
+	n := copy(p, d.out)
+	d.out = d.out[n:]
+	return n, nil
+}
+
+// WriteTo writes the whole plaintext to w without an intermediate copy.
+func (d *decryptReader) WriteTo(w io.Writer) (int64, error) {
+	return writeTo(w, &d.out, &d.err, d.fill)
+}
+
+// writeTo drains a chunked reader into w; io.EOF ends it without error, as
+// io.WriterTo requires.
+func writeTo(w io.Writer, out *[]byte, errp *error, fill func()) (int64, error) {
+	var total int64
+	for {
+		if len(*out) > 0 {
+			n, err := w.Write(*out)
+			total += int64(n)
+			*out = (*out)[n:]
+			if err != nil {
+				return total, err
+			}
+			if len(*out) > 0 {
+				return total, io.ErrShortWrite
+			}
+		}
+		if *errp != nil {
+			if *errp == io.EOF {
+				return total, nil
+			}
+			return total, *errp
+		}
+		fill()
+	}
+}

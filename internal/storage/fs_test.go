@@ -1,0 +1,121 @@
+package storage
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func newTestFS(t testing.TB) *FS {
+	t.Helper()
+	f, err := NewFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func TestFS(t *testing.T) {
+	testStore(t, newTestFS(t))
+}
+
+func TestFSLayout(t *testing.T) {
+	f := newTestFS(t)
+	mustPut(t, f, "hls/v1/seg.ts", []byte("seg"), PutOptions{})
+
+	fi, err := os.Stat(filepath.Join(f.dir, "hls", "v1", "seg.ts"))
+	if err != nil {
+		t.Fatalf("object is not at dir/name: %v", err)
+	}
+	if perm := fi.Mode().Perm(); perm != 0o644 {
+		t.Errorf("object mode %v, want 0644", perm)
+	}
+	if want := "file://" + f.dir; f.String() != want {
+		t.Errorf("String() = %q, want %q", f.String(), want)
+	}
+
+	t.Run("temporary files are invisible", func(t *testing.T) {
+		stale := filepath.Join(f.dir, "hls", "v1", tmpPrefix+"123")
+		if err := os.WriteFile(stale, []byte("half"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(stale)
+		var got []string
+		f.List(t.Context(), "", func(o ObjectInfo) error { got = append(got, o.Name); return nil })
+		if !slices.Equal(got, []string{"hls/v1/seg.ts"}) {
+			t.Errorf("List = %q", got)
+		}
+		if _, err := f.Stat(t.Context(), "hls/v1/"+tmpPrefix+"123"); !errors.Is(err, ErrInvalidName) {
+			t.Errorf("Stat(temporary file): err = %v, want ErrInvalidName", err)
+		}
+	})
+
+	t.Run("object below an object", func(t *testing.T) {
+		err := f.Put(t.Context(), "hls/v1/seg.ts/x", strings.NewReader("x"), 1, PutOptions{})
+		if err == nil || errors.Is(err, ErrExists) {
+			t.Errorf("Put below an object: err = %v, want a plain error", err)
+		}
+		assertNoTemp(t, f)
+	})
+
+	t.Run("name of a directory", func(t *testing.T) {
+		err := f.Put(t.Context(), "hls/v1", strings.NewReader("x"), 1, PutOptions{})
+		if err == nil || errors.Is(err, ErrExists) {
+			t.Errorf("Put over a directory: err = %v, want a plain error", err)
+		}
+		if err := f.Delete(t.Context(), "hls/v1"); err != nil {
+			t.Errorf("Delete(directory) = %v, want nil (not an object)", err)
+		}
+		if got := mustGet(t, f, "hls/v1/seg.ts"); string(got) != "seg" {
+			t.Errorf("directory content changed: %q", got)
+		}
+	})
+
+	t.Run("delete prunes empty directories", func(t *testing.T) {
+		mustPut(t, f, "gc/v1/a/b/c.ts", []byte("x"), PutOptions{})
+		if err := f.Delete(t.Context(), "gc/v1/a/b/c.ts"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(f.dir, "gc")); !os.IsNotExist(err) {
+			t.Errorf("empty directories remain: %v", err)
+		}
+		if _, err := os.Stat(f.dir); err != nil {
+			t.Errorf("root removed: %v", err)
+		}
+	})
+}
+
+func TestNewFS(t *testing.T) {
+	t.Run("creates the directory", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "a", "b")
+		if _, err := NewFS(dir); err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			t.Fatalf("directory not created: %v", err)
+		}
+	})
+	t.Run("relative becomes absolute", func(t *testing.T) {
+		t.Chdir(t.TempDir())
+		f, err := NewFS("store")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !filepath.IsAbs(f.dir) {
+			t.Errorf("dir %q is relative", f.dir)
+		}
+	})
+	t.Run("not a directory", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "file")
+		os.WriteFile(file, nil, 0o644)
+		if _, err := NewFS(file); err == nil {
+			t.Error("NewFS on a file succeeded")
+		}
+		if _, err := NewFS(""); err == nil {
+			t.Error(`NewFS("") succeeded`)
+		}
+	})
+}

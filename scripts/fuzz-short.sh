@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# scripts/fuzz-short.sh: run every fuzz target under internal/ for a short
+# while, one after the other (go test -fuzz takes one target at a time).
+#
+# Targets are found by grep, so new ones are picked up without editing
+# anything: a line `func FuzzXxx(f *testing.F)` in a *_test.go file.
+#
+# Usage: scripts/fuzz-short.sh [--list]
+#   --list      print "package-dir FuzzName" lines and exit (dry run)
+#   FUZZTIME    per-target budget (default 10s)
+# Every target runs even if an earlier one fails; the exit status is non-zero
+# if any failed. A failing input is written to the package's testdata/fuzz/.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if [ -x /usr/local/go/bin/go ]; then PATH="/usr/local/go/bin:$PATH"; fi
+
+FUZZTIME="${FUZZTIME:-10s}"
+
+discover() {
+	[ -d internal ] || return 0
+	grep -rE --include='*_test.go' --exclude-dir=testdata --exclude-dir=vendor \
+		'^func Fuzz[A-Za-z0-9_]*\([A-Za-z0-9_]* *\*testing\.F\)' internal |
+		sed -E 's#^(.*)/[^/]*_test\.go:func (Fuzz[A-Za-z0-9_]*)\(.*#\1 \2#' |
+		sort -u || true
+}
+
+mapfile -t targets < <(discover)
+
+if [ "${1:-}" = "--list" ]; then
+	printf '%s\n' "${targets[@]+"${targets[@]}"}"
+	echo "fuzz-short: ${#targets[@]} target(s), ${FUZZTIME} each" >&2
+	exit 0
+fi
+
+if [ "${#targets[@]}" -eq 0 ]; then
+	echo "fuzz-short: no fuzz targets under internal/"
+	exit 0
+fi
+
+failed=()
+for t in "${targets[@]}"; do
+	read -r dir name <<<"$t"
+	echo "=== fuzz ./$dir $name ($FUZZTIME)"
+	if ! go test -run='^$' -fuzz="^${name}\$" -fuzztime="$FUZZTIME" "./$dir"; then
+		failed+=("./$dir $name")
+	fi
+done
+
+if [ "${#failed[@]}" -gt 0 ]; then
+	echo "fuzz-short: ${#failed[@]} of ${#targets[@]} target(s) failed:" >&2
+	printf '  %s\n' "${failed[@]}" >&2
+	exit 1
+fi
+echo "fuzz-short: all ${#targets[@]} target(s) passed"
