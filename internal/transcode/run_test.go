@@ -190,10 +190,13 @@ func TestTranscodeLadder(t *testing.T) {
 
 func TestTranscodeRotated(t *testing.T) {
 	ff, _ := testenv.FFmpeg(t)
-	// ffmpeg 5.1 has no -display_rotation; the mp4 muxer turns the legacy
-	// rotate tag into a display matrix.
-	src := testenv.MakeSource(t, t.TempDir(), testenv.Source{Width: 320, Height: 240, Seconds: 1, FPS: 25,
-		Extra: []string{"-metadata:s:v", "rotate=90"}})
+	// ffmpeg 5.1 has no -display_rotation, and -metadata:s:v rotate=90 is
+	// dropped when encoding: only a stream-copy remux turns the legacy tag
+	// into the mp4 display matrix.
+	dir := t.TempDir()
+	plain := testenv.MakeSource(t, dir, testenv.Source{Width: 320, Height: 240, Seconds: 1, FPS: 25})
+	src := filepath.Join(dir, "rotated.mp4")
+	ffmpegRun(t, "-i", plain, "-c", "copy", "-metadata:s:v", "rotate=90", src)
 	probe, plan, args, out := prepare(t, src, "240p:300k", time.Second)
 	v := probe.Video
 	if (v.Rotation != 90 && v.Rotation != 270) || v.DisplayWidth != 240 || v.DisplayHeight != 320 {

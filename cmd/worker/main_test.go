@@ -1,0 +1,316 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/hlsvault/hlsvault/internal/catalog"
+	"github.com/hlsvault/hlsvault/internal/testenv"
+	"github.com/hlsvault/hlsvault/jobs"
+)
+
+var buildOnce = map[string]*struct {
+	once sync.Once
+	path string
+	err  error
+}{"worker": {}, "enqueue": {}}
+
+var binDir string
+
+// binary builds ./cmd/NAME once per test run.
+func binary(t *testing.T, name string) string {
+	t.Helper()
+	b := buildOnce[name]
+	b.once.Do(func() {
+		out := filepath.Join(binDir, name)
+		cmd := exec.Command("go", "build", "-o", out, "github.com/hlsvault/hlsvault/cmd/"+name)
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build %s: %v\n%s", name, err, msg)
+		}
+		b.path = out
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
+}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "hlsvault-bin-")
+	if err != nil {
+		panic(err)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func testKEK() string {
+	raw := make([]byte, 32)
+	for i := range raw {
+		raw[i] = byte(5*i + 3)
+	}
+	return base64.StdEncoding.EncodeToString(raw)
+}
+
+// testEnv is a complete, isolated configuration: its own database, queues,
+// storage directory and temp directory.
+func testEnv(t *testing.T) map[string]string {
+	t.Helper()
+	ffmpeg, ffprobe := testenv.FFmpeg(t)
+	return map[string]string{
+		"REDIS_URL":          "redis://" + testenv.RedisAddr(t) + "/0",
+		"DATABASE_URL":       testenv.DatabaseURL(t),
+		"STORAGE_URL":        "file://" + t.TempDir(),
+		"KEY_ENCRYPTION_KEY": testKEK(),
+		"KEY_URI_TEMPLATE":   "https://video.example.com/v1/keys/{key_id}",
+		"LADDER":             "240p:300k:64k,144p:150k:64k",
+		"SEGMENT_SECONDS":    "1",
+		"X264_PRESET":        "ultrafast",
+		"QUEUE_PREFIX":       testenv.Name("q"),
+		"METRICS_ADDR":       "127.0.0.1:0",
+		"SHUTDOWN_TIMEOUT":   "10s",
+		"TMPDIR":             t.TempDir(),
+		"FFMPEG":             ffmpeg,
+		"FFPROBE":            ffprobe,
+		"PATH":               os.Getenv("PATH"),
+		"HOME":               os.Getenv("HOME"),
+	}
+}
+
+func (e envMap) get(k string) string { return e[k] }
+
+type envMap map[string]string
+
+func (e envMap) list() []string {
+	var out []string
+	for k, v := range e {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+func runEnqueue(t *testing.T, env envMap, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(binary(t, "enqueue"), args...)
+	cmd.Env = env.list()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+func TestRefusesToStartWithoutKEK(t *testing.T) {
+	env := envMap(testEnv(t))
+	delete(env, "KEY_ENCRYPTION_KEY")
+	err := run(context.Background(), nil, env.get, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "KEY_ENCRYPTION_KEY") {
+		t.Fatalf("err = %v, want a KEY_ENCRYPTION_KEY error", err)
+	}
+	env["KEY_ENCRYPTION_KEY"] = "c2hvcnQ="
+	if err := run(context.Background(), nil, env.get, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "32 bytes") {
+		t.Fatalf("short KEK: err = %v", err)
+	}
+}
+
+func TestRetryDelay(t *testing.T) {
+	for n, want := range map[int]time.Duration{0: 10 * time.Second, 1: 20 * time.Second, 3: 80 * time.Second, 20: 10 * time.Minute} {
+		d := RetryDelay(n)
+		if d < want*8/10 || d > want*12/10 {
+			t.Errorf("RetryDelay(%d) = %v, want %v ±20%%", n, d, want)
+		}
+	}
+}
+
+// TestEnqueueAndWorker drives both programs as a user would: the worker in
+// process, the enqueue CLI as a real process.
+func TestEnqueueAndWorker(t *testing.T) {
+	env := envMap(testEnv(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, env.get, io.Discard, &stderr) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("worker: %v", err)
+		}
+	})
+
+	dir := t.TempDir()
+	src := testenv.MakeSource(t, dir, testenv.Source{Width: 320, Height: 240, Seconds: 2, Audio: true})
+	out, err := runEnqueue(t, env, "transcode", "--video", "clip-1", "--source", src, "--wait")
+	if err != nil || !strings.Contains(out, "published video clip-1 version 1") {
+		t.Fatalf("enqueue --wait: %v\n%s\nworker log:\n%s", err, out, stderr.String())
+	}
+	out, err = runEnqueue(t, env, "transcode", "--video", "clip-1", "--source", src)
+	if err != nil || !strings.Contains(out, "already published") {
+		t.Fatalf("second enqueue of the same file: %v\n%s", err, out)
+	}
+	out, err = runEnqueue(t, env, "status", "--video", "clip-1")
+	if err != nil {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	var st catalog.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil || st.State != catalog.Published || st.Version != 1 ||
+		st.Master != "hls/clip-1/v1/master.m3u8" || len(st.Renditions) != 2 {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	out, err = runEnqueue(t, env, "verify", "--video", "clip-1")
+	if err != nil || !strings.Contains(out, "verified") {
+		t.Fatalf("verify: %v\n%s", err, out)
+	}
+
+	bad := filepath.Join(dir, "-bad name|.mp4")
+	os.WriteFile(bad, []byte("#EXTM3U\n#EXTINF:1,\nfile:///etc/passwd\n"), 0o644)
+	out, err = runEnqueue(t, env, "transcode", "--video", "clip-2", "--source", bad, "--wait")
+	if err == nil || !strings.Contains(out, "job failed") || !strings.Contains(out, "playlist") {
+		t.Fatalf("bad source: %v\n%s", err, out)
+	}
+	out, err = runEnqueue(t, env, "transcode", "--video", "../x", "--source", src)
+	if err == nil || !strings.Contains(out, "invalid video id") {
+		t.Fatalf("bad id: %v\n%s", err, out)
+	}
+	if strings.Contains(stderr.String(), "panic") {
+		t.Fatalf("worker log:\n%s", stderr.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestSIGTERMRequeues stops a real worker process in the middle of ffmpeg:
+// ffmpeg must be gone, the temp directory removed, and the task back in the
+// queue without a spent retry; a new worker then publishes it.
+func TestSIGTERMRequeues(t *testing.T) {
+	env := envMap(testEnv(t))
+	env["LADDER"] = "360p:600k:64k,240p:300k:64k"
+	env["X264_PRESET"] = "medium"
+	src := testenv.MakeSource(t, t.TempDir(), testenv.Source{Width: 640, Height: 360, Seconds: 30, Audio: true})
+
+	start := func() (*exec.Cmd, *syncBuffer) {
+		cmd := exec.Command(binary(t, "worker"))
+		cmd.Env = env.list()
+		logs := &syncBuffer{}
+		cmd.Stdout, cmd.Stderr = logs, logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd, logs
+	}
+	worker, logs := start()
+	if out, err := runEnqueue(t, env, "transcode", "--video", "long", "--source", src); err != nil {
+		t.Fatalf("enqueue: %v\n%s", err, out)
+	}
+	// Wait until ffmpeg is encoding.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, _ := runEnqueue(t, env, "status", "--video", "long")
+		var st catalog.Status
+		json.Unmarshal([]byte(out), &st)
+		if st.State == catalog.Processing && st.Progress > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job never made progress: %s\nworker log:\n%s", out, logs.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if n := ffmpegsUnder(env["TMPDIR"]); n == 0 {
+		t.Fatal("no ffmpeg running under the worker's temp dir")
+	}
+	stopped := time.Now()
+	worker.Process.Signal(syscall.SIGTERM)
+	if err := worker.Wait(); err != nil {
+		t.Fatalf("worker exit: %v\n%s", err, logs.String())
+	}
+	if d := time.Since(stopped); d > 10*time.Second {
+		t.Errorf("shutdown took %v", d)
+	}
+	if n := ffmpegsUnder(env["TMPDIR"]); n != 0 {
+		t.Errorf("%d ffmpeg processes left behind", n)
+	}
+	if left, _ := filepath.Glob(filepath.Join(env["TMPDIR"], "hlsvault-job-*")); len(left) != 0 {
+		t.Errorf("temp dirs left behind: %v", left)
+	}
+	out, _ := runEnqueue(t, env, "status", "--video", "long")
+	if !strings.Contains(out, `"state": "queued"`) {
+		t.Errorf("after SIGTERM the job is not queued:\n%s", out)
+	}
+	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: testenv.RedisAddr(t)})
+	defer insp.Close()
+	info, err := insp.GetTaskInfo(jobs.QueueNames(env["QUEUE_PREFIX"]).Transcode, jobs.TaskID("long", sourceOf(t, out)))
+	if err != nil {
+		t.Fatalf("task after SIGTERM: %v", err)
+	}
+	if info.Retried != 0 || (info.State != asynq.TaskStatePending && info.State != asynq.TaskStateRetry) {
+		t.Errorf("task after SIGTERM: state %v, retried %d; want back in the queue, no retry spent", info.State, info.Retried)
+	}
+
+	// A new worker finishes the job.
+	_, logs2 := start()
+	if out, err := runEnqueue(t, env, "transcode", "--video", "long", "--source", src, "--wait", "--wait-timeout", "3m"); err != nil {
+		t.Fatalf("after restart: %v\n%s\n%s", err, out, logs2.String())
+	}
+	if out, err := runEnqueue(t, env, "verify", "--video", "long"); err != nil {
+		t.Fatalf("verify: %v\n%s", err, out)
+	}
+}
+
+func sourceOf(t *testing.T, statusJSON string) string {
+	var st catalog.Status
+	if err := json.Unmarshal([]byte(statusJSON), &st); err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	return st.Source
+}
+
+// ffmpegsUnder counts live ffmpeg processes whose arguments mention dir.
+func ffmpegsUnder(dir string) int {
+	n := 0
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !bytes.Contains(b, []byte(dir)) {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join(filepath.Dir(p), "stat"))
+		if err != nil || bytes.Contains(stat, []byte(") Z ")) {
+			continue
+		}
+		if argv0 := strings.SplitN(string(b), "\x00", 2)[0]; strings.HasSuffix(argv0, "ffmpeg") {
+			n++
+		}
+	}
+	return n
+}
