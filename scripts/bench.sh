@@ -1,4 +1,21 @@
 #!/usr/bin/env bash
-# Placeholder: the lead writes scripts/bench.sh.
-echo "bench.sh: not written yet" >&2
-exit 1
+# make bench: figures measured in one run on this machine (medians of
+# interleaved runs; compare only figures from the same run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+go build -o bin/ ./cmd/...
+
+echo "== AES-128-CBC: segment encryption vs the in-process ceiling (go test -bench, 5 runs)"
+go test -run '^$' -bench 'EncryptReader|CBCCeiling' -benchtime 1s -count 5 ./internal/segcrypt/ | tee .cache/bench-segcrypt.txt
+awk '/BenchmarkEncryptReader/ {e[++ne]=$(NF-1)} /BenchmarkCBCCeiling/ {c[++nc]=$(NF-1)}
+  function med(a,n,  i,j,t){for(i=1;i<=n;i++)for(j=i+1;j<=n;j++)if(a[j]<a[i]){t=a[i];a[i]=a[j];a[j]=t} return a[int((n+1)/2)]}
+  END {me=med(e,ne); mc=med(c,nc); printf "encrypt reader %.0f MB/s, ceiling %.0f MB/s, ratio %.2f (medians)\n", me, mc, me/mc}' .cache/bench-segcrypt.txt
+
+echo
+echo "== storage: 2 MiB Put, filesystem and Azurite"
+go test -run '^$' -bench 'Put' -benchtime 1s -count 3 ./internal/storage/
+
+echo
+echo "== worker vs bare ffmpeg (1080p, 4 rungs)"
+./bin/hlsbench "$@"

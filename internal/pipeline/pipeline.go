@@ -268,7 +268,7 @@ func (p *Pipeline) run(ctx context.Context, log *slog.Logger, att catalog.Attemp
 	if err := os.Mkdir(out, 0o700); err != nil {
 		return false, fmt.Errorf("pipeline: %w", err)
 	}
-	res, err := p.transcodeAndUpload(ctx, log, att, plan, src, out, ck)
+	res, err := p.transcodeAndUpload(ctx, log, att, plan, src, probe.Size, out, ck)
 	if err != nil {
 		return false, err
 	}

@@ -47,7 +47,7 @@ type segmentJob struct {
 // transcodeAndUpload runs ffmpeg and, while it runs, uploads every segment
 // it finishes. It returns once ffmpeg has exited and every segment is stored.
 func (p *Pipeline) transcodeAndUpload(ctx context.Context, log *slog.Logger, att catalog.Attempt,
-	plan transcode.Plan, src, out string, ck keys.ContentKey) (*uploadResult, error) {
+	plan transcode.Plan, src string, srcSize int64, out string, ck keys.ContentKey) (*uploadResult, error) {
 	args, err := transcode.Args(plan, src, out, transcode.ArgsOptions{Preset: p.cfg.Preset})
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
@@ -62,7 +62,11 @@ func (p *Pipeline) transcodeAndUpload(ctx context.Context, log *slog.Logger, att
 	var mu sync.Mutex // guards the segments slices
 
 	ffmpegDone := make(chan error, 1)
-	runner := transcode.Runner{FFmpeg: p.cfg.FFmpeg, Logger: log, KillGrace: 2 * time.Second}
+	// Uploaded segments are deleted, so what is on disk at once is a few
+	// segments per rendition: a hostile input that makes ffmpeg write far
+	// more than its own size is stopped.
+	runner := transcode.Runner{FFmpeg: p.cfg.FFmpeg, Logger: log, KillGrace: 2 * time.Second,
+		OutDir: out, MaxOutputBytes: 2*srcSize + 1<<30}
 	progress := &progressReporter{p: p, ctx: gctx, jobID: att.Job.ID, duration: plan.Duration}
 	started := time.Now()
 	go func() {

@@ -212,6 +212,29 @@ func TestTranscodeRotated(t *testing.T) {
 	checkOutput(t, plan, out, 1)
 }
 
+// TestTranscodeVFR feeds a variable-rate source (1 s at 30 fps, then 2 s
+// at 15 fps): fps= makes it constant, so a keyframe every GOP frames is a
+// keyframe every second on every rung.
+func TestTranscodeVFR(t *testing.T) {
+	ff, _ := testenv.FFmpeg(t)
+	src := filepath.Join(t.TempDir(), "vfr.mkv")
+	ffmpegRun(t, "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30:duration=2",
+		"-vf", "setpts='(N+max(N-30,0))/30/TB'", "-fps_mode", "passthrough",
+		"-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", src)
+	_, plan, args, out := prepare(t, src, "240p:300k,144p:150k", time.Second)
+	r := Runner{FFmpeg: ff, Logger: testLogger(t)}
+	if err := r.Run(testContext(t), args, nil); err != nil {
+		t.Fatal(err)
+	}
+	checkOutput(t, plan, out, 3)
+	extinf, _ := mediaPlaylist(t, filepath.Join(out, plan.Renditions[0].Name, "index.m3u8"))
+	for _, d := range extinf[:len(extinf)-1] {
+		if d != "1.000000," {
+			t.Fatalf("EXTINF %v: want whole seconds but the last", extinf)
+		}
+	}
+}
+
 // liveMembers counts the non-zombie processes of a group.
 func liveMembers(t *testing.T, pgid int) int {
 	t.Helper()

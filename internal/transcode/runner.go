@@ -34,7 +34,7 @@ type Runner struct {
 	// default 2s.
 	KillGrace time.Duration
 	// OnStart, if set, is called with ffmpeg's pid, which is also its
-	// process group id, right after it starts.
+	// process group id, right after it starts and before any progress.
 	OnStart func(pid int)
 }
 
@@ -44,10 +44,11 @@ const outputPoll = time.Second
 var errOutputCap = errors.New("output cap exceeded")
 
 // Run executes ffmpeg with args (from Args) and reports each -progress block
-// to onProgress (which may be nil, and should return quickly: ffmpeg stalls
-// while it blocks). ffmpeg runs in its own process group with stdin closed
-// and dies with the worker (Pdeathsig). On failure the error carries the
-// last 4 KiB of stderr: "transcode: ffmpeg: exit status 1: <tail>".
+// to onProgress, on another goroutine (it may be nil, and should return
+// quickly: ffmpeg stalls while it blocks). ffmpeg runs in its own process
+// group with stdin closed and dies with the worker (Pdeathsig). On failure
+// the error carries the last 4 KiB of stderr:
+// "transcode: ffmpeg: exit status 1: <tail>".
 //
 // Cancelling ctx, the Timeout and the output cap all stop ffmpeg the same
 // way: SIGTERM to the group, SIGKILL after KillGrace. Run returns only when
@@ -82,6 +83,8 @@ func (r *Runner) Run(ctx context.Context, args []string, onProgress func(Progres
 	}
 
 	cmd := exec.CommandContext(runCtx, r.FFmpeg, args...)
+	// Pdeathsig is tied to the starting OS thread; Go only retires threads
+	// of goroutines that exit while locked to them, which we never do.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	// ffmpeg treats SIGTERM like q: it stops reading, flushes and exits.
 	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid, syscall.SIGTERM) }
@@ -93,9 +96,11 @@ func (r *Runner) Run(ctx context.Context, args []string, onProgress func(Progres
 	pr, pw := io.Pipe()
 	cmd.Stdout = pw
 
-	parsed := make(chan struct{})
+	// onProgress waits for OnStart, so callers can rely on their order.
+	started, parsed := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(parsed)
+		<-started
 		if err := ParseProgress(pr, onProgress); err != nil {
 			log.Warn("ignoring ffmpeg progress", "err", err)
 		}
@@ -105,6 +110,7 @@ func (r *Runner) Run(ctx context.Context, args []string, onProgress func(Progres
 
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
+		close(started)
 		pw.Close()
 		<-parsed
 		return fmt.Errorf("transcode: start ffmpeg: %w", err)
@@ -114,6 +120,7 @@ func (r *Runner) Run(ctx context.Context, args []string, onProgress func(Progres
 	if r.OnStart != nil {
 		r.OnStart(pgid)
 	}
+	close(started)
 
 	exited := make(chan struct{})
 	if r.MaxOutputBytes > 0 {

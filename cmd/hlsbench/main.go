@@ -1,0 +1,377 @@
+// Command hlsbench measures the worker against bare ffmpeg, in one run, and
+// prints ratios (medians of interleaved runs; these machines are noisy, so
+// only figures from the same run are compared).
+//
+//	worker end to end (enqueue → published, Azurite) / one bare ffmpeg for the same ladder on local disk
+//	CPU of the one-process ladder / one ffmpeg process per rung
+//	the worker's own peak RSS (ffmpeg excluded) for a short and a long source
+//
+// It expects the services of `make services` and ./bin/worker (make build).
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hlsvault/hlsvault/internal/catalog"
+	"github.com/hlsvault/hlsvault/internal/config"
+	"github.com/hlsvault/hlsvault/internal/storage"
+	"github.com/hlsvault/hlsvault/internal/transcode"
+	"github.com/hlsvault/hlsvault/jobs"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "hlsbench:", err)
+		os.Exit(1)
+	}
+}
+
+// Config of one benchmark run.
+type Config struct {
+	Dir          string
+	Worker       string
+	Runs         int
+	Seconds      int
+	ShortSeconds int
+	LongSeconds  int
+	Preset       string
+	DatabaseURL  string
+	RedisURL     string
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var c Config
+	fs := flag.NewFlagSet("hlsbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.Dir, "dir", ".cache/bench", "work directory (sources are kept between runs)")
+	fs.StringVar(&c.Worker, "worker", "bin/worker", "worker binary")
+	fs.IntVar(&c.Runs, "runs", 3, "interleaved runs per figure")
+	fs.IntVar(&c.Seconds, "seconds", 20, "duration of the 1080p source")
+	fs.IntVar(&c.ShortSeconds, "short-seconds", 10, "short source for the RSS figure")
+	fs.IntVar(&c.LongSeconds, "long-seconds", 120, "long source for the RSS figure")
+	fs.StringVar(&c.Preset, "preset", "veryfast", "x264 preset")
+	fs.StringVar(&c.DatabaseURL, "database-url", config.Getenv(getenv, "DATABASE_URL", config.DefaultDatabaseURL), "PostgreSQL")
+	fs.StringVar(&c.RedisURL, "redis-url", config.Getenv(getenv, "REDIS_URL", config.DefaultRedisURL), "Redis")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		return err
+	}
+	dir, err := filepath.Abs(c.Dir)
+	if err != nil {
+		return err
+	}
+	c.Dir = dir
+	b := &bench{cfg: c, getenv: getenv, out: stdout, log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	return b.run(ctx)
+}
+
+type bench struct {
+	cfg    Config
+	getenv func(string) string
+	out    io.Writer
+	log    *slog.Logger
+	db     *catalog.DB
+	client *jobs.Client
+	env    []string
+	queue  string
+}
+
+func (b *bench) progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "  "+format+"\n", args...)
+}
+
+func (b *bench) run(ctx context.Context) error {
+	src, err := b.source(ctx, "src_1080p", 1920, 1080, b.cfg.Seconds)
+	if err != nil {
+		return err
+	}
+	short, err := b.source(ctx, "src_480p_short", 854, 480, b.cfg.ShortSeconds)
+	if err != nil {
+		return err
+	}
+	long, err := b.source(ctx, "src_480p_long", 854, 480, b.cfg.LongSeconds)
+	if err != nil {
+		return err
+	}
+	if err := b.setup(ctx); err != nil {
+		return err
+	}
+	defer b.db.Close()
+	defer b.client.Close()
+
+	probe, err := transcode.ProbeFile(ctx, "ffprobe", src, transcode.DefaultLimits())
+	if err != nil {
+		return err
+	}
+	plan, err := transcode.PlanLadder(probe, transcode.DefaultLadder(), 4*time.Second)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(b.out, "source: %dx%d, %v, ladder %s, preset %s, %d cores\n", probe.Video.DisplayWidth, probe.Video.DisplayHeight,
+		probe.Duration, names(plan), b.cfg.Preset, nproc())
+
+	var bareWall, bareCPU, perRungCPU, workerWall, e2eRatio, cpuRatio []float64
+	for i := range b.cfg.Runs {
+		b.progress("run %d/%d: bare ffmpeg (one process, whole ladder)", i+1, b.cfg.Runs)
+		w, cpu, err := b.ffmpeg(ctx, plan, src)
+		if err != nil {
+			return err
+		}
+		bareWall, bareCPU = append(bareWall, w), append(bareCPU, cpu)
+		b.progress("run %d/%d: one ffmpeg process per rung", i+1, b.cfg.Runs)
+		var rungCPU float64
+		for _, r := range plan.Renditions {
+			one := plan
+			one.Renditions = []transcode.Rendition{r}
+			_, cpu, err := b.ffmpeg(ctx, one, src)
+			if err != nil {
+				return err
+			}
+			rungCPU += cpu
+		}
+		perRungCPU = append(perRungCPU, rungCPU)
+		b.progress("run %d/%d: worker end to end (Azurite)", i+1, b.cfg.Runs)
+		ww, _, err := b.worker(ctx, src)
+		if err != nil {
+			return err
+		}
+		workerWall = append(workerWall, ww)
+		e2eRatio = append(e2eRatio, ww/w)
+		cpuRatio = append(cpuRatio, bareCPU[i]/rungCPU)
+	}
+	b.progress("worker peak RSS: short source")
+	_, rssShort, err := b.worker(ctx, short)
+	if err != nil {
+		return err
+	}
+	b.progress("worker peak RSS: long source")
+	_, rssLong, err := b.worker(ctx, long)
+	if err != nil {
+		return err
+	}
+
+	fmt.Fprintf(b.out, "\n%-58s %-26s %9s %s\n", "figure", "runs", "median", "target")
+	row := func(name string, xs []float64, unit, target string) {
+		var parts []string
+		for _, x := range xs {
+			parts = append(parts, strconv.FormatFloat(x, 'f', 2, 64))
+		}
+		fmt.Fprintf(b.out, "%-58s %-26s %9.2f%s %s\n", name, strings.Join(parts, " "), median(xs), unit, target)
+	}
+	row("bare ffmpeg, whole ladder, wall (s)", bareWall, "", "")
+	row("worker enqueue→published, Azurite, wall (s)", workerWall, "", "")
+	row("worker end to end / bare ffmpeg", e2eRatio, "", "≤ 1.10")
+	row("ffmpeg CPU one process (user+sys s)", bareCPU, "", "")
+	row("ffmpeg CPU one process per rung (user+sys s)", perRungCPU, "", "")
+	row("CPU one process / one process per rung", cpuRatio, "", "≤ 0.85")
+	fmt.Fprintf(b.out, "%-58s %-26s %9.1f MiB\n", fmt.Sprintf("worker peak RSS, %d s source", b.cfg.ShortSeconds), "", rssShort)
+	fmt.Fprintf(b.out, "%-58s %-26s %9.1f MiB  (long/short %.2f; must not grow with length)\n",
+		fmt.Sprintf("worker peak RSS, %d s source", b.cfg.LongSeconds), "", rssLong, rssLong/rssShort)
+	return nil
+}
+
+func names(p transcode.Plan) string {
+	var n []string
+	for _, r := range p.Renditions {
+		n = append(n, fmt.Sprintf("%s %dx%d", r.Name, r.Width, r.Height))
+	}
+	return strings.Join(n, ", ")
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func nproc() int {
+	n := 0
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "processor") {
+			n++
+		}
+	}
+	return n
+}
+
+// source generates a test video once and keeps it.
+func (b *bench) source(ctx context.Context, name string, w, h, seconds int) (string, error) {
+	path := filepath.Join(b.cfg.Dir, fmt.Sprintf("%s_%ds.mp4", name, seconds))
+	if st, err := os.Stat(path); err == nil && st.Size() > 0 {
+		return path, nil
+	}
+	b.progress("generating %s", path)
+	tmp := path + ".tmp.mp4"
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+		"-f", "lavfi", "-i", fmt.Sprintf("testsrc2=size=%dx%d:rate=30:duration=%d", w, h, seconds),
+		"-f", "lavfi", "-i", fmt.Sprintf("sine=frequency=440:sample_rate=48000:duration=%d", seconds),
+		"-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p", "-c:a", "aac", tmp)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("generate %s: %v: %s", name, err, out)
+	}
+	return path, os.Rename(tmp, path)
+}
+
+// ffmpeg runs one bare ffmpeg for plan on local disk and returns its wall
+// time and CPU time (user+sys), in seconds.
+func (b *bench) ffmpeg(ctx context.Context, plan transcode.Plan, src string) (float64, float64, error) {
+	out, err := os.MkdirTemp(b.cfg.Dir, "bare-")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer os.RemoveAll(out)
+	args, err := transcode.Args(plan, src, out, transcode.ArgsOptions{Preset: b.cfg.Preset})
+	if err != nil {
+		return 0, 0, err
+	}
+	cmd := exec.CommandContext(ctx, "ffmpeg", args...)
+	cmd.Stdout = io.Discard
+	start := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return 0, 0, fmt.Errorf("ffmpeg: %v: %s", err, out)
+	}
+	wall := time.Since(start).Seconds()
+	cpu := (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
+	return wall, cpu, nil
+}
+
+func (b *bench) setup(ctx context.Context) error {
+	var err error
+	if b.db, err = catalog.Open(ctx, b.cfg.DatabaseURL, b.log); err != nil {
+		return err
+	}
+	if err := b.db.Migrate(ctx); err != nil {
+		return err
+	}
+	redisOpt, err := config.RedisOpt(b.cfg.RedisURL)
+	if err != nil {
+		return err
+	}
+	var suffix [4]byte
+	rand.Read(suffix[:])
+	prefix := fmt.Sprintf("bench%x", suffix)
+	b.queue = prefix
+	b.client = jobs.NewClient(redisOpt, b.db, jobs.ClientConfig{Queue: jobs.QueueNames(prefix).Transcode})
+	kek := make([]byte, 32)
+	rand.Read(kek)
+	b.env = append(os.Environ(),
+		"KEY_ENCRYPTION_KEY="+base64.StdEncoding.EncodeToString(kek),
+		"STORAGE_URL=azblob://"+prefix,
+		"QUEUE_PREFIX="+prefix,
+		"X264_PRESET="+b.cfg.Preset,
+		"METRICS_ADDR=",
+		"LOG_LEVEL=warn",
+		"TMPDIR="+b.cfg.Dir,
+	)
+	return nil
+}
+
+// worker starts a fresh worker process, uploads src to Azurite, enqueues it
+// and waits until it is published. It returns the time from enqueue to
+// published and the worker's peak RSS in MiB.
+func (b *bench) worker(ctx context.Context, src string) (float64, float64, error) {
+	store, err := storage.Open(ctx, "azblob://"+b.queue, b.getenv)
+	if err != nil {
+		return 0, 0, err
+	}
+	var id [6]byte
+	rand.Read(id[:])
+	video := fmt.Sprintf("bench-%x", id)
+	f, err := os.Open(src)
+	if err != nil {
+		return 0, 0, err
+	}
+	name := "uploads/" + video + ".mp4"
+	err = store.Put(ctx, name, f, -1, storage.PutOptions{})
+	f.Close()
+	if err != nil {
+		return 0, 0, err
+	}
+
+	cmd := exec.CommandContext(ctx, b.cfg.Worker)
+	cmd.Env = b.env
+	logFile, err := os.Create(filepath.Join(b.cfg.Dir, "worker.log"))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer logFile.Close()
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		return 0, 0, err
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	time.Sleep(500 * time.Millisecond) // let it connect, as a running fleet would be
+
+	start := time.Now()
+	res, err := b.client.EnqueueTranscode(ctx, video, name, false)
+	if err != nil {
+		return 0, 0, err
+	}
+	for {
+		j, err := b.client.Job(ctx, res.TaskID)
+		if err != nil {
+			return 0, 0, err
+		}
+		if j.State == catalog.Published {
+			break
+		}
+		if j.State == catalog.Failed {
+			return 0, 0, fmt.Errorf("job failed: %s", j.Error)
+		}
+		if cmd.ProcessState != nil {
+			return 0, 0, errors.New("worker exited; see " + logFile.Name())
+		}
+		select {
+		case <-ctx.Done():
+			return 0, 0, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	wall := time.Since(start).Seconds()
+	return wall, peakRSS(cmd.Process.Pid), nil
+}
+
+// peakRSS reads VmHWM of one process (its children, ffmpeg, excluded), MiB.
+func peakRSS(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
