@@ -8,7 +8,8 @@ go build -o bin/ ./cmd/...
 
 echo "== AES-128-CBC: segment encryption vs the in-process ceiling (go test -bench, 5 runs)"
 go test -run '^$' -bench 'EncryptReader|CBCCeiling' -benchtime 1s -count 5 ./internal/segcrypt/ | tee .cache/bench-segcrypt.txt
-awk '/BenchmarkEncryptReader/ {e[++ne]=$(NF-1)} /BenchmarkCBCCeiling/ {c[++nc]=$(NF-1)}
+awk 'function mbs(  i){for(i=2;i<=NF;i++)if($i=="MB/s")return $(i-1)}
+  /^BenchmarkEncryptReader/ {e[++ne]=mbs()} /^BenchmarkCBCCeiling/ {c[++nc]=mbs()}
   function med(a,n,  i,j,t){for(i=1;i<=n;i++)for(j=i+1;j<=n;j++)if(a[j]<a[i]){t=a[i];a[i]=a[j];a[j]=t} return a[int((n+1)/2)]}
   END {me=med(e,ne); mc=med(c,nc); printf "encrypt reader %.0f MB/s, ceiling %.0f MB/s, ratio %.2f (medians)\n", me, mc, me/mc}' .cache/bench-segcrypt.txt
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/fuzz-short.sh: run every fuzz target under internal/ for a short
+# scripts/fuzz-short.sh: run every fuzz target of the module for a short
 # while, one after the other (go test -fuzz takes one target at a time).
 #
 # Targets are found by grep, so new ones are picked up without editing
@@ -17,10 +17,10 @@ if [ -x /usr/local/go/bin/go ]; then PATH="/usr/local/go/bin:$PATH"; fi
 FUZZTIME="${FUZZTIME:-10s}"
 
 discover() {
-	[ -d internal ] || return 0
 	grep -rE --include='*_test.go' --exclude-dir=testdata --exclude-dir=vendor \
-		'^func Fuzz[A-Za-z0-9_]*\([A-Za-z0-9_]* *\*testing\.F\)' internal |
-		sed -E 's#^(.*)/[^/]*_test\.go:func (Fuzz[A-Za-z0-9_]*)\(.*#\1 \2#' |
+		--exclude-dir=node_modules --exclude-dir=.cache --exclude-dir=.git \
+		'^func Fuzz[A-Za-z0-9_]*\([A-Za-z0-9_]* *\*testing\.F\)' . |
+		sed -E 's#^\./(.*)/[^/]*_test\.go:func (Fuzz[A-Za-z0-9_]*)\(.*#\1 \2#' |
 		sort -u || true
 }
 
@@ -33,7 +33,7 @@ if [ "${1:-}" = "--list" ]; then
 fi
 
 if [ "${#targets[@]}" -eq 0 ]; then
-	echo "fuzz-short: no fuzz targets under internal/"
+	echo "fuzz-short: no fuzz targets found"
 	exit 0
 fi
 

@@ -252,7 +252,6 @@ func (b *bench) ffmpeg(ctx context.Context, plan transcode.Plan, src string) (fl
 		return 0, 0, err
 	}
 	cmd := exec.CommandContext(ctx, "ffmpeg", args...)
-	cmd.Stdout = io.Discard
 	start := time.Now()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return 0, 0, fmt.Errorf("ffmpeg: %v: %s", err, out)

@@ -4,6 +4,7 @@
 //
 //	worker            run the worker (default)
 //	worker migrate    apply the database migrations and exit
+//	worker gc         one garbage-collection pass, then exit
 package main
 
 import (
@@ -30,6 +31,7 @@ import (
 
 	"github.com/hlsvault/hlsvault/internal/catalog"
 	"github.com/hlsvault/hlsvault/internal/config"
+	"github.com/hlsvault/hlsvault/internal/gc"
 	"github.com/hlsvault/hlsvault/internal/pipeline"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/transcode"
@@ -67,6 +69,8 @@ type Config struct {
 	MaxSourceDuration time.Duration
 	LogLevel          string
 	QueuePrefix       string
+	GCGrace           time.Duration
+	GCInterval        time.Duration
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, []string, error) {
@@ -100,6 +104,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	md, _ := time.ParseDuration(env("MAX_SOURCE_DURATION", lim.MaxDuration.String()))
 	fs.DurationVar(&c.MaxSourceDuration, "max-source-duration", md, "longest accepted source (MAX_SOURCE_DURATION)")
 	fs.StringVar(&c.QueuePrefix, "queue-prefix", env("QUEUE_PREFIX", jobs.DefaultQueuePrefix), "queue names are PREFIX-transcode and PREFIX-background (QUEUE_PREFIX)")
+	grace, _ := time.ParseDuration(env("GC_GRACE", "24h"))
+	fs.DurationVar(&c.GCGrace, "gc-grace", grace, "a retired version stays playable this long before it is removed; must exceed the longest job (GC_GRACE)")
+	every, _ := time.ParseDuration(env("GC_INTERVAL", "15m"))
+	fs.DurationVar(&c.GCInterval, "gc-interval", every, "how often the garbage collector runs; 0 disables it in the worker (GC_INTERVAL)")
 	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return c, nil, err
@@ -136,8 +144,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		fmt.Fprintln(stdout, "migrations applied")
 		return nil
+	case "gc":
+		return runGC(ctx, cfg, getenv, log, stdout)
 	default:
-		return fmt.Errorf("unknown command %q (want run or migrate)", cmd)
+		return fmt.Errorf("unknown command %q (want run, migrate or gc)", cmd)
 	}
 }
 
@@ -221,6 +231,13 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 		}
 		defer stopHTTP()
 	}
+	if cfg.GCInterval > 0 {
+		collector := gc.New(gc.Config{Grace: cfg.GCGrace, Interval: cfg.GCInterval}, db, store, log)
+		var gcDone sync.WaitGroup
+		gcDone.Add(1)
+		go func() { defer gcDone.Done(); collector.Run(ctx) }()
+		defer gcDone.Wait()
+	}
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
@@ -237,6 +254,27 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 		log.Error("jobs did not stop in time", "timeout", cfg.ShutdownTimeout)
 	}
 	log.Info("stopped")
+	return nil
+}
+
+func runGC(ctx context.Context, cfg Config, getenv func(string) string, log *slog.Logger, stdout io.Writer) error {
+	db, err := catalog.Open(ctx, cfg.DatabaseURL, log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx); err != nil {
+		return err
+	}
+	store, err := storage.Open(ctx, cfg.StorageURL, getenv)
+	if err != nil {
+		return err
+	}
+	res, err := gc.New(gc.Config{Grace: cfg.GCGrace}, db, store, log).RunOnce(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "removed %d versions (%d objects, %d bytes) older than %v\n", res.Versions, res.Objects, res.Bytes, cfg.GCGrace)
 	return nil
 }
 
