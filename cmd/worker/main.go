@@ -210,8 +210,11 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 			return RetryDelay(n)
 		},
 		ShutdownTimeout: cfg.ShutdownTimeout,
-		Logger:          config.SlogAsynq{L: log},
-		LogLevel:        asynq.WarnLevel,
+		// An idle worker looks for work this often (asynq's default is 1 s,
+		// which would add up to a second to every job's latency).
+		TaskCheckInterval: 200 * time.Millisecond,
+		Logger:            config.SlogAsynq{L: log},
+		LogLevel:          asynq.WarnLevel,
 	})
 	var inflight sync.WaitGroup
 	mux := asynq.NewServeMux()

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -189,6 +190,40 @@ func TestEnqueueAndWorker(t *testing.T) {
 	if strings.Contains(stderr.String(), "panic") {
 		t.Fatalf("worker log:\n%s", stderr.String())
 	}
+
+	// Operations: health and metrics.
+	addr := metricsAddr(t, stderr.String())
+	for path, want := range map[string]string{
+		"/healthz": "ok",
+		"/metrics": `hlsvault_jobs_total{outcome="published"} 1`,
+	} {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s: %d, want %q in:\n%.2000s", path, resp.StatusCode, want, body)
+		}
+	}
+}
+
+// metricsAddr finds the address the worker's metrics server listens on in
+// its JSON log.
+func metricsAddr(t *testing.T, logs string) string {
+	t.Helper()
+	for _, line := range strings.Split(logs, "\n") {
+		var rec struct {
+			Msg  string `json:"msg"`
+			Addr string `json:"addr"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "metrics listening" {
+			return rec.Addr
+		}
+	}
+	t.Fatalf("no metrics address in the worker log:\n%s", logs)
+	return ""
 }
 
 type syncBuffer struct {

@@ -150,7 +150,7 @@ func (p *Pipeline) uploadSegment(ctx context.Context, att catalog.Attempt, j seg
 	if j.index == 0 && j.r.codecs == "" {
 		// The first segment tells the exact profile and level x264 chose,
 		// which the master playlist's CODECS must name.
-		codecs, err := transcode.ProbeCodecs(ctx, p.cfg.FFprobe, j.local)
+		codecs, err := transcode.SegmentCodecs(j.local)
 		if err != nil {
 			return fmt.Errorf("pipeline: codecs of %s: %w", j.r.rendition.Name, err)
 		}
