@@ -103,7 +103,10 @@ func CodecsFromTS(r io.Reader) (string, error) {
 	case video == "":
 		return "", fmt.Errorf("%w: no H.264 SPS found", errCodecs)
 	case hasAudio && audio == "":
-		return "", fmt.Errorf("%w: no AAC header found", errCodecs)
+		// The program has an AAC stream but this segment carries no audio
+		// (a source whose audio starts late). The ladder's encoder is
+		// ffmpeg's AAC-LC, so the stream type is enough.
+		return video + ",mp4a.40.2", nil
 	case audio != "":
 		return video + "," + audio, nil
 	}
