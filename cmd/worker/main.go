@@ -5,6 +5,7 @@
 //	worker            run the worker (default)
 //	worker migrate    apply the database migrations and exit
 //	worker gc         one garbage-collection pass, then exit
+//	worker rewrap-keys  wrap every content key under the primary KEK
 package main
 
 import (
@@ -146,8 +147,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	case "gc":
 		return runGC(ctx, cfg, getenv, log, stdout)
+	case "rewrap-keys":
+		return runRewrap(ctx, cfg, log, stdout)
 	default:
-		return fmt.Errorf("unknown command %q (want run, migrate or gc)", cmd)
+		return fmt.Errorf("unknown command %q (want run, migrate, gc or rewrap-keys)", cmd)
 	}
 }
 
@@ -278,6 +281,41 @@ func runGC(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 		return err
 	}
 	fmt.Fprintf(stdout, "removed %d versions (%d objects, %d bytes) older than %v\n", res.Versions, res.Objects, res.Bytes, cfg.GCGrace)
+	return nil
+}
+
+// runRewrap rotates the KEK: KEY_ENCRYPTION_KEY is the new KEK and
+// KEY_ENCRYPTION_KEYS_RETIRED holds the old ones until this has run.
+func runRewrap(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) error {
+	keyring, err := config.Keyring(cfg.KEK, cfg.RetiredKEKs)
+	if err != nil {
+		return err
+	}
+	db, err := catalog.Open(ctx, cfg.DatabaseURL, log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx); err != nil {
+		return err
+	}
+	primary := keyring.Primary()
+	n, err := db.RewrapKeys(ctx, primary.ID(), 500, func(kekID, keyID string, wrapped []byte) (string, []byte, error) {
+		ck, err := keyring.Unwrap(kekID, keyID, wrapped)
+		if err != nil {
+			return "", nil, err
+		}
+		w, err := primary.Wrap(keyID, ck)
+		return primary.ID(), w, err
+	})
+	if err != nil {
+		return err
+	}
+	usage, err := db.KEKUsage(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "rewrapped %d keys under %s; keys by KEK: %v\n", n, primary.ID(), usage)
 	return nil
 }
 

@@ -191,6 +191,27 @@ func TestEnqueueAndWorker(t *testing.T) {
 		t.Fatalf("worker log:\n%s", stderr.String())
 	}
 
+	// KEK rotation without downtime, while the worker runs: the new KEK
+	// becomes primary with the old one retired, keys are rewrapped, and
+	// then the new KEK alone opens everything.
+	rot := envMap{}
+	for k, v := range env {
+		rot[k] = v
+	}
+	rot["KEY_ENCRYPTION_KEY"] = base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789ABCDEF"))
+	rot["KEY_ENCRYPTION_KEYS_RETIRED"] = env["KEY_ENCRYPTION_KEY"]
+	var rotOut bytes.Buffer
+	if err := run(ctx, []string{"rewrap-keys"}, rot.get, &rotOut, io.Discard); err != nil || !strings.Contains(rotOut.String(), "rewrapped 1 keys") {
+		t.Fatalf("rewrap-keys: %v\n%s", err, rotOut.String())
+	}
+	delete(rot, "KEY_ENCRYPTION_KEYS_RETIRED")
+	if out, err := runEnqueue(t, rot, "verify", "--video", "clip-1"); err != nil {
+		t.Fatalf("verify with the new KEK only: %v\n%s", err, out)
+	}
+	if out, err := runEnqueue(t, env, "verify", "--video", "clip-1"); err == nil {
+		t.Fatalf("the old KEK still opens the key:\n%s", out)
+	}
+
 	// Operations: health and metrics.
 	addr := metricsAddr(t, stderr.String())
 	for path, want := range map[string]string{

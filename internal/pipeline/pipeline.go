@@ -146,15 +146,16 @@ func New(cfg Config, store storage.Store, db *catalog.DB, keyring *keys.Keyring,
 // ProcessTask implements asynq.Handler for TypeTranscode.
 func (p *Pipeline) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	start := time.Now()
-	taskID, _ := asynq.GetTaskID(ctx)
-	log := p.log.With("task", taskID)
 	payload, err := jobs.ParseTranscodePayload(t.Payload())
 	if err != nil {
 		p.metrics.jobs.WithLabelValues("failed").Inc()
-		log.Error("refusing task", "err", err)
+		p.log.Error("refusing task", "err", err)
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
-	log = log.With("video", payload.VideoID)
+	// The job is named by its content, as jobs.Client names the task, so a
+	// task enqueued some other way still maps to one job.
+	taskID := jobs.TaskID(payload.VideoID, payload.Source)
+	log := p.log.With("task", taskID, "video", payload.VideoID)
 
 	att, err := p.db.StartAttempt(ctx, taskID)
 	if errors.Is(err, catalog.ErrNotFound) {

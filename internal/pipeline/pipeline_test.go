@@ -357,3 +357,152 @@ var bandwidthRE = regexp.MustCompile(`(AVERAGE-BANDWIDTH|BANDWIDTH)=\d+`)
 func normalise(b []byte) []byte {
 	return bandwidthRE.ReplaceAll(b, []byte("$1=<measured>"))
 }
+
+// TestDuplicateDelivery runs the same job twice at once, as a lease expiry
+// can make asynq do: exactly one version is published, and it verifies.
+func TestDuplicateDelivery(t *testing.T) {
+	fs, err := storage.NewFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, fs)
+	ctx := context.Background()
+	src := testenv.MakeSource(t, t.TempDir(), testenv.Source{Width: 320, Height: 240, Seconds: 2})
+	h.upload("uploads/dup.mp4", src)
+	if _, _, err := h.db.UpsertJob(ctx, "dup", "uploads/dup.mp4", jobs.TaskID("dup", "uploads/dup.mp4")); err != nil {
+		t.Fatal(err)
+	}
+	task, err := jobs.NewTranscodeTask(jobs.TranscodePayload{VideoID: "dup", Source: "uploads/dup.mp4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { errs <- h.pipe.ProcessTask(ctx, task) }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("delivery: %v", err)
+		}
+	}
+	states, err := h.db.VersionStates(ctx, "dup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if states["published"] != 1 || states["superseded"] != 1 {
+		t.Fatalf("versions by state %v, want exactly 1 published and 1 superseded", states)
+	}
+	rep, err := (&verify.Verifier{Store: h.store, DB: h.db, Keyring: h.keyring}).Verify(ctx, "dup")
+	if err != nil || !rep.OK() {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
+	// A third, late delivery finds the job published and does nothing.
+	if err := h.pipe.ProcessTask(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	cur, _ := h.db.CurrentVersion(ctx, "dup")
+	if cur.Version != rep.Version {
+		t.Fatalf("late delivery changed the current version: v%d → v%d", rep.Version, cur.Version)
+	}
+}
+
+// TestSecretsStayInMemory looks for the content key everywhere it must not
+// be: the argv of every process while ffmpeg runs, the logs, the catalog's
+// job record, every stored object and anything left in the temp directory.
+func TestSecretsStayInMemory(t *testing.T) {
+	fs, err := storage.NewFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, fs)
+	raw := []byte("K3Y!secret-bytes")
+	ck, _ := keys.ContentKeyFromBytes(raw)
+	h.pipe.newKey = func() (keys.ContentKey, error) { return ck, nil }
+	forms := [][]byte{raw, []byte(hexOf(raw)), []byte(strings.ToUpper(hexOf(raw))),
+		[]byte(base64.StdEncoding.EncodeToString(raw)), []byte(base64.RawURLEncoding.EncodeToString(raw))}
+	leaks := func(b []byte) bool {
+		for _, f := range forms {
+			if bytes.Contains(b, f) {
+				return true
+			}
+		}
+		return false
+	}
+
+	src := testenv.MakeSource(t, t.TempDir(), testenv.Source{Width: 320, Height: 240, Seconds: 4, Audio: true})
+	h.upload("uploads/secret.mp4", src)
+	stop := make(chan struct{})
+	scanned := make(chan [2]int)
+	go func() {
+		var sawFFmpeg, leaked int
+		for {
+			select {
+			case <-stop:
+				scanned <- [2]int{sawFFmpeg, leaked}
+				return
+			default:
+			}
+			procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+			for _, p := range procs {
+				b, err := os.ReadFile(p)
+				if err != nil {
+					continue
+				}
+				if bytes.Contains(b, []byte("hlsvault-job-")) {
+					sawFFmpeg++
+				}
+				if leaks(b) {
+					leaked++
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	h.startWorker()
+	res, err := h.client.EnqueueTranscode(context.Background(), "secret", "uploads/secret.mp4", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := h.waitJob(res.TaskID)
+	close(stop)
+	got := <-scanned
+	if j.State != catalog.Published {
+		t.Fatalf("job: %+v", j)
+	}
+	if got[0] == 0 {
+		t.Fatal("never saw the job's ffmpeg in /proc: the argv scan proved nothing")
+	}
+	if got[1] != 0 {
+		t.Errorf("the key appeared in a process's arguments %d times", got[1])
+	}
+	if leaks(h.logs.Bytes()) || leaks([]byte(j.Error)) {
+		t.Error("the key appeared in the logs or the job record")
+	}
+	for name, b := range h.objects("") {
+		if leaks(b) {
+			t.Errorf("stored object %s contains the key", name)
+		}
+	}
+	var left []string
+	filepath.WalkDir(h.pipe.cfg.TempDir, func(path string, d os.DirEntry, err error) error {
+		if err == nil && path != h.pipe.cfg.TempDir {
+			left = append(left, path)
+			if b, err := os.ReadFile(path); err == nil && leaks(b) {
+				t.Errorf("leftover file %s contains the key", path)
+			}
+		}
+		return nil
+	})
+	if len(left) != 0 {
+		t.Errorf("files left in the temp dir: %v", left)
+	}
+	// The only copy at rest is wrapped, and useless without the KEK.
+	cur, _ := h.db.CurrentVersion(context.Background(), "secret")
+	if leaks(cur.Key.Wrapped) {
+		t.Error("the wrapped key contains the key")
+	}
+	other, _ := keys.NewKeyring(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9, 8}, 16)))
+	if _, err := other.Unwrap(other.Primary().ID(), cur.Key.KeyID, cur.Key.Wrapped); err == nil {
+		t.Error("another KEK unwrapped the key")
+	}
+}
