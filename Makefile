@@ -3,7 +3,8 @@
 #   make deps        install system packages, Go check, Azurite (scripts/deps.sh)
 #   make services    deps, then PostgreSQL, Redis, Azurite up (scripts/services.sh)
 #   make build       go build -o bin/ ./cmd/...
-#   make test        services, go vet, go test, then fuzz-short
+#   make test        services, go vet, go test, test-faults, then fuzz-short
+#   make test-faults the long fault-injection tests (workers killed, services restarted)
 #   make fuzz-short  every Fuzz target under internal/ for FUZZTIME (10s)
 #   make demo        services, build, scripts/demo.sh
 #   make bench       services, scripts/bench.sh
@@ -25,7 +26,7 @@ GO_TEST_TIMEOUT ?= 40m
 FUZZTIME ?= 10s
 export FUZZTIME
 
-.PHONY: help deps services status stop-azurite build test fuzz-short fuzz-list \
+.PHONY: help deps services status stop-azurite build test test-faults fuzz-short fuzz-list \
 	demo bench fmt vet clean
 
 help:
@@ -49,8 +50,15 @@ build:
 # CI=true, when set by .ci/run, reaches go test through the environment.
 test: services
 	$(RUN) go vet ./...
+	$(RUN) go vet -tags faults ./internal/faults/
 	$(RUN) go test -count=1 -timeout $(GO_TEST_TIMEOUT) ./...
+	$(MAKE) test-faults
 	$(MAKE) fuzz-short
+
+# The long fault-injection tests (real workers killed mid-job, services
+# stopped and restarted); they start private Azurite and Redis instances.
+test-faults: services
+	$(RUN) go test -tags faults -count=1 -timeout 30m ./internal/faults/
 
 fuzz-short:
 	$(RUN) bash "$(ROOT)/scripts/fuzz-short.sh"

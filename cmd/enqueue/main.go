@@ -62,6 +62,7 @@ type Config struct {
 	Force       bool
 	WaitTimeout time.Duration
 	Poll        time.Duration
+	MaxRetry    int
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -85,6 +86,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fs.BoolVar(&c.Wait, "wait", false, "show progress and wait until the job is published or failed")
 		fs.BoolVar(&c.Force, "force", false, "package the source again even if it is already published")
 		fs.DurationVar(&c.WaitTimeout, "wait-timeout", 0, "give up waiting after this long (0: never)")
+		fs.IntVar(&c.MaxRetry, "max-retry", 5, "retries of a transient failure before the job is failed")
 	case "status", "verify":
 	default:
 		return fmt.Errorf("unknown command %q\n%s", sub, usage)
@@ -141,7 +143,7 @@ func runTranscode(ctx context.Context, c Config, getenv func(string) string, db 
 	if err != nil {
 		return err
 	}
-	client := jobs.NewClient(redisOpt, db, jobs.ClientConfig{Queue: jobs.QueueNames(c.QueuePrefix).Transcode})
+	client := jobs.NewClient(redisOpt, db, jobs.ClientConfig{Queue: jobs.QueueNames(c.QueuePrefix).Transcode, MaxRetry: c.MaxRetry})
 	defer client.Close()
 	res, err := client.EnqueueTranscode(ctx, c.Video, source, c.Force)
 	if err != nil {

@@ -285,7 +285,7 @@ func (b *bench) setup(ctx context.Context) error {
 		"STORAGE_URL=azblob://"+prefix,
 		"QUEUE_PREFIX="+prefix,
 		"X264_PRESET="+b.cfg.Preset,
-		"METRICS_ADDR=",
+		"METRICS_ADDR=off",
 		"LOG_LEVEL=warn",
 		"TMPDIR="+b.cfg.Dir,
 	)

@@ -93,7 +93,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.IntVar(&c.Concurrency, "concurrency", conc, "jobs at once; ffmpeg uses every core, so 1 per machine (WORKER_CONCURRENCY)")
 	up, _ := strconv.Atoi(env("UPLOAD_CONCURRENCY", "8"))
 	fs.IntVar(&c.UploadConcurrency, "upload-concurrency", up, "parallel segment uploads per job (UPLOAD_CONCURRENCY)")
-	fs.StringVar(&c.MetricsAddr, "metrics-addr", env("METRICS_ADDR", "127.0.0.1:9464"), "address of /metrics and /healthz, empty to disable (METRICS_ADDR)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", env("METRICS_ADDR", "127.0.0.1:9464"), "address of /metrics and /healthz; off disables (METRICS_ADDR)")
 	sd, _ := time.ParseDuration(env("SHUTDOWN_TIMEOUT", "20s"))
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", sd, "how long a shutdown waits for jobs to stop and clean up (SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&c.TempDir, "temp-dir", env("TMPDIR", os.TempDir()), "private work directories go here (TMPDIR)")
@@ -230,7 +230,7 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 		return pipe.ProcessTask(ctx, t)
 	}))
 
-	if cfg.MetricsAddr != "" {
+	if cfg.MetricsAddr != "" && cfg.MetricsAddr != "off" {
 		stopHTTP, err := serveMetrics(cfg.MetricsAddr, reg, db, redisOpt, log)
 		if err != nil {
 			return err
