@@ -20,3 +20,7 @@ go test -run '^$' -bench 'Put' -benchtime 1s -count 3 ./internal/storage/
 echo
 echo "== worker vs bare ffmpeg (1080p, 4 rungs)"
 ./bin/hlsbench "$@"
+
+echo
+echo "== playback gateway (wrk)"
+bash scripts/gateway-bench.sh

@@ -47,10 +47,46 @@ echo "==> enqueue status --video $video"
 echo "==> enqueue verify --video $video"
 ./bin/enqueue verify --video "$video"
 
-master=$(./bin/enqueue status --video "$video" | sed -n 's/.*"master": "\(.*\)".*/\1/p')
+# --- playback gateway: play the encrypted title in a browser -----------------
+# A demo token secret, kept like the KEK so that links from earlier runs stay
+# valid. Production reads PLAYBACK_TOKEN_SECRETS from a secret store.
+if [ -z "${PLAYBACK_TOKEN_SECRETS:-}" ]; then
+  [ -s "$demo/playback-secret" ] || (umask 077 && openssl rand -base64 32 > "$demo/playback-secret")
+  PLAYBACK_TOKEN_SECRETS="demo:$(cat "$demo/playback-secret")"
+  export PLAYBACK_TOKEN_SECRETS
+fi
+export GATEWAY_ADDR="${GATEWAY_ADDR:-127.0.0.1:8080}"
+export GATEWAY_METRICS_ADDR="${GATEWAY_METRICS_ADDR:-127.0.0.1:9465}"
+export PLAYER_HLSJS="$PWD/e2e/browser/node_modules/hls.js/dist/hls.min.js"
+gateway_url="http://$GATEWAY_ADDR"
+
+# hls.js fetches segments from Azurite with XHR: let the page's origin read them.
+./bin/gateway storage-cors --origins "$gateway_url"
+
+# A gateway left running by an earlier demo is replaced.
+if [ -s "$demo/gateway.pid" ] && kill -0 "$(cat "$demo/gateway.pid")" 2>/dev/null; then
+  kill -TERM "$(cat "$demo/gateway.pid")" 2>/dev/null || true
+  sleep 1
+fi
+echo "==> starting the playback gateway on $gateway_url (log: $demo/gateway.log)"
+# Detached, so that the link below keeps working after make returns.
+setsid nohup ./bin/gateway </dev/null >"$demo/gateway.log" 2>&1 &
+echo $! > "$demo/gateway.pid"
+for _ in $(seq 50); do
+  curl -fsS "$gateway_url/healthz" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+curl -fsS "$gateway_url/healthz" >/dev/null || { tail -n 20 "$demo/gateway.log"; exit 1; }
+
+watch=$(./bin/gateway token --video "$video" --subject demo-viewer --ttl 12h --print watch --base "$gateway_url")
+echo "==> headless Chromium plays it through the gateway (hls.js)"
+node e2e/browser/play.mjs "$watch" --seconds 3
+
 echo
-echo "Done. The encrypted ladder is in Azurite, container ${STORAGE_URL#azblob://}:"
-echo "  master playlist: $master"
-echo "  blob URL:        http://127.0.0.1:10000/devstoreaccount1/${STORAGE_URL#azblob://}/$master"
-echo "  key:             wrapped in PostgreSQL (content_keys), never in storage"
-echo "  worker metrics:  http://$METRICS_ADDR/metrics (while a worker runs)"
+echo "Done. The encrypted ladder is in Azurite, container ${STORAGE_URL#azblob://}; the key is"
+echo "wrapped in PostgreSQL and reaches a player only through the gateway's gated key endpoint."
+echo "  gateway metrics: http://$GATEWAY_METRICS_ADDR/metrics"
+echo "  stop the gateway: kill \$(cat $demo/gateway.pid)"
+echo
+echo "Watch the encrypted title in a browser (link valid 12 hours):"
+echo "  $watch"

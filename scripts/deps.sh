@@ -56,6 +56,8 @@ present_curl() { have curl; }
 present_ca_certificates() { [ -s /etc/ssl/certs/ca-certificates.crt ]; }
 present_openssl() { have openssl; }
 present_make() { have make; }
+present_chromium() { [ -x /usr/bin/chromium ]; }
+present_wrk() { have wrk; }
 
 version_ffmpeg() { ffmpeg -hide_banner -version 2>/dev/null | awk 'NR==1 {print $3}'; }
 version_postgresql() { "$(pg_bindir)/postgres" --version | awk '{print $3}'; }
@@ -66,6 +68,8 @@ version_curl() { curl --version | awk 'NR==1 {print $2}'; }
 version_ca_certificates() { dpkg-query -W -f='${Version}' ca-certificates 2>/dev/null || echo present; }
 version_openssl() { openssl version | awk '{print $2}'; }
 version_make() { make --version | awk 'NR==1 {print $3}'; }
+version_chromium() { /usr/bin/chromium --version 2>/dev/null | awk '{print $2}'; }
+version_wrk() { wrk -v 2>&1 | awk 'NR==1 {print $2}'; }
 
 # component name -> apt package
 declare -A PKG=(
@@ -78,10 +82,12 @@ declare -A PKG=(
 	[ca-certificates]=ca-certificates
 	[openssl]=openssl
 	[make]=make
+	[chromium]=chromium
+	[wrk]=wrk
 )
 # npm is handled in a second pass: a nodejs from NodeSource already ships npm,
 # and Debian's npm package would conflict with it.
-COMPONENTS=(ffmpeg postgresql redis nodejs curl ca-certificates openssl make)
+COMPONENTS=(ffmpeg postgresql redis nodejs curl ca-certificates openssl make chromium wrk)
 
 declare -A STATUS=()
 
@@ -154,6 +160,17 @@ check_azurite() {
 	say "ok azurite $v (${STATUS[azurite]})"
 }
 
+# hls.js and playwright-core for the browser playback test and the demo.
+check_browser_e2e() {
+	local d="$ROOT_DIR/e2e/browser"
+	if [ -f "$d/node_modules/hls.js/dist/hls.min.js" ] && [ -f "$d/node_modules/playwright-core/package.json" ]; then
+		say "ok e2e/browser node_modules (already installed)"
+		return 0
+	fi
+	npm ci --prefix "$d" --no-audit --no-fund --no-update-notifier --loglevel=error || die "npm ci e2e/browser failed"
+	say "ok e2e/browser node_modules (installed)"
+}
+
 main() {
 	check_go
 	check_or_install "${COMPONENTS[@]}"
@@ -163,6 +180,7 @@ main() {
 		report "$c"
 	done
 	check_azurite
+	check_browser_e2e
 }
 
 main "$@"

@@ -1,0 +1,225 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/hlsvault/hlsvault/internal/catalog"
+	"github.com/hlsvault/hlsvault/internal/config"
+	"github.com/hlsvault/hlsvault/internal/pipeline"
+	"github.com/hlsvault/hlsvault/internal/storage"
+	"github.com/hlsvault/hlsvault/internal/testenv"
+	"github.com/hlsvault/hlsvault/internal/transcode"
+	"github.com/hlsvault/hlsvault/jobs"
+	"github.com/hlsvault/hlsvault/playback"
+)
+
+// publishReal packages a tiny generated video through the real pipeline
+// (ffmpeg, encryption, publish) on the env's database and store.
+func (e *env) publishReal(seconds float64) string {
+	t := e.t
+	t.Helper()
+	ctx := context.Background()
+	ffmpeg, ffprobe := testenv.FFmpeg(t)
+	ladder, err := transcode.ParseLadder("240p:300k:64k,144p:150k:64k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pipe, err := pipeline.New(pipeline.Config{
+		FFmpeg: ffmpeg, FFprobe: ffprobe, Ladder: ladder, Segment: time.Second, Preset: "ultrafast",
+		TempDir: t.TempDir(), KeyURITemplate: config.DefaultKeyURITemplate, PollInterval: 50 * time.Millisecond,
+	}, e.store, e.db, e.keyring, slog.New(slog.NewTextHandler(testWriter{t}, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := testenv.MakeSource(t, t.TempDir(), testenv.Source{Width: 320, Height: 240, Seconds: seconds, Audio: true})
+	f, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := e.store.Put(ctx, "uploads/e2e.mp4", f, -1, storage.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	redisOpt := asynq.RedisClientOpt{Addr: testenv.RedisAddr(t)}
+	queue := testenv.Name("q")
+	client := jobs.NewClient(redisOpt, e.db, jobs.ClientConfig{Queue: queue, Timeout: 5 * time.Minute, MaxRetry: 1})
+	defer client.Close()
+	wctx, cancel := context.WithCancel(ctx)
+	srv := asynq.NewServer(redisOpt, asynq.Config{Concurrency: 1, Queues: map[string]int{queue: 1},
+		BaseContext: func() context.Context { return wctx }, LogLevel: asynq.ErrorLevel})
+	mux := asynq.NewServeMux()
+	mux.Handle(jobs.TypeTranscode, pipe)
+	if err := srv.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); srv.Shutdown() }()
+	video := testenv.Name("e2e")
+	res, err := client.EnqueueTranscode(ctx, video, "uploads/e2e.mp4", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		j, err := client.Job(ctx, res.TaskID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch j.State {
+		case catalog.Published:
+			return video
+		case catalog.Failed:
+			t.Fatalf("job failed: %s", j.Error)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("job did not finish in 2 minutes")
+	return ""
+}
+
+// repoRoot is the module root, found from this file's directory.
+func repoRoot(t *testing.T) string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// browserDeps returns node, the play script and hls.min.js, failing the test
+// (never skipping it) with what to install when one is missing.
+func browserDeps(t *testing.T) (node, script, hlsjs string) {
+	t.Helper()
+	root := repoRoot(t)
+	script = filepath.Join(root, "e2e", "browser", "play.mjs")
+	hlsjs = filepath.Join(root, "e2e", "browser", "node_modules", "hls.js", "dist", "hls.min.js")
+	chromium := os.Getenv("CHROMIUM")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	var err error
+	if node, err = exec.LookPath("node"); err != nil {
+		t.Fatalf("node not found (run `make deps`): %v", err)
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("chromium not found at %s (run `make deps`: apt-get install chromium): %v", chromium, err)
+	}
+	for _, p := range []string{hlsjs, filepath.Join(root, "e2e", "browser", "node_modules", "playwright-core", "package.json")} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("%s missing (run `make deps`: npm ci --prefix e2e/browser): %v", p, err)
+		}
+	}
+	return node, script, hlsjs
+}
+
+// TestPlaybackThroughGateway publishes a real encrypted title and plays it
+// through the gateway with ffmpeg, then with hls.js in headless Chromium.
+func TestPlaybackThroughGateway(t *testing.T) {
+	for name, mk := range map[string]func(t *testing.T) storage.Store{
+		"fs": fsStore,
+		"azurite": func(t *testing.T) storage.Store {
+			az, err := storage.NewAzure(context.Background(), storage.AzureConfig{
+				ConnectionString: testenv.AzuriteConnectionString(t), Container: testenv.Name("gwe2e")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return az
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			node, script, hlsjs := browserDeps(t)
+			e := newEnv(t, mk(t), envOptions{cfg: func(c *Config) { c.PlayerScript = hlsjs }})
+			if name == "azurite" {
+				// hls.js fetches segments from the blob service with XHR:
+				// the service must allow the page's origin.
+				cs := testenv.AzuriteConnectionString(t)
+				if err := AllowStorageOrigins(context.Background(), cs, []string{e.ts.URL}); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() {
+					if err := RemoveStorageOrigins(context.Background(), cs, []string{e.ts.URL}); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+			video := e.publishReal(3)
+			subject := testenv.Name("viewer")
+
+			t.Run("ffmpeg", func(t *testing.T) {
+				ffmpeg, _ := testenv.FFmpeg(t)
+				tok := e.token(video, subject, playback.NewSessionID(), time.Hour)
+				master := playback.MasterURL(e.ts.URL, video, tok)
+				ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+				defer cancel()
+				cmd := exec.CommandContext(ctx, ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error",
+					"-protocol_whitelist", "http,https,tcp,tls,crypto,hls", "-i", master,
+					"-map", "0:v:0", "-f", "null", "-progress", "pipe:1", "-")
+				out, err := cmd.Output()
+				var stderr string
+				if ee, ok := err.(*exec.ExitError); ok {
+					stderr = string(ee.Stderr)
+				}
+				if err != nil || stderr != "" {
+					t.Fatalf("ffmpeg: %v\n%s", err, redactToken(stderr))
+				}
+				frames := 0
+				sc := bufio.NewScanner(strings.NewReader(string(out)))
+				for sc.Scan() {
+					if v, ok := strings.CutPrefix(sc.Text(), "frame="); ok {
+						frames, _ = strconv.Atoi(v)
+					}
+				}
+				// 3 s at 25 fps.
+				if frames < 70 {
+					t.Fatalf("ffmpeg decoded %d frames through the gateway, want about 75", frames)
+				}
+				if n := counterValue(e.metrics.keyDeliveries); n < 1 {
+					t.Errorf("no key delivery counted")
+				}
+			})
+
+			t.Run("hlsjs-chromium", func(t *testing.T) {
+				tok := e.token(video, subject, playback.NewSessionID(), time.Hour)
+				page := e.ts.URL + "/watch/" + video + "?token=" + url.QueryEscape(tok)
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+				defer cancel()
+				cmd := exec.CommandContext(ctx, node, script, page)
+				out, err := cmd.CombinedOutput()
+				t.Logf("play.mjs: %s", out)
+				if err != nil {
+					t.Fatalf("browser playback failed: %v", err)
+				}
+				var res struct {
+					OK          bool     `json:"ok"`
+					Frames      int      `json:"frames"`
+					CurrentTime float64  `json:"currentTime"`
+					Problems    []string `json:"problems"`
+				}
+				lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+				if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
+					t.Fatalf("play.mjs output: %v", err)
+				}
+				if !res.OK || res.Frames == 0 || len(res.Problems) > 0 {
+					t.Fatalf("browser: %+v", res)
+				}
+			})
+		})
+	}
+}
+
+func redactToken(s string) string {
+	if i := strings.Index(s, "token="); i >= 0 {
+		return s[:i] + "token=REDACTED"
+	}
+	return s
+}

@@ -1,0 +1,843 @@
+// Package gateway is the playback gateway: the HTTP service players talk to.
+//
+// It never hands out a storage credential that covers more than one object
+// or outlives its TTL. Playlists are proxied and rewritten:
+//
+//   - GET /v1/videos/{video}/master.m3u8: the current version's master, each
+//     rendition URI pointing back at the gateway (pinned to that version);
+//   - GET /v1/videos/{video}/{rendition}/index.m3u8: the media playlist, each
+//     segment URI replaced by a short-lived read-only URL for that one object
+//     (an Azure service SAS for one blob, or a gateway-signed URL that
+//     /v1/segments/ serves for the filesystem backend), each EXT-X-KEY URI by
+//     the gateway's key endpoint, every IV kept;
+//   - GET /v1/keys/{key_id}: the 16 key bytes, only for a token of the video
+//     that owns the key, never cached by anyone.
+//
+// Every request carries a playback token (package playback) in the "token"
+// query parameter, an "Authorization: Bearer" header or a cookie; a token
+// that came in the query is carried into every gateway URI written, so that
+// players that cannot add headers (Safari's native player) work. Sessions
+// are counted per subject in Redis (see Sessions).
+package gateway
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/hlsvault/hlsvault/internal/catalog"
+	"github.com/hlsvault/hlsvault/internal/ids"
+	"github.com/hlsvault/hlsvault/internal/keys"
+	"github.com/hlsvault/hlsvault/internal/playlist"
+	"github.com/hlsvault/hlsvault/internal/storage"
+	"github.com/hlsvault/hlsvault/playback"
+)
+
+// Catalog is what the gateway reads from PostgreSQL; *catalog.DB has it.
+type Catalog interface {
+	CurrentVersion(ctx context.Context, videoID string) (catalog.Version, error)
+	KeyByID(ctx context.Context, keyID string) (videoID string, version int, k catalog.WrappedKey, err error)
+}
+
+// Config configures a Server. Zero values take the defaults noted.
+type Config struct {
+	// PublicURL is the gateway's URL as players reach it, e.g.
+	// "https://video.example.com". Empty: URIs are written root-relative
+	// ("/v1/keys/…"), which players resolve against the playlist's URL.
+	PublicURL string
+	// Tokens verifies playback tokens. Required.
+	Tokens *playback.Signer
+	// SegmentSecret, when set, signs filesystem segment URLs; otherwise the
+	// key is derived from the token secrets (DeriveSegmentKey).
+	SegmentSecret []byte
+	// SegmentURLTTL is the life of a segment URL beyond the moment linear
+	// playback from the playlist request would reach the segment (default
+	// 10m). See Server.mediaURLs.
+	SegmentURLTTL time.Duration
+	// AllowedOrigins may call the gateway from a browser (CORS, with
+	// credentials). Exact origins such as "https://app.example.com".
+	AllowedOrigins []string
+	// Production requires HTTPS-only segment URLs.
+	Production bool
+	// TLS says the gateway itself serves HTTPS.
+	TLS bool
+	// AdminToken authorizes DELETE /v1/sessions/{id}; empty disables it.
+	AdminToken string
+	// MaxTokenLifetime bounds how long an evicted session is remembered
+	// (default 24h): set it to the longest TTL the app server mints.
+	MaxTokenLifetime time.Duration
+	// PlaylistCacheBytes bounds the compiled playlists kept (default 64 MiB).
+	PlaylistCacheBytes int64
+	// PlayerScript is the path of hls.js (hls.min.js); when set, the
+	// gateway serves a player page at /watch/{video}?token=….
+	PlayerScript string
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Server is the gateway's HTTP handler.
+type Server struct {
+	cfg      Config
+	base     string
+	db       Catalog
+	store    storage.Store
+	keyring  *keys.Keyring
+	sessions *Sessions
+	segments segmentSigner
+	metrics  *Metrics
+	log      *slog.Logger
+	now      func() time.Time
+	origins  map[string]bool
+
+	media   *lru[*mediaEntry]
+	masters *lru[*masterEntry]
+	keys    *lru[keyEntry]
+	sf      singleflight.Group
+
+	sessOutcome [4]interface{ Inc() }
+	cacheHit    interface{ Inc() }
+	cacheMiss   interface{ Inc() }
+	handler     http.Handler
+}
+
+// New builds the gateway.
+func New(cfg Config, db Catalog, store storage.Store, keyring *keys.Keyring, sessions *Sessions, m *Metrics, log *slog.Logger) (*Server, error) {
+	if cfg.Tokens == nil {
+		return nil, errors.New("gateway: no playback token secret (PLAYBACK_TOKEN_SECRETS)")
+	}
+	if keyring == nil {
+		return nil, errors.New("gateway: no key-encryption key (KEY_ENCRYPTION_KEY)")
+	}
+	if sessions == nil {
+		return nil, errors.New("gateway: no session store")
+	}
+	if cfg.SegmentURLTTL <= 0 {
+		cfg.SegmentURLTTL = 10 * time.Minute
+	}
+	if cfg.SegmentURLTTL < 10*time.Second {
+		return nil, fmt.Errorf("gateway: SEGMENT_URL_TTL %v is shorter than 10s", cfg.SegmentURLTTL)
+	}
+	if cfg.MaxTokenLifetime <= 0 {
+		cfg.MaxTokenLifetime = 24 * time.Hour
+	}
+	if cfg.PlaylistCacheBytes <= 0 {
+		cfg.PlaylistCacheBytes = 64 << 20
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	base := strings.TrimRight(cfg.PublicURL, "/")
+	if cfg.Production && base != "" && !strings.HasPrefix(base, "https://") {
+		return nil, fmt.Errorf("gateway: GATEWAY_PUBLIC_URL %q must be https:// in production", cfg.PublicURL)
+	}
+	signer, err := newSegmentSigner(store, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Production && !signer.secure() {
+		return nil, fmt.Errorf("gateway: production needs HTTPS-only segment URLs, but %s would sign plain-HTTP ones (an http:// blob endpoint, or no TLS and no https:// GATEWAY_PUBLIC_URL)", store)
+	}
+	s := &Server{
+		cfg: cfg, base: base, db: db, store: store, keyring: keyring, sessions: sessions, segments: signer,
+		metrics: m, log: log, now: cfg.Now, origins: map[string]bool{},
+		media:   newLRU[*mediaEntry](cfg.PlaylistCacheBytes),
+		masters: newLRU[*masterEntry](cfg.PlaylistCacheBytes / 8),
+		keys:    newLRU[keyEntry](100_000),
+	}
+	for _, o := range cfg.AllowedOrigins {
+		if o = strings.TrimRight(strings.TrimSpace(o), "/"); o != "" {
+			if o == "*" {
+				return nil, errors.New("gateway: ALLOWED_ORIGINS cannot be '*': credentials are allowed, so list exact origins")
+			}
+			s.origins[o] = true
+		}
+	}
+	for o := Admitted; o <= Ended; o++ {
+		s.sessOutcome[o] = m.sessions.WithLabelValues(o.String())
+	}
+	s.cacheHit, s.cacheMiss = m.cache.WithLabelValues("hit"), m.cache.WithLabelValues("miss")
+	s.handler = s.routes()
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	s.handle(mux, "GET /v1/videos/{video}/master.m3u8", "master", s.serveMaster)
+	s.handle(mux, "GET /v1/videos/{video}/{rendition}/index.m3u8", "rendition", s.serveRendition)
+	s.handle(mux, "GET /v1/keys/{key_id}", "key", s.serveKey)
+	s.handle(mux, "GET /v1/segments/{object...}", "segment", s.serveSegment)
+	s.handle(mux, "POST /v1/sessions/heartbeat", "heartbeat", s.serveHeartbeat)
+	s.handle(mux, "POST /v1/sessions/release", "release", s.serveRelease)
+	s.handle(mux, "DELETE /v1/sessions/{session}", "evict", s.serveEvict)
+	s.handle(mux, "OPTIONS /", "preflight", s.servePreflight)
+	if s.cfg.PlayerScript != "" {
+		s.handle(mux, "GET /watch/{video}", "player", s.servePlayerPage)
+		s.handle(mux, "GET /player/{file}", "player", s.servePlayerAsset)
+	}
+	s.handle(mux, "/", "other", func(w http.ResponseWriter, r *http.Request) {
+		s.fail(w, r, http.StatusNotFound, "not_found", "no such route")
+	})
+	return mux
+}
+
+// statusWriter records the status code for metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+var codeText = func() map[int]string {
+	m := map[int]string{}
+	for c := 100; c < 600; c++ {
+		m[c] = strconv.Itoa(c)
+	}
+	return m
+}()
+
+func (s *Server) handle(mux *http.ServeMux, pattern, route string, h http.HandlerFunc) {
+	lat := s.metrics.latency.WithLabelValues(route)
+	var counters sync.Map // code → counter
+	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		s.cors(sw, r)
+		h(sw, r)
+		c, ok := counters.Load(sw.code)
+		if !ok {
+			c, _ = counters.LoadOrStore(sw.code, s.metrics.requests.WithLabelValues(route, codeText[sw.code]))
+		}
+		c.(interface{ Inc() }).Inc()
+		lat.Observe(time.Since(start).Seconds())
+	})
+}
+
+// cors answers allowed origins with credentials; others get no CORS
+// headers, so browsers keep the response from their scripts.
+func (s *Server) cors(w http.ResponseWriter, r *http.Request) {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return
+	}
+	h := w.Header()
+	h.Add("Vary", "Origin")
+	if !s.origins[origin] {
+		return
+	}
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Set("Access-Control-Allow-Credentials", "true")
+	h.Set("Access-Control-Expose-Headers", "Content-Length, Content-Range, Retry-After")
+}
+
+func (s *Server) servePreflight(w http.ResponseWriter, r *http.Request) {
+	if !s.origins[r.Header.Get("Origin")] || r.Header.Get("Access-Control-Request-Method") == "" {
+		s.fail(w, r, http.StatusForbidden, "cors", "origin not allowed")
+		return
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, DELETE")
+	h.Set("Access-Control-Allow-Headers", "Authorization, Range")
+	h.Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// apiError is the JSON body of every error response.
+type apiError struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+func (s *Server) fail(w http.ResponseWriter, _ *http.Request, code int, errCode, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	b, _ := json.Marshal(apiError{Error: errCode, Message: msg})
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// auth is an authenticated request.
+type auth struct {
+	claims  playback.Claims
+	token   string
+	inQuery bool
+}
+
+func tokenFrom(r *http.Request) (string, bool) {
+	if r.URL.RawQuery != "" {
+		if t := r.URL.Query().Get(playback.TokenParam); t != "" {
+			return t, true
+		}
+	}
+	if h := r.Header.Get("Authorization"); h != "" {
+		if t, ok := strings.CutPrefix(h, "Bearer "); ok {
+			return strings.TrimSpace(t), false
+		}
+	}
+	if c, err := r.Cookie(playback.CookieName); err == nil && c.Value != "" {
+		return c.Value, false
+	}
+	return "", false
+}
+
+// authenticate checks the token: none or not ours is 401, ours but expired
+// is 403.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (auth, bool) {
+	tok, inQuery := tokenFrom(r)
+	if tok == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="hlsvault"`)
+		s.fail(w, r, http.StatusUnauthorized, "unauthorized", "a playback token is required")
+		return auth{}, false
+	}
+	c, err := s.cfg.Tokens.Verify(tok, s.now())
+	switch {
+	case errors.Is(err, playback.ErrExpired):
+		s.fail(w, r, http.StatusForbidden, "token_expired", "this playback link has expired; reload the page")
+		return auth{}, false
+	case err != nil:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="hlsvault", error="invalid_token"`)
+		s.fail(w, r, http.StatusUnauthorized, "invalid_token", "the playback token is not valid")
+		return auth{}, false
+	}
+	return auth{claims: c, token: tok, inQuery: inQuery}, true
+}
+
+// authorize authenticates and checks the token is for video.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request, video string) (auth, bool) {
+	a, ok := s.authenticate(w, r)
+	if !ok {
+		return a, false
+	}
+	if a.claims.Video != video {
+		s.fail(w, r, http.StatusForbidden, "wrong_video", "the playback token is for another video")
+		return a, false
+	}
+	return a, true
+}
+
+// admit applies the stream limit; see Sessions.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, a auth, admit bool) bool {
+	d, err := s.sessions.Admit(r.Context(), a.claims.Subject, a.claims.Session, a.claims.Expires, admit)
+	if err != nil {
+		s.log.Error("session store", "err", err)
+		s.fail(w, r, http.StatusServiceUnavailable, "unavailable", "playback is temporarily unavailable; try again")
+		return false
+	}
+	s.sessOutcome[d.Outcome].Inc()
+	switch d.Outcome {
+	case Admitted:
+		s.log.Info("session admitted", "video", a.claims.Video, "subject", a.claims.Subject, "session", a.claims.Session, "active", d.Active)
+	case Refused:
+		s.log.Info("session refused: stream limit", "video", a.claims.Video, "subject", a.claims.Subject, "session", a.claims.Session, "active", d.Active)
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(s.sessions.TTL().Seconds()))))
+		s.fail(w, r, http.StatusTooManyRequests, "stream_limit",
+			fmt.Sprintf("This account is already watching on %d devices, the most allowed at once. Stop playback on another device, then try again.", s.sessions.Limit()))
+		return false
+	case Ended:
+		msg := "this playback session has ended; reload the page to start again"
+		if d.Reason == "evicted" {
+			msg = "this playback session was stopped from another device or by support; reload the page to start again"
+		}
+		s.fail(w, r, http.StatusForbidden, "session_ended", msg)
+		return false
+	}
+	return true
+}
+
+// tokenQuery is what every gateway URI written for this request carries.
+func (a auth) tokenQuery() string {
+	if !a.inQuery {
+		return ""
+	}
+	// A verified token is base64url and dots only: nothing to escape.
+	return playback.TokenParam + "=" + a.token
+}
+
+func playlistHeaders(w http.ResponseWriter, size int) {
+	h := w.Header()
+	h.Set("Content-Type", "application/vnd.apple.mpegurl")
+	// The body carries the player's token and short-lived URLs.
+	h.Set("Cache-Control", "private, no-store")
+	h.Set("Content-Length", strconv.Itoa(size))
+}
+
+// --- master ---------------------------------------------------------------
+
+type masterEntry struct {
+	tmpl  *playlist.MasterTemplate
+	names []string // rendition of each URI
+}
+
+func (s *Server) serveMaster(w http.ResponseWriter, r *http.Request) {
+	video := r.PathValue("video")
+	if ids.ValidateVideoID(video) != nil {
+		s.fail(w, r, http.StatusNotFound, "not_found", "no such video")
+		return
+	}
+	a, ok := s.authorize(w, r, video)
+	if !ok || !s.admit(w, r, a, true) {
+		return
+	}
+	ctx := r.Context()
+	v, err := s.db.CurrentVersion(ctx, video)
+	if errors.Is(err, catalog.ErrNotFound) {
+		s.fail(w, r, http.StatusNotFound, "not_found", "no published version of this video")
+		return
+	}
+	if err != nil {
+		s.internal(w, r, "current version", err)
+		return
+	}
+	me, err := s.masterEntry(ctx, v)
+	if err != nil {
+		s.internal(w, r, "master playlist", err)
+		return
+	}
+	q := a.tokenQuery()
+	prefix := s.base + "/v1/videos/" + video + "/"
+	suffix := "/index.m3u8?v=" + strconv.Itoa(v.Version)
+	if q != "" {
+		suffix += "&" + q
+	}
+	out, err := me.tmpl.Expand(make([]byte, 0, 1024), func(i int) (string, error) {
+		return prefix + me.names[i] + suffix, nil
+	})
+	if err != nil {
+		s.internal(w, r, "master rewrite", err)
+		return
+	}
+	playlistHeaders(w, len(out))
+	_, _ = w.Write(out)
+}
+
+var renditionName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+func (s *Server) masterEntry(ctx context.Context, v catalog.Version) (*masterEntry, error) {
+	key := v.VideoID + "/" + strconv.Itoa(v.Version)
+	if e, ok := s.masters.get(key); ok {
+		s.cacheHit.Inc()
+		return e, nil
+	}
+	s.cacheMiss.Inc()
+	res, err, _ := s.sf.Do("m/"+key, func() (any, error) {
+		data, err := s.readObject(ctx, v.Master)
+		if err != nil {
+			return nil, err
+		}
+		tmpl, err := playlist.CompileMaster(data)
+		if err != nil {
+			return nil, err
+		}
+		known := map[string]bool{}
+		for _, r := range v.Renditions {
+			known[r.Name] = true
+		}
+		e := &masterEntry{tmpl: tmpl}
+		for _, u := range tmpl.URIs {
+			name, ok := strings.CutSuffix(u, "/index.m3u8")
+			if !ok || !renditionName.MatchString(name) || !known[name] {
+				return nil, fmt.Errorf("master %s: URI %q is not a published rendition's index.m3u8", v.Master, u)
+			}
+			e.names = append(e.names, name)
+		}
+		s.masters.add(key, e, int64(len(data)))
+		return e, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res.(*masterEntry), nil
+}
+
+func (s *Server) readObject(ctx context.Context, name string) ([]byte, error) {
+	rc, err := s.store.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, playlist.MaxPlaylistBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > playlist.MaxPlaylistBytes {
+		return nil, fmt.Errorf("%s: larger than %d bytes", name, playlist.MaxPlaylistBytes)
+	}
+	return data, nil
+}
+
+func constantTimeEqual(a, b string) bool {
+	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+// --- rendition ------------------------------------------------------------
+
+// mediaEntry is a compiled rendition playlist of one version.
+type mediaEntry struct {
+	tmpl    *playlist.MediaTemplate
+	objects []string // storage object of each resource
+	keyID   string
+	mu      sync.Mutex
+	signed  atomic.Pointer[signedSet]
+}
+
+// signedSet is the segment URLs of an entry for one issue time.
+type signedSet struct {
+	issued int64 // Unix seconds
+	urls   []string
+	total  int // sum of len(urls)
+}
+
+var keyIDPattern = regexp.MustCompile(`k_[0-9a-f]{32}`)
+
+func (s *Server) serveRendition(w http.ResponseWriter, r *http.Request) {
+	video, rendition := r.PathValue("video"), r.PathValue("rendition")
+	if ids.ValidateVideoID(video) != nil || !renditionName.MatchString(rendition) {
+		s.fail(w, r, http.StatusNotFound, "not_found", "no such rendition")
+		return
+	}
+	a, ok := s.authorize(w, r, video)
+	if !ok || !s.admit(w, r, a, true) {
+		return
+	}
+	ctx := r.Context()
+	var (
+		version int
+		keyID   string // known only when read from the current version
+	)
+	if vs := r.URL.Query().Get("v"); vs != "" {
+		n, err := strconv.Atoi(vs)
+		if err != nil || n < 1 {
+			s.fail(w, r, http.StatusNotFound, "not_found", "no such version")
+			return
+		}
+		version = n
+	} else {
+		v, err := s.db.CurrentVersion(ctx, video)
+		if errors.Is(err, catalog.ErrNotFound) {
+			s.fail(w, r, http.StatusNotFound, "not_found", "no published version of this video")
+			return
+		}
+		if err != nil {
+			s.internal(w, r, "current version", err)
+			return
+		}
+		version, keyID = v.Version, v.Key.KeyID
+	}
+	e, err := s.mediaEntry(ctx, video, version, rendition, keyID)
+	if errors.Is(err, errNoSuchPlaylist) {
+		s.fail(w, r, http.StatusNotFound, "not_found", "no such rendition")
+		return
+	}
+	if err != nil {
+		s.internal(w, r, "media playlist", err)
+		return
+	}
+	set, err := s.mediaURLs(e)
+	if err != nil {
+		s.internal(w, r, "sign segment URLs", err)
+		return
+	}
+	keyURI := s.base + "/v1/keys/" + e.keyID
+	if q := a.tokenQuery(); q != "" {
+		keyURI += "?" + q
+	}
+	size := e.tmpl.LiteralLen() + set.total + e.tmpl.KeyHoles()*len(keyURI)
+	out, err := e.tmpl.Expand(make([]byte, 0, size),
+		func(i int) (string, error) { return set.urls[i], nil },
+		func(int) (string, error) { return keyURI, nil })
+	if err != nil {
+		s.internal(w, r, "media rewrite", err)
+		return
+	}
+	playlistHeaders(w, len(out))
+	_, _ = w.Write(out)
+}
+
+var errNoSuchPlaylist = errors.New("gateway: no such playlist")
+
+// mediaEntry returns the compiled playlist of (video, version, rendition).
+// A cached one costs nothing. Otherwise the playlist is read from storage
+// and its key checked: against the current version's key when keyID is
+// known, else with one catalog read (KeyByID), which also proves that the
+// version requested by number was published for this video.
+func (s *Server) mediaEntry(ctx context.Context, video string, version int, rendition, keyID string) (*mediaEntry, error) {
+	key := video + "/" + strconv.Itoa(version) + "/" + rendition
+	if e, ok := s.media.get(key); ok {
+		s.cacheHit.Inc()
+		return e, nil
+	}
+	s.cacheMiss.Inc()
+	res, err, _ := s.sf.Do("r/"+key, func() (any, error) {
+		prefix := catalog.VersionPrefix(video, version)
+		name := prefix + rendition + "/index.m3u8"
+		data, err := s.readObject(ctx, name)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, errNoSuchPlaylist
+		}
+		if err != nil {
+			return nil, err
+		}
+		tmpl, err := playlist.CompileMedia(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if !tmpl.Media.Ended {
+			return nil, fmt.Errorf("%s: not a finished VOD playlist (no EXT-X-ENDLIST)", name)
+		}
+		// Exactly one key, ours, for the whole version.
+		found := ""
+		for _, u := range tmpl.KeyURIs {
+			ids := keyIDPattern.FindAllString(u, -1)
+			if len(ids) == 0 || (found != "" && ids[len(ids)-1] != found) {
+				return nil, fmt.Errorf("%s: key URI %q does not name the version's key", name, u)
+			}
+			found = ids[len(ids)-1]
+		}
+		if found == "" {
+			return nil, fmt.Errorf("%s: not encrypted", name)
+		}
+		for _, sg := range tmpl.Media.Segments {
+			if sg.Key == nil || sg.Key.Method != "AES-128" {
+				return nil, fmt.Errorf("%s: a segment is not encrypted with AES-128", name)
+			}
+		}
+		switch {
+		case keyID != "" && found != keyID:
+			return nil, fmt.Errorf("%s: key %s, the catalog says %s", name, found, keyID)
+		case keyID == "":
+			kv, kver, _, err := s.lookupKey(ctx, found)
+			if errors.Is(err, catalog.ErrNotFound) || (err == nil && (kv != video || kver != version)) {
+				// Not a published version of this video (pending, superseded,
+				// or another video's playlist).
+				return nil, errNoSuchPlaylist
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		e := &mediaEntry{tmpl: tmpl, keyID: found}
+		dir := prefix + rendition + "/"
+		for _, res := range tmpl.Resources {
+			obj, err := resolveObject(dir, prefix, res.URI)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
+			e.objects = append(e.objects, obj)
+		}
+		s.media.add(key, e, int64(len(data))*2)
+		return e, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res.(*mediaEntry), nil
+}
+
+// resolveObject maps a segment URI of a playlist stored under dir to its
+// object name, which must stay under the version's prefix.
+func resolveObject(dir, prefix, uri string) (string, error) {
+	if uri == "" || strings.ContainsAny(uri, "?#\\") || strings.Contains(uri, "://") || strings.HasPrefix(uri, "/") {
+		return "", fmt.Errorf("segment URI %q is not a plain relative reference", uri)
+	}
+	obj := path.Clean(dir + uri)
+	if !strings.HasPrefix(obj, prefix) {
+		return "", fmt.Errorf("segment URI %q leaves the version's folder", uri)
+	}
+	if err := storage.ValidateName(obj); err != nil {
+		return "", err
+	}
+	return obj, nil
+}
+
+// urlGranularity is how often a rendition's segment URLs are re-signed.
+func (s *Server) urlGranularity() time.Duration {
+	return min(max(s.cfg.SegmentURLTTL/10, time.Second), time.Minute)
+}
+
+// mediaURLs returns the entry's signed segment URLs. Segment i of a VOD
+// playlist is needed when linear playback reaches it, so its URL expires at
+// issued + SegmentURLTTL + the segment's start time: a 2-hour title plays
+// through from one playlist fetch, while each URL lives no longer than that
+// bound. The URLs are issued at the start of a time bucket (a tenth of the
+// TTL, between 1 s and 1 min) and shared by every request in the bucket, so
+// signing 1800 segments happens once per bucket, not per request; a URL
+// therefore lives between TTL − bucket and TTL beyond its segment's start.
+func (s *Server) mediaURLs(e *mediaEntry) (*signedSet, error) {
+	g := int64(s.urlGranularity() / time.Second)
+	issued := s.now().Unix() / g * g
+	if set := e.signed.Load(); set != nil && set.issued == issued {
+		return set, nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if set := e.signed.Load(); set != nil && set.issued == issued {
+		return set, nil
+	}
+	it := time.Unix(issued, 0)
+	ttl := int64(s.cfg.SegmentURLTTL / time.Second)
+	set := &signedSet{issued: issued, urls: make([]string, len(e.objects))}
+	for i, obj := range e.objects {
+		start := int64(math.Ceil(e.tmpl.Resources[i].Start + e.tmpl.Resources[i].Duration))
+		u, err := s.segments.sign(obj, it, time.Unix(issued+ttl+start, 0))
+		if err != nil {
+			return nil, err
+		}
+		set.urls[i] = u
+		set.total += len(u)
+	}
+	e.signed.Store(set)
+	return set, nil
+}
+
+// --- keys -----------------------------------------------------------------
+
+type keyEntry struct {
+	video   string
+	version int
+	wrapped catalog.WrappedKey
+}
+
+// lookupKey returns a wrapped key and its owner; keys never change, so
+// they are cached (wrapped: the raw key is unwrapped per request and never
+// kept).
+func (s *Server) lookupKey(ctx context.Context, keyID string) (string, int, catalog.WrappedKey, error) {
+	if e, ok := s.keys.get(keyID); ok {
+		return e.video, e.version, e.wrapped, nil
+	}
+	video, version, wk, err := s.db.KeyByID(ctx, keyID)
+	if err != nil {
+		return "", 0, wk, err
+	}
+	s.keys.add(keyID, keyEntry{video: video, version: version, wrapped: wk}, 1)
+	return video, version, wk, nil
+}
+
+func (s *Server) serveKey(w http.ResponseWriter, r *http.Request) {
+	keyID := r.PathValue("key_id")
+	a, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	if !keys.ValidKeyID(keyID) {
+		s.fail(w, r, http.StatusNotFound, "not_found", "no such key")
+		return
+	}
+	video, version, wk, err := s.lookupKey(r.Context(), keyID)
+	if errors.Is(err, catalog.ErrNotFound) {
+		s.fail(w, r, http.StatusNotFound, "not_found", "no such key")
+		return
+	}
+	if err != nil {
+		s.internal(w, r, "key lookup", err)
+		return
+	}
+	if a.claims.Video != video {
+		s.fail(w, r, http.StatusForbidden, "wrong_video", "the playback token is for another video")
+		return
+	}
+	if !s.admit(w, r, a, true) {
+		return
+	}
+	ck, err := s.keyring.Unwrap(wk.KEKID, wk.KeyID, wk.Wrapped)
+	if err != nil {
+		s.internal(w, r, "unwrap key", err)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Cache-Control", "private, no-store")
+	h.Set("Pragma", "no-cache")
+	h.Set("Content-Length", strconv.Itoa(keys.Size))
+	s.metrics.keyDeliveries.Inc()
+	s.log.Info("key delivered", "video", video, "version", version, "key_id", keyID,
+		"subject", a.claims.Subject, "session", a.claims.Session)
+	b := ck.Bytes()
+	_, _ = w.Write(b)
+	clear(b)
+}
+
+// --- sessions -------------------------------------------------------------
+
+func (s *Server) serveHeartbeat(w http.ResponseWriter, r *http.Request) {
+	a, ok := s.authenticate(w, r)
+	if !ok || !s.admit(w, r, a, false) {
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) serveRelease(w http.ResponseWriter, r *http.Request) {
+	a, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	live, err := s.sessions.Release(r.Context(), a.claims.Subject, a.claims.Session, a.claims.Expires)
+	if err != nil {
+		s.log.Error("session store", "err", err)
+		s.fail(w, r, http.StatusServiceUnavailable, "unavailable", "try again")
+		return
+	}
+	if live {
+		s.log.Info("session released", "video", a.claims.Video, "subject", a.claims.Subject, "session", a.claims.Session)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) serveEvict(w http.ResponseWriter, r *http.Request) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if s.cfg.AdminToken == "" || !ok || !constantTimeEqual(tok, s.cfg.AdminToken) {
+		s.fail(w, r, http.StatusUnauthorized, "unauthorized", "an admin token is required")
+		return
+	}
+	session := r.PathValue("session")
+	err := s.sessions.Evict(r.Context(), session, s.cfg.MaxTokenLifetime)
+	if errors.Is(err, ErrUnknownSession) {
+		s.fail(w, r, http.StatusNotFound, "not_found", "no such live session")
+		return
+	}
+	if err != nil {
+		s.log.Error("session store", "err", err)
+		s.fail(w, r, http.StatusServiceUnavailable, "unavailable", "try again")
+		return
+	}
+	s.log.Info("session evicted", "session", session)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) internal(w http.ResponseWriter, r *http.Request, what string, err error) {
+	s.log.Error(what, "path", r.URL.Path, "err", err)
+	s.fail(w, r, http.StatusInternalServerError, "internal", "internal error")
+}

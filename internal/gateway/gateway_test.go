@@ -1,0 +1,649 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hlsvault/hlsvault/internal/catalog"
+	"github.com/hlsvault/hlsvault/internal/keys"
+	"github.com/hlsvault/hlsvault/internal/playlist"
+	"github.com/hlsvault/hlsvault/internal/storage"
+	"github.com/hlsvault/hlsvault/internal/testenv"
+	"github.com/hlsvault/hlsvault/playback"
+)
+
+const testSecret = "gateway-test-secret-0123456789-abcdefghij"
+
+func testKEK() string {
+	raw := make([]byte, 32)
+	for i := range raw {
+		raw[i] = byte(5*i + 3)
+	}
+	return base64.StdEncoding.EncodeToString(raw)
+}
+
+// env is a gateway on real PostgreSQL and Redis with the given store.
+type env struct {
+	t        *testing.T
+	db       *catalog.DB
+	store    storage.Store
+	keyring  *keys.Keyring
+	rdb      *redis.Client
+	tokens   *playback.Signer
+	srv      *Server
+	ts       *httptest.Server
+	logs     *syncBuffer
+	metrics  *Metrics
+	sessions *Sessions
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type envOptions struct {
+	cfg      func(*Config)
+	sessions func(*SessionsConfig)
+}
+
+func newEnv(t *testing.T, store storage.Store, opt envOptions) *env {
+	t.Helper()
+	ctx := context.Background()
+	db, err := catalog.Open(ctx, testenv.DatabaseURL(t), slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	keyring, err := keys.NewKeyring(testKEK())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	t.Cleanup(func() { rdb.Close() })
+	tokens, err := playback.ParseSecrets("t1:" + testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scfg := SessionsConfig{Prefix: testenv.Name("hlsvault-test:") + ":", Limit: 3, TTL: time.Minute}
+	if opt.sessions != nil {
+		opt.sessions(&scfg)
+	}
+	sessions, err := NewSessions(rdb, scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Tokens: tokens, AdminToken: "admin-secret"}
+	if opt.cfg != nil {
+		opt.cfg(&cfg)
+	}
+	logs := &syncBuffer{}
+	m := NewMetrics(prometheus.NewRegistry())
+	srv, err := New(cfg, db, store, keyring, sessions, m, slog.New(slog.NewJSONHandler(io.MultiWriter(logs, testWriter{t}), nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+	return &env{t: t, db: db, store: store, keyring: keyring, rdb: rdb, tokens: tokens, srv: srv, ts: ts, logs: logs, metrics: m, sessions: sessions}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func fsStore(t *testing.T) storage.Store {
+	s, err := storage.NewFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (e *env) token(video, subject, session string, ttl time.Duration) string {
+	e.t.Helper()
+	tok, err := e.tokens.Mint(playback.Claims{Video: video, Subject: subject, Session: session, Expires: time.Now().Add(ttl)})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return tok
+}
+
+func (e *env) publish(video string, d time.Duration, segBytes int) FixtureResult {
+	e.t.Helper()
+	res, err := PublishSynthetic(context.Background(), e.db, e.store, e.keyring, Fixture{
+		Video: video, Duration: d, Segment: 4 * time.Second, Renditions: []string{"240p", "144p"}, SegmentBytes: segBytes})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return res
+}
+
+type response struct {
+	code   int
+	header http.Header
+	body   []byte
+}
+
+func (e *env) do(method, rawURL string, hdr map[string]string) response {
+	e.t.Helper()
+	if strings.HasPrefix(rawURL, "/") {
+		rawURL = e.ts.URL + rawURL
+	}
+	req, err := http.NewRequest(method, rawURL, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return response{resp.StatusCode, resp.Header, b}
+}
+
+func (e *env) get(path string) response { return e.do("GET", path, nil) }
+
+func withToken(path, tok string) string {
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	return path + sep + "token=" + url.QueryEscape(tok)
+}
+
+func errorCode(r response) string {
+	var body apiError
+	_ = json.Unmarshal(r.body, &body)
+	return body.Error
+}
+
+var ivRE = regexp.MustCompile(`IV=0x[0-9A-F]{32}`)
+
+func TestPlaylistsKeysAndSegments(t *testing.T) {
+	store := fsStore(t)
+	e := newEnv(t, store, envOptions{})
+	video := testenv.Name("vid")
+	fx := e.publish(video, 20*time.Second, 1000)
+	tok := e.token(video, "alice", playback.NewSessionID(), time.Hour)
+
+	// Master: every rendition URI points back at the gateway, pinned to the
+	// version, carrying the token.
+	r := e.get(withToken("/v1/videos/"+video+"/master.m3u8", tok))
+	if r.code != 200 || r.header.Get("Content-Type") != "application/vnd.apple.mpegurl" || r.header.Get("Cache-Control") != "private, no-store" {
+		t.Fatalf("master: %d %v %s", r.code, r.header, r.body)
+	}
+	pm, err := playlist.ParseMaster(bytes.NewReader(r.body))
+	if err != nil || len(pm.Variants) != 2 {
+		t.Fatalf("master: %v\n%s", err, r.body)
+	}
+	for _, v := range pm.Variants {
+		name := strings.Split(v.URI, "/")[4]
+		if want := "/v1/videos/" + video + "/" + name + "/index.m3u8?v=" + strconv.Itoa(fx.Version) + "&token=" + tok; v.URI != want {
+			t.Errorf("variant URI %q, want %q", v.URI, want)
+		}
+	}
+
+	// Rendition, as the player follows the master.
+	stored := e.object(catalog.VersionPrefix(video, fx.Version) + "240p/index.m3u8")
+	r = e.get(pm.Variants[0].URI)
+	if r.code != 200 || r.header.Get("Cache-Control") != "private, no-store" {
+		t.Fatalf("rendition: %d %s", r.code, r.body)
+	}
+	media, err := playlist.ParseMedia(bytes.NewReader(r.body))
+	if err != nil || !media.Ended || len(media.Segments) != fx.Segments {
+		t.Fatalf("rendition: %v %+v", err, media)
+	}
+	if got, want := ivRE.FindAllString(string(r.body), -1), ivRE.FindAllString(string(stored), -1); strings.Join(got, ",") != strings.Join(want, ",") || len(got) != fx.Segments {
+		t.Errorf("IVs changed:\n%v\n%v", got, want)
+	}
+	wantKey := "/v1/keys/" + fx.KeyID + "?token=" + tok
+	for i, s := range media.Segments {
+		if s.Key == nil || s.Key.URI != wantKey {
+			t.Fatalf("segment %d key %+v, want %s", i, s.Key, wantKey)
+		}
+		u, err := url.Parse(s.URI)
+		if err != nil || u.Path != fmt.Sprintf("/v1/segments/hls/%s/v%d/240p/seg_%05d.ts", video, fx.Version, i) ||
+			u.Query().Get("exp") == "" || u.Query().Get("sig") == "" || u.Query().Has("token") {
+			t.Fatalf("segment %d URI %q", i, s.URI)
+		}
+		// Expiry: TTL (10m default) beyond the segment's end in linear playback.
+		exp, _ := strconv.ParseInt(u.Query().Get("exp"), 10, 64)
+		limit := time.Now().Add(10*time.Minute + time.Duration(4*(i+1))*time.Second).Unix()
+		if exp > limit+1 || exp < limit-70 {
+			t.Errorf("segment %d expires at %d, want about %d", i, exp, limit)
+		}
+	}
+	// The rendition without a version pin serves the current version.
+	if r2 := e.get(withToken("/v1/videos/"+video+"/240p/index.m3u8", tok)); r2.code != 200 || !bytes.Equal(r2.body, r.body) {
+		t.Errorf("unpinned rendition: %d", r2.code)
+	}
+
+	// A segment, whole and by range.
+	segURL := media.Segments[1].URI
+	want := e.object(fmt.Sprintf("hls/%s/v%d/240p/seg_00001.ts", video, fx.Version))
+	if s := e.get(segURL); s.code != 200 || !bytes.Equal(s.body, want) || s.header.Get("Content-Type") != "video/mp2t" {
+		t.Errorf("segment: %d %s", s.code, s.header)
+	}
+	if s := e.do("GET", segURL, map[string]string{"Range": "bytes=100-299"}); s.code != 206 || !bytes.Equal(s.body, want[100:300]) ||
+		s.header.Get("Content-Range") != "bytes 100-299/1000" {
+		t.Errorf("range: %d %s", s.code, s.header)
+	}
+	if s := e.do("GET", segURL, map[string]string{"Range": "bytes=-10"}); s.code != 206 || !bytes.Equal(s.body, want[990:]) {
+		t.Errorf("suffix range: %d", s.code)
+	}
+
+	// The key.
+	k := e.get(wantKey)
+	ck := e.contentKey(video)
+	if k.code != 200 || !bytes.Equal(k.body, ck.Bytes()) || k.header.Get("Content-Type") != "application/octet-stream" ||
+		k.header.Get("Cache-Control") != "private, no-store" {
+		t.Fatalf("key: %d %v", k.code, k.header)
+	}
+	if n := counterValue(e.metrics.keyDeliveries); n != 1 {
+		t.Errorf("key deliveries %v", n)
+	}
+	logs := e.logs.String()
+	if !strings.Contains(logs, `"msg":"key delivered"`) || !strings.Contains(logs, `"subject":"alice"`) {
+		t.Errorf("key delivery not logged")
+	}
+	if strings.Contains(logs, hex.EncodeToString(ck.Bytes())) || strings.Contains(logs, base64.StdEncoding.EncodeToString(ck.Bytes())) ||
+		strings.Contains(logs, string(ck.Bytes())) {
+		t.Error("the key is in the logs")
+	}
+	// No response names the storage root.
+	root := strings.TrimPrefix(store.String(), "file://")
+	for _, b := range [][]byte{r.body} {
+		if bytes.Contains(b, []byte(root)) || bytes.Contains(b, []byte("file:")) {
+			t.Error("a playlist names the storage directory")
+		}
+	}
+	// Metrics by route and status.
+	if n := counterValue(e.metrics.requests.WithLabelValues("rendition", "200")); n != 2 {
+		t.Errorf("rendition 200s: %v", n)
+	}
+}
+
+func (e *env) object(name string) []byte {
+	e.t.Helper()
+	rc, err := e.store.Get(context.Background(), name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return b
+}
+
+func (e *env) contentKey(video string) keys.ContentKey {
+	e.t.Helper()
+	v, err := e.db.CurrentVersion(context.Background(), video)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ck, err := e.keyring.Unwrap(v.Key.KEKID, v.Key.KeyID, v.Key.Wrapped)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return ck
+}
+
+func TestAuthorization(t *testing.T) {
+	e := newEnv(t, fsStore(t), envOptions{})
+	video, other := testenv.Name("vid"), testenv.Name("vid")
+	fx := e.publish(video, 8*time.Second, 0)
+	fxOther := e.publish(other, 8*time.Second, 0)
+	good := e.token(video, "bob", playback.NewSessionID(), time.Hour)
+	expired := e.token(video, "bob", playback.NewSessionID(), -time.Minute)
+	otherVideo := e.token(other, "bob", playback.NewSessionID(), time.Hour)
+	foreign, _ := playback.ParseSecrets("t1:" + strings.Repeat("x", 40))
+	forged, _ := foreign.Mint(playback.Claims{Video: video, Subject: "bob", Session: "s1", Expires: time.Now().Add(time.Hour)})
+	parts := strings.Split(good, ".")
+	tamperedPayload := base64.RawURLEncoding.EncodeToString([]byte(`{"vid":"` + video + `","sub":"mallory","sid":"s2","exp":4000000000}`))
+	tampered := parts[0] + "." + parts[1] + "." + tamperedPayload + "." + parts[3]
+
+	paths := map[string]string{
+		"master":    "/v1/videos/" + video + "/master.m3u8",
+		"rendition": "/v1/videos/" + video + "/240p/index.m3u8",
+		"key":       "/v1/keys/" + fx.KeyID,
+	}
+	for route, p := range paths {
+		for _, tc := range []struct {
+			name, tok string
+			code      int
+			err       string
+		}{
+			{"none", "", 401, "unauthorized"},
+			{"garbage", "garbage", 401, "invalid_token"},
+			{"tampered", tampered, 401, "invalid_token"},
+			{"wrong secret", forged, 401, "invalid_token"},
+			{"expired", expired, 403, "token_expired"},
+			{"other video", otherVideo, 403, "wrong_video"},
+			{"good", good, 200, ""},
+		} {
+			path := p
+			if tc.tok != "" {
+				path = withToken(p, tc.tok)
+			}
+			r := e.get(path)
+			if r.code != tc.code || (tc.err != "" && errorCode(r) != tc.err) {
+				t.Errorf("%s with %s token: %d %s, want %d %s", route, tc.name, r.code, r.body, tc.code, tc.err)
+			}
+			if tc.code != 200 && r.header.Get("Cache-Control") != "no-store" {
+				t.Errorf("%s %s: error response cacheable", route, tc.name)
+			}
+		}
+	}
+	// The other video's key with this video's token; unknown key and video.
+	if r := e.get(withToken("/v1/keys/"+fxOther.KeyID, good)); r.code != 403 {
+		t.Errorf("other video's key: %d", r.code)
+	}
+	if r := e.get(withToken("/v1/keys/k_0123456789abcdef0123456789abcdef", good)); r.code != 404 {
+		t.Errorf("unknown key: %d", r.code)
+	}
+	if r := e.get(withToken("/v1/keys/not-a-key", good)); r.code != 404 {
+		t.Errorf("malformed key id: %d", r.code)
+	}
+	missing := testenv.Name("nothing")
+	if r := e.get(withToken("/v1/videos/"+missing+"/master.m3u8", e.token(missing, "bob", "s", time.Hour))); r.code != 404 {
+		t.Errorf("unknown video: %d", r.code)
+	}
+	if r := e.get(withToken("/v1/videos/"+video+"/999p/index.m3u8", good)); r.code != 404 {
+		t.Errorf("unknown rendition: %d", r.code)
+	}
+	// A version number that is not a published version of this video.
+	if r := e.get(withToken("/v1/videos/"+video+"/240p/index.m3u8?v=7", good)); r.code != 404 {
+		t.Errorf("unknown version: %d", r.code)
+	}
+
+	// Header and cookie tokens work, and are not copied into URIs.
+	for name, hdr := range map[string]map[string]string{
+		"bearer": {"Authorization": "Bearer " + good},
+		"cookie": {"Cookie": playback.CookieName + "=" + good},
+	} {
+		r := e.do("GET", paths["rendition"], hdr)
+		if r.code != 200 || bytes.Contains(r.body, []byte("token=")) || !bytes.Contains(r.body, []byte(`URI="/v1/keys/`+fx.KeyID+`"`)) {
+			t.Errorf("%s: %d\n%.400s", name, r.code, r.body)
+		}
+		if k := e.do("GET", paths["key"], hdr); k.code != 200 || len(k.body) != 16 {
+			t.Errorf("%s key: %d", name, k.code)
+		}
+	}
+}
+
+func TestSegmentURLs(t *testing.T) {
+	e := newEnv(t, fsStore(t), envOptions{})
+	video := testenv.Name("vid")
+	fx := e.publish(video, 8*time.Second, 500)
+	obj := fmt.Sprintf("hls/%s/v%d/240p/seg_00000.ts", video, fx.Version)
+	now := time.Now()
+	fresh, err := e.srv.segments.sign(obj, now, now.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := e.get(fresh); r.code != 200 || len(r.body) != 500 {
+		t.Fatalf("fresh URL: %d", r.code)
+	}
+	stale, _ := e.srv.segments.sign(obj, now.Add(-time.Hour), now.Add(-time.Second))
+	if r := e.get(stale); r.code != 403 || errorCode(r) != "url_expired" {
+		t.Errorf("expired URL: %d %s", r.code, r.body)
+	}
+	u, _ := url.Parse(fresh)
+	q := u.Query()
+	other := strings.Replace(fresh, "seg_00000.ts", "seg_00001.ts", 1)
+	later := strings.Replace(fresh, "exp="+q.Get("exp"), "exp="+strconv.FormatInt(now.Add(time.Hour).Unix(), 10), 1)
+	for name, bad := range map[string]string{"other object": other, "extended expiry": later, "no signature": strings.Split(fresh, "&sig=")[0]} {
+		if r := e.get(bad); r.code != 403 || errorCode(r) != "bad_signature" {
+			t.Errorf("%s: %d %s", name, r.code, r.body)
+		}
+	}
+	// A URL signed for a name that does not exist is a 404, not a leak.
+	ghost, _ := e.srv.segments.sign("hls/"+video+"/v1/240p/seg_09999.ts", now, now.Add(time.Minute))
+	if r := e.get(ghost); r.code != 404 {
+		t.Errorf("missing object: %d", r.code)
+	}
+}
+
+func TestCORS(t *testing.T) {
+	e := newEnv(t, fsStore(t), envOptions{cfg: func(c *Config) { c.AllowedOrigins = []string{"https://app.example.com"} }})
+	video := testenv.Name("vid")
+	fx := e.publish(video, 8*time.Second, 0)
+	tok := e.token(video, "carol", playback.NewSessionID(), time.Hour)
+	r := e.do("GET", withToken("/v1/keys/"+fx.KeyID, tok), map[string]string{"Origin": "https://app.example.com"})
+	if r.code != 200 || r.header.Get("Access-Control-Allow-Origin") != "https://app.example.com" || r.header.Get("Access-Control-Allow-Credentials") != "true" {
+		t.Errorf("allowed origin: %d %v", r.code, r.header)
+	}
+	r = e.do("GET", withToken("/v1/keys/"+fx.KeyID, tok), map[string]string{"Origin": "https://evil.example"})
+	if r.header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("other origin allowed: %v", r.header)
+	}
+	r = e.do("OPTIONS", "/v1/keys/"+fx.KeyID, map[string]string{"Origin": "https://app.example.com", "Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "authorization"})
+	if r.code != 204 || !strings.Contains(r.header.Get("Access-Control-Allow-Headers"), "Authorization") {
+		t.Errorf("preflight: %d %v", r.code, r.header)
+	}
+	r = e.do("OPTIONS", "/v1/keys/"+fx.KeyID, map[string]string{"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"})
+	if r.code != 403 {
+		t.Errorf("preflight from another origin: %d", r.code)
+	}
+}
+
+func TestStreamLimit(t *testing.T) {
+	const limit = 3
+	e := newEnv(t, fsStore(t), envOptions{sessions: func(c *SessionsConfig) { c.Limit = limit; c.TTL = 2 * time.Second }})
+	video := testenv.Name("vid")
+	fx := e.publish(video, 8*time.Second, 0)
+	subject := testenv.Name("subject")
+
+	// 100 parallel session starts: exactly the limit get in.
+	toks := make([]string, 100)
+	for i := range toks {
+		toks[i] = e.token(video, subject, playback.NewSessionID(), time.Hour)
+	}
+	codes := make([]response, len(toks))
+	var wg sync.WaitGroup
+	for i := range toks {
+		wg.Go(func() { codes[i] = e.get(withToken("/v1/videos/"+video+"/master.m3u8", toks[i])) })
+	}
+	wg.Wait()
+	var admitted []string
+	refused := 0
+	for i, r := range codes {
+		switch r.code {
+		case 200:
+			admitted = append(admitted, toks[i])
+		case 429:
+			refused++
+			if errorCode(r) != "stream_limit" || !strings.Contains(string(r.body), "3 devices") || r.header.Get("Retry-After") == "" {
+				t.Errorf("429 body %s", r.body)
+			}
+		default:
+			t.Errorf("start %d: %d %s", i, r.code, r.body)
+		}
+	}
+	if len(admitted) != limit || refused != 100-limit {
+		t.Fatalf("admitted %d, refused %d; want %d and %d", len(admitted), refused, limit, 100-limit)
+	}
+	if n, err := e.sessions.Active(context.Background(), subject); err != nil || n != limit {
+		t.Fatalf("active sessions %d %v", n, err)
+	}
+	if n := counterValue(e.metrics.sessions.WithLabelValues("refused")); n != 100-limit {
+		t.Errorf("refusals counted %v", n)
+	}
+
+	// Seeks and bitrate switches of an admitted session are not new sessions.
+	a := admitted[0]
+	for _, p := range []string{"/v1/videos/" + video + "/240p/index.m3u8", "/v1/videos/" + video + "/144p/index.m3u8", "/v1/keys/" + fx.KeyID, "/v1/videos/" + video + "/master.m3u8"} {
+		if r := e.get(withToken(p, a)); r.code != 200 {
+			t.Errorf("admitted session %s: %d %s", p, r.code, r.body)
+		}
+	}
+
+	// Release frees the place at once; the released session has lost access.
+	if r := e.do("POST", withToken("/v1/sessions/release", a), nil); r.code != 204 {
+		t.Fatalf("release: %d", r.code)
+	}
+	if r := e.get(withToken("/v1/keys/"+fx.KeyID, a)); r.code != 403 || errorCode(r) != "session_ended" {
+		t.Errorf("released session's key: %d %s", r.code, r.body)
+	}
+	newcomer := e.token(video, subject, playback.NewSessionID(), time.Hour)
+	if r := e.get(withToken("/v1/keys/"+fx.KeyID, newcomer)); r.code != 200 {
+		t.Errorf("after a release, a new session: %d %s", r.code, r.body)
+	}
+
+	// Eviction by an operator.
+	claims, _ := e.tokens.Verify(admitted[1], time.Now())
+	if r := e.do("DELETE", "/v1/sessions/"+claims.Session, nil); r.code != 401 {
+		t.Errorf("evict without admin token: %d", r.code)
+	}
+	if r := e.do("DELETE", "/v1/sessions/"+claims.Session, map[string]string{"Authorization": "Bearer admin-secret"}); r.code != 204 {
+		t.Errorf("evict: %d %s", r.code, r.body)
+	}
+	if r := e.get(withToken("/v1/videos/"+video+"/240p/index.m3u8", admitted[1])); r.code != 403 || !strings.Contains(string(r.body), "stopped") {
+		t.Errorf("evicted session's playlist: %d %s", r.code, r.body)
+	}
+
+	// A session without requests for the TTL is released; it lost access,
+	// and its place went to a newcomer. A heartbeat keeps the other alive.
+	keep := admitted[2]
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if r := e.do("POST", withToken("/v1/sessions/heartbeat", keep), nil); r.code != 204 {
+			t.Fatalf("heartbeat: %d %s", r.code, r.body)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if r := e.get(withToken("/v1/keys/"+fx.KeyID, newcomer)); r.code != 403 || !strings.Contains(string(r.body), "ended") {
+		t.Errorf("expired session's key: %d %s", r.code, r.body)
+	}
+	if r := e.get(withToken("/v1/keys/"+fx.KeyID, keep)); r.code != 200 {
+		t.Errorf("kept-alive session: %d %s", r.code, r.body)
+	}
+	late := e.token(video, subject, playback.NewSessionID(), time.Hour)
+	if r := e.get(withToken("/v1/videos/"+video+"/master.m3u8", late)); r.code != 200 {
+		t.Errorf("after expiry, a new session: %d %s", r.code, r.body)
+	}
+	// A heartbeat never admits a session that was not admitted.
+	if r := e.do("POST", withToken("/v1/sessions/heartbeat", e.token(video, subject, playback.NewSessionID(), time.Hour)), nil); r.code != 403 {
+		t.Errorf("heartbeat of an unknown session: %d", r.code)
+	}
+}
+
+func TestAzureSignedURLs(t *testing.T) {
+	az, err := storage.NewAzure(context.Background(), storage.AzureConfig{
+		ConnectionString: testenv.AzuriteConnectionString(t), Container: testenv.Name("gw")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, az, envOptions{cfg: func(c *Config) { c.SegmentURLTTL = 5 * time.Minute }})
+	video := testenv.Name("vid")
+	fx := e.publish(video, 12*time.Second, 300)
+	tok := e.token(video, "dave", playback.NewSessionID(), time.Hour)
+	r := e.get(withToken("/v1/videos/"+video+"/144p/index.m3u8", tok))
+	if r.code != 200 {
+		t.Fatalf("rendition: %d %s", r.code, r.body)
+	}
+	media, err := playlist.ParseMedia(bytes.NewReader(r.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	account := "devstoreaccount1"
+	cs := testenv.AzuriteConnectionString(t)
+	accountKey := regexp.MustCompile(`AccountKey=([^;]+)`).FindStringSubmatch(cs)[1]
+	if bytes.Contains(r.body, []byte(accountKey)) || bytes.Contains(r.body, []byte("sr=c")) {
+		t.Fatal("a playlist carries the account key or a container SAS")
+	}
+	for i, s := range media.Segments {
+		u, err := url.Parse(s.URI)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := u.Query()
+		if u.Host != "127.0.0.1:10000" || !strings.HasPrefix(u.Path, "/"+account+"/") || !strings.HasSuffix(u.Path, fmt.Sprintf("/144p/seg_%05d.ts", i)) ||
+			q.Get("sr") != "b" || q.Get("sp") != "r" || q.Get("sig") == "" {
+			t.Fatalf("segment %d: %s", i, s.URI)
+		}
+		st, _ := time.Parse(time.RFC3339, q.Get("st"))
+		se, _ := time.Parse(time.RFC3339, q.Get("se"))
+		if time.Since(st) < 4*time.Minute || se.After(time.Now().Add(5*time.Minute+time.Duration(4*(i+1))*time.Second+time.Second)) {
+			t.Errorf("segment %d: start %v (want back-dated), expiry %v", i, st, se)
+		}
+	}
+	// The SAS reads its blob, and no other.
+	first := media.Segments[0].URI
+	resp, err := http.Get(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Equal(b, e.object(fmt.Sprintf("hls/%s/v%d/144p/seg_00000.ts", video, fx.Version))) {
+		t.Fatalf("SAS GET: %d", resp.StatusCode)
+	}
+	moved := strings.Replace(first, "seg_00000.ts", "seg_00001.ts", 1)
+	if resp, err := http.Get(moved); err != nil || resp.StatusCode != 403 {
+		t.Errorf("SAS on another blob: %v %v", resp.StatusCode, err)
+	} else {
+		resp.Body.Close()
+	}
+	// Production refuses a store that would sign plain-HTTP URLs.
+	if _, err := New(Config{Tokens: e.tokens, Production: true}, e.db, az, e.keyring, e.sessions, nil, nil); err == nil || !strings.Contains(err.Error(), "HTTPS") {
+		t.Errorf("production with an http blob endpoint: %v", err)
+	}
+}
+
+func counterValue(c prometheus.Collector) float64 {
+	ch := make(chan prometheus.Metric, 1)
+	c.Collect(ch)
+	var m dto.Metric
+	if err := (<-ch).Write(&m); err != nil {
+		panic(err)
+	}
+	return m.GetCounter().GetValue()
+}
