@@ -99,7 +99,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Addr, "addr", env("GATEWAY_ADDR", DefaultAddr), "listen address (GATEWAY_ADDR)")
 	fs.StringVar(&c.PublicURL, "public-url", env("GATEWAY_PUBLIC_URL", ""), "URL players use to reach the gateway; empty writes root-relative URIs (GATEWAY_PUBLIC_URL)")
-	fs.StringVar(&c.MetricsAddr, "metrics-addr", env("GATEWAY_METRICS_ADDR", "127.0.0.1:9465"), "address of /metrics and /healthz, empty to disable (GATEWAY_METRICS_ADDR)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", env("GATEWAY_METRICS_ADDR", "127.0.0.1:9465"), "address of /metrics and /healthz, off disables (GATEWAY_METRICS_ADDR)")
 	fs.StringVar(&c.RedisURL, "redis-url", env("REDIS_URL", config.DefaultRedisURL), "Redis URL (REDIS_URL)")
 	fs.StringVar(&c.DatabaseURL, "database-url", env("DATABASE_URL", config.DefaultDatabaseURL), "PostgreSQL URL (DATABASE_URL)")
 	fs.StringVar(&c.StorageURL, "storage-url", env("STORAGE_URL", config.DefaultStorageURL()), "file:///dir or azblob://container (STORAGE_URL)")
@@ -389,7 +389,7 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 		}
 	}()
 	var msrv *http.Server
-	if cfg.MetricsAddr != "" {
+	if cfg.MetricsAddr != "" && cfg.MetricsAddr != "off" {
 		mln, err := net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {
 			_ = srv.Close()

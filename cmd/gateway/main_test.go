@@ -211,7 +211,7 @@ func TestServeTLS(t *testing.T) {
 	env := baseEnv(t)
 	dir := t.TempDir()
 	env["GATEWAY_TLS_CERT"], env["GATEWAY_TLS_KEY"] = selfSigned(t, dir)
-	env["GATEWAY_METRICS_ADDR"] = ""
+	env["GATEWAY_METRICS_ADDR"] = "off"
 	res := fixture(t, env, "tlsvid")
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	start(t, env, client, "https")
