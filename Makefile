@@ -8,6 +8,7 @@
 #   make fuzz-short  every Fuzz target under internal/ for FUZZTIME (10s)
 #   make demo        services, build, scripts/demo.sh
 #   make bench       services, scripts/bench.sh
+#   make backfill-demo  the README's backfill walk-through on a generated legacy catalogue
 #   make fmt | vet | clean
 #
 # Every recipe line that runs go sources scripts/env.sh first (each line is a
@@ -26,7 +27,7 @@ GO_TEST_TIMEOUT ?= 40m
 FUZZTIME ?= 10s
 export FUZZTIME
 
-.PHONY: help deps services status stop-azurite build test test-faults fuzz-short fuzz-list \
+.PHONY: help deps services status stop-azurite build test test-faults backfill-demo fuzz-short fuzz-list \
 	demo bench fmt vet clean
 
 help:
@@ -69,6 +70,9 @@ fuzz-list:
 
 demo: services build
 	$(RUN) bash "$(ROOT)/scripts/demo.sh"
+
+backfill-demo: services build
+	$(RUN) bash "$(ROOT)/scripts/backfill-demo.sh"
 
 bench: services
 	$(RUN) bash "$(ROOT)/scripts/bench.sh"

@@ -18,9 +18,17 @@ echo "== storage: 2 MiB Put, filesystem and Azurite"
 go test -run '^$' -bench 'Put' -benchtime 1s -count 3 ./internal/storage/
 
 echo
+echo "== backfill: re-encryption throughput, re-encrypt vs re-transcode, peak RSS"
+bash scripts/backfill-bench.sh
+
+echo
 echo "== worker vs bare ffmpeg (1080p, 4 rungs)"
 ./bin/hlsbench "$@"
 
 echo
 echo "== playback gateway (wrk)"
 bash scripts/gateway-bench.sh
+
+echo
+echo "== load: 200 small jobs across two worker processes"
+./bin/hlsbench load -jobs 200 -workers 2

@@ -3,6 +3,7 @@
 //	enqueue transcode --video ID --source SRC [--wait] [--force]
 //	enqueue status --video ID
 //	enqueue verify --video ID
+//	enqueue backfill start|status|items|pause|resume|cancel|retry-failed …
 //
 // SRC is an object name in the configured storage (uploads/abc.mp4) or a
 // local file, which is uploaded to storage first under a name derived from
@@ -46,7 +47,8 @@ func main() {
 const usage = `usage:
   enqueue transcode --video ID --source SRC [--wait] [--force]
   enqueue status --video ID
-  enqueue verify --video ID`
+  enqueue verify --video ID
+  enqueue backfill start|status|items|pause|resume|cancel|retry-failed …`
 
 // Config is what every subcommand needs, from flags defaulting to the
 // environment.
@@ -70,6 +72,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return errors.New(usage)
 	}
 	sub := args[0]
+	if sub == "backfill" {
+		return runBackfill(ctx, args[1:], getenv, stdout, stderr)
+	}
 	var c Config
 	env := func(k, def string) string { return config.Getenv(getenv, k, def) }
 	fs := flag.NewFlagSet("enqueue "+sub, flag.ContinueOnError)
@@ -266,7 +271,7 @@ func runVerify(ctx context.Context, c Config, getenv func(string) string, db *ca
 	if !rep.OK() {
 		return fmt.Errorf("verify: video %s version %d has problems", rep.Video, rep.Version)
 	}
-	fmt.Fprintln(stdout, "verified: every segment decrypts to MPEG-TS and every rendition decodes")
+	fmt.Fprintln(stdout, "verified: every segment decrypts to MPEG-TS or fragmented MP4 and every rendition decodes")
 	return nil
 }
 

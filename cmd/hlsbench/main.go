@@ -6,6 +6,9 @@
 //	CPU of the one-process ladder / one ffmpeg process per rung
 //	the worker's own peak RSS (ffmpeg excluded) for a short and a long source
 //
+// `hlsbench load` queues 200 small jobs for two worker processes (see
+// runLoad).
+//
 // It expects the services of `make services` and ./bin/worker (make build).
 package main
 
@@ -58,6 +61,9 @@ type Config struct {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "load" {
+		return runLoad(ctx, args[1:], getenv, stdout, stderr)
+	}
 	var c Config
 	fs := flag.NewFlagSet("hlsbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)

@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/hlsvault/hlsvault/internal/backfill"
 	"github.com/hlsvault/hlsvault/internal/catalog"
 	"github.com/hlsvault/hlsvault/internal/config"
 	"github.com/hlsvault/hlsvault/internal/gc"
@@ -194,6 +195,13 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 	if err != nil {
 		return err
 	}
+	bf, err := backfill.New(backfill.Config{
+		Queues: jobs.QueueNames(cfg.QueuePrefix), KeyURITemplate: cfg.KeyURITemplate, Concurrency: cfg.UploadConcurrency,
+	}, store, db, keyring, redisOpt, log)
+	if err != nil {
+		return err
+	}
+	defer bf.Close()
 
 	// Handlers run under ctx, so a SIGTERM stops ffmpeg at once. Such an
 	// interruption is not a failure: asynq puts the task back without
@@ -229,6 +237,15 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 		defer inflight.Done()
 		return pipe.ProcessTask(ctx, t)
 	}))
+	// Backfill batches and ticks (low-priority queue), tracked like jobs so
+	// that a shutdown waits for a title to be put back.
+	for typ, h := range map[string]asynq.HandlerFunc{backfill.TypeBatch: bf.HandleBatch, backfill.TypeTick: bf.HandleTick} {
+		mux.Handle(typ, asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+			inflight.Add(1)
+			defer inflight.Done()
+			return h(ctx, t)
+		}))
+	}
 
 	if cfg.MetricsAddr != "" && cfg.MetricsAddr != "off" {
 		stopHTTP, err := serveMetrics(cfg.MetricsAddr, reg, db, redisOpt, log)
@@ -242,10 +259,18 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 		var gcDone sync.WaitGroup
 		gcDone.Add(1)
 		go func() { defer gcDone.Done(); collector.Run(ctx) }()
+		gcDone.Add(1)
+		go func() {
+			defer gcDone.Done()
+			backfill.PurgeLegacyLoop(ctx, db, store, cfg.GCGrace, cfg.GCInterval, log)
+		}()
 		defer gcDone.Wait()
 	}
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start: %w", err)
+	}
+	if err := bf.Recover(ctx); err != nil {
+		log.Warn("backfill: resume running runs", "err", err)
 	}
 	log.Info("worker started", "storage", store.String(), "queues", []string{queues.Transcode, queues.Background},
 		"concurrency", cfg.Concurrency, "kek", keyring.Primary().ID())
@@ -281,6 +306,11 @@ func runGC(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 		return err
 	}
 	fmt.Fprintf(stdout, "removed %d versions (%d objects, %d bytes) older than %v\n", res.Versions, res.Objects, res.Bytes, cfg.GCGrace)
+	lres, err := backfill.PurgeLegacy(ctx, db, store, cfg.GCGrace, 1000, log)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "removed the legacy objects of %d re-encrypted titles (%d objects) older than %v\n", lres.Titles, lres.Objects, cfg.GCGrace)
 	return nil
 }
 

@@ -30,6 +30,9 @@ var migrations embed.FS
 var (
 	// ErrNotFound means no such video, job, version or key.
 	ErrNotFound = errors.New("catalog: not found")
+	// ErrVersionGone means an attempt's version was claimed by garbage
+	// collection before it could be published; the attempt must start over.
+	ErrVersionGone = errors.New("catalog: version gone")
 	// ErrAlreadyPublished means the job finished before; a second delivery
 	// has nothing to do.
 	ErrAlreadyPublished = errors.New("catalog: job already published")
@@ -155,7 +158,8 @@ func (db *DB) UpsertJob(ctx context.Context, videoID, source, taskID string) (Jo
 
 // ResetJob puts a finished or abandoned job back to queued.
 func (db *DB) ResetJob(ctx context.Context, taskID string) error {
-	_, err := db.pool.Exec(ctx, `update jobs set state = 'queued', progress = 0, error = null, updated_at = now() where task_id = $1`, taskID)
+	_, err := db.pool.Exec(ctx, `update jobs set state = 'queued', progress = 0, error = null,
+		enqueued_at = now(), started_at = null, updated_at = now() where task_id = $1`, taskID)
 	if err != nil {
 		return fmt.Errorf("catalog: reset job %s: %w", taskID, err)
 	}
@@ -220,7 +224,8 @@ func (db *DB) StartAttempt(ctx context.Context, taskID string) (Attempt, error) 
 			j.VideoID, n, j.ID, prefix); err != nil {
 			return err
 		}
-		j, err = scanJob(tx.QueryRow(ctx, `update jobs set state = 'processing', attempts = attempts + 1, progress = 0, error = null, updated_at = now()
+		j, err = scanJob(tx.QueryRow(ctx, `update jobs set state = 'processing', attempts = attempts + 1, progress = 0, error = null,
+			started_at = coalesce(started_at, now()), updated_at = now()
 			where id = $1 returning `+jobColumns, j.ID))
 		if err != nil {
 			return err
@@ -302,21 +307,36 @@ type PublishParams struct {
 }
 
 // Publish makes the attempt's version current, with its key, in one
-// transaction. It returns false (and records the version as superseded) when
-// the job was already published by another delivery, or when the video's
-// current version comes from a newer job.
+// transaction. It returns false (and records the version as superseded)
+// when the version must not become current:
+//
+//   - for any job: the job was already published by another delivery;
+//   - for a transcode job: the video's current content comes from a newer
+//     transcode job. A version made by a backfill counts as the transcode
+//     job whose version it re-encrypted, and a re-encrypted legacy title as
+//     no job at all, so backfill versions never block a transcode;
+//   - for a backfill job: the video's current version is no longer the one
+//     the attempt expected when it started (jobs.expected_version: 0 for a
+//     title that had none, N when re-keying version N). This
+//     compare-and-swap means a backfill never replaces a fresh upload.
 func (db *DB) Publish(ctx context.Context, p PublishParams) (bool, error) {
 	a := p.Attempt
 	var published bool
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		var state JobState
-		if err := tx.QueryRow(ctx, `select state from jobs where id = $1 for update`, a.Job.ID).Scan(&state); err != nil {
+		var (
+			state    JobState
+			kind     string
+			expected int
+		)
+		if err := tx.QueryRow(ctx, `select state, kind, coalesce(expected_version, 0) from jobs where id = $1 for update`,
+			a.Job.ID).Scan(&state, &kind, &expected); err != nil {
 			return err
 		}
-		var currentJob int64
-		err := tx.QueryRow(ctx, `select coalesce(ver.job_id, 0) from videos v
+		var current int
+		var currentLineage int64
+		err := tx.QueryRow(ctx, `select coalesce(v.current_version, 0), coalesce(ver.lineage_job, 0) from videos v
 			left join versions ver on ver.video_id = v.id and ver.version = v.current_version
-			where v.id = $1 for update of v`, a.Job.VideoID).Scan(&currentJob)
+			where v.id = $1 for update of v`, a.Job.VideoID).Scan(&current, &currentLineage)
 		if err != nil {
 			return err
 		}
@@ -324,14 +344,39 @@ func (db *DB) Publish(ctx context.Context, p PublishParams) (bool, error) {
 		if err != nil {
 			return err
 		}
-		if state == Published || currentJob > a.Job.ID {
+		var (
+			supersede bool
+			lineage   *int64
+		)
+		switch kind {
+		case "backfill":
+			supersede = state == Published || current != expected
+			if !supersede && expected > 0 {
+				if err := tx.QueryRow(ctx, `select lineage_job from versions where video_id = $1 and version = $2`,
+					a.Job.VideoID, expected).Scan(&lineage); err != nil {
+					return err
+				}
+			}
+		default:
+			supersede = state == Published || currentLineage > a.Job.ID
+			id := a.Job.ID
+			lineage = &id
+		}
+		if supersede {
 			_, err := tx.Exec(ctx, `update versions set state = 'superseded', master = $3, renditions = $4, duration_s = $5
 				where video_id = $1 and version = $2 and state = 'pending'`, a.Job.VideoID, a.Version, p.Master, renditions, p.Duration)
 			return err
 		}
-		if _, err := tx.Exec(ctx, `update versions set state = 'published', master = $3, renditions = $4, duration_s = $5, published_at = now()
-			where video_id = $1 and version = $2`, a.Job.VideoID, a.Version, p.Master, renditions, p.Duration); err != nil {
+		// Only a pending version can be published: one the garbage
+		// collector claimed (an attempt it judged dead) stays deleted.
+		tag, err := tx.Exec(ctx, `update versions set state = 'published', master = $3, renditions = $4, duration_s = $5, published_at = now(),
+			lineage_job = $6
+			where video_id = $1 and version = $2 and state = 'pending'`, a.Job.VideoID, a.Version, p.Master, renditions, p.Duration, lineage)
+		if err != nil {
 			return err
+		}
+		if tag.RowsAffected() != 1 {
+			return fmt.Errorf("%w: version %d is no longer pending", ErrVersionGone, a.Version)
 		}
 		if _, err := tx.Exec(ctx, `insert into content_keys (key_id, video_id, version, kek_id, wrapped) values ($1, $2, $3, $4, $5)`,
 			p.Key.KeyID, a.Job.VideoID, a.Version, p.Key.KEKID, p.Key.Wrapped); err != nil {

@@ -1,7 +1,9 @@
 // Package verify proves that a video's current version plays: every
-// playlist parses, every segment decrypts with the stored key into valid
-// MPEG-TS, and ffprobe decodes each rendition to the expected duration.
-// Operators run it after every backfill; CI runs it after every job.
+// playlist parses, every segment (and every EXT-X-MAP init section) decrypts
+// with the stored key into valid MPEG-TS or fragmented MP4, and ffprobe
+// decodes each rendition, alternate audio included, to the expected
+// duration. Operators run it after every backfill; CI runs it after every
+// job.
 package verify
 
 import (
@@ -18,6 +20,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -53,14 +56,18 @@ func (r *Report) OK() bool {
 
 // RenditionReport is what was checked for one rendition.
 type RenditionReport struct {
-	Name             string   `json:"name"`
-	Playlist         string   `json:"playlist"`
-	Segments         int      `json:"segments"`
-	EncryptedBytes   int64    `json:"encrypted_bytes"`
-	PlaylistDuration float64  `json:"playlist_duration"`
-	DecodedDuration  float64  `json:"decoded_duration"`
-	DecodedFrames    int64    `json:"decoded_frames"`
-	Problems         []string `json:"problems,omitempty"`
+	Name             string  `json:"name"`
+	Playlist         string  `json:"playlist"`
+	Segments         int     `json:"segments"`
+	EncryptedBytes   int64   `json:"encrypted_bytes"`
+	PlaylistDuration float64 `json:"playlist_duration"`
+	DecodedDuration  float64 `json:"decoded_duration"`
+	DecodedFrames    int64   `json:"decoded_frames"`
+	// Format is "mpegts", "fmp4" or "webvtt"; Stream the kind of stream
+	// whose frames were counted ("video" or "audio").
+	Format   string   `json:"format,omitempty"`
+	Stream   string   `json:"stream,omitempty"`
+	Problems []string `json:"problems,omitempty"`
 }
 
 // Verifier checks published versions.
@@ -102,10 +109,26 @@ func (v *Verifier) Verify(ctx context.Context, videoID string) (*Report, error) 
 		return nil, fmt.Errorf("verify: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	for i, variant := range master.Variants {
-		name := path.Join(path.Dir(cur.Master), variant.URI)
-		rr := v.rendition(ctx, name, ck, cur.Key.KeyID, filepath.Join(tmp, strconv.Itoa(i)+".ts"), variant.FrameRate)
+	// Every variant, then every alternate rendition (EXT-X-MEDIA) with a
+	// playlist of its own; a playlist listed twice (ffmpeg lists its audio
+	// rendition as a variant too) is checked once.
+	seen := map[string]bool{}
+	check := func(uri string, fps float64) {
+		name := path.Join(path.Dir(cur.Master), uri)
+		if seen[name] {
+			return
+		}
+		seen[name] = true
+		rr := v.rendition(ctx, name, ck, cur.Key.KeyID, filepath.Join(tmp, strconv.Itoa(len(seen))), fps)
 		rep.Renditions = append(rep.Renditions, rr)
+	}
+	for _, variant := range master.Variants {
+		check(variant.URI, variant.FrameRate)
+	}
+	for _, r := range master.Renditions {
+		if r.URI != "" && r.Type != "CLOSED-CAPTIONS" {
+			check(r.URI, 0)
+		}
 	}
 	return rep, nil
 }
@@ -139,61 +162,155 @@ func (v *Verifier) rendition(ctx context.Context, name string, ck keys.ContentKe
 	if len(m.Segments) == 0 {
 		return fail("playlist has no segments")
 	}
-	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	maps, err := playlist.MapTags(data)
 	if err != nil {
-		return fail("temp file: %v", err)
+		return fail("playlist: %v", err)
 	}
-	w := bufio.NewWriterSize(out, 1<<20)
+	rr.Format = "mpegts"
+	switch {
+	case len(maps) > 0:
+		rr.Format = "fmp4"
+	case strings.HasSuffix(strings.ToLower(m.Segments[0].URI), ".vtt") || strings.HasSuffix(strings.ToLower(m.Segments[0].URI), ".webvtt"):
+		rr.Format = "webvtt"
+	}
+	if rr.Format == "fmp4" && maps[0].Segment != 0 {
+		return fail("the first segment has no EXT-X-MAP init section")
+	}
+
+	// Decrypt into one file per init section (one for MPEG-TS): a second
+	// init section after a discontinuity starts a new MP4 file.
+	var (
+		files []string
+		out   *os.File
+		w     *bufio.Writer
+		check formatChecker
+	)
+	closeFile := func() error {
+		if out == nil {
+			return nil
+		}
+		err := errors.Join(w.Flush(), out.Close())
+		out = nil
+		return err
+	}
+	defer closeFile()
+	openFile := func() error {
+		if err := closeFile(); err != nil {
+			return err
+		}
+		f := fmt.Sprintf("%s_%d.%s", tmp, len(files), map[string]string{"mpegts": "ts", "fmp4": "mp4", "webvtt": "vtt"}[rr.Format])
+		var err error
+		if out, err = os.OpenFile(f, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600); err != nil {
+			return err
+		}
+		w = bufio.NewWriterSize(out, 1<<20)
+		files = append(files, f)
+		return nil
+	}
+	if rr.Format != "fmp4" {
+		if err := openFile(); err != nil {
+			return fail("temp file: %v", err)
+		}
+	}
+	nextMap := 0
 	for i, s := range m.Segments {
+		if nextMap < len(maps) && maps[nextMap].Segment == i {
+			// The last of several EXT-X-MAP tags before one segment wins.
+			for nextMap+1 < len(maps) && maps[nextMap+1].Segment == i {
+				nextMap++
+			}
+			mt := maps[nextMap]
+			nextMap++
+			if err := openFile(); err != nil {
+				return fail("temp file: %v", err)
+			}
+			n, err := v.decryptObject(ctx, name, "init section", mt.Map.URI, mt.Map.ByteRange, mt.Key, ck, keyID, w, initChecker())
+			rr.EncryptedBytes += n
+			if err != nil {
+				rr.Problems = append(rr.Problems, fmt.Sprintf("init section of segment %d (%s): %v", i, mt.Map.URI, err))
+			}
+		}
 		rr.Segments++
 		rr.PlaylistDuration += s.Duration
-		if s.Key == nil || s.Key.Method != "AES-128" {
-			rr.Problems = append(rr.Problems, fmt.Sprintf("segment %d is not encrypted with AES-128", i))
-			continue
+		switch rr.Format {
+		case "fmp4":
+			check = fragmentChecker()
+		case "webvtt":
+			check = &vttChecker{}
+		default:
+			check = &tsChecker{}
 		}
-		if !strings.Contains(s.Key.URI, keyID) {
-			rr.Problems = append(rr.Problems, fmt.Sprintf("segment %d names key URI %q, not the current key %s", i, s.Key.URI, keyID))
-			continue
-		}
-		iv, err := parseIV(s.Key.IV)
-		if err != nil {
-			rr.Problems = append(rr.Problems, fmt.Sprintf("segment %d: %v", i, err))
-			continue
-		}
-		n, err := v.decryptSegment(ctx, path.Join(path.Dir(name), s.URI), ck, iv, w)
+		n, err := v.decryptObject(ctx, name, "segment", s.URI, s.ByteRange, s.Key, ck, keyID, w, check)
 		rr.EncryptedBytes += n
 		if err != nil {
 			rr.Problems = append(rr.Problems, fmt.Sprintf("segment %d (%s): %v", i, s.URI, err))
 		}
 	}
-	if err := errors.Join(w.Flush(), out.Close()); err != nil {
+	if err := closeFile(); err != nil {
 		return fail("temp file: %v", err)
 	}
-	if len(rr.Problems) > 0 {
+	if len(rr.Problems) > 0 || rr.Format == "webvtt" {
 		return rr
 	}
-	dur, frames, err := probeDecode(ctx, v.ffprobe(), tmp)
-	if err != nil {
-		return fail("ffprobe: %v", err)
+	format := "mpegts"
+	if rr.Format == "fmp4" {
+		format = "mp4"
 	}
-	rr.DecodedDuration, rr.DecodedFrames = dur, frames
-	if tol := math.Max(0.5, 0.02*rr.PlaylistDuration); math.Abs(dur-rr.PlaylistDuration) > tol {
-		rr.Problems = append(rr.Problems, fmt.Sprintf("decoded duration %.3fs, playlist says %.3fs", dur, rr.PlaylistDuration))
-	}
-	if fps > 0 {
-		want := rr.PlaylistDuration * fps
-		if math.Abs(float64(frames)-want) > math.Max(2, 0.02*want) {
-			rr.Problems = append(rr.Problems, fmt.Sprintf("decoded %d frames, expected about %.0f", frames, want))
+	for _, f := range files {
+		dec, err := probeDecode(ctx, v.ffprobe(), format, f)
+		if err != nil {
+			return fail("ffprobe: %v", err)
 		}
-	} else if frames == 0 {
-		rr.Problems = append(rr.Problems, "no video frame decoded")
+		rr.DecodedDuration += dec.duration
+		switch {
+		case dec.hasVideo:
+			rr.Stream = "video"
+			rr.DecodedFrames += dec.videoFrames
+		case dec.hasAudio:
+			rr.Stream = "audio"
+			rr.DecodedFrames += dec.audioFrames
+		}
+	}
+	if tol := math.Max(0.5, 0.02*rr.PlaylistDuration); math.Abs(rr.DecodedDuration-rr.PlaylistDuration) > tol {
+		rr.Problems = append(rr.Problems, fmt.Sprintf("decoded duration %.3fs, playlist says %.3fs", rr.DecodedDuration, rr.PlaylistDuration))
+	}
+	switch {
+	case rr.Stream == "":
+		rr.Problems = append(rr.Problems, "no video or audio stream decoded")
+	case fps > 0 && rr.Stream == "video":
+		want := rr.PlaylistDuration * fps
+		if math.Abs(float64(rr.DecodedFrames)-want) > math.Max(2, 0.02*want) {
+			rr.Problems = append(rr.Problems, fmt.Sprintf("decoded %d frames, expected about %.0f", rr.DecodedFrames, want))
+		}
+	case rr.DecodedFrames == 0:
+		rr.Problems = append(rr.Problems, fmt.Sprintf("no %s frame decoded", rr.Stream))
 	}
 	return rr
 }
 
-// decryptSegment streams one segment through AES-128-CBC into w and checks
-// that the plaintext is MPEG-TS (188-byte packets, each starting 0x47).
-func (v *Verifier) decryptSegment(ctx context.Context, name string, ck keys.ContentKey, iv []byte, w io.Writer) (int64, error) {
+// decryptObject checks that an object (segment or init section) is
+// encrypted with the current key and decrypts it into w.
+func (v *Verifier) decryptObject(ctx context.Context, playlistName, what, uri string, br *playlist.ByteRange, key *playlist.Key,
+	ck keys.ContentKey, keyID string, w io.Writer, check formatChecker) (int64, error) {
+	if key == nil || key.Method != "AES-128" {
+		return 0, fmt.Errorf("%s is not encrypted with AES-128", what)
+	}
+	if !strings.Contains(key.URI, keyID) {
+		return 0, fmt.Errorf("%s names key URI %q, not the current key %s", what, key.URI, keyID)
+	}
+	if br != nil {
+		return 0, fmt.Errorf("%s is a byte range; whole-object encryption covers one resource", what)
+	}
+	iv, err := parseIV(key.IV)
+	if err != nil {
+		return 0, err
+	}
+	return v.decryptSegment(ctx, path.Join(path.Dir(playlistName), uri), ck, iv, w, check)
+}
+
+// decryptSegment streams one object through AES-128-CBC into w and checks
+// the plaintext's format as it goes (check).
+func (v *Verifier) decryptSegment(ctx context.Context, name string, ck keys.ContentKey, iv []byte, w io.Writer, check formatChecker) (int64, error) {
 	rc, err := v.Store.Get(ctx, name)
 	if err != nil {
 		return 0, err
@@ -204,11 +321,17 @@ func (v *Verifier) decryptSegment(ctx context.Context, name string, ck keys.Cont
 	if err != nil {
 		return 0, err
 	}
-	ts := &tsChecker{}
-	if _, err := io.Copy(io.MultiWriter(w, ts), dec); err != nil {
+	if _, err := io.Copy(io.MultiWriter(w, check), dec); err != nil {
 		return counted.n, fmt.Errorf("decrypt: %w", err)
 	}
-	return counted.n, ts.err()
+	return counted.n, check.err()
+}
+
+// formatChecker checks a decrypted object's format as bytes stream
+// through it.
+type formatChecker interface {
+	io.Writer
+	err() error
 }
 
 func (v *Verifier) ffprobe() string {
@@ -277,41 +400,136 @@ func DecodeArgs(absPath string) []string {
 		"-show_entries", "format=duration:stream=nb_read_frames", "-of", "json", "file:" + absPath}
 }
 
-func probeDecode(ctx context.Context, ffprobe, file string) (float64, int64, error) {
+// DecodeAllArgs is ffprobe's argv to decode every frame of every stream of a
+// file in the given container ("mpegts", or "mp4" for the mov demuxer) and
+// report the duration and each stream's type and frames decoded.
+func DecodeAllArgs(format, absPath string) []string {
+	return []string{"-hide_banner", "-v", "error", "-protocol_whitelist", "file", "-f", format,
+		"-count_frames", "-show_entries", "format=duration,start_time:stream=codec_type,nb_read_frames", "-of", "json", "file:" + absPath}
+}
+
+type decoded struct {
+	duration                 float64
+	hasVideo, hasAudio       bool
+	videoFrames, audioFrames int64
+}
+
+func probeDecode(ctx context.Context, ffprobe, format, file string) (decoded, error) {
 	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, ffprobe, DecodeArgs(file)...)
+	cmd := exec.CommandContext(ctx, ffprobe, DecodeAllArgs(format, file)...)
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return 0, 0, fmt.Errorf("%w: %s", err, tail(stderr.String(), 1024))
+		return decoded{}, fmt.Errorf("%w: %s", err, tail(stderr.String(), 1024))
 	}
-	return parseDecode(out)
+	return parseDecode(out, format)
 }
 
-func parseDecode(out []byte) (float64, int64, error) {
-	var r struct {
-		Format struct {
-			Duration string `json:"duration"`
-		} `json:"format"`
-		Streams []struct {
-			Frames string `json:"nb_read_frames"`
-		} `json:"streams"`
-	}
+// parseDecode reads DecodeAllArgs' output. The mov demuxer reports a
+// fragmented MP4's duration as its end time; after a discontinuity with a
+// new init section the fragments start later, so their start time is
+// subtracted.
+func parseDecode(out []byte, format string) (decoded, error) {
+	var (
+		d decoded
+		r struct {
+			Format struct {
+				Duration  string `json:"duration"`
+				StartTime string `json:"start_time"`
+			} `json:"format"`
+			Streams []struct {
+				Type   string `json:"codec_type"`
+				Frames string `json:"nb_read_frames"`
+			} `json:"streams"`
+		}
+	)
 	if err := json.Unmarshal(out, &r); err != nil {
-		return 0, 0, err
+		return d, err
 	}
-	d, err := strconv.ParseFloat(r.Format.Duration, 64)
-	if err != nil {
-		return 0, 0, fmt.Errorf("duration %q", r.Format.Duration)
+	var err error
+	if d.duration, err = strconv.ParseFloat(r.Format.Duration, 64); err != nil {
+		return d, fmt.Errorf("duration %q", r.Format.Duration)
 	}
-	if len(r.Streams) == 0 {
-		return d, 0, errors.New("no video stream")
+	if start, err := strconv.ParseFloat(r.Format.StartTime, 64); err == nil && format == "mp4" && start > 0 && start < d.duration {
+		d.duration -= start
 	}
-	n, err := strconv.ParseInt(r.Streams[0].Frames, 10, 64)
-	if err != nil {
-		return d, 0, fmt.Errorf("frames %q", r.Streams[0].Frames)
+	for _, s := range r.Streams {
+		n, err := strconv.ParseInt(s.Frames, 10, 64)
+		if err != nil {
+			return d, fmt.Errorf("frames %q", s.Frames)
+		}
+		switch {
+		case s.Type == "video" && !d.hasVideo:
+			d.hasVideo, d.videoFrames = true, n
+		case s.Type == "audio" && !d.hasAudio:
+			d.hasAudio, d.audioFrames = true, n
+		}
 	}
-	return d, n, nil
+	if !d.hasVideo && !d.hasAudio {
+		return d, errors.New("no video or audio stream")
+	}
+	return d, nil
+}
+
+// boxChecker checks that a decrypted object starts with one of the
+// ISO BMFF boxes it may start with, and that the first box's size is sane.
+type boxChecker struct {
+	head  []byte
+	n     int64
+	types []string
+	what  string
+}
+
+func initChecker() *boxChecker {
+	return &boxChecker{types: []string{"ftyp"}, what: "an MP4 init section (ftyp box)"}
+}
+
+func fragmentChecker() *boxChecker {
+	return &boxChecker{types: []string{"styp", "moof", "sidx", "emsg", "prft", "free"}, what: "an MP4 fragment (styp, sidx or moof box)"}
+}
+
+func (b *boxChecker) Write(p []byte) (int, error) {
+	if len(b.head) < 8 {
+		b.head = append(b.head, p[:min(len(p), 8-len(b.head))]...)
+	}
+	b.n += int64(len(p))
+	return len(p), nil
+}
+
+func (b *boxChecker) err() error {
+	if b.n == 0 {
+		return errors.New("decrypted object is empty")
+	}
+	if len(b.head) < 8 {
+		return fmt.Errorf("decrypted bytes are not %s: only %d bytes", b.what, b.n)
+	}
+	size := int64(b.head[0])<<24 | int64(b.head[1])<<16 | int64(b.head[2])<<8 | int64(b.head[3])
+	typ := string(b.head[4:8])
+	if !slices.Contains(b.types, typ) || (size != 1 && (size < 8 || size > b.n)) {
+		return fmt.Errorf("decrypted bytes are not %s: first box %q of %d bytes", b.what, typ, size)
+	}
+	return nil
+}
+
+// vttChecker checks that a decrypted subtitle segment is WebVTT.
+type vttChecker struct {
+	head []byte
+	n    int64
+}
+
+func (c *vttChecker) Write(p []byte) (int, error) {
+	if len(c.head) < 9 {
+		c.head = append(c.head, p[:min(len(p), 9-len(c.head))]...)
+	}
+	c.n += int64(len(p))
+	return len(p), nil
+}
+
+func (c *vttChecker) err() error {
+	if !bytes.HasPrefix(bytes.TrimPrefix(c.head, []byte("\xef\xbb\xbf")), []byte("WEBVTT")) {
+		return errors.New("decrypted bytes are not WebVTT")
+	}
+	return nil
 }
 
 func tail(s string, n int) string {

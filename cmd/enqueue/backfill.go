@@ -1,0 +1,365 @@
+package main
+
+// enqueue backfill: start, follow and steer background re-encryption runs
+// of the legacy catalogue (internal/backfill).
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hlsvault/hlsvault/internal/backfill"
+	"github.com/hlsvault/hlsvault/internal/catalog"
+	"github.com/hlsvault/hlsvault/internal/config"
+	"github.com/hlsvault/hlsvault/internal/storage"
+	"github.com/hlsvault/hlsvault/jobs"
+)
+
+const backfillUsage = `usage:
+  enqueue backfill start (--prefix P | --ids FILE|- | --from-db) [--legacy-prefix legacy]
+                         [--batch-size 10] [--max-inflight 2] [--dry-run] [--json]
+                         [--rekey [--label L]] [--retranscode [--source-template 'uploads/{video}.mp4']]
+                         [--keep-legacy] [--url-map https://cdn.example.com/=legacy/ ...]
+  enqueue backfill status [RUN] [--watch] [--json]
+  enqueue backfill items RUN [--state done|failed|skipped|pending|queued|running] [--json]
+  enqueue backfill pause|resume|cancel|retry-failed RUN`
+
+// stdin is where --ids - reads from.
+var stdin io.Reader = os.Stdin
+
+// urlMapFlag collects --url-map FROM=TO.
+type urlMapFlag map[string]string
+
+func (m urlMapFlag) String() string { return fmt.Sprint(map[string]string(m)) }
+func (m urlMapFlag) Set(v string) error {
+	from, to, ok := strings.Cut(v, "=")
+	if !ok || from == "" || !strings.Contains(from, "://") {
+		return errors.New("want ABSOLUTE-URL-PREFIX=OBJECT-PREFIX, e.g. https://cdn.example.com/=legacy/")
+	}
+	m[from] = to
+	return nil
+}
+
+// parseInterleaved parses flags that may come after positional arguments
+// ("status 7 --watch").
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+func runBackfill(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New(backfillUsage)
+	}
+	sub := args[0]
+	env := func(k, def string) string { return config.Getenv(getenv, k, def) }
+	fs := flag.NewFlagSet("enqueue backfill "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		redisURL    = fs.String("redis-url", env("REDIS_URL", config.DefaultRedisURL), "Redis URL (REDIS_URL)")
+		databaseURL = fs.String("database-url", env("DATABASE_URL", config.DefaultDatabaseURL), "PostgreSQL URL (DATABASE_URL)")
+		storageURL  = fs.String("storage-url", env("STORAGE_URL", config.DefaultStorageURL()), "file:///dir or azblob://container (STORAGE_URL)")
+		queuePrefix = fs.String("queue-prefix", env("QUEUE_PREFIX", jobs.DefaultQueuePrefix), "queue names are PREFIX-transcode and PREFIX-background (QUEUE_PREFIX)")
+		asJSON      = fs.Bool("json", false, "print JSON")
+	)
+	var (
+		o       backfill.StartOptions
+		idsFile string
+		urlMap  = urlMapFlag{}
+		watch   bool
+		every   time.Duration
+		state   string
+	)
+	switch sub {
+	case "start":
+		fs.StringVar(&o.Prefix, "prefix", "", "scan this storage prefix: one title per {prefix}/{video}/")
+		fs.StringVar(&idsFile, "ids", "", "file with one video id per line, or - for stdin")
+		fs.BoolVar(&o.FromDB, "from-db", false, "the videos the catalog knows that have no key")
+		fs.StringVar(&o.LegacyPrefix, "legacy-prefix", "legacy", "where --ids and --from-db titles are: {legacy-prefix}/{video}/")
+		fs.IntVar(&o.BatchSize, "batch-size", 10, "titles per batch task")
+		fs.IntVar(&o.MaxInflight, "max-inflight", 2, "batches outstanding at once")
+		fs.BoolVar(&o.DryRun, "dry-run", false, "print what would be done (titles, renditions, segments, bytes) and record nothing")
+		fs.BoolVar(&o.Rekey, "rekey", false, "give titles that already have a key a fresh key in a new version")
+		fs.StringVar(&o.Label, "label", "", "names a re-key: the same --rekey --label started again does nothing; a new label re-keys again")
+		fs.BoolVar(&o.Retranscode, "retranscode", false, "run the full transcode pipeline on each title's source instead")
+		fs.StringVar(&o.SourceTemplate, "source-template", "", "with --retranscode: the source object, {video} replaced (default: the video's last transcode source)")
+		fs.BoolVar(&o.KeepLegacy, "keep-legacy", false, "never let garbage collection remove these titles' legacy objects")
+		fs.Var(urlMap, "url-map", "map absolute legacy URLs to objects: URL-PREFIX=OBJECT-PREFIX (repeatable)")
+	case "status":
+		fs.BoolVar(&watch, "watch", false, "follow the run until it ends")
+		fs.DurationVar(&every, "interval", time.Second, "refresh interval of --watch")
+	case "items":
+		fs.StringVar(&state, "state", "", "only the titles in this state")
+	case "pause", "resume", "cancel", "retry-failed":
+	default:
+		return fmt.Errorf("unknown backfill command %q\n%s", sub, backfillUsage)
+	}
+	pos, err := parseInterleaved(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	var runID int64
+	switch {
+	case sub == "start" && len(pos) > 0:
+		return fmt.Errorf("unexpected argument %q\n%s", pos[0], backfillUsage)
+	case sub == "start":
+	case len(pos) > 1:
+		return fmt.Errorf("unexpected argument %q\n%s", pos[1], backfillUsage)
+	case len(pos) == 1:
+		if runID, err = strconv.ParseInt(strings.TrimPrefix(pos[0], "#"), 10, 64); err != nil || runID <= 0 {
+			return fmt.Errorf("RUN must be a run id, got %q", pos[0])
+		}
+	case sub != "status":
+		return fmt.Errorf("%s needs a RUN id\n%s", sub, backfillUsage)
+	}
+
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	db, err := catalog.Open(ctx, *databaseURL, log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx); err != nil {
+		return err
+	}
+	redisOpt, err := config.RedisOpt(*redisURL)
+	if err != nil {
+		return err
+	}
+	var store storage.Store
+	if sub == "start" {
+		if store, err = storage.Open(ctx, *storageURL, getenv); err != nil {
+			return err
+		}
+	}
+	c := backfill.NewClient(db, store, redisOpt, jobs.QueueNames(*queuePrefix))
+	defer c.Close()
+
+	switch sub {
+	case "start":
+		if idsFile != "" {
+			r := stdin
+			if idsFile != "-" {
+				f, err := os.Open(idsFile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				r = f
+			}
+			if o.IDs, err = backfill.ParseIDs(r); err != nil {
+				return fmt.Errorf("--ids %s: %w", idsFile, err)
+			}
+			if len(o.IDs) == 0 {
+				return fmt.Errorf("--ids %s: no video id", idsFile)
+			}
+			o.IDsFile = idsFile
+		}
+		if len(urlMap) > 0 {
+			o.URLMap = urlMap
+		}
+		return backfillStart(ctx, c, o, *asJSON, stdout)
+	case "status":
+		return backfillStatus(ctx, c, runID, watch, every, *asJSON || !isTerminal(stdout), stdout)
+	case "items":
+		if _, err := db.BackfillRunByID(ctx, runID); err != nil {
+			return err
+		}
+		items, err := db.BackfillItems(ctx, runID, state)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(stdout, items)
+		}
+		if state == catalog.ItemDone {
+			for _, it := range items {
+				fmt.Fprintln(stdout, it.VideoID) // one id per line: pipe it into enqueue verify
+			}
+			return nil
+		}
+		tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "VIDEO\tSTATE\tVERSION\tATTEMPTS\tBYTES\tERROR")
+		for _, it := range items {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", it.VideoID, it.State, it.Version, it.Attempts, it.Bytes, it.Error)
+		}
+		return tw.Flush()
+	case "pause":
+		r, err := c.Pause(ctx, runID)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "run %d paused: titles in progress finish, no new title starts (resume with: enqueue backfill resume %d)\n", r.ID, r.ID)
+	case "resume":
+		r, err := c.Resume(ctx, runID)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "run %d resumed\n", r.ID)
+	case "cancel":
+		r, err := c.Cancel(ctx, runID)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "run %d cancelled: titles already converted stay converted\n", r.ID)
+	case "retry-failed":
+		n, err := c.RetryFailed(ctx, runID)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "run %d: %d failed titles queued again\n", runID, n)
+	}
+	return nil
+}
+
+func backfillStart(ctx context.Context, c *backfill.Client, o backfill.StartOptions, asJSON bool, stdout io.Writer) error {
+	res, err := c.Start(ctx, o)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(stdout, res)
+	}
+	if res.Existing && res.Run != nil && res.Candidates == nil {
+		fmt.Fprintf(stdout, "run %d with the same options is already %s; nothing started (follow it with: enqueue backfill status %d --watch)\n",
+			res.Run.ID, res.Run.State, res.Run.ID)
+		return nil
+	}
+	s := res.Summary
+	work := s.Titles[backfill.ActionConvert] + s.Titles[backfill.ActionRekey] + s.Titles[backfill.ActionRetranscode]
+	if o.DryRun {
+		tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "ACTION\tVIDEO\tPLAYLIST\tRENDITIONS\tSEGMENTS\tBYTES\tREASON")
+		for _, cd := range res.Candidates {
+			where := cd.Legacy
+			if cd.Source != "" {
+				where = cd.Source
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", cd.Action, cd.VideoID, where, len(cd.Renditions), cd.Segments, cd.Bytes, cd.Reason)
+		}
+		tw.Flush()
+		fmt.Fprintf(stdout, "dry run: would work on %d titles (%d segments, %s); %d broken, %d skipped; nothing recorded\n",
+			work, s.Segments, humanBytes(s.Bytes), s.Titles[backfill.ActionBroken], s.Titles[backfill.ActionSkip])
+		return nil
+	}
+	if res.NothingToDo() {
+		fmt.Fprintf(stdout, "nothing to do: %d titles found, none to convert (%d skipped, %d broken); no run recorded\n",
+			len(res.Candidates), s.Titles[backfill.ActionSkip], s.Titles[backfill.ActionBroken])
+		for _, cd := range res.Candidates {
+			if cd.Action == backfill.ActionBroken {
+				fmt.Fprintf(stdout, "  broken %s: %s\n", cd.VideoID, cd.Reason)
+			}
+		}
+		return nil
+	}
+	if !res.Created {
+		fmt.Fprintf(stdout, "run %d with the same options is already %s; nothing started\n", res.Run.ID, res.Run.State)
+		return nil
+	}
+	fmt.Fprintf(stdout, "started backfill run %d: %d titles to work on (%d segments, %s), %d broken (recorded as failed), %d skipped\n",
+		res.Run.ID, work, s.Segments, humanBytes(s.Bytes), s.Titles[backfill.ActionBroken], s.Titles[backfill.ActionSkip])
+	fmt.Fprintf(stdout, "follow it with: enqueue backfill status %d --watch\n", res.Run.ID)
+	return nil
+}
+
+func backfillStatus(ctx context.Context, c *backfill.Client, runID int64, watch bool, every time.Duration, asJSON bool, stdout io.Writer) error {
+	if every <= 0 {
+		every = time.Second
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		st, err := c.Status(ctx, runID)
+		if errors.Is(err, catalog.ErrNotFound) {
+			if runID == 0 {
+				return errors.New("no backfill run was ever started")
+			}
+			return fmt.Errorf("no backfill run %d", runID)
+		}
+		if err != nil {
+			return err
+		}
+		runID = st.Run.ID
+		finished := st.Run.State == catalog.RunDone || st.Run.State == catalog.RunCancelled
+		switch {
+		case asJSON && watch:
+			if err := json.NewEncoder(stdout).Encode(st); err != nil {
+				return err
+			}
+		case asJSON:
+			return printJSON(stdout, st)
+		case watch:
+			fmt.Fprintf(stdout, "\r\033[K%s", progressLine(st))
+		default:
+			fmt.Fprintln(stdout, progressLine(st))
+		}
+		if !watch || finished {
+			if !asJSON {
+				if watch {
+					fmt.Fprintln(stdout)
+				}
+				for _, f := range st.Failures {
+					fmt.Fprintf(stdout, "  failed %s: %s\n", f.Video, f.Error)
+				}
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if !asJSON {
+				fmt.Fprintln(stdout)
+			}
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// progressLine is the one-line bar: state, bar, done, failed, remaining,
+// throughput and ETA.
+func progressLine(st backfill.Status) string {
+	const width = 24
+	total := st.Progress.Total
+	finished := st.Done + st.Failed + st.Skipped
+	filled := 0
+	if total > 0 {
+		filled = width * finished / total
+	}
+	bar := strings.Repeat("#", filled) + strings.Repeat("-", width-filled)
+	eta := "-"
+	if st.ETASeconds != nil {
+		eta = (time.Duration(*st.ETASeconds) * time.Second).Round(time.Second).String()
+	}
+	return fmt.Sprintf("run %d %-9s [%s] %d/%d done  %d failed  %d skipped  %d remaining  %.1f MB/s  ETA %s",
+		st.Run.ID, st.Run.State, bar, st.Done, total, st.Failed, st.Skipped, st.Remaining, st.ThroughputMBps, eta)
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1e9:
+		return fmt.Sprintf("%.2f GB", float64(n)/1e9)
+	case n >= 1e6:
+		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+	case n >= 1e3:
+		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
+	}
+	return fmt.Sprintf("%d B", n)
+}

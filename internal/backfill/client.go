@@ -1,0 +1,306 @@
+package backfill
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/hlsvault/hlsvault/internal/catalog"
+	"github.com/hlsvault/hlsvault/internal/storage"
+	"github.com/hlsvault/hlsvault/jobs"
+)
+
+// Client is the operator's side: start, follow and steer runs. It needs no
+// key: discovery reads playlists, never segments.
+type Client struct {
+	db     *catalog.DB
+	store  storage.Store
+	asynq  *asynq.Client
+	queues jobs.Queues
+	tick   time.Duration
+}
+
+// NewClient builds a Client. Close it when done.
+func NewClient(db *catalog.DB, store storage.Store, redis asynq.RedisConnOpt, queues jobs.Queues) *Client {
+	if queues == (jobs.Queues{}) {
+		queues = jobs.QueueNames("")
+	}
+	return &Client{db: db, store: store, asynq: asynq.NewClient(redis), queues: queues, tick: time.Minute}
+}
+
+// Close releases the Redis connection.
+func (c *Client) Close() error { return c.asynq.Close() }
+
+// StartOptions is what `enqueue backfill start` asks for.
+type StartOptions struct {
+	RunOptions
+	// IDs are the titles of --ids (sorted, distinct, valid: ParseIDs).
+	IDs         []string
+	BatchSize   int // default 10
+	MaxInflight int // default 2
+	DryRun      bool
+}
+
+// StartResult says what Start did.
+type StartResult struct {
+	Run        *catalog.BackfillRun `json:"run,omitempty"`
+	Created    bool                 `json:"created"`
+	Existing   bool                 `json:"existing"` // an active run with the same options was returned
+	Candidates []Candidate          `json:"candidates,omitempty"`
+	Summary    Summary              `json:"summary"`
+	DryRun     bool                 `json:"dry_run,omitempty"`
+}
+
+// NothingToDo reports that discovery found no title to work on.
+func (r StartResult) NothingToDo() bool {
+	return !r.Existing && r.Summary.Titles[ActionConvert]+r.Summary.Titles[ActionRekey]+r.Summary.Titles[ActionRetranscode] == 0
+}
+
+// Fingerprint identifies a backfill by what was asked: the same options
+// and the same id list give the same fingerprint.
+func Fingerprint(o RunOptions) string {
+	o.RekeyBefore = time.Time{}
+	b, _ := json.Marshal(o) // map keys are sorted: deterministic
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:16])
+}
+
+func normalise(o *StartOptions) error {
+	n := 0
+	for _, set := range []bool{o.Prefix != "", len(o.IDs) > 0 || o.IDsFile != "", o.FromDB} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return errors.New("backfill: choose exactly one of --prefix, --ids and --from-db")
+	}
+	if o.Prefix != "" {
+		o.Prefix = strings.TrimSuffix(o.Prefix, "/") + "/"
+		if err := storage.ValidateName(o.Prefix + "x"); err != nil {
+			return fmt.Errorf("backfill: --prefix: %w", err)
+		}
+	}
+	if o.LegacyPrefix == "" {
+		o.LegacyPrefix = "legacy"
+	}
+	o.LegacyPrefix = strings.TrimSuffix(o.LegacyPrefix, "/")
+	if err := storage.ValidateName(o.LegacyPrefix + "/x"); err != nil {
+		return fmt.Errorf("backfill: --legacy-prefix: %w", err)
+	}
+	if len(o.IDs) > 0 {
+		h := sha256.New()
+		for _, id := range o.IDs {
+			h.Write([]byte(id + "\n"))
+		}
+		o.IDsDigest, o.IDsCount = hex.EncodeToString(h.Sum(nil)), len(o.IDs)
+	}
+	if o.SourceTemplate != "" && !o.Retranscode {
+		return errors.New("backfill: --source-template only applies to --retranscode")
+	}
+	if o.SourceTemplate != "" && !strings.Contains(o.SourceTemplate, "{video}") {
+		return errors.New("backfill: --source-template must contain {video}")
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 10
+	}
+	if o.MaxInflight <= 0 {
+		o.MaxInflight = 2
+	}
+	if o.BatchSize > 10000 || o.MaxInflight > 1000 {
+		return errors.New("backfill: --batch-size is at most 10000 and --max-inflight at most 1000")
+	}
+	return nil
+}
+
+// Start runs discovery and records a run of the titles to work on, then
+// wakes the workers. It is idempotent: while a run with the same options is
+// running or paused, that run is returned (Existing); once it is done, the
+// titles it converted have keys and are skipped, so a second start finds
+// nothing to do and records nothing. A start that finds no title to work on
+// records no run. Broken titles are recorded as failed items of the run,
+// with their reason, when there is something else to do.
+func (c *Client) Start(ctx context.Context, o StartOptions) (StartResult, error) {
+	if err := normalise(&o); err != nil {
+		return StartResult{}, err
+	}
+	res := StartResult{DryRun: o.DryRun}
+	fp := Fingerprint(o.RunOptions)
+	if !o.DryRun {
+		if r, err := c.db.ActiveBackfillRun(ctx, fp); err == nil {
+			res.Run, res.Existing = &r, true
+			return res, nil
+		} else if !errors.Is(err, catalog.ErrNotFound) {
+			return res, err
+		}
+	}
+	if o.Rekey {
+		cutoff, ok, err := c.db.RekeyCutoff(ctx, o.Label)
+		if err != nil {
+			return res, err
+		}
+		if !ok {
+			cutoff = time.Now()
+		}
+		o.RekeyBefore = cutoff
+	}
+	cands, err := Discover(ctx, c.store, c.db, o.RunOptions, o.IDs)
+	if err != nil {
+		return res, err
+	}
+	res.Candidates, res.Summary = cands, Summarise(cands)
+	if o.DryRun || res.NothingToDo() {
+		return res, nil
+	}
+	items := make([]catalog.NewBackfillItem, 0, len(cands))
+	for _, cd := range cands {
+		it := catalog.NewBackfillItem{VideoID: cd.VideoID, Legacy: cd.Legacy, EstBytes: cd.Bytes, EstSegments: cd.Segments}
+		switch cd.Action {
+		case ActionBroken:
+			it.State, it.Error = catalog.ItemFailed, cd.Reason
+		case ActionSkip:
+			if cd.Reason != "" && strings.HasPrefix(cd.Reason, "directory ") {
+				continue // not a title
+			}
+			it.State, it.Error = catalog.ItemSkipped, cd.Reason
+		}
+		items = append(items, it)
+	}
+	opts, err := json.Marshal(o.RunOptions)
+	if err != nil {
+		return res, err
+	}
+	run, created, err := c.db.CreateBackfillRun(ctx, opts, fp, o.BatchSize, o.MaxInflight, items)
+	if err != nil {
+		return res, err
+	}
+	res.Run, res.Created, res.Existing = &run, created, !created
+	if err := c.Kick(ctx, run.ID); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// Kick schedules a tick of the run now, so that a worker picks it up.
+func (c *Client) Kick(ctx context.Context, runID int64) error {
+	return enqueueTick(ctx, c.asynq, c.queues.Background, runID, 0, c.tick, 5)
+}
+
+// Pause stops a running run from starting titles; titles in progress
+// finish.
+func (c *Client) Pause(ctx context.Context, runID int64) (catalog.BackfillRun, error) {
+	return c.db.SetBackfillRunState(ctx, runID, []string{catalog.RunRunning}, catalog.RunPaused)
+}
+
+// Resume continues a paused run where it was.
+func (c *Client) Resume(ctx context.Context, runID int64) (catalog.BackfillRun, error) {
+	r, err := c.db.SetBackfillRunState(ctx, runID, []string{catalog.RunPaused}, catalog.RunRunning)
+	if err != nil {
+		return r, err
+	}
+	return r, c.Kick(ctx, runID)
+}
+
+// Cancel ends a run for good: no further title starts. Titles already
+// converted stay converted.
+func (c *Client) Cancel(ctx context.Context, runID int64) (catalog.BackfillRun, error) {
+	return c.db.SetBackfillRunState(ctx, runID, []string{catalog.RunRunning, catalog.RunPaused}, catalog.RunCancelled)
+}
+
+// RetryFailed puts the run's failed titles back in the queue (only those),
+// reopening a run that was done.
+func (c *Client) RetryFailed(ctx context.Context, runID int64) (int, error) {
+	n, err := c.db.RetryFailedBackfillItems(ctx, runID)
+	if err != nil || n == 0 {
+		return n, err
+	}
+	r, err := c.db.BackfillRunByID(ctx, runID)
+	if err != nil {
+		return n, err
+	}
+	if r.State == catalog.RunRunning {
+		return n, c.Kick(ctx, runID)
+	}
+	return n, nil
+}
+
+// ItemReport is one title in a status.
+type ItemReport struct {
+	Video string `json:"video"`
+	Error string `json:"error"`
+}
+
+// Status is what `enqueue backfill status` prints.
+type Status struct {
+	Run       catalog.BackfillRun      `json:"run"`
+	Progress  catalog.BackfillProgress `json:"progress"`
+	Done      int                      `json:"done"`
+	Failed    int                      `json:"failed"`
+	Skipped   int                      `json:"skipped"`
+	Remaining int                      `json:"remaining"`
+	// ThroughputMBps is the plaintext re-encrypted per second since the
+	// first title started (MB = 10^6 bytes); ETASeconds extrapolates it to
+	// the bytes remaining, or the titles remaining at the rate so far.
+	ThroughputMBps float64      `json:"throughput_mb_s"`
+	ETASeconds     *float64     `json:"eta_seconds,omitempty"`
+	Failures       []ItemReport `json:"failures,omitempty"`
+}
+
+// Status reports on a run; runID 0 means the latest.
+func (c *Client) Status(ctx context.Context, runID int64) (Status, error) {
+	var (
+		s   Status
+		err error
+	)
+	if runID == 0 {
+		s.Run, err = c.db.LatestBackfillRun(ctx)
+	} else {
+		s.Run, err = c.db.BackfillRunByID(ctx, runID)
+	}
+	if err != nil {
+		return s, err
+	}
+	if s.Progress, err = c.db.BackfillProgressOf(ctx, s.Run.ID); err != nil {
+		return s, err
+	}
+	p := s.Progress
+	s.Done, s.Failed, s.Skipped = p.Counts[catalog.ItemDone], p.Counts[catalog.ItemFailed], p.Counts[catalog.ItemSkipped]
+	s.Remaining = p.Counts[catalog.ItemPending] + p.Counts[catalog.ItemQueued] + p.Counts[catalog.ItemRunning]
+	if p.FirstStarted != nil {
+		end := time.Now()
+		if s.Remaining == 0 && p.LastFinished != nil {
+			end = *p.LastFinished
+		}
+		if secs := end.Sub(*p.FirstStarted).Seconds(); secs > 0 {
+			s.ThroughputMBps = float64(p.BytesDone) / 1e6 / secs
+			if s.Remaining > 0 && s.Run.State == catalog.RunRunning {
+				var eta float64
+				if s.ThroughputMBps > 0 && p.BytesRemaining > 0 {
+					eta = float64(p.BytesRemaining) / 1e6 / s.ThroughputMBps
+				} else if finished := s.Done + s.Failed + s.Skipped; finished > 0 {
+					eta = secs / float64(finished) * float64(s.Remaining)
+				}
+				if eta > 0 {
+					s.ETASeconds = &eta
+				}
+			}
+		}
+	}
+	if s.Failed > 0 {
+		failed, err := c.db.BackfillItems(ctx, s.Run.ID, catalog.ItemFailed)
+		if err != nil {
+			return s, err
+		}
+		for _, it := range failed {
+			s.Failures = append(s.Failures, ItemReport{Video: it.VideoID, Error: it.Error})
+		}
+	}
+	return s, nil
+}

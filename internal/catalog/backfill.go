@@ -1,0 +1,778 @@
+package catalog
+
+// Backfill runs: the re-encryption of the legacy catalogue, title by title,
+// in the background. A run is a row in backfill_runs with its options; each
+// candidate title is a row in backfill_items. Items move
+//
+//	pending → queued (in batch B, a backfill:batch task) → running → done | failed | skipped
+//
+// and a failed item goes back to pending with retry-failed. Each title that
+// is re-encrypted is also an ordinary job (kind 'backfill') with attempts and
+// versions, so `enqueue status` and `enqueue verify` see it like any other.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Backfill run states.
+const (
+	RunRunning   = "running"
+	RunPaused    = "paused"
+	RunCancelled = "cancelled"
+	RunDone      = "done"
+)
+
+// Backfill item states.
+const (
+	ItemPending = "pending"
+	ItemQueued  = "queued"
+	ItemRunning = "running"
+	ItemDone    = "done"
+	ItemFailed  = "failed"
+	ItemSkipped = "skipped"
+)
+
+var (
+	// ErrHasKey means the title already has a current version with a key
+	// and the run does not re-key it.
+	ErrHasKey = errors.New("catalog: title already has a key")
+	// ErrRunNotRunning means the run is paused, cancelled or done: no item
+	// of it may start.
+	ErrRunNotRunning = errors.New("catalog: backfill run is not running")
+	// ErrItemNotClaimable means the item is not (or no longer) part of the
+	// batch that tried to claim it: done already, or released by a pause.
+	ErrItemNotClaimable = errors.New("catalog: backfill item is not in this batch")
+	// ErrBadTransition means a run cannot go to the requested state.
+	ErrBadTransition = errors.New("catalog: backfill run cannot change to that state")
+)
+
+// BackfillRun is one backfill run.
+type BackfillRun struct {
+	ID          int64           `json:"id"`
+	State       string          `json:"state"`
+	Options     json.RawMessage `json:"options"`
+	BatchSize   int             `json:"batch_size"`
+	MaxInflight int             `json:"max_inflight"`
+	Fingerprint string          `json:"fingerprint"`
+	CreatedAt   time.Time       `json:"created_at"`
+	UpdatedAt   time.Time       `json:"updated_at"`
+	FinishedAt  *time.Time      `json:"finished_at,omitempty"`
+}
+
+const runColumns = `id, state, options, batch_size, max_inflight, fingerprint, created_at, updated_at, finished_at`
+
+func scanRun(row pgx.Row) (BackfillRun, error) {
+	var r BackfillRun
+	err := row.Scan(&r.ID, &r.State, &r.Options, &r.BatchSize, &r.MaxInflight, &r.Fingerprint, &r.CreatedAt, &r.UpdatedAt, &r.FinishedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return r, ErrNotFound
+	}
+	return r, err
+}
+
+// NewBackfillItem is a candidate found by discovery. State is pending, or
+// failed/skipped with the reason in Error when discovery already knows.
+type NewBackfillItem struct {
+	VideoID     string
+	Legacy      string
+	State       string
+	Error       string
+	EstBytes    int64
+	EstSegments int
+}
+
+// CreateBackfillRun records a run and its items, in state running. If a
+// running or paused run with the same fingerprint exists, it is returned
+// instead and created is false: starting the same backfill twice starts it
+// once.
+func (db *DB) CreateBackfillRun(ctx context.Context, options json.RawMessage, fingerprint string, batchSize, maxInflight int,
+	items []NewBackfillItem) (run BackfillRun, created bool, err error) {
+	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		// Serialise starts of the same fingerprint; the partial unique index
+		// is the backstop.
+		if _, err := tx.Exec(ctx, `select pg_advisory_xact_lock(hashtext('hlsvault-backfill-start'), hashtext($1))`, fingerprint); err != nil {
+			return err
+		}
+		r, err := scanRun(tx.QueryRow(ctx, `select `+runColumns+` from backfill_runs
+			where fingerprint = $1 and state in ('running', 'paused') order by id limit 1`, fingerprint))
+		if err == nil {
+			run = r
+			return nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		run, err = scanRun(tx.QueryRow(ctx, `insert into backfill_runs (state, options, batch_size, max_inflight, fingerprint)
+			values ('running', $1, $2, $3, $4) returning `+runColumns, options, batchSize, maxInflight, fingerprint))
+		if err != nil {
+			return err
+		}
+		rows := make([][]any, 0, len(items))
+		for _, it := range items {
+			state := it.State
+			if state == "" {
+				state = ItemPending
+			}
+			var msg *string
+			if it.Error != "" {
+				msg = &it.Error
+			}
+			var finished *time.Time
+			if state != ItemPending {
+				now := time.Now()
+				finished = &now
+			}
+			rows = append(rows, []any{run.ID, it.VideoID, it.Legacy, state, msg, it.EstBytes, it.EstSegments, finished})
+		}
+		_, err = tx.CopyFrom(ctx, pgx.Identifier{"backfill_items"},
+			[]string{"run_id", "video_id", "legacy", "state", "error", "est_bytes", "est_segments", "finished_at"},
+			pgx.CopyFromRows(rows))
+		if err != nil {
+			return err
+		}
+		created = true
+		return nil
+	})
+	if err != nil {
+		return BackfillRun{}, false, fmt.Errorf("catalog: create backfill run: %w", err)
+	}
+	return run, created, nil
+}
+
+// BackfillRunByID returns one run.
+func (db *DB) BackfillRunByID(ctx context.Context, id int64) (BackfillRun, error) {
+	r, err := scanRun(db.pool.QueryRow(ctx, `select `+runColumns+` from backfill_runs where id = $1`, id))
+	if err != nil {
+		return r, fmt.Errorf("catalog: backfill run %d: %w", id, err)
+	}
+	return r, nil
+}
+
+// ActiveBackfillRun returns the running or paused run with this
+// fingerprint, or ErrNotFound.
+func (db *DB) ActiveBackfillRun(ctx context.Context, fingerprint string) (BackfillRun, error) {
+	r, err := scanRun(db.pool.QueryRow(ctx, `select `+runColumns+` from backfill_runs
+		where fingerprint = $1 and state in ('running', 'paused') order by id limit 1`, fingerprint))
+	if errors.Is(err, ErrNotFound) {
+		return r, err
+	}
+	if err != nil {
+		return r, fmt.Errorf("catalog: active backfill run: %w", err)
+	}
+	return r, nil
+}
+
+// LatestBackfillRun returns the most recently created run.
+func (db *DB) LatestBackfillRun(ctx context.Context) (BackfillRun, error) {
+	r, err := scanRun(db.pool.QueryRow(ctx, `select `+runColumns+` from backfill_runs order by id desc limit 1`))
+	if err != nil {
+		return r, fmt.Errorf("catalog: latest backfill run: %w", err)
+	}
+	return r, nil
+}
+
+// RunningBackfillRuns returns the runs in state running, oldest first.
+func (db *DB) RunningBackfillRuns(ctx context.Context) ([]BackfillRun, error) {
+	rows, err := db.pool.Query(ctx, `select `+runColumns+` from backfill_runs where state = 'running' order by id`)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: running backfill runs: %w", err)
+	}
+	runs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (BackfillRun, error) { return scanRun(row) })
+	if err != nil {
+		return nil, fmt.Errorf("catalog: running backfill runs: %w", err)
+	}
+	return runs, nil
+}
+
+// SetBackfillRunState moves a run from one of the states in from to to. It
+// returns ErrBadTransition (and the run as it is) when the run is in none of
+// them.
+func (db *DB) SetBackfillRunState(ctx context.Context, id int64, from []string, to string) (BackfillRun, error) {
+	r, err := scanRun(db.pool.QueryRow(ctx, `update backfill_runs set state = $3, updated_at = now(),
+			finished_at = case when $3 in ('cancelled', 'done') then now() else null end
+		where id = $1 and state = any($2) returning `+runColumns, id, from, to))
+	if errors.Is(err, ErrNotFound) {
+		cur, err := db.BackfillRunByID(ctx, id)
+		if err != nil {
+			return cur, err
+		}
+		return cur, fmt.Errorf("catalog: backfill run %d is %s: %w", id, cur.State, ErrBadTransition)
+	}
+	if err != nil {
+		return r, fmt.Errorf("catalog: backfill run %d: %w", id, err)
+	}
+	return r, nil
+}
+
+// RetryFailedBackfillItems puts the run's failed items back to pending and
+// the run back to running (a done run included). Nothing else changes: done
+// and skipped items stay as they are. It returns how many were re-queued.
+func (db *DB) RetryFailedBackfillItems(ctx context.Context, runID int64) (int, error) {
+	var n int
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		r, err := scanRun(tx.QueryRow(ctx, `select `+runColumns+` from backfill_runs where id = $1 for update`, runID))
+		if err != nil {
+			return err
+		}
+		if r.State == RunCancelled {
+			return fmt.Errorf("run %d is cancelled (start a new run): %w", runID, ErrBadTransition)
+		}
+		tag, err := tx.Exec(ctx, `update backfill_items set state = 'pending', batch = null, attempts = 0, queued_at = null,
+				started_at = null, finished_at = null, updated_at = now()
+			where run_id = $1 and state = 'failed'`, runID)
+		if err != nil {
+			return err
+		}
+		n = int(tag.RowsAffected())
+		if n > 0 && r.State == RunDone {
+			_, err = tx.Exec(ctx, `update backfill_runs set state = 'running', finished_at = null, updated_at = now() where id = $1`, runID)
+		}
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("catalog: retry failed items of run %d: %w", runID, err)
+	}
+	return n, nil
+}
+
+// BackfillBatch is a batch of items handed to one backfill:batch task.
+type BackfillBatch struct {
+	RunID int64
+	Batch int
+	Items []int64
+}
+
+// ScheduleBackfillBatches is the driver's step. Under the run's row lock it
+// first settles items waiting on a re-transcode job, marks the run done when
+// nothing is left, and then, while fewer than max_inflight batches are
+// outstanding, moves up to batch_size pending items into a new batch. The
+// caller enqueues a task for each returned batch; one it fails to enqueue is
+// found again by OutstandingBackfillBatches. Nothing is scheduled unless the
+// run is running. The run is returned as it is after the step.
+func (db *DB) ScheduleBackfillBatches(ctx context.Context, runID int64) (BackfillRun, []BackfillBatch, error) {
+	var (
+		run     BackfillRun
+		batches []BackfillBatch
+	)
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		var err error
+		run, err = scanRun(tx.QueryRow(ctx, `select `+runColumns+` from backfill_runs where id = $1 for update`, runID))
+		if err != nil {
+			return err
+		}
+		if err := settleRetranscodes(ctx, tx, runID); err != nil {
+			return err
+		}
+		if run.State != RunRunning {
+			return nil
+		}
+		var pending, outstanding int
+		if err := tx.QueryRow(ctx, `select count(*) filter (where state = 'pending'),
+				count(distinct batch) filter (where state in ('queued', 'running'))
+			from backfill_items where run_id = $1`, runID).Scan(&pending, &outstanding); err != nil {
+			return err
+		}
+		if pending == 0 && outstanding == 0 {
+			run, err = scanRun(tx.QueryRow(ctx, `update backfill_runs set state = 'done', finished_at = now(), updated_at = now()
+				where id = $1 returning `+runColumns, runID))
+			return err
+		}
+		var next int
+		if err := tx.QueryRow(ctx, `select next_batch from backfill_runs where id = $1`, runID).Scan(&next); err != nil {
+			return err
+		}
+		for free := run.MaxInflight - outstanding; free > 0 && pending > 0; free-- {
+			rows, err := tx.Query(ctx, `update backfill_items set state = 'queued', batch = $2, queued_at = now(), updated_at = now()
+				where id in (select id from backfill_items where run_id = $1 and state = 'pending' order by id limit $3)
+				returning id`, runID, next, run.BatchSize)
+			if err != nil {
+				return err
+			}
+			ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+			if err != nil {
+				return err
+			}
+			if len(ids) == 0 {
+				break
+			}
+			batches = append(batches, BackfillBatch{RunID: runID, Batch: next, Items: ids})
+			pending -= len(ids)
+			next++
+		}
+		_, err = tx.Exec(ctx, `update backfill_runs set next_batch = $2 where id = $1`, runID, next)
+		return err
+	})
+	if err != nil {
+		return run, nil, fmt.Errorf("catalog: schedule backfill run %d: %w", runID, err)
+	}
+	return run, batches, nil
+}
+
+// settleRetranscodes finishes the items whose re-transcode job has ended.
+func settleRetranscodes(ctx context.Context, tx pgx.Tx, runID int64) error {
+	_, err := tx.Exec(ctx, `update backfill_items i set
+			state = case when j.state = 'published' then 'done' else 'failed' end,
+			version = j.version,
+			error = case when j.state = 'published' then null else 're-transcode failed: ' || coalesce(j.error, 'unknown error') end,
+			finished_at = now(), updated_at = now()
+		from jobs j
+		where i.run_id = $1 and i.state = 'running' and i.job_id = j.id and j.kind = 'transcode'
+			and j.state in ('published', 'failed')`, runID)
+	return err
+}
+
+// OutstandingBackfillBatches lists the batches of a run that still have
+// items waiting for their task (queued, or running in a task that may have
+// died). Items waiting on a re-transcode job are not listed: the transcode
+// job, not the batch, carries them.
+func (db *DB) OutstandingBackfillBatches(ctx context.Context, runID int64) ([]BackfillBatch, error) {
+	rows, err := db.pool.Query(ctx, `select i.batch, array_agg(i.id order by i.id) from backfill_items i
+			left join jobs j on j.id = i.job_id
+		where i.run_id = $1 and (i.state = 'queued' or (i.state = 'running' and coalesce(j.kind, '') <> 'transcode'))
+		group by i.batch order by i.batch`, runID)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: outstanding batches of run %d: %w", runID, err)
+	}
+	batches, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (BackfillBatch, error) {
+		b := BackfillBatch{RunID: runID}
+		err := row.Scan(&b.Batch, &b.Items)
+		return b, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("catalog: outstanding batches of run %d: %w", runID, err)
+	}
+	return batches, nil
+}
+
+// BackfillItem is one title of a run.
+type BackfillItem struct {
+	ID          int64      `json:"id"`
+	RunID       int64      `json:"run_id"`
+	VideoID     string     `json:"video"`
+	Legacy      string     `json:"legacy,omitempty"`
+	State       string     `json:"state"`
+	Error       string     `json:"error,omitempty"`
+	Batch       int        `json:"batch,omitempty"`
+	Attempts    int        `json:"attempts"`
+	JobID       int64      `json:"job_id,omitempty"`
+	Version     int        `json:"version,omitempty"`
+	EstBytes    int64      `json:"est_bytes"`
+	EstSegments int        `json:"est_segments"`
+	Bytes       int64      `json:"bytes"`
+	Segments    int        `json:"segments"`
+	StartedAt   *time.Time `json:"started_at,omitempty"`
+	FinishedAt  *time.Time `json:"finished_at,omitempty"`
+}
+
+const itemColumns = `id, run_id, video_id, legacy, state, coalesce(error, ''), coalesce(batch, 0), attempts, coalesce(job_id, 0),
+	coalesce(version, 0), est_bytes, est_segments, bytes, segments, started_at, finished_at`
+
+func scanItem(row pgx.Row) (BackfillItem, error) {
+	var it BackfillItem
+	err := row.Scan(&it.ID, &it.RunID, &it.VideoID, &it.Legacy, &it.State, &it.Error, &it.Batch, &it.Attempts, &it.JobID,
+		&it.Version, &it.EstBytes, &it.EstSegments, &it.Bytes, &it.Segments, &it.StartedAt, &it.FinishedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return it, ErrNotFound
+	}
+	return it, err
+}
+
+// BackfillItems returns a run's items, optionally only those in state.
+func (db *DB) BackfillItems(ctx context.Context, runID int64, state string) ([]BackfillItem, error) {
+	rows, err := db.pool.Query(ctx, `select `+itemColumns+` from backfill_items where run_id = $1 and ($2 = '' or state = $2) order by id`,
+		runID, state)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: items of run %d: %w", runID, err)
+	}
+	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (BackfillItem, error) { return scanItem(row) })
+	if err != nil {
+		return nil, fmt.Errorf("catalog: items of run %d: %w", runID, err)
+	}
+	return items, nil
+}
+
+// ClaimBackfillItem marks an item of the given batch running and counts the
+// attempt. It returns ErrRunNotRunning if the run is paused, cancelled or
+// done, ErrItemNotClaimable if the item is no longer in this batch, and an
+// item already failed (with the reason) once it has used maxAttempts.
+func (db *DB) ClaimBackfillItem(ctx context.Context, runID int64, batch int, itemID int64, maxAttempts int) (BackfillItem, error) {
+	var it BackfillItem
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		var state string
+		if err := tx.QueryRow(ctx, `select state from backfill_runs where id = $1 for share`, runID).Scan(&state); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return ErrNotFound
+			}
+			return err
+		}
+		if state != RunRunning {
+			return ErrRunNotRunning
+		}
+		var err error
+		it, err = scanItem(tx.QueryRow(ctx, `update backfill_items set state = 'running', attempts = attempts + 1,
+				started_at = coalesce(started_at, now()), updated_at = now()
+			where id = $1 and run_id = $2 and batch = $3 and state in ('queued', 'running')
+			returning `+itemColumns, itemID, runID, batch))
+		if errors.Is(err, ErrNotFound) {
+			return ErrItemNotClaimable
+		}
+		if err != nil {
+			return err
+		}
+		if it.Attempts > maxAttempts {
+			msg := fmt.Sprintf("gave up after %d attempts", maxAttempts)
+			if it.Error != "" {
+				msg += "; last error: " + it.Error
+			}
+			it, err = scanItem(tx.QueryRow(ctx, `update backfill_items set state = 'failed', error = $2, finished_at = now(), updated_at = now()
+				where id = $1 returning `+itemColumns, itemID, msg))
+		}
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, ErrRunNotRunning) || errors.Is(err, ErrItemNotClaimable) {
+			return it, err
+		}
+		return it, fmt.Errorf("catalog: claim backfill item %d: %w", itemID, err)
+	}
+	return it, nil
+}
+
+// BackfillOutcome is how one item ended.
+type BackfillOutcome struct {
+	State    string // done, failed or skipped
+	Error    string
+	JobID    int64
+	Version  int
+	Bytes    int64
+	Segments int
+}
+
+// FinishBackfillItem records an item's outcome. Only a running item is
+// changed.
+func (db *DB) FinishBackfillItem(ctx context.Context, itemID int64, o BackfillOutcome) error {
+	var msg *string
+	if o.Error != "" {
+		msg = &o.Error
+	}
+	_, err := db.pool.Exec(ctx, `update backfill_items set state = $2, error = $3, job_id = coalesce(nullif($4, 0), job_id),
+			version = nullif($5, 0), bytes = $6, segments = $7, finished_at = now(), updated_at = now()
+		where id = $1 and state = 'running'`, itemID, o.State, msg, o.JobID, o.Version, o.Bytes, o.Segments)
+	if err != nil {
+		return fmt.Errorf("catalog: finish backfill item %d: %w", itemID, err)
+	}
+	return nil
+}
+
+// WaitBackfillItem records that a running item now waits on job jobID (a
+// re-transcode); the driver finishes it when the job ends.
+func (db *DB) WaitBackfillItem(ctx context.Context, itemID, jobID int64) error {
+	_, err := db.pool.Exec(ctx, `update backfill_items set job_id = $2, updated_at = now() where id = $1 and state = 'running'`, itemID, jobID)
+	if err != nil {
+		return fmt.Errorf("catalog: backfill item %d: %w", itemID, err)
+	}
+	return nil
+}
+
+// RequeueBackfillItem puts a running item back to queued in its batch, for
+// the batch's next delivery. With countAttempt false (an interrupted
+// attempt: shutdown) the attempt is not counted. reason, if any, is kept as
+// the last error.
+func (db *DB) RequeueBackfillItem(ctx context.Context, itemID int64, reason string, countAttempt bool) error {
+	dec := 0
+	if !countAttempt {
+		dec = 1
+	}
+	_, err := db.pool.Exec(ctx, `update backfill_items set state = 'queued', attempts = greatest(attempts - $3, 0),
+			error = coalesce(nullif($2, ''), error), updated_at = now()
+		where id = $1 and state = 'running'`, itemID, reason, dec)
+	if err != nil {
+		return fmt.Errorf("catalog: requeue backfill item %d: %w", itemID, err)
+	}
+	return nil
+}
+
+// ReleaseBackfillBatch returns a batch's queued items to pending, so that a
+// paused run resumes them in new batches and a yielding batch gives them
+// back. It returns how many were released.
+func (db *DB) ReleaseBackfillBatch(ctx context.Context, runID int64, batch int) (int, error) {
+	tag, err := db.pool.Exec(ctx, `update backfill_items set state = 'pending', batch = null, queued_at = null, updated_at = now()
+		where run_id = $1 and batch = $2 and state = 'queued'`, runID, batch)
+	if err != nil {
+		return 0, fmt.Errorf("catalog: release batch %d of run %d: %w", batch, runID, err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// BackfillProgress summarises a run for `enqueue backfill status`.
+type BackfillProgress struct {
+	Counts         map[string]int `json:"counts"`
+	Total          int            `json:"total"`
+	BytesDone      int64          `json:"bytes_done"`
+	SegmentsDone   int64          `json:"segments_done"`
+	BytesRemaining int64          `json:"bytes_remaining"`
+	FirstStarted   *time.Time     `json:"first_started,omitempty"`
+	LastFinished   *time.Time     `json:"last_finished,omitempty"`
+}
+
+// BackfillProgressOf counts a run's items by state and sums their bytes.
+func (db *DB) BackfillProgressOf(ctx context.Context, runID int64) (BackfillProgress, error) {
+	p := BackfillProgress{Counts: map[string]int{}}
+	for _, s := range []string{ItemPending, ItemQueued, ItemRunning, ItemDone, ItemFailed, ItemSkipped} {
+		p.Counts[s] = 0
+	}
+	rows, err := db.pool.Query(ctx, `select state, count(*) from backfill_items where run_id = $1 group by state`, runID)
+	if err != nil {
+		return p, fmt.Errorf("catalog: progress of run %d: %w", runID, err)
+	}
+	for rows.Next() {
+		var (
+			s string
+			n int
+		)
+		if err := rows.Scan(&s, &n); err != nil {
+			rows.Close()
+			return p, fmt.Errorf("catalog: progress of run %d: %w", runID, err)
+		}
+		p.Counts[s] = n
+		p.Total += n
+	}
+	if err := rows.Err(); err != nil {
+		return p, fmt.Errorf("catalog: progress of run %d: %w", runID, err)
+	}
+	err = db.pool.QueryRow(ctx, `select coalesce(sum(bytes) filter (where state = 'done'), 0),
+			coalesce(sum(segments) filter (where state = 'done'), 0),
+			coalesce(sum(est_bytes) filter (where state in ('pending', 'queued', 'running')), 0),
+			min(started_at), max(finished_at) filter (where state = 'done')
+		from backfill_items where run_id = $1`, runID).Scan(&p.BytesDone, &p.SegmentsDone, &p.BytesRemaining, &p.FirstStarted, &p.LastFinished)
+	if err != nil {
+		return p, fmt.Errorf("catalog: progress of run %d: %w", runID, err)
+	}
+	return p, nil
+}
+
+// BackfillStart is what PrepareBackfillJob found.
+type BackfillStart struct {
+	Job Job
+	// Expected is the video's current version when the attempt starts, 0
+	// if it has none: the attempt may publish only over this version.
+	Expected int
+}
+
+// PrepareBackfillJob records the backfill job of one title under taskID
+// (kind 'backfill', source the legacy playlist or the version re-keyed) and
+// pins the version the next attempt expects to replace. A title whose
+// current version was published before rekeyBefore is re-keyed; any other
+// title with a current version returns ErrHasKey (and rekeyBefore zero means
+// no re-keying at all). A job already published returns ErrAlreadyPublished
+// with the job. Call StartAttempt next.
+func (db *DB) PrepareBackfillJob(ctx context.Context, videoID, source, taskID string, rekeyBefore time.Time) (BackfillStart, error) {
+	var st BackfillStart
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `insert into videos (id) values ($1) on conflict do nothing`, videoID); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `insert into jobs (video_id, task_id, source, state, kind) values ($1, $2, $3, 'queued', 'backfill')
+			on conflict (task_id) do nothing`, videoID, taskID, source); err != nil {
+			return err
+		}
+		j, err := scanJob(tx.QueryRow(ctx, `select `+jobColumns+` from jobs where task_id = $1 for update`, taskID))
+		if err != nil {
+			return err
+		}
+		st.Job = j
+		if j.State == Published {
+			return ErrAlreadyPublished
+		}
+		var (
+			current   int
+			published *time.Time
+		)
+		if err := tx.QueryRow(ctx, `select coalesce(v.current_version, 0), ver.published_at from videos v
+				left join versions ver on ver.video_id = v.id and ver.version = v.current_version
+			where v.id = $1 for update of v`, videoID).Scan(&current, &published); err != nil {
+			return err
+		}
+		st.Expected = current
+		if current > 0 && (rekeyBefore.IsZero() || published == nil || !published.Before(rekeyBefore)) {
+			return fmt.Errorf("%w (version %d)", ErrHasKey, current)
+		}
+		_, err = tx.Exec(ctx, `update jobs set expected_version = $2, source = $3, updated_at = now() where id = $1`, j.ID, current, source)
+		return err
+	})
+	if errors.Is(err, ErrAlreadyPublished) || errors.Is(err, ErrHasKey) {
+		return st, err
+	}
+	if err != nil {
+		return st, fmt.Errorf("catalog: prepare backfill job %s: %w", taskID, err)
+	}
+	return st, nil
+}
+
+// VersionWithKey returns one version of a video (published, or once
+// published) with its wrapped key: the version a re-key reads.
+func (db *DB) VersionWithKey(ctx context.Context, videoID string, version int) (Version, error) {
+	var (
+		v    Version
+		rend []byte
+	)
+	err := db.pool.QueryRow(ctx, `select ver.video_id, ver.version, ver.prefix, ver.master, ver.renditions, coalesce(ver.duration_s, 0), ver.published_at,
+			k.key_id, k.kek_id, k.wrapped
+		from versions ver
+		join content_keys k on k.video_id = ver.video_id and k.version = ver.version
+		where ver.video_id = $1 and ver.version = $2`, videoID, version).Scan(&v.VideoID, &v.Version, &v.Prefix, &v.Master, &rend, &v.Duration,
+		&v.PublishedAt, &v.Key.KeyID, &v.Key.KEKID, &v.Key.Wrapped)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return v, fmt.Errorf("catalog: version %d of %s: %w", version, videoID, ErrNotFound)
+	}
+	if err != nil {
+		return v, fmt.Errorf("catalog: version %d of %s: %w", version, videoID, err)
+	}
+	if err := json.Unmarshal(rend, &v.Renditions); err != nil {
+		return v, fmt.Errorf("catalog: version %d of %s: renditions: %w", version, videoID, err)
+	}
+	return v, nil
+}
+
+// CurrentInfo is a video's current version number and when it was published.
+type CurrentInfo struct {
+	Version     int
+	PublishedAt time.Time
+}
+
+// CurrentVersions returns the current version of each of the videos that
+// has one; videos without one, or unknown, are absent from the map.
+func (db *DB) CurrentVersions(ctx context.Context, videoIDs []string) (map[string]CurrentInfo, error) {
+	out := map[string]CurrentInfo{}
+	rows, err := db.pool.Query(ctx, `select v.id, v.current_version, coalesce(ver.published_at, v.updated_at) from videos v
+			join versions ver on ver.video_id = v.id and ver.version = v.current_version
+		where v.id = any($1)`, videoIDs)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: current versions: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id string
+			ci CurrentInfo
+		)
+		if err := rows.Scan(&id, &ci.Version, &ci.PublishedAt); err != nil {
+			return nil, fmt.Errorf("catalog: current versions: %w", err)
+		}
+		out[id] = ci
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("catalog: current versions: %w", err)
+	}
+	return out, nil
+}
+
+// KnownVideos lists the videos the catalog knows, for --from-db discovery:
+// those without a current version (legacy titles, unless a transcode of
+// them is queued or running), and with withCurrent also those that have one.
+func (db *DB) KnownVideos(ctx context.Context, withCurrent bool) ([]string, error) {
+	rows, err := db.pool.Query(ctx, `select v.id from videos v
+		where (v.current_version is null and not exists (
+				select 1 from jobs j where j.video_id = v.id and j.kind = 'transcode' and j.state in ('queued', 'processing')))
+			or ($1 and v.current_version is not null)
+		order by v.id`, withCurrent)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: known videos: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("catalog: known videos: %w", err)
+	}
+	return ids, nil
+}
+
+// RekeyCutoff returns the creation time of the first re-key run with this
+// label: versions published since then are already re-keyed (or fresh), so
+// a re-key run with the same label leaves them alone. ok is false when no
+// such run exists.
+func (db *DB) RekeyCutoff(ctx context.Context, label string) (cutoff time.Time, ok bool, err error) {
+	var t *time.Time
+	err = db.pool.QueryRow(ctx, `select min(created_at) from backfill_runs
+		where (options->>'rekey')::boolean and coalesce(options->>'label', '') = $1`, label).Scan(&t)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("catalog: re-key cutoff: %w", err)
+	}
+	if t == nil {
+		return time.Time{}, false, nil
+	}
+	return *t, true, nil
+}
+
+// LegacyLocation is the legacy playlist of a title converted by a backfill.
+type LegacyLocation struct {
+	ItemID   int64
+	VideoID  string
+	Legacy   string
+	RunID    int64
+	Options  json.RawMessage // the run's options (url_map)
+	Version  int
+	Finished time.Time
+}
+
+// LegacyGarbage lists, at most limit, the legacy titles whose objects the
+// grace-period garbage collection may remove: re-encrypted from their
+// legacy playlist (not re-keys, not re-transcodes) more than the grace
+// period ago (finished before cutoff), still current or replaced by a newer
+// version, not purged yet, and listed by no run with keep_legacy. Nothing
+// here deletes.
+func (db *DB) LegacyGarbage(ctx context.Context, cutoff time.Time, limit int) ([]LegacyLocation, error) {
+	rows, err := db.pool.Query(ctx, `select i.id, i.video_id, i.legacy, i.run_id, r.options, i.version, i.finished_at from backfill_items i
+			join backfill_runs r on r.id = i.run_id
+			join jobs j on j.id = i.job_id and j.kind = 'backfill' and coalesce(j.expected_version, 0) = 0
+			join videos v on v.id = i.video_id
+		where i.state = 'done' and i.legacy <> '' and i.legacy_purged_at is null and i.version is not null
+			and i.finished_at < $1
+			and v.current_version >= i.version
+			and not exists (select 1 from backfill_items k join backfill_runs kr on kr.id = k.run_id
+				where k.video_id = i.video_id and coalesce((kr.options->>'keep_legacy')::boolean, false))
+		order by i.finished_at limit $2`, cutoff, limit)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: legacy garbage: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (LegacyLocation, error) {
+		var l LegacyLocation
+		err := row.Scan(&l.ItemID, &l.VideoID, &l.Legacy, &l.RunID, &l.Options, &l.Version, &l.Finished)
+		return l, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("catalog: legacy garbage: %w", err)
+	}
+	return out, nil
+}
+
+// MarkLegacyPurged records that a title's legacy objects were removed;
+// every item of the same legacy playlist counts as purged.
+func (db *DB) MarkLegacyPurged(ctx context.Context, itemID int64) error {
+	_, err := db.pool.Exec(ctx, `update backfill_items set legacy_purged_at = now(), updated_at = now()
+		where legacy_purged_at is null and (video_id, legacy) = (select video_id, legacy from backfill_items where id = $1)`, itemID)
+	if err != nil {
+		return fmt.Errorf("catalog: mark legacy of item %d purged: %w", itemID, err)
+	}
+	return nil
+}
+
+// LastTranscodeSource returns the source of the video's latest transcode
+// job, for --retranscode without a source template.
+func (db *DB) LastTranscodeSource(ctx context.Context, videoID string) (string, error) {
+	var src string
+	err := db.pool.QueryRow(ctx, `select source from jobs where video_id = $1 and kind = 'transcode' order by id desc limit 1`,
+		videoID).Scan(&src)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("catalog: source of %s: %w", videoID, err)
+	}
+	return src, nil
+}

@@ -1,0 +1,70 @@
+package verify
+
+import (
+	"bytes"
+	"encoding/binary"
+	"strings"
+	"testing"
+)
+
+func box(typ string, size int) []byte {
+	b := make([]byte, size)
+	binary.BigEndian.PutUint32(b, uint32(size))
+	copy(b[4:], typ)
+	return b
+}
+
+func TestBoxCheckers(t *testing.T) {
+	for _, c := range []struct {
+		check   *boxChecker
+		data    []byte
+		wantErr string
+	}{
+		{initChecker(), append(box("ftyp", 24), box("moov", 100)...), ""},
+		{initChecker(), box("moov", 100), `first box "moov"`},
+		{initChecker(), nil, "empty"},
+		{initChecker(), []byte("ftyp"), "only 4 bytes"},
+		{fragmentChecker(), append(box("styp", 24), box("moof", 100)...), ""},
+		{fragmentChecker(), box("moof", 100), ""},
+		{fragmentChecker(), box("moof", 1<<20)[:100], "of 1048576 bytes"},
+		{fragmentChecker(), bytes.Repeat([]byte{0x47}, 188), "not an MP4 fragment"},
+	} {
+		// Written in small pieces, as io.Copy may.
+		for i := 0; i < len(c.data); i += 3 {
+			c.check.Write(c.data[i:min(i+3, len(c.data))])
+		}
+		err := c.check.err()
+		if (err == nil) != (c.wantErr == "") || err != nil && !strings.Contains(err.Error(), c.wantErr) {
+			t.Errorf("%s on %d bytes: %v, want %q", c.check.what, len(c.data), err, c.wantErr)
+		}
+	}
+}
+
+func TestVTTChecker(t *testing.T) {
+	for data, ok := range map[string]bool{"WEBVTT\n\n00:00.000 --> 00:01.000\nhi\n": true, "\xef\xbb\xbfWEBVTT\n": true, "<tt>": false, "": false} {
+		c := &vttChecker{}
+		c.Write([]byte(data))
+		if (c.err() == nil) != ok {
+			t.Errorf("%q: %v", data, c.err())
+		}
+	}
+}
+
+func TestParseDecode(t *testing.T) {
+	ts := `{"streams":[{"codec_type":"video","nb_read_frames":"75"},{"codec_type":"audio","nb_read_frames":"142"}],
+		"format":{"duration":"3.000000","start_time":"1.400000"}}`
+	d, err := parseDecode([]byte(ts), "mpegts")
+	if err != nil || d.duration != 3 || !d.hasVideo || d.videoFrames != 75 || d.audioFrames != 142 {
+		t.Fatalf("mpegts: %+v %v", d, err)
+	}
+	// The mov demuxer reports a fragmented file's end time: fragments that
+	// start at 2.02 s and end at 3.03 s last 1.01 s.
+	mp4 := `{"streams":[{"codec_type":"audio","nb_read_frames":"47"}],"format":{"duration":"3.026984","start_time":"2.021016"}}`
+	d, err = parseDecode([]byte(mp4), "mp4")
+	if err != nil || d.duration < 1.0 || d.duration > 1.01 || d.hasVideo || !d.hasAudio || d.audioFrames != 47 {
+		t.Fatalf("mp4: %+v %v", d, err)
+	}
+	if _, err := parseDecode([]byte(`{"streams":[{"codec_type":"data","nb_read_frames":"1"}],"format":{"duration":"1"}}`), "mpegts"); err == nil {
+		t.Error("no audio or video stream accepted")
+	}
+}
