@@ -68,9 +68,12 @@ func TestBadInputCorpus(t *testing.T) {
 		t.Fatalf("big source is not over the limit: %v", err)
 	}
 
+	huge := hugePictureTS(t, dir)
+
 	cases := []struct {
 		name, path, reason string
 	}{
+		{"header claiming 100000x100000", huge, "100000x100000"},
 		{"zero bytes", file("empty.mp4", nil), "empty"},
 		{"text", file("notes.txt", []byte("hello, this is not a video\n")), "unrecognised"},
 		{"truncated mp4", file("cut.mp4", whole[:len(whole)/3]), "invalid input"},
@@ -179,4 +182,90 @@ func TestAwkwardInputs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// hugePictureTS makes an MPEG-TS whose H.264 sequence parameter set claims a
+// 100000x100000 picture: a real stream from x264 with its SPS replaced by
+// one written here bit by bit.
+func hugePictureTS(t *testing.T, dir string) string {
+	t.Helper()
+	small, ts := filepath.Join(dir, "small.h264"), filepath.Join(dir, "huge.ts")
+	ffmpegMake(t, "-f", "lavfi", "-i", "testsrc2=size=64x64:rate=10:duration=1", "-c:v", "libx264", "-preset", "ultrafast",
+		"-profile:v", "baseline", "-f", "h264", small)
+	in, err := os.ReadFile(small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w bitWriter
+	w.bits(0x67, 8) // NAL header: SPS
+	w.bits(66, 8)   // profile_idc: baseline
+	w.bits(0xc0, 8) // constraint flags
+	w.bits(51, 8)   // level_idc
+	w.ue(0)         // seq_parameter_set_id
+	w.ue(0)         // log2_max_frame_num_minus4
+	w.ue(2)         // pic_order_cnt_type
+	w.ue(1)         // max_num_ref_frames
+	w.bits(0, 1)    // gaps_in_frame_num_value_allowed_flag
+	w.ue(100000/16 - 1)
+	w.ue(100000/16 - 1)
+	w.bits(0b11, 2) // frame_mbs_only_flag, direct_8x8_inference_flag
+	w.bits(0, 2)    // frame_cropping_flag, vui_parameters_present_flag
+	w.bits(1, 1)    // rbsp_stop_one_bit
+	for w.n != 0 {
+		w.bits(0, 1)
+	}
+	var sps []byte // with emulation prevention bytes
+	zeros := 0
+	for _, c := range w.b {
+		if zeros >= 2 && c <= 3 {
+			sps, zeros = append(sps, 3), 0
+		}
+		sps = append(sps, c)
+		if c == 0 {
+			zeros++
+		} else {
+			zeros = 0
+		}
+	}
+	i := bytes.Index(in, []byte{0, 0, 0, 1, 0x67})
+	if i < 0 {
+		t.Fatal("no SPS in the x264 stream")
+	}
+	end := i + 4 + bytes.Index(in[i+4:], []byte{0, 0, 1})
+	if in[end-1] == 0 {
+		end--
+	}
+	out := append(append(append([]byte{}, in[:i+4]...), sps...), in[end:]...)
+	crafted := filepath.Join(dir, "huge.h264")
+	if err := os.WriteFile(crafted, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ffmpegMake(t, "-f", "h264", "-i", crafted, "-c", "copy", "-f", "mpegts", ts)
+	return ts
+}
+
+type bitWriter struct {
+	b   []byte
+	cur byte
+	n   int
+}
+
+func (w *bitWriter) bits(v uint64, n int) {
+	for i := n - 1; i >= 0; i-- {
+		w.cur = w.cur<<1 | byte(v>>i&1)
+		if w.n++; w.n == 8 {
+			w.b, w.cur, w.n = append(w.b, w.cur), 0, 0
+		}
+	}
+}
+
+// ue writes an Exp-Golomb code.
+func (w *bitWriter) ue(v uint64) {
+	v++
+	n := 0
+	for x := v; x > 1; x >>= 1 {
+		n++
+	}
+	w.bits(0, n)
+	w.bits(v, n+1)
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -416,8 +417,18 @@ func ProbeFile(ctx context.Context, ffprobe, path string, lim Limits) (*Probe, e
 	if stdout.overflow {
 		return nil, invalid("ffprobe's description of the file exceeds %d bytes", maxProbeOutput)
 	}
-	return ParseProbe(stdout.buf, format, fi.Size(), lim)
+	p, err := ParseProbe(stdout.buf, format, fi.Size(), lim)
+	if err != nil && errors.Is(err, ErrInvalidInput) {
+		// The decoder often says what the headers claimed (a picture size
+		// it refused) where the probe only shows the result (0x0).
+		if m := refusedSize.FindString(stderr.String()); m != "" {
+			return nil, fmt.Errorf("%w (the decoder reports: %s)", err, m)
+		}
+	}
+	return p, err
 }
+
+var refusedSize = regexp.MustCompile(`Picture size \d+x\d+ is invalid`)
 
 func readHeader(path string) ([]byte, error) {
 	f, err := os.Open(path)
