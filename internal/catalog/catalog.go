@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/tern/v2/migrate"
 )
@@ -482,10 +481,4 @@ func (db *DB) KeyByID(ctx context.Context, keyID string) (videoID string, versio
 		return "", 0, k, fmt.Errorf("catalog: key %s: %w", keyID, err)
 	}
 	return videoID, version, k, nil
-}
-
-// IsUniqueViolation reports whether err is a PostgreSQL unique violation.
-func IsUniqueViolation(err error) bool {
-	var pe *pgconn.PgError
-	return errors.As(err, &pe) && pe.Code == "23505"
 }
