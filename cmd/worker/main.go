@@ -136,14 +136,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "run":
 		return runWorker(ctx, cfg, getenv, log)
 	case "migrate":
-		db, err := catalog.Open(ctx, cfg.DatabaseURL, log)
+		db, err := openCatalog(ctx, cfg, log)
 		if err != nil {
 			return err
 		}
 		defer db.Close()
-		if err := db.Migrate(ctx); err != nil {
-			return err
-		}
 		fmt.Fprintln(stdout, "migrations applied")
 		return nil
 	case "gc":
@@ -171,14 +168,11 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 	if err != nil {
 		return err
 	}
-	db, err := catalog.Open(ctx, cfg.DatabaseURL, log)
+	db, err := openCatalog(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if err := db.Migrate(ctx); err != nil {
-		return err
-	}
 	store, err := storage.Open(ctx, cfg.StorageURL, getenv)
 	if err != nil {
 		return err
@@ -289,14 +283,11 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 }
 
 func runGC(ctx context.Context, cfg Config, getenv func(string) string, log *slog.Logger, stdout io.Writer) error {
-	db, err := catalog.Open(ctx, cfg.DatabaseURL, log)
+	db, err := openCatalog(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if err := db.Migrate(ctx); err != nil {
-		return err
-	}
 	store, err := storage.Open(ctx, cfg.StorageURL, getenv)
 	if err != nil {
 		return err
@@ -321,14 +312,11 @@ func runRewrap(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writ
 	if err != nil {
 		return err
 	}
-	db, err := catalog.Open(ctx, cfg.DatabaseURL, log)
+	db, err := openCatalog(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if err := db.Migrate(ctx); err != nil {
-		return err
-	}
 	primary := keyring.Primary()
 	n, err := db.RewrapKeys(ctx, primary.ID(), 500, func(kekID, keyID string, wrapped []byte) (string, []byte, error) {
 		ck, err := keyring.Unwrap(kekID, keyID, wrapped)
@@ -347,6 +335,20 @@ func runRewrap(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writ
 	}
 	fmt.Fprintf(stdout, "rewrapped %d keys under %s; keys by KEK: %v\n", n, primary.ID(), usage)
 	return nil
+}
+
+// openCatalog connects to PostgreSQL and applies the embedded migrations
+// (safe when several workers start at once).
+func openCatalog(ctx context.Context, cfg Config, log *slog.Logger) (*catalog.DB, error) {
+	db, err := catalog.Open(ctx, cfg.DatabaseURL, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
 }
 
 // RetryDelay is the backoff before retry n (0-based): 10 s doubling, at most
