@@ -143,7 +143,7 @@ func TestRetryDelay(t *testing.T) {
 func TestEnqueueAndWorker(t *testing.T) {
 	env := envMap(testEnv(t))
 	ctx, cancel := context.WithCancel(context.Background())
-	var stderr syncBuffer
+	var stderr testenv.SyncBuffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, nil, env.get, io.Discard, &stderr) }()
 	t.Cleanup(func() {
@@ -247,23 +247,6 @@ func metricsAddr(t *testing.T, logs string) string {
 	return ""
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestSIGTERMRequeues stops a real worker process in the middle of ffmpeg:
 // ffmpeg must be gone, the temp directory removed, and the task back in the
 // queue without a spent retry; a new worker then publishes it.
@@ -273,10 +256,10 @@ func TestSIGTERMRequeues(t *testing.T) {
 	env["X264_PRESET"] = "medium"
 	src := testenv.MakeSource(t, t.TempDir(), testenv.Source{Width: 640, Height: 360, Seconds: 30, Audio: true})
 
-	start := func() (*exec.Cmd, *syncBuffer) {
+	start := func() (*exec.Cmd, *testenv.SyncBuffer) {
 		cmd := exec.Command(binary(t, "worker"))
 		cmd.Env = env.list()
-		logs := &syncBuffer{}
+		logs := &testenv.SyncBuffer{}
 		cmd.Stdout, cmd.Stderr = logs, logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -36,24 +36,6 @@ func testKEK() string {
 	return base64.StdEncoding.EncodeToString(raw)
 }
 
-// syncBuffer collects logs from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // harness is a worker (asynq server with the backfill handlers) and an
 // operator (Client) on real services: PostgreSQL, Redis and the store.
 type harness struct {
@@ -65,7 +47,7 @@ type harness struct {
 	client  *Client
 	redis   asynq.RedisClientOpt
 	queues  jobs.Queues
-	logs    *syncBuffer
+	logs    *testenv.SyncBuffer
 	log     *slog.Logger
 	extra   map[string]asynq.Handler // more handlers for the server (the pipeline)
 }
@@ -85,7 +67,7 @@ func newHarness(t *testing.T, store storage.Store) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	t.Cleanup(func() {
 		if t.Failed() || testing.Verbose() && os.Getenv("BACKFILL_TEST_LOGS") != "" {

@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -167,16 +166,15 @@ func newEnv(t *testing.T, redisPort int, azure string) env {
 
 type worker struct {
 	cmd *exec.Cmd
-	log *bytes.Buffer
-	mu  *sync.Mutex
+	log *testenv.SyncBuffer
 }
 
 func startWorker(t *testing.T, e env) *worker {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "worker"))
 	cmd.Env = e.list()
-	w := &worker{cmd: cmd, log: &bytes.Buffer{}, mu: &sync.Mutex{}}
-	cmd.Stdout, cmd.Stderr = lockedWriter{w}, lockedWriter{w}
+	w := &worker{cmd: cmd, log: &testenv.SyncBuffer{}}
+	cmd.Stdout, cmd.Stderr = w.log, w.log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -184,19 +182,7 @@ func startWorker(t *testing.T, e env) *worker {
 	return w
 }
 
-type lockedWriter struct{ w *worker }
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.w.mu.Lock()
-	defer l.w.mu.Unlock()
-	return l.w.log.Write(p)
-}
-
-func (w *worker) logs() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.log.String()
-}
+func (w *worker) logs() string { return w.log.String() }
 
 func (w *worker) kill() {
 	w.cmd.Process.Signal(syscall.SIGKILL)

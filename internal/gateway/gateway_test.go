@@ -51,26 +51,9 @@ type env struct {
 	tokens   *playback.Signer
 	srv      *Server
 	ts       *httptest.Server
-	logs     *syncBuffer
+	logs     *testenv.SyncBuffer
 	metrics  *Metrics
 	sessions *Sessions
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 type envOptions struct {
@@ -111,7 +94,7 @@ func newEnv(t *testing.T, store storage.Store, opt envOptions) *env {
 	if opt.cfg != nil {
 		opt.cfg(&cfg)
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	m := NewMetrics(prometheus.NewRegistry())
 	srv, err := New(cfg, db, store, keyring, sessions, m, slog.New(slog.NewJSONHandler(io.MultiWriter(logs, testWriter{t}), nil)))
 	if err != nil {
