@@ -2,7 +2,7 @@
 #
 #   make deps        install system packages, Go check, Azurite (scripts/deps.sh)
 #   make services    deps, then PostgreSQL, Redis, Azurite up (scripts/services.sh)
-#   make build       go build -o bin/ ./cmd/...
+#   make build       go build -buildvcs=true -o bin/ ./cmd/... (stamps the git revision: --version)
 #   make test        services, go vet, go test, test-faults, then fuzz-short
 #   make test-faults the long fault-injection tests (workers killed, services restarted)
 #   make fuzz-short  every Fuzz target under internal/ for FUZZTIME (10s)
@@ -46,7 +46,7 @@ stop-azurite:
 	bash "$(ROOT)/scripts/services.sh" stop-azurite
 
 build:
-	$(RUN) go build -o bin/ ./cmd/...
+	$(RUN) go build -buildvcs=true -o bin/ ./cmd/...
 
 # CI=true, when set by .ci/run, reaches go test through the environment.
 test: services

@@ -25,7 +25,7 @@ export DATABASE_URL="${TEST_DATABASE_URL%/*}/$db?sslmode=disable"
 export STORAGE_URL="file://$work/storage"
 export QUEUE_PREFIX="bfdemo$$"
 export KEY_ENCRYPTION_KEY="$(openssl rand -base64 32)"
-export METRICS_ADDR=off GC_INTERVAL=0 LOG_LEVEL=warn
+export METRICS_ADDR=off GC_INTERVAL=off LOG_LEVEL=warn
 worker_pid=
 cleanup() {
 	[ -n "$worker_pid" ] && kill "$worker_pid" 2>/dev/null && wait "$worker_pid" 2>/dev/null || true

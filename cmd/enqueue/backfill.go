@@ -49,37 +49,28 @@ func (m urlMapFlag) Set(v string) error {
 	return nil
 }
 
-// parseInterleaved parses flags that may come after positional arguments
-// ("status 7 --watch").
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-}
-
 func runBackfill(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New(backfillUsage)
+		return config.Usagef("%s", backfillUsage)
 	}
 	sub := args[0]
-	env := func(k, def string) string { return config.Getenv(getenv, k, def) }
-	fs := flag.NewFlagSet("enqueue backfill "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var (
-		redisURL    = fs.String("redis-url", env("REDIS_URL", config.DefaultRedisURL), "Redis URL (REDIS_URL)")
-		databaseURL = fs.String("database-url", env("DATABASE_URL", config.DefaultDatabaseURL), "PostgreSQL URL (DATABASE_URL)")
-		storageURL  = fs.String("storage-url", env("STORAGE_URL", config.DefaultStorageURL()), "file:///dir or azblob://container (STORAGE_URL)")
-		queuePrefix = fs.String("queue-prefix", env("QUEUE_PREFIX", jobs.DefaultQueuePrefix), "queue names are PREFIX-transcode and PREFIX-background (QUEUE_PREFIX)")
-		asJSON      = fs.Bool("json", false, "print JSON")
-	)
+	helpOnly := false
+	switch sub {
+	case "-h", "-help", "--help":
+		printUsage(stdout, backfillUsage, nil, nil)
+		return nil
+	case "help": // enqueue backfill help [SUB]
+		if len(args) == 1 {
+			printUsage(stdout, backfillUsage, nil, nil)
+			return nil
+		}
+		sub, args, helpOnly = args[1], args[1:], true
+	}
+	var cfg Config
+	s := config.NewSettings(&cfg, getenv)
+	fs := config.NewFlagSet("enqueue backfill " + sub)
+	s.Register(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
 	var (
 		o       backfill.StartOptions
 		idsFile string
@@ -110,26 +101,56 @@ func runBackfill(ctx context.Context, args []string, getenv func(string) string,
 		fs.StringVar(&state, "state", "", "only the titles in this state")
 	case "pause", "resume", "cancel", "retry-failed":
 	default:
-		return fmt.Errorf("unknown backfill command %q\n%s", sub, backfillUsage)
+		return config.Usagef("unknown backfill command %q\n%s", sub, backfillUsage)
 	}
-	pos, err := parseInterleaved(fs, args[1:])
+	if helpOnly {
+		printUsage(stdout, backfillUsage, s, fs)
+		return nil
+	}
+	pos, err := config.ParseArgs(fs, args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		printUsage(stdout, backfillUsage, s, fs)
+		return nil
+	}
 	if err != nil {
-		return err
+		return config.Usagef("%v\n%s", err, backfillUsage)
+	}
+	if s.VersionRequested() {
+		fmt.Fprintln(stdout, config.Version("enqueue"))
+		return nil
 	}
 	var runID int64
 	switch {
 	case sub == "start" && len(pos) > 0:
-		return fmt.Errorf("unexpected argument %q\n%s", pos[0], backfillUsage)
+		return config.Usagef("unexpected argument %q\n%s", pos[0], backfillUsage)
 	case sub == "start":
 	case len(pos) > 1:
-		return fmt.Errorf("unexpected argument %q\n%s", pos[1], backfillUsage)
+		return config.Usagef("unexpected argument %q\n%s", pos[1], backfillUsage)
 	case len(pos) == 1:
 		if runID, err = strconv.ParseInt(strings.TrimPrefix(pos[0], "#"), 10, 64); err != nil || runID <= 0 {
-			return fmt.Errorf("RUN must be a run id, got %q", pos[0])
+			return config.Usagef("RUN must be a run id, got %q", pos[0])
 		}
 	case sub != "status":
-		return fmt.Errorf("%s needs a RUN id\n%s", sub, backfillUsage)
+		return config.Usagef("%s needs a RUN id\n%s", sub, backfillUsage)
 	}
+	p := s.Parse(&cfg)
+	cfg.validate(p, sub == "start", false)
+	if sub == "start" {
+		if o.BatchSize < 1 {
+			p.Addf("--batch-size=%d: want an integer ≥ 1", o.BatchSize)
+		}
+		if o.MaxInflight < 1 {
+			p.Addf("--max-inflight=%d: want an integer ≥ 1", o.MaxInflight)
+		}
+	}
+	if sub == "status" && every <= 0 {
+		p.Addf("--interval=%v: want a positive Go duration such as 1s", every)
+	}
+	if err := p.Err(); err != nil {
+		return err
+	}
+	databaseURL, storageURL := &cfg.DatabaseURL, &cfg.StorageURL
+	redisURL, queuePrefix := &cfg.RedisURL, &cfg.QueuePrefix
 
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	db, err := catalog.Open(ctx, *databaseURL, log)

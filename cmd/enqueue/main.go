@@ -40,7 +40,7 @@ func main() {
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "enqueue:", err)
-		os.Exit(1)
+		os.Exit(config.ExitCode(err)) // 2: bad command line; 1: anything else
 	}
 }
 
@@ -48,16 +48,30 @@ const usage = `usage:
   enqueue transcode --video ID --source SRC [--wait] [--force]
   enqueue status --video ID
   enqueue verify --video ID
-  enqueue backfill start|status|items|pause|resume|cancel|retry-failed …`
+  enqueue backfill start|status|items|pause|resume|cancel|retry-failed …
+  enqueue help [command]`
 
-// Config is what every subcommand needs, from flags defaulting to the
-// environment.
+// commands are enqueue's subcommands and their usage.
+var commands = map[string]string{
+	"transcode": "enqueue transcode --video ID --source SRC [--wait] [--force] [flags]\n  Ask the workers to package SRC (an object in storage, or a local file uploaded first) as video ID.",
+	"status":    "enqueue status --video ID [flags]\n  Print the video's job and versions as JSON.",
+	"verify":    "enqueue verify --video ID [flags]\n  Decrypt and decode every segment of the published version (needs KEY_ENCRYPTION_KEY).",
+	"backfill":  backfillUsage,
+}
+
+// Config is what every subcommand needs. Its env-tagged fields are the ONE
+// table of enqueue's settings (README.md is checked against it), from the
+// environment, overridden by flags; the others are the subcommands' flags.
 type Config struct {
-	RedisURL    string
-	DatabaseURL string
-	StorageURL  string
-	FFprobe     string
-	QueuePrefix string
+	RedisURL        string `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0" flag:"redis-url" help:"Redis URL"`
+	DatabaseURL     string `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable" flag:"database-url" help:"PostgreSQL URL"`
+	StorageURL      string `env:"STORAGE_URL,expand" envDefault:"file://$TMPDIR/hlsvault/storage" flag:"storage-url" help:"file:///abs/dir or azblob://container"`
+	FFprobe         string `env:"FFPROBE" envDefault:"ffprobe" flag:"ffprobe" help:"ffprobe binary"`
+	QueuePrefix     string `env:"QUEUE_PREFIX" envDefault:"hls" flag:"queue-prefix" help:"queue names are PREFIX-transcode and PREFIX-background"`
+	AzureConnection string `env:"AZURE_STORAGE_CONNECTION_STRING" secret:"true"`
+	KEK             string `env:"KEY_ENCRYPTION_KEY" secret:"true"`
+	RetiredKEKs     string `env:"KEY_ENCRYPTION_KEYS_RETIRED" secret:"true"`
+
 	Video       string
 	Source      string
 	Wait        bool
@@ -67,23 +81,84 @@ type Config struct {
 	MaxRetry    int
 }
 
+// validate checks the settings for subcommand sub (needStorage: it opens
+// the storage; needKEK: it unwraps keys) and adds every problem to p.
+func (c *Config) validate(p *config.Problems, needStorage, needKEK bool) {
+	p.Check(config.ValidRedisURL(c.RedisURL), "REDIS_URL", config.FormRedisURL)
+	p.Check(config.ValidDatabaseURL(c.DatabaseURL), "DATABASE_URL", config.FormDatabaseURL)
+	p.Check(config.ValidStorageURL(c.StorageURL), "STORAGE_URL", config.FormStorageURL)
+	p.Check(c.FFprobe != "", "FFPROBE", "an ffprobe binary")
+	p.Check(c.QueuePrefix != "" && !strings.ContainsAny(c.QueuePrefix, " \t\n:"), "QUEUE_PREFIX", "a name without spaces or colons such as hls")
+	if needStorage && strings.HasPrefix(c.StorageURL, "azblob:") {
+		p.Check(c.AzureConnection != "", "AZURE_STORAGE_CONNECTION_STRING", "the storage account's connection string (azblob:// storage)")
+	}
+	if needKEK {
+		if _, err := config.Keyring(c.KEK, c.RetiredKEKs); err != nil {
+			p.Addf("KEY_ENCRYPTION_KEY / KEY_ENCRYPTION_KEYS_RETIRED (values hidden): %v; want base64 of 32 random bytes (openssl rand -base64 32)", err)
+		}
+	}
+}
+
+func printUsage(w io.Writer, head string, s *config.Settings, fs *flag.FlagSet) {
+	if !strings.HasPrefix(head, "usage:") {
+		head = "usage: " + head
+	}
+	fmt.Fprintf(w, "%s\n\nflags (each setting's flag overrides the environment variable named in its help):\n", head)
+	if fs != nil {
+		s.PrintFlags(w, fs)
+	}
+}
+
+// topLevel handles enqueue's own help and --version; done is true when it
+// printed something.
+func topLevel(args []string, getenv func(string) string, stdout io.Writer) (done bool, err error) {
+	var c Config
+	s := config.NewSettings(&c, getenv)
+	fs := config.NewFlagSet("enqueue")
+	s.Register(fs)
+	switch args[0] {
+	case "-h", "-help", "--help":
+		printUsage(stdout, usage, s, fs)
+		return true, nil
+	case "-version", "--version":
+		fmt.Fprintln(stdout, config.Version("enqueue"))
+		return true, nil
+	case "help":
+		if len(args) == 1 {
+			printUsage(stdout, usage, s, fs)
+			return true, nil
+		}
+		u, ok := commands[args[1]]
+		if !ok {
+			return true, config.Usagef("help: unknown command %q\n%s", args[1], usage)
+		}
+		if len(args) > 2 && args[1] == "backfill" {
+			return false, nil // enqueue help backfill start: runBackfill answers
+		}
+		printUsage(stdout, u, s, fs)
+		return true, nil
+	}
+	return false, nil
+}
+
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New(usage)
+		return config.Usagef("%s", usage)
+	}
+	if done, err := topLevel(args, getenv, stdout); done || err != nil {
+		return err
+	}
+	if args[0] == "help" { // help backfill SUB
+		return runBackfill(ctx, append([]string{"help"}, args[2:]...), getenv, stdout, stderr)
 	}
 	sub := args[0]
 	if sub == "backfill" {
 		return runBackfill(ctx, args[1:], getenv, stdout, stderr)
 	}
 	var c Config
-	env := func(k, def string) string { return config.Getenv(getenv, k, def) }
-	fs := flag.NewFlagSet("enqueue "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&c.RedisURL, "redis-url", env("REDIS_URL", config.DefaultRedisURL), "Redis URL (REDIS_URL)")
-	fs.StringVar(&c.DatabaseURL, "database-url", env("DATABASE_URL", config.DefaultDatabaseURL), "PostgreSQL URL (DATABASE_URL)")
-	fs.StringVar(&c.StorageURL, "storage-url", env("STORAGE_URL", config.DefaultStorageURL()), "file:///dir or azblob://container (STORAGE_URL)")
-	fs.StringVar(&c.FFprobe, "ffprobe", env("FFPROBE", "ffprobe"), "ffprobe binary (FFPROBE)")
-	fs.StringVar(&c.QueuePrefix, "queue-prefix", env("QUEUE_PREFIX", jobs.DefaultQueuePrefix), "queue names are PREFIX-transcode and PREFIX-background (QUEUE_PREFIX)")
+	s := config.NewSettings(&c, getenv)
+	fs := config.NewFlagSet("enqueue " + sub)
+	s.Register(fs)
 	fs.StringVar(&c.Video, "video", "", "video id: letters, digits, '-' and '_'")
 	switch sub {
 	case "transcode":
@@ -94,14 +169,46 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fs.IntVar(&c.MaxRetry, "max-retry", 5, "retries of a transient failure before the job is failed")
 	case "status", "verify":
 	default:
-		return fmt.Errorf("unknown command %q\n%s", sub, usage)
+		return config.Usagef("unknown command %q\n%s", sub, usage)
 	}
 	c.Poll = 500 * time.Millisecond
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
+	pos, err := config.ParseArgs(fs, args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		printUsage(stdout, commands[sub], s, fs)
+		return nil
 	}
+	if err != nil {
+		return config.Usagef("%v (see enqueue help %s)", err, sub)
+	}
+	if s.VersionRequested() {
+		fmt.Fprintln(stdout, config.Version("enqueue"))
+		return nil
+	}
+	if len(pos) > 0 {
+		return config.Usagef("%s: unexpected argument %q (see enqueue help %s)", sub, pos[0], sub)
+	}
+	p := s.Parse(&c)
+	local := false
+	if st, err := os.Stat(c.Source); sub == "transcode" && err == nil && st.Mode().IsRegular() {
+		local = true // uploaded to storage first
+	}
+	c.validate(p, sub == "verify" || local, sub == "verify")
 	if err := ids.ValidateVideoID(c.Video); err != nil {
-		return fmt.Errorf("--video: %w", err)
+		p.Addf("--video=%q: %v", c.Video, err)
+	}
+	if sub == "transcode" {
+		if c.Source == "" {
+			p.Addf("--source is required: an object name in storage or a local file")
+		}
+		if c.WaitTimeout < 0 {
+			p.Addf("--wait-timeout=%v: want a positive Go duration such as 30m, or 0 for never", c.WaitTimeout)
+		}
+		if c.MaxRetry < 0 {
+			p.Addf("--max-retry=%d: want an integer ≥ 0", c.MaxRetry)
+		}
+	}
+	if err := p.Err(); err != nil {
+		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	db, err := catalog.Open(ctx, c.DatabaseURL, log)
@@ -127,9 +234,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 func runTranscode(ctx context.Context, c Config, getenv func(string) string, db *catalog.DB, stdout, stderr io.Writer) error {
-	if c.Source == "" {
-		return errors.New("--source is required")
-	}
 	if err := db.Migrate(ctx); err != nil {
 		return err
 	}
@@ -240,7 +344,7 @@ func wait(ctx context.Context, c Config, client *jobs.Client, taskID string, std
 }
 
 func runVerify(ctx context.Context, c Config, getenv func(string) string, db *catalog.DB, stdout io.Writer) error {
-	keyring, err := config.Keyring(getenv("KEY_ENCRYPTION_KEY"), getenv("KEY_ENCRYPTION_KEYS_RETIRED"))
+	keyring, err := config.Keyring(c.KEK, c.RetiredKEKs)
 	if err != nil {
 		return err
 	}

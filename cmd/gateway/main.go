@@ -23,9 +23,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -48,7 +48,7 @@ func main() {
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "gateway:", err)
-		os.Exit(1)
+		os.Exit(config.ExitCode(err)) // 2: bad command line; 1: anything else
 	}
 }
 
@@ -56,90 +56,133 @@ const usage = `usage:
   gateway [serve] [flags]
   gateway token --video ID --subject S [--ttl 4h] [--session SID] [--print token|master|watch] [--base URL]
   gateway bench-fixture --video ID [--duration 2h] [--segment 4s] [--renditions 1080p,720p,480p,360p]
-  gateway storage-cors --origins https://app.example.com[,…]`
+  gateway storage-cors --origins https://app.example.com[,…]
+  gateway help [command]`
+
+// commands are the gateway's subcommands and what they do.
+var commands = map[string]string{
+	"serve":         "gateway [serve] [flags]\n  Run the playback gateway (the default command).",
+	"token":         "gateway token --video ID --subject S [--ttl 4h] [--session SID] [--print token|master|watch] [--base URL]\n  Mint a playback token (PLAYBACK_TOKEN_SECRETS).",
+	"bench-fixture": "gateway bench-fixture --video ID [--duration 2h] [--segment 4s] [--renditions 1080p,720p,480p,360p]\n  Publish a synthetic title (no ffmpeg).",
+	"storage-cors":  "gateway storage-cors --origins https://app.example.com[,…]\n  Let browsers on these origins read segments from Azure Blob.",
+}
 
 // DefaultAddr is where the gateway listens by default; config's default
 // KEY_URI_TEMPLATE points here.
 const DefaultAddr = "127.0.0.1:8080"
 
-// Config is the gateway's configuration: flags, defaulting from the
-// environment; secrets from the environment only.
+// Config is the gateway's configuration, and its tags are the ONE table of
+// its settings (README.md is checked against it): environment variable,
+// default, the flag that overrides it; secrets from the environment only.
 type Config struct {
-	Addr               string
-	PublicURL          string
-	MetricsAddr        string
-	RedisURL           string
-	DatabaseURL        string
-	StorageURL         string
-	MaxStreams         int
-	SessionTTL         time.Duration
-	SegmentURLTTL      time.Duration
-	AllowedOrigins     string
-	TLSCert, TLSKey    string
-	Production         bool
-	MaxTokenLifetime   time.Duration
-	PlaylistCacheBytes int64
-	PlayerScript       string
-	RedisPrefix        string
-	ShutdownTimeout    time.Duration
-	LogLevel           string
+	Addr               string          `env:"GATEWAY_ADDR" envDefault:"127.0.0.1:8080" flag:"addr" help:"listen address"`
+	PublicURL          string          `env:"GATEWAY_PUBLIC_URL" flag:"public-url" help:"URL players use to reach the gateway; empty writes root-relative URIs"`
+	MetricsAddr        string          `env:"GATEWAY_METRICS_ADDR" envDefault:"127.0.0.1:9465" flag:"metrics-addr" help:"address of /metrics and /healthz, off disables"`
+	RedisURL           string          `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0" flag:"redis-url" help:"Redis URL"`
+	DatabaseURL        string          `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable" flag:"database-url" help:"PostgreSQL URL"`
+	StorageURL         string          `env:"STORAGE_URL,expand" envDefault:"file://$TMPDIR/hlsvault/storage" flag:"storage-url" help:"file:///abs/dir or azblob://container"`
+	KeyURITemplate     string          `env:"KEY_URI_TEMPLATE" envDefault:"http://127.0.0.1:8080/v1/keys/{key_id}" flag:"key-uri-template" help:"EXT-X-KEY URI with {key_id} (bench-fixture)"`
+	MaxStreams         int             `env:"MAX_STREAMS_PER_SUBJECT" envDefault:"3" flag:"max-streams" help:"concurrent playback sessions per subject"`
+	SessionTTL         time.Duration   `env:"SESSION_TTL" envDefault:"2m" flag:"session-ttl" help:"a session without playlist, key or heartbeat requests for this long is released"`
+	SegmentURLTTL      time.Duration   `env:"SEGMENT_URL_TTL" envDefault:"10m" flag:"segment-url-ttl" help:"life of a segment URL beyond the time linear playback reaches the segment"`
+	AllowedOrigins     string          `env:"ALLOWED_ORIGINS" flag:"allowed-origins" help:"comma-separated browser origins allowed by CORS, with credentials"`
+	TLSCert            string          `env:"GATEWAY_TLS_CERT" flag:"tls-cert" help:"PEM certificate file; with --tls-key, serve HTTPS"`
+	TLSKey             string          `env:"GATEWAY_TLS_KEY" flag:"tls-key" help:"PEM private key file"`
+	Production         bool            `env:"GATEWAY_PRODUCTION" envDefault:"false" flag:"production" help:"production mode: HTTPS only, HTTPS-only segment URLs; implied by a TLS certificate"`
+	MaxTokenLifetime   time.Duration   `env:"MAX_TOKEN_LIFETIME" envDefault:"24h" flag:"max-token-lifetime" help:"longest token TTL the app server mints; evictions are remembered this long"`
+	PlaylistCacheBytes config.ByteSize `env:"PLAYLIST_CACHE_BYTES" envDefault:"64MiB" flag:"playlist-cache-bytes" help:"memory for compiled playlists, e.g. 64MiB"`
+	PlayerScript       string          `env:"PLAYER_HLSJS" flag:"player-script" help:"path of hls.min.js; when set, /watch/{video}?token=… serves a player page"`
+	RedisPrefix        string          `env:"GATEWAY_REDIS_PREFIX" envDefault:"hlsvault:gw:" flag:"redis-prefix" help:"prefix of the gateway's Redis keys"`
+	ShutdownTimeout    time.Duration   `env:"SHUTDOWN_TIMEOUT" envDefault:"20s" flag:"shutdown-timeout" help:"how long a shutdown waits for requests in flight"`
+	LogLevel           string          `env:"LOG_LEVEL" envDefault:"info" flag:"log-level" help:"debug, info, warn or error"`
 
 	// From the environment only.
-	TokenSecrets  string
-	SegmentSecret string
-	KEK           string
-	RetiredKEKs   string
-	AdminToken    string
+	TokenSecrets      string `env:"PLAYBACK_TOKEN_SECRETS" secret:"true"`
+	LegacyTokenSecret string `env:"PLAYBACK_TOKEN_SECRET" secret:"true"`
+	LegacyTokenKeyID  string `env:"PLAYBACK_TOKEN_KEY_ID" envDefault:"k1"`
+	SegmentSecret     string `env:"SEGMENT_URL_SECRET" secret:"true"`
+	KEK               string `env:"KEY_ENCRYPTION_KEY" secret:"true"`
+	RetiredKEKs       string `env:"KEY_ENCRYPTION_KEYS_RETIRED" secret:"true"`
+	AdminToken        string `env:"GATEWAY_ADMIN_TOKEN" secret:"true"`
+	AzureConnection   string `env:"AZURE_STORAGE_CONNECTION_STRING" secret:"true"`
 }
 
-func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (Config, *flag.FlagSet) {
-	var c Config
-	env := func(k, def string) string { return config.Getenv(getenv, k, def) }
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&c.Addr, "addr", env("GATEWAY_ADDR", DefaultAddr), "listen address (GATEWAY_ADDR)")
-	fs.StringVar(&c.PublicURL, "public-url", env("GATEWAY_PUBLIC_URL", ""), "URL players use to reach the gateway; empty writes root-relative URIs (GATEWAY_PUBLIC_URL)")
-	fs.StringVar(&c.MetricsAddr, "metrics-addr", env("GATEWAY_METRICS_ADDR", "127.0.0.1:9465"), "address of /metrics and /healthz, off disables (GATEWAY_METRICS_ADDR)")
-	fs.StringVar(&c.RedisURL, "redis-url", env("REDIS_URL", config.DefaultRedisURL), "Redis URL (REDIS_URL)")
-	fs.StringVar(&c.DatabaseURL, "database-url", env("DATABASE_URL", config.DefaultDatabaseURL), "PostgreSQL URL (DATABASE_URL)")
-	fs.StringVar(&c.StorageURL, "storage-url", env("STORAGE_URL", config.DefaultStorageURL()), "file:///dir or azblob://container (STORAGE_URL)")
-	ms, _ := strconv.Atoi(env("MAX_STREAMS_PER_SUBJECT", "3"))
-	fs.IntVar(&c.MaxStreams, "max-streams", ms, "concurrent playback sessions per subject (MAX_STREAMS_PER_SUBJECT)")
-	st, _ := time.ParseDuration(env("SESSION_TTL", "2m"))
-	fs.DurationVar(&c.SessionTTL, "session-ttl", st, "a session without playlist, key or heartbeat requests for this long is released (SESSION_TTL)")
-	su, _ := time.ParseDuration(env("SEGMENT_URL_TTL", "10m"))
-	fs.DurationVar(&c.SegmentURLTTL, "segment-url-ttl", su, "life of a segment URL beyond the time linear playback reaches the segment (SEGMENT_URL_TTL)")
-	fs.StringVar(&c.AllowedOrigins, "allowed-origins", env("ALLOWED_ORIGINS", ""), "comma-separated browser origins allowed by CORS, with credentials (ALLOWED_ORIGINS)")
-	fs.StringVar(&c.TLSCert, "tls-cert", env("GATEWAY_TLS_CERT", ""), "PEM certificate file; with --tls-key, serve HTTPS (GATEWAY_TLS_CERT)")
-	fs.StringVar(&c.TLSKey, "tls-key", env("GATEWAY_TLS_KEY", ""), "PEM private key file (GATEWAY_TLS_KEY)")
-	prod, _ := strconv.ParseBool(env("GATEWAY_PRODUCTION", "false"))
-	fs.BoolVar(&c.Production, "production", prod, "production mode: HTTPS only, HTTPS-only segment URLs; implied by a TLS certificate (GATEWAY_PRODUCTION)")
-	mt, _ := time.ParseDuration(env("MAX_TOKEN_LIFETIME", "24h"))
-	fs.DurationVar(&c.MaxTokenLifetime, "max-token-lifetime", mt, "longest token TTL the app server mints; evictions are remembered this long (MAX_TOKEN_LIFETIME)")
-	pc, _ := strconv.ParseInt(env("PLAYLIST_CACHE_BYTES", strconv.Itoa(64<<20)), 10, 64)
-	fs.Int64Var(&c.PlaylistCacheBytes, "playlist-cache-bytes", pc, "memory for compiled playlists (PLAYLIST_CACHE_BYTES)")
-	fs.StringVar(&c.PlayerScript, "player-script", env("PLAYER_HLSJS", ""), "path of hls.min.js; when set, /watch/{video}?token=… serves a player page (PLAYER_HLSJS)")
-	fs.StringVar(&c.RedisPrefix, "redis-prefix", env("GATEWAY_REDIS_PREFIX", "hlsvault:gw:"), "prefix of the gateway's Redis keys (GATEWAY_REDIS_PREFIX)")
-	sd, _ := time.ParseDuration(env("SHUTDOWN_TIMEOUT", "20s"))
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", sd, "how long a shutdown waits for requests in flight (SHUTDOWN_TIMEOUT)")
-	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
-	c.TokenSecrets = getenv("PLAYBACK_TOKEN_SECRETS")
-	if c.TokenSecrets == "" && getenv("PLAYBACK_TOKEN_SECRET") != "" {
-		c.TokenSecrets = env("PLAYBACK_TOKEN_KEY_ID", "k1") + ":" + getenv("PLAYBACK_TOKEN_SECRET")
+func validOrigin(o string) bool {
+	u, err := url.Parse(o)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && (u.Path == "" || u.Path == "/") && u.RawQuery == ""
+}
+
+// validate checks ranges, forms and the secrets the subcommand cmd needs,
+// adding every problem to p.
+func (c *Config) validate(cmd string, p *config.Problems) {
+	if c.TokenSecrets == "" && c.LegacyTokenSecret != "" {
+		c.TokenSecrets = c.LegacyTokenKeyID + ":" + c.LegacyTokenSecret
 	}
-	c.SegmentSecret = getenv("SEGMENT_URL_SECRET")
-	c.KEK = getenv("KEY_ENCRYPTION_KEY")
-	c.RetiredKEKs = getenv("KEY_ENCRYPTION_KEYS_RETIRED")
-	c.AdminToken = getenv("GATEWAY_ADMIN_TOKEN")
-	return c, fs
+	p.Check(config.ValidAddr(c.Addr, false), "GATEWAY_ADDR", config.FormListenAddr)
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		p.Check(err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "", "GATEWAY_PUBLIC_URL", "an absolute http(s) URL such as https://video.example.com, or empty")
+	}
+	p.Check(config.ValidAddr(c.MetricsAddr, true), "GATEWAY_METRICS_ADDR", config.FormAddr)
+	_, err := redis.ParseURL(c.RedisURL)
+	p.Check(err == nil, "REDIS_URL", config.FormRedisURL)
+	p.Check(config.ValidDatabaseURL(c.DatabaseURL), "DATABASE_URL", config.FormDatabaseURL)
+	p.Check(config.ValidStorageURL(c.StorageURL), "STORAGE_URL", config.FormStorageURL)
+	p.Check(config.ValidKeyURITemplate(c.KeyURITemplate), "KEY_URI_TEMPLATE", config.FormKeyURI)
+	p.Check(c.MaxStreams >= 1 && c.MaxStreams <= 1000, "MAX_STREAMS_PER_SUBJECT", "an integer from 1 to 1000")
+	p.Check(c.SessionTTL > 0, "SESSION_TTL", "a positive Go duration such as 2m")
+	p.Check(c.SegmentURLTTL > 0, "SEGMENT_URL_TTL", "a positive Go duration such as 10m")
+	for _, o := range splitList(c.AllowedOrigins) {
+		if !validOrigin(o) {
+			p.Add("ALLOWED_ORIGINS", "comma-separated exact origins such as https://app.example.com,http://localhost:3000 (no wildcards, no paths)")
+			break
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		p.Addf("GATEWAY_TLS_CERT and GATEWAY_TLS_KEY go together: give both or neither")
+	}
+	p.Check(c.MaxTokenLifetime > 0, "MAX_TOKEN_LIFETIME", "a positive Go duration such as 24h")
+	p.Check(c.PlaylistCacheBytes > 0, "PLAYLIST_CACHE_BYTES", "a positive byte size such as 64MiB, 500MB or 1048576")
+	p.Check(c.RedisPrefix != "", "GATEWAY_REDIS_PREFIX", "a non-empty key prefix such as hlsvault:gw:")
+	p.Check(c.ShutdownTimeout > 0, "SHUTDOWN_TIMEOUT", "a positive Go duration such as 20s")
+	p.Check(config.ValidLogLevel(c.LogLevel), "LOG_LEVEL", config.FormLogLevel)
+	if cmd == "serve" || cmd == "token" {
+		if _, err := playback.ParseSecrets(c.TokenSecrets); err != nil {
+			p.Addf("PLAYBACK_TOKEN_SECRETS (value hidden): %v; want kid:secret,… with each secret at least 32 bytes", err)
+		}
+	}
+	if cmd == "serve" || cmd == "bench-fixture" {
+		if _, err := config.Keyring(c.KEK, c.RetiredKEKs); err != nil {
+			p.Addf("KEY_ENCRYPTION_KEY / KEY_ENCRYPTION_KEYS_RETIRED (values hidden): %v; want base64 of 32 random bytes (openssl rand -base64 32)", err)
+		}
+	}
+	if cmd == "serve" && (c.Production || c.TLSCert != "") && c.TLSCert == "" && !strings.HasPrefix(c.PublicURL, "https://") {
+		p.Addf("production mode serves keys over HTTPS only: give GATEWAY_TLS_CERT and GATEWAY_TLS_KEY, or terminate TLS in front and set an https:// GATEWAY_PUBLIC_URL")
+	}
+	needAzure := cmd == "storage-cors" || ((cmd == "serve" || cmd == "bench-fixture") && strings.HasPrefix(c.StorageURL, "azblob:"))
+	if needAzure {
+		p.Check(c.AzureConnection != "", "AZURE_STORAGE_CONNECTION_STRING", "the storage account's connection string")
+	}
+}
+
+func printUsage(w io.Writer, cmd string, s *config.Settings, fs *flag.FlagSet) {
+	if u, ok := commands[cmd]; ok && cmd != "" {
+		fmt.Fprintf(w, "usage: %s\n\nflags:\n", u)
+	} else {
+		fmt.Fprint(w, usage, "\n\nflags (each overrides the environment variable named in its help):\n")
+	}
+	s.PrintFlags(w, fs)
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cmd := "serve"
+	explicit := false
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		cmd, args = args[0], args[1:]
+		cmd, args, explicit = args[0], args[1:], true
 	}
-	cfg, fs := parseConfig("gateway "+cmd, args, getenv, stderr)
+	var cfg Config
+	s := config.NewSettings(&cfg, getenv)
+	fs := config.NewFlagSet("gateway " + cmd)
 	var (
 		tok       tokenFlags
 		fix       fixtureFlags
@@ -147,6 +190,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	)
 	switch cmd {
 	case "serve":
+	case "help":
+		s.Register(fs)
+		if len(args) > 1 {
+			return config.Usagef("help: unexpected argument %q", args[1])
+		}
+		topic := ""
+		if len(args) == 1 {
+			if topic = args[0]; commands[topic] == "" {
+				return config.Usagef("help: unknown command %q (want serve, token, bench-fixture or storage-cors)", topic)
+			}
+		}
+		printUsage(stdout, topic, s, fs)
+		return nil
 	case "token":
 		fs.StringVar(&tok.video, "video", "", "video id (required)")
 		fs.StringVar(&tok.subject, "subject", "", "subject: the account that plays (required)")
@@ -162,26 +218,40 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "storage-cors":
 		fs.StringVar(&originArg, "origins", "", "comma-separated origins (required)")
 	default:
-		return fmt.Errorf("unknown command %q\n%s", cmd, usage)
+		return config.Usagef("unknown command %q\n%s", cmd, usage)
 	}
+	s.Register(fs)
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			topic := ""
+			if explicit {
+				topic = cmd
+			}
+			printUsage(stdout, topic, s, fs)
+			return nil
+		}
+		return config.Usagef("%v (see gateway help %s)", err, cmd)
+	}
+	if s.VersionRequested() {
+		fmt.Fprintln(stdout, config.Version("gateway"))
+		return nil
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q\n%s", fs.Args(), usage)
+		return config.Usagef("unexpected arguments %q\n%s", fs.Args(), usage)
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
-		return fmt.Errorf("LOG_LEVEL: %w", err)
+	p := s.Parse(&cfg)
+	cfg.validate(cmd, p)
+	if err := p.Err(); err != nil {
+		return err
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: config.LogLevel(cfg.LogLevel)}))
 	switch cmd {
 	case "token":
 		return mintToken(cfg, tok, stdout)
 	case "bench-fixture":
 		return benchFixture(ctx, cfg, fix, getenv, log, stdout)
 	case "storage-cors":
-		if err := gateway.AllowStorageOrigins(ctx, getenv("AZURE_STORAGE_CONNECTION_STRING"), splitList(originArg)); err != nil {
+		if err := gateway.AllowStorageOrigins(ctx, cfg.AzureConnection, splitList(originArg)); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "storage CORS allows %s\n", originArg)
@@ -275,7 +345,7 @@ func benchFixture(ctx context.Context, cfg Config, f fixtureFlags, getenv func(s
 	}
 	res, err := gateway.PublishSynthetic(ctx, db, store, keyring, gateway.Fixture{
 		Video: f.video, Duration: f.duration, Segment: f.segment, Renditions: splitList(f.renditions),
-		KeyURITemplate: config.Getenv(getenv, "KEY_URI_TEMPLATE", config.DefaultKeyURITemplate),
+		KeyURITemplate: cfg.KeyURITemplate,
 	})
 	if err != nil {
 		return err
@@ -295,14 +365,9 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 	if err != nil {
 		return err
 	}
-	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
-		return errors.New("GATEWAY_TLS_CERT and GATEWAY_TLS_KEY go together")
-	}
+	// (TLS pair and production mode are checked in validate.)
 	useTLS := cfg.TLSCert != ""
 	production := cfg.Production || useTLS
-	if production && !useTLS && !strings.HasPrefix(cfg.PublicURL, "https://") {
-		return errors.New("production mode serves keys over HTTPS only: give GATEWAY_TLS_CERT and GATEWAY_TLS_KEY, or terminate TLS in front and set an https:// GATEWAY_PUBLIC_URL")
-	}
 	ropt, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
@@ -330,7 +395,7 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 	gw, err := gateway.New(gateway.Config{
 		PublicURL: cfg.PublicURL, Tokens: tokens, SegmentSecret: []byte(cfg.SegmentSecret), SegmentURLTTL: cfg.SegmentURLTTL,
 		AllowedOrigins: splitList(cfg.AllowedOrigins), Production: production, TLS: useTLS, AdminToken: cfg.AdminToken,
-		MaxTokenLifetime: cfg.MaxTokenLifetime, PlaylistCacheBytes: cfg.PlaylistCacheBytes, PlayerScript: cfg.PlayerScript,
+		MaxTokenLifetime: cfg.MaxTokenLifetime, PlaylistCacheBytes: int64(cfg.PlaylistCacheBytes), PlayerScript: cfg.PlayerScript,
 	}, db, store, keyring, sessions, gateway.NewMetrics(reg), log)
 	if err != nil {
 		return err
@@ -389,7 +454,7 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 		}
 	}()
 	var msrv *http.Server
-	if cfg.MetricsAddr != "" && cfg.MetricsAddr != "off" {
+	if cfg.MetricsAddr != "off" {
 		mln, err := net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {
 			_ = srv.Close()

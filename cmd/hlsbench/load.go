@@ -90,7 +90,7 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 	rand.Read(kek)
 	env := append(os.Environ(), "KEY_ENCRYPTION_KEY="+base64.StdEncoding.EncodeToString(kek),
 		"STORAGE_URL="+storeURL, "QUEUE_PREFIX="+run, "LADDER=144p:150k:32k", "SEGMENT_SECONDS=1",
-		"X264_PRESET=ultrafast", "METRICS_ADDR=off", "LOG_LEVEL=warn", "TMPDIR="+work, "GC_INTERVAL=0")
+		"X264_PRESET=ultrafast", "METRICS_ADDR=off", "LOG_LEVEL=warn", "TMPDIR="+work, "GC_INTERVAL=off")
 	var procs []*exec.Cmd
 	for i := range *workers {
 		cmd := exec.CommandContext(ctx, *worker)

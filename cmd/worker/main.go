@@ -20,7 +20,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
+	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -45,93 +46,195 @@ func main() {
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
-		os.Exit(1)
+		os.Exit(config.ExitCode(err)) // 2: bad command line; 1: anything else
 	}
 }
 
-// Config is the worker's configuration: flags, defaulting from the
-// environment.
+// Pipeline timeouts: one attempt of a job may run TimeoutBase +
+// TimeoutFactor × the source's duration, so the longest possible job is
+// that for MAX_SOURCE_DURATION. GC_GRACE must exceed it.
+const (
+	jobTimeoutBase   = 2 * time.Minute
+	jobTimeoutFactor = 4
+)
+
+// longestJob is the per-attempt deadline of a source of duration d.
+func longestJob(d time.Duration) time.Duration {
+	return jobTimeoutBase + time.Duration(jobTimeoutFactor*float64(d))
+}
+
+// Config is the worker's configuration, and its tags are the ONE table of
+// its settings: the environment variable, its default, the flag that
+// overrides it (none for secrets) and its help. README.md's tables are
+// checked against it (TestREADMEConfigTable).
 type Config struct {
-	RedisURL          string
-	DatabaseURL       string
-	StorageURL        string
-	KEK               string
-	RetiredKEKs       string
-	KeyURITemplate    string
-	Ladder            string
-	SegmentSeconds    float64
-	Preset            string
-	Concurrency       int
-	UploadConcurrency int
-	MetricsAddr       string
-	ShutdownTimeout   time.Duration
-	TempDir           string
-	FFmpeg, FFprobe   string
-	MaxSourceBytes    int64
-	MaxSourceDuration time.Duration
-	LogLevel          string
-	QueuePrefix       string
-	GCGrace           time.Duration
-	GCInterval        time.Duration
+	RedisURL          string          `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0" flag:"redis-url" help:"Redis URL"`
+	DatabaseURL       string          `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable" flag:"database-url" help:"PostgreSQL URL"`
+	StorageURL        string          `env:"STORAGE_URL,expand" envDefault:"file://$TMPDIR/hlsvault/storage" flag:"storage-url" help:"file:///abs/dir or azblob://container"`
+	AzureConnection   string          `env:"AZURE_STORAGE_CONNECTION_STRING" secret:"true"`
+	KEK               string          `env:"KEY_ENCRYPTION_KEY" secret:"true"`
+	RetiredKEKs       string          `env:"KEY_ENCRYPTION_KEYS_RETIRED" secret:"true"`
+	KeyURITemplate    string          `env:"KEY_URI_TEMPLATE" envDefault:"http://127.0.0.1:8080/v1/keys/{key_id}" flag:"key-uri-template" help:"EXT-X-KEY URI with {key_id}"`
+	Ladder            string          `env:"LADDER" envDefault:"1080p:5000k:128k,720p:2800k:128k,480p:1400k:128k,360p:800k:96k" flag:"ladder" help:"ABR ladder: name:video bitrate[:audio bitrate],…"`
+	SegmentSeconds    float64         `env:"SEGMENT_SECONDS" envDefault:"4" flag:"segment-seconds" help:"target segment duration in seconds (1-30)"`
+	Preset            string          `env:"X264_PRESET" envDefault:"veryfast" flag:"preset" help:"x264 preset (ultrafast … placebo)"`
+	Concurrency       int             `env:"WORKER_CONCURRENCY" envDefault:"1" flag:"concurrency" help:"jobs at once; ffmpeg uses every core, so 1 per machine"`
+	UploadConcurrency int             `env:"UPLOAD_CONCURRENCY" envDefault:"8" flag:"upload-concurrency" help:"parallel segment uploads per job (1-256)"`
+	MaxSourceBytes    config.ByteSize `env:"MAX_SOURCE_BYTES" envDefault:"20GiB" flag:"max-source-bytes" help:"largest accepted source, e.g. 20GiB, 500MB or plain bytes"`
+	MaxSourceDuration time.Duration   `env:"MAX_SOURCE_DURATION" envDefault:"6h" flag:"max-source-duration" help:"longest accepted source"`
+	MetricsAddr       string          `env:"METRICS_ADDR" envDefault:"127.0.0.1:9464" flag:"metrics-addr" help:"address of /metrics and /healthz; off disables"`
+	ShutdownTimeout   time.Duration   `env:"SHUTDOWN_TIMEOUT" envDefault:"20s" flag:"shutdown-timeout" help:"how long a shutdown waits for jobs to stop and clean up"`
+	TempDir           string          `env:"TMPDIR" envDefault:"/tmp" flag:"temp-dir" help:"private work directories go here (absolute path)"`
+	FFmpeg            string          `env:"FFMPEG" envDefault:"ffmpeg" flag:"ffmpeg" help:"ffmpeg binary"`
+	FFprobe           string          `env:"FFPROBE" envDefault:"ffprobe" flag:"ffprobe" help:"ffprobe binary"`
+	LogLevel          string          `env:"LOG_LEVEL" envDefault:"info" flag:"log-level" help:"debug, info, warn or error"`
+	QueuePrefix       string          `env:"QUEUE_PREFIX" envDefault:"hls" flag:"queue-prefix" help:"queue names are PREFIX-transcode and PREFIX-background"`
+	GCGrace           time.Duration   `env:"GC_GRACE" envDefault:"48h" flag:"gc-grace" help:"a retired version stays playable this long before it is removed; must exceed the longest job"`
+	GCInterval        config.Interval `env:"GC_INTERVAL" envDefault:"15m" flag:"gc-interval" help:"how often the garbage collector runs; off disables it in the worker"`
+	AllowShortGrace   bool            `env:"GC_ALLOW_SHORT_GRACE" envDefault:"false" flag:"allow-short-gc-grace" help:"accept a GC_GRACE shorter than the longest possible job (tests only)"`
+
+	ladder transcode.Ladder // parsed LADDER
 }
 
-func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, []string, error) {
-	var c Config
-	env := func(k, def string) string { return config.Getenv(getenv, k, def) }
-	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&c.RedisURL, "redis-url", env("REDIS_URL", config.DefaultRedisURL), "Redis URL (REDIS_URL)")
-	fs.StringVar(&c.DatabaseURL, "database-url", env("DATABASE_URL", config.DefaultDatabaseURL), "PostgreSQL URL (DATABASE_URL)")
-	fs.StringVar(&c.StorageURL, "storage-url", env("STORAGE_URL", config.DefaultStorageURL()), "file:///dir or azblob://container (STORAGE_URL)")
-	c.KEK = getenv("KEY_ENCRYPTION_KEY") // never a flag: it would show in argv
-	c.RetiredKEKs = getenv("KEY_ENCRYPTION_KEYS_RETIRED")
-	fs.StringVar(&c.KeyURITemplate, "key-uri-template", env("KEY_URI_TEMPLATE", config.DefaultKeyURITemplate), "EXT-X-KEY URI with {key_id} (KEY_URI_TEMPLATE)")
-	fs.StringVar(&c.Ladder, "ladder", env("LADDER", ""), "ABR ladder, e.g. 1080p:5000k,720p:2800k (LADDER; default 1080p/720p/480p/360p)")
-	seg, _ := strconv.ParseFloat(env("SEGMENT_SECONDS", "4"), 64)
-	fs.Float64Var(&c.SegmentSeconds, "segment-seconds", seg, "target segment duration (SEGMENT_SECONDS)")
-	fs.StringVar(&c.Preset, "preset", env("X264_PRESET", "veryfast"), "x264 preset (X264_PRESET)")
-	conc, _ := strconv.Atoi(env("WORKER_CONCURRENCY", "1"))
-	fs.IntVar(&c.Concurrency, "concurrency", conc, "jobs at once; ffmpeg uses every core, so 1 per machine (WORKER_CONCURRENCY)")
-	up, _ := strconv.Atoi(env("UPLOAD_CONCURRENCY", "8"))
-	fs.IntVar(&c.UploadConcurrency, "upload-concurrency", up, "parallel segment uploads per job (UPLOAD_CONCURRENCY)")
-	fs.StringVar(&c.MetricsAddr, "metrics-addr", env("METRICS_ADDR", "127.0.0.1:9464"), "address of /metrics and /healthz; off disables (METRICS_ADDR)")
-	sd, _ := time.ParseDuration(env("SHUTDOWN_TIMEOUT", "20s"))
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", sd, "how long a shutdown waits for jobs to stop and clean up (SHUTDOWN_TIMEOUT)")
-	fs.StringVar(&c.TempDir, "temp-dir", env("TMPDIR", os.TempDir()), "private work directories go here (TMPDIR)")
-	fs.StringVar(&c.FFmpeg, "ffmpeg", env("FFMPEG", "ffmpeg"), "ffmpeg binary (FFMPEG)")
-	fs.StringVar(&c.FFprobe, "ffprobe", env("FFPROBE", "ffprobe"), "ffprobe binary (FFPROBE)")
-	lim := transcode.DefaultLimits()
-	mb, _ := strconv.ParseInt(env("MAX_SOURCE_BYTES", strconv.FormatInt(lim.MaxBytes, 10)), 10, 64)
-	fs.Int64Var(&c.MaxSourceBytes, "max-source-bytes", mb, "largest accepted source (MAX_SOURCE_BYTES)")
-	md, _ := time.ParseDuration(env("MAX_SOURCE_DURATION", lim.MaxDuration.String()))
-	fs.DurationVar(&c.MaxSourceDuration, "max-source-duration", md, "longest accepted source (MAX_SOURCE_DURATION)")
-	fs.StringVar(&c.QueuePrefix, "queue-prefix", env("QUEUE_PREFIX", jobs.DefaultQueuePrefix), "queue names are PREFIX-transcode and PREFIX-background (QUEUE_PREFIX)")
-	grace, _ := time.ParseDuration(env("GC_GRACE", "24h"))
-	fs.DurationVar(&c.GCGrace, "gc-grace", grace, "a retired version stays playable this long before it is removed; must exceed the longest job (GC_GRACE)")
-	every, _ := time.ParseDuration(env("GC_INTERVAL", "15m"))
-	fs.DurationVar(&c.GCInterval, "gc-interval", every, "how often the garbage collector runs; 0 disables it in the worker (GC_INTERVAL)")
-	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
-	if err := fs.Parse(args); err != nil {
-		return c, nil, err
+// validate checks ranges and forms, for the subcommand cmd, and adds every
+// problem to p.
+func (c *Config) validate(cmd string, p *config.Problems) {
+	p.Check(config.ValidRedisURL(c.RedisURL), "REDIS_URL", config.FormRedisURL)
+	p.Check(config.ValidDatabaseURL(c.DatabaseURL), "DATABASE_URL", config.FormDatabaseURL)
+	p.Check(config.ValidStorageURL(c.StorageURL), "STORAGE_URL", config.FormStorageURL)
+	p.Check(config.ValidKeyURITemplate(c.KeyURITemplate), "KEY_URI_TEMPLATE", config.FormKeyURI)
+	var err error
+	if c.ladder, err = transcode.ParseLadder(c.Ladder); err != nil {
+		p.Add("LADDER", "rungs as name:video bitrate[:audio bitrate], e.g. 720p:2800k:128k,360p:800k ("+err.Error()+")")
 	}
-	return c, fs.Args(), nil
+	p.Check(c.SegmentSeconds >= 1 && c.SegmentSeconds <= 30, "SEGMENT_SECONDS", "a number of seconds from 1 to 30")
+	p.Check(config.ValidPreset(c.Preset), "X264_PRESET", config.FormPreset)
+	p.Check(c.Concurrency >= 1 && c.Concurrency <= 256, "WORKER_CONCURRENCY", "an integer from 1 to 256")
+	p.Check(c.UploadConcurrency >= 1 && c.UploadConcurrency <= 256, "UPLOAD_CONCURRENCY", "an integer from 1 to 256")
+	p.Check(c.MaxSourceBytes > 0, "MAX_SOURCE_BYTES", "a positive byte size such as 20GiB, 500MB or 1048576")
+	p.Check(c.MaxSourceDuration > 0, "MAX_SOURCE_DURATION", "a positive Go duration such as 6h")
+	p.Check(config.ValidAddr(c.MetricsAddr, true), "METRICS_ADDR", config.FormAddr)
+	p.Check(c.ShutdownTimeout > 0, "SHUTDOWN_TIMEOUT", "a positive Go duration such as 20s")
+	p.Check(filepath.IsAbs(c.TempDir), "TMPDIR", "an absolute directory such as /tmp")
+	p.Check(c.FFmpeg != "", "FFMPEG", "an ffmpeg binary")
+	p.Check(c.FFprobe != "", "FFPROBE", "an ffprobe binary")
+	p.Check(config.ValidLogLevel(c.LogLevel), "LOG_LEVEL", config.FormLogLevel)
+	p.Check(c.QueuePrefix != "" && !strings.ContainsAny(c.QueuePrefix, " \t\n:"), "QUEUE_PREFIX", "a name without spaces or colons such as hls")
+	p.Check(c.GCInterval != 0, "GC_INTERVAL", "a Go duration such as 15m, or off")
+	if !p.Failed("GC_GRACE") && !p.Failed("MAX_SOURCE_DURATION") {
+		longest := longestJob(c.MaxSourceDuration)
+		switch {
+		case c.GCGrace <= 0:
+			p.Add("GC_GRACE", "a positive Go duration such as 48h")
+		case c.GCGrace < longest && !c.AllowShortGrace:
+			p.Add("GC_GRACE", fmt.Sprintf("at least %v, the longest possible job (2m + 4 × MAX_SOURCE_DURATION %v), such as 48h; "+
+				"a shorter grace may delete what a running job still publishes: override with --allow-short-gc-grace or GC_ALLOW_SHORT_GRACE=true",
+				longest, c.MaxSourceDuration))
+		}
+	}
+	if (cmd == "run" || cmd == "gc") && strings.HasPrefix(c.StorageURL, "azblob:") {
+		p.Check(c.AzureConnection != "", "AZURE_STORAGE_CONNECTION_STRING", "the storage account's connection string (azblob:// storage)")
+	}
+	if cmd == "run" || cmd == "rewrap-keys" {
+		if _, err := config.Keyring(c.KEK, c.RetiredKEKs); err != nil {
+			p.Addf("KEY_ENCRYPTION_KEY / KEY_ENCRYPTION_KEYS_RETIRED (values hidden): %v; want base64 of 32 random bytes (openssl rand -base64 32)", err)
+		}
+	}
+}
+
+// commands are the worker's subcommands and their usage.
+var commands = map[string]string{
+	"run":         "worker [run] [flags]\n  Run the worker: consume jobs until SIGTERM (the default command).",
+	"migrate":     "worker migrate [flags]\n  Apply the database migrations and exit.",
+	"gc":          "worker gc [flags]\n  One garbage-collection pass: remove versions retired and legacy objects re-encrypted more than GC_GRACE ago, then exit.",
+	"rewrap-keys": "worker rewrap-keys [flags]\n  Wrap every content key under the primary KEK (KEY_ENCRYPTION_KEY), after a rotation.",
+}
+
+const usageHead = `usage: worker [command] [flags]
+
+commands:
+  run          run the worker (default)
+  migrate      apply the database migrations and exit
+  gc           one garbage-collection pass, then exit
+  rewrap-keys  wrap every content key under the primary KEK
+  help [cmd]   print this help, or a command's
+
+Flags may come before or after the command; each flag overrides the
+environment variable named in its help.
+`
+
+func printUsage(w io.Writer, cmd string, s *config.Settings, fs *flag.FlagSet) {
+	if u, ok := commands[cmd]; ok && cmd != "" {
+		fmt.Fprintf(w, "usage: %s\n\nflags:\n", u)
+	} else {
+		fmt.Fprint(w, usageHead, "\nflags:\n")
+	}
+	s.PrintFlags(w, fs)
+}
+
+// parseConfig parses the command line and the environment into a Config,
+// validated for its subcommand. help is true when usage or the version was
+// printed (nothing else must run).
+func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (cfg Config, cmd string, help bool, err error) {
+	s := config.NewSettings(&cfg, getenv)
+	fs := config.NewFlagSet("worker")
+	s.Register(fs)
+	pos, err := config.ParseArgs(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		cmd := ""
+		if len(pos) == 0 {
+			for _, a := range args {
+				if _, ok := commands[a]; ok {
+					cmd = a
+					break
+				}
+			}
+		}
+		printUsage(stdout, cmd, s, fs)
+		return cfg, "", true, nil
+	}
+	if err != nil {
+		return cfg, "", false, config.Usagef("%v (see worker --help)", err)
+	}
+	if s.VersionRequested() {
+		fmt.Fprintln(stdout, config.Version("worker"))
+		return cfg, "", true, nil
+	}
+	cmd = "run"
+	if len(pos) > 0 {
+		cmd = pos[0]
+	}
+	if cmd == "help" {
+		if len(pos) > 2 {
+			return cfg, "", false, config.Usagef("help: unexpected argument %q (see worker --help)", pos[2])
+		}
+		topic := ""
+		if len(pos) == 2 {
+			if topic = pos[1]; commands[topic] == "" {
+				return cfg, "", false, config.Usagef("help: unknown command %q (want run, migrate, gc or rewrap-keys)", topic)
+			}
+		}
+		printUsage(stdout, topic, s, fs)
+		return cfg, "", true, nil
+	}
+	if _, ok := commands[cmd]; !ok {
+		return cfg, "", false, config.Usagef("unknown command %q (want run, migrate, gc or rewrap-keys; see worker --help)", cmd)
+	}
+	if len(pos) > 1 {
+		return cfg, "", false, config.Usagef("%s: unexpected argument %q (see worker help %s)", cmd, pos[1], cmd)
+	}
+	p := s.Parse(&cfg)
+	cfg.validate(cmd, p)
+	return cfg, cmd, false, p.Err()
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, rest, err := parseConfig(args, getenv, stderr)
-	if err != nil {
+	cfg, cmd, help, err := parseConfig(args, getenv, stdout)
+	if err != nil || help {
 		return err
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
-		return fmt.Errorf("LOG_LEVEL: %w", err)
-	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: config.LogLevel(cfg.LogLevel)}))
 
-	cmd := "run"
-	if len(rest) > 0 {
-		cmd = rest[0]
-	}
 	switch cmd {
 	case "run":
 		return runWorker(ctx, cfg, getenv, log)
@@ -145,10 +248,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	case "gc":
 		return runGC(ctx, cfg, getenv, log, stdout)
-	case "rewrap-keys":
+	default: // "rewrap-keys"
 		return runRewrap(ctx, cfg, log, stdout)
-	default:
-		return fmt.Errorf("unknown command %q (want run, migrate, gc or rewrap-keys)", cmd)
 	}
 }
 
@@ -158,12 +259,7 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 	if err != nil {
 		return err
 	}
-	ladder := transcode.DefaultLadder()
-	if cfg.Ladder != "" {
-		if ladder, err = transcode.ParseLadder(cfg.Ladder); err != nil {
-			return fmt.Errorf("LADDER: %w", err)
-		}
-	}
+	ladder := cfg.ladder
 	redisOpt, err := config.RedisOpt(cfg.RedisURL)
 	if err != nil {
 		return err
@@ -180,11 +276,12 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	lim := transcode.DefaultLimits()
-	lim.MaxBytes, lim.MaxDuration = cfg.MaxSourceBytes, cfg.MaxSourceDuration
+	lim.MaxBytes, lim.MaxDuration = int64(cfg.MaxSourceBytes), cfg.MaxSourceDuration
 	pipe, err := pipeline.New(pipeline.Config{
 		FFmpeg: cfg.FFmpeg, FFprobe: cfg.FFprobe, Ladder: ladder,
 		Segment: time.Duration(cfg.SegmentSeconds * float64(time.Second)), Limits: lim, Preset: cfg.Preset,
 		TempDir: cfg.TempDir, KeyURITemplate: cfg.KeyURITemplate, UploadConcurrency: cfg.UploadConcurrency,
+		TimeoutBase: jobTimeoutBase, TimeoutFactor: jobTimeoutFactor,
 	}, store, db, keyring, log, pipeline.NewMetrics(reg))
 	if err != nil {
 		return err
@@ -241,22 +338,23 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 		}))
 	}
 
-	if cfg.MetricsAddr != "" && cfg.MetricsAddr != "off" {
+	if cfg.MetricsAddr != "off" {
 		stopHTTP, err := serveMetrics(cfg.MetricsAddr, reg, db, redisOpt, log)
 		if err != nil {
 			return err
 		}
 		defer stopHTTP()
 	}
-	if cfg.GCInterval > 0 {
-		collector := gc.New(gc.Config{Grace: cfg.GCGrace, Interval: cfg.GCInterval}, db, store, log)
+	if !cfg.GCInterval.Off() {
+		gcInterval := time.Duration(cfg.GCInterval)
+		collector := gc.New(gc.Config{Grace: cfg.GCGrace, Interval: gcInterval}, db, store, log)
 		var gcDone sync.WaitGroup
 		gcDone.Add(1)
 		go func() { defer gcDone.Done(); collector.Run(ctx) }()
 		gcDone.Add(1)
 		go func() {
 			defer gcDone.Done()
-			backfill.PurgeLegacyLoop(ctx, db, store, cfg.GCGrace, cfg.GCInterval, log)
+			backfill.PurgeLegacyLoop(ctx, db, store, cfg.GCGrace, gcInterval, log)
 		}()
 		defer gcDone.Wait()
 	}

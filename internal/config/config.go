@@ -19,7 +19,7 @@ import (
 // Defaults that work on a developer machine after `make services`.
 const (
 	DefaultRedisURL       = "redis://127.0.0.1:6379/0"
-	DefaultDatabaseURL    = "postgres://postgres:postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	DefaultDatabaseURL    = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 	DefaultKeyURITemplate = "http://127.0.0.1:8080/v1/keys/{key_id}"
 )
 

@@ -178,47 +178,67 @@ func contentTypeFor(name string) string {
 	return contentTypes[strings.ToLower(path.Ext(name))]
 }
 
-// Open builds a Store from a URL: "file:///abs/dir" → FS; "azblob://container"
-// → Azure using getenv("AZURE_STORAGE_CONNECTION_STRING"). Any other scheme or
-// a relative file path is an error naming the accepted forms.
-func Open(ctx context.Context, rawURL string, getenv func(string) string) (Store, error) {
+// Location is a parsed storage URL: a local directory or an Azure container.
+type Location struct {
+	Scheme    string // "file" or "azblob"
+	Dir       string // file: the absolute directory
+	Container string // azblob: the container
+}
+
+// ParseURL checks a storage URL without opening anything: "file:///abs/dir"
+// or "azblob://container". The error names the accepted forms.
+func ParseURL(rawURL string) (Location, error) {
 	const forms = `accepted forms are "file:///absolute/dir" and "azblob://container"`
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		// url.Error repeats the input, which is only a location, never a secret.
-		return nil, fmt.Errorf("storage: open: %w (%s)", err, forms)
+		return Location{}, fmt.Errorf("storage: open: %w (%s)", err, forms)
 	}
 	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return nil, fmt.Errorf("storage: open %q: query, fragment and user info are not supported (%s)", rawURL, forms)
+		return Location{}, fmt.Errorf("storage: open %q: query, fragment and user info are not supported (%s)", rawURL, forms)
 	}
 	switch u.Scheme {
 	case "file":
 		// "file://relative/dir" parses with Host "relative"; "file:relative"
 		// is opaque. Both would silently depend on the working directory.
 		if u.Opaque != "" || (u.Host != "" && u.Host != "localhost") || !path.IsAbs(u.Path) {
-			return nil, fmt.Errorf("storage: open %q: file URL must hold an absolute path (%s)", rawURL, forms)
+			return Location{}, fmt.Errorf("storage: open %q: file URL must hold an absolute path (%s)", rawURL, forms)
 		}
-		fs, err := NewFS(u.Path)
+		return Location{Scheme: "file", Dir: u.Path}, nil
+	case "azblob":
+		if u.Opaque != "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return Location{}, fmt.Errorf("storage: open %q: azblob URL must name only a container (%s)", rawURL, forms)
+		}
+		return Location{Scheme: "azblob", Container: u.Host}, nil
+	default:
+		return Location{}, fmt.Errorf("storage: open %q: unsupported scheme %q (%s)", rawURL, u.Scheme, forms)
+	}
+}
+
+// Open builds a Store from a URL: "file:///abs/dir" → FS; "azblob://container"
+// → Azure using getenv("AZURE_STORAGE_CONNECTION_STRING"). Any other scheme or
+// a relative file path is an error naming the accepted forms (see ParseURL).
+func Open(ctx context.Context, rawURL string, getenv func(string) string) (Store, error) {
+	loc, err := ParseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	if loc.Scheme == "file" {
+		fs, err := NewFS(loc.Dir)
 		if err != nil {
 			return nil, err
 		}
 		return fs, nil
-	case "azblob":
-		if u.Opaque != "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
-			return nil, fmt.Errorf("storage: open %q: azblob URL must name only a container (%s)", rawURL, forms)
-		}
-		cs := getenv("AZURE_STORAGE_CONNECTION_STRING")
-		if cs == "" {
-			return nil, fmt.Errorf("storage: open %q: AZURE_STORAGE_CONNECTION_STRING is not set", rawURL)
-		}
-		az, err := NewAzure(ctx, AzureConfig{ConnectionString: cs, Container: u.Host})
-		if err != nil {
-			return nil, err
-		}
-		return az, nil
-	default:
-		return nil, fmt.Errorf("storage: open %q: unsupported scheme %q (%s)", rawURL, u.Scheme, forms)
 	}
+	cs := getenv("AZURE_STORAGE_CONNECTION_STRING")
+	if cs == "" {
+		return nil, fmt.Errorf("storage: open %q: AZURE_STORAGE_CONNECTION_STRING is not set", rawURL)
+	}
+	az, err := NewAzure(ctx, AzureConfig{ConnectionString: cs, Container: loc.Container})
+	if err != nil {
+		return nil, err
+	}
+	return az, nil
 }
 
 // guardedReader is what Put copies from. It stops the copy as soon as ctx is
