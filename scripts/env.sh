@@ -4,12 +4,13 @@
 # puts Go on PATH. Safe under `set -euo pipefail`; changes nothing else
 # (GOFLAGS is left as it is).
 
-# PostgreSQL: the password is ignored under the loopback trust rule that
-# scripts/services.sh installs when needed, and used if the server checks it.
+# PostgreSQL: no password (none is ever printed or kept in a default): local
+# PostgreSQL trusts TCP loopback, a rule scripts/services.sh installs when
+# needed.
 # The TEST_* defaults are the local services, not copies of the non-test
 # variables: tests create and drop databases and containers, and must not
 # follow a DATABASE_URL that points somewhere else.
-__hlsv_pg='postgres://postgres:postgres@127.0.0.1:5432/postgres?sslmode=disable'
+__hlsv_pg='postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable'
 # Azurite's well-known development account. The Go SDK does not accept
 # UseDevelopmentStorage=true, so it is spelled out.
 __hlsv_az='DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;'

@@ -12,9 +12,9 @@
 # resort. Each one gets WAIT_SECONDS to answer, or the script fails and shows
 # the tail of its log.
 #
-# PostgreSQL access: the scripts and tests connect as
-#   postgres://postgres:postgres@127.0.0.1:5432/postgres?sslmode=disable
-# (and testenv's default, the same without a password). If that is refused
+# PostgreSQL access: the programs, scripts and tests connect as
+#   postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+# (no password: config's, scripts/env.sh's and testenv's default). If that is refused
 # (a fresh Debian cluster uses scram-sha-256 for TCP, and the postgres role has
 # no password), this script puts
 #   host all all 127.0.0.1/32 trust
@@ -46,7 +46,7 @@ AZ_DATA="$AZ_DIR/data$AZ_SUFFIX"
 AZ_LOG="$AZ_DIR/azurite$AZ_SUFFIX.log"
 AZ_PID="$AZ_DIR/azurite$AZ_SUFFIX.pid"
 
-PG_URL="postgres://postgres:postgres@$HOST:$POSTGRES_PORT/postgres?sslmode=disable"
+PG_URL="postgres://postgres@$HOST:$POSTGRES_PORT/postgres?sslmode=disable"
 PG_HBA_MARK="# added by hlsvault scripts/services.sh: trust TCP loopback (dev/CI only)"
 
 log_tail() {
@@ -130,7 +130,7 @@ ensure_pg_access() {
 	fi
 	local hba tmp
 	hba="$(as_postgres psql -p "$POSTGRES_PORT" -XAtqc 'show hba_file' 2>/dev/null)" ||
-		die "postgres: $PG_URL is refused, and the server is not reachable as the postgres OS user (local socket) to fix its pg_hba.conf: make that URL work (trust on 127.0.0.1, or password 'postgres')"
+		die "postgres: $PG_URL is refused, and the server is not reachable as the postgres OS user (local socket) to fix its pg_hba.conf: make that URL work (trust on 127.0.0.1)"
 	if as_root grep -qxF "$PG_HBA_MARK" "$hba"; then
 		say "postgres: trust lines already in $hba; reloading"
 	else
