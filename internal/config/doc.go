@@ -36,8 +36,11 @@ func DocTables(markdown string) ([]map[string]string, error) {
 		}
 		vars := backticked.FindAllStringSubmatch(cells[0], -1)
 		defs := []string{strings.TrimSpace(cells[1])}
-		if len(vars) > 1 {
+		if len(vars) > 1 && strings.Contains(defs[0], ", ") {
 			defs = strings.Split(defs[0], ", ")
+		}
+		for len(defs) < len(vars) && len(defs) == 1 { // one prose default for all: "empty"
+			defs = append(defs, defs[0])
 		}
 		if len(defs) != len(vars) {
 			return nil, fmt.Errorf("row %q: %d variables, %d defaults", line, len(vars), len(defs))
