@@ -21,6 +21,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -87,7 +88,10 @@ func (c *Config) validate(p *config.Problems, needStorage, needKEK bool) {
 	p.Check(config.ValidRedisURL(c.RedisURL), "REDIS_URL", config.FormRedisURL)
 	p.Check(config.ValidDatabaseURL(c.DatabaseURL), "DATABASE_URL", config.FormDatabaseURL)
 	p.Check(config.ValidStorageURL(c.StorageURL), "STORAGE_URL", config.FormStorageURL)
-	p.Check(c.FFprobe != "", "FFPROBE", "an ffprobe binary")
+	if needKEK { // verify: runs ffprobe
+		_, err := exec.LookPath(c.FFprobe)
+		p.Check(err == nil, "FFPROBE", "an ffprobe executable: a name on PATH or a path")
+	}
 	p.Check(c.QueuePrefix != "" && !strings.ContainsAny(c.QueuePrefix, " \t\n:"), "QUEUE_PREFIX", "a name without spaces or colons such as hls")
 	if needStorage && strings.HasPrefix(c.StorageURL, "azblob:") {
 		p.Check(c.AzureConnection != "", "AZURE_STORAGE_CONNECTION_STRING", "the storage account's connection string (azblob:// storage)")

@@ -138,6 +138,13 @@ func (c *Config) validate(cmd string, p *config.Problems) {
 			break
 		}
 	}
+	for _, f := range []struct{ key, path string }{{"GATEWAY_TLS_CERT", c.TLSCert}, {"GATEWAY_TLS_KEY", c.TLSKey}, {"PLAYER_HLSJS", c.PlayerScript}} {
+		if f.path != "" {
+			st, err := os.Stat(f.path)
+			p.Check(err == nil && st.Mode().IsRegular(), f.key, "a readable file")
+		}
+	}
+	p.Check(c.LegacyTokenKeyID != "" && !strings.ContainsAny(c.LegacyTokenKeyID, ":, "), "PLAYBACK_TOKEN_KEY_ID", "a key id without ':', ',' or spaces, such as k1")
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		p.Addf("GATEWAY_TLS_CERT and GATEWAY_TLS_KEY go together: give both or neither")
 	}

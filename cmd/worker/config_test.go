@@ -76,6 +76,8 @@ func TestConfigBadValues(t *testing.T) {
 		{"GC_INTERVAL", "15", "a Go duration such as 15m, or off"},
 		{"GC_INTERVAL", "0", "write off"},
 		{"GC_ALLOW_SHORT_GRACE", "yes", "true or false"},
+		{"FFMPEG", "/nonexistent/ffmpeg", "an ffmpeg executable"},
+		{"FFPROBE", "no-such-ffprobe", "an ffprobe executable"},
 	}
 	for _, tc := range cases {
 		_, _, _, err := parseConfig([]string{"run"}, with(base, tc.key, tc.value).get, &bytes.Buffer{})
@@ -95,7 +97,7 @@ func TestConfigBadValues(t *testing.T) {
 		}
 	}
 	// Every variable of the table is covered (secrets by TestSecrets).
-	covered := map[string]bool{"FFMPEG": true, "FFPROBE": true}
+	covered := map[string]bool{}
 	for _, tc := range cases {
 		covered[tc.key] = true
 	}
@@ -107,7 +109,7 @@ func TestConfigBadValues(t *testing.T) {
 
 	// The values, all at once: one error lists them all.
 	bad := with(base, "GC_GRACE", "1d", "SHUTDOWN_TIMEOUT", "20", "WORKER_CONCURRENCY", "two", "GC_INTERVAL", "0",
-		"MAX_SOURCE_BYTES", "20 GiBs", "X264_PRESET", "warpspeed", "FFMPEG", "")
+		"MAX_SOURCE_BYTES", "20 GiBs", "X264_PRESET", "warpspeed", "FFMPEG", "/nonexistent/ffmpeg" /* not checked by gc */)
 	err := run(context.Background(), []string{"gc"}, bad.get, &bytes.Buffer{}, &bytes.Buffer{})
 	var ce *config.Error
 	if !errors.As(err, &ce) || len(ce.Problems) != 6 {

@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -116,8 +117,12 @@ func (c *Config) validate(cmd string, p *config.Problems) {
 	p.Check(config.ValidAddr(c.MetricsAddr, true), "METRICS_ADDR", config.FormAddr)
 	p.Check(c.ShutdownTimeout > 0, "SHUTDOWN_TIMEOUT", "a positive Go duration such as 20s")
 	p.Check(filepath.IsAbs(c.TempDir), "TMPDIR", "an absolute directory such as /tmp")
-	p.Check(c.FFmpeg != "", "FFMPEG", "an ffmpeg binary")
-	p.Check(c.FFprobe != "", "FFPROBE", "an ffprobe binary")
+	if cmd == "run" {
+		_, err := exec.LookPath(c.FFmpeg)
+		p.Check(err == nil, "FFMPEG", "an ffmpeg executable: a name on PATH or a path")
+		_, err = exec.LookPath(c.FFprobe)
+		p.Check(err == nil, "FFPROBE", "an ffprobe executable: a name on PATH or a path")
+	}
 	p.Check(config.ValidLogLevel(c.LogLevel), "LOG_LEVEL", config.FormLogLevel)
 	p.Check(c.QueuePrefix != "" && !strings.ContainsAny(c.QueuePrefix, " \t\n:"), "QUEUE_PREFIX", "a name without spaces or colons such as hls")
 	p.Check(c.GCInterval != 0, "GC_INTERVAL", "a Go duration such as 15m, or off")
