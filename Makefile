@@ -46,7 +46,7 @@ stop-azurite:
 	bash "$(ROOT)/scripts/services.sh" stop-azurite
 
 build:
-	$(RUN) go build -buildvcs=true -o bin/ ./cmd/...
+	$(RUN) go build -buildvcs=true -ldflags "-X github.com/hlsvault/hlsvault/internal/config.buildRevision=$$(git rev-parse HEAD 2>/dev/null)" -o bin/ ./cmd/...
 
 # CI=true, when set by .ci/run, reaches go test through the environment.
 test: services

@@ -5,6 +5,11 @@ import (
 	"runtime/debug"
 )
 
+// buildRevision is set by `make build` (-ldflags -X) for checkouts where
+// the go command stamps no VCS information: a git worktree, whose .git is a
+// file, is one.
+var buildRevision string
+
 // Version describes the running binary: module version and, when the
 // build stamped them (go build -buildvcs=true, the default in a git
 // checkout), the VCS revision, its time and whether the tree was modified.
@@ -26,6 +31,8 @@ func Version(program string) string {
 		if m := set["vcs.modified"]; m != "" {
 			s += " modified " + m
 		}
+	} else if buildRevision != "" {
+		s += " revision " + buildRevision + " (from make build)"
 	} else {
 		s += " (no VCS information: build with -buildvcs=true in a git checkout)"
 	}
