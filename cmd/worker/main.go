@@ -6,6 +6,11 @@
 //	worker migrate    apply the database migrations and exit
 //	worker gc         one garbage-collection pass, then exit
 //	worker rewrap-keys  wrap every content key under the primary KEK
+//	worker help [cmd]   usage (also -h, --help); worker --version
+//
+// Flags may come before or after the command. The configuration (Config)
+// is parsed and validated before anything connects: a bad value exits 1
+// listing every problem, a bad command line exits 2.
 package main
 
 import (
