@@ -129,15 +129,6 @@ func TestRefusesToStartWithoutKEK(t *testing.T) {
 	}
 }
 
-func TestRetryDelay(t *testing.T) {
-	for n, want := range map[int]time.Duration{0: 10 * time.Second, 1: 20 * time.Second, 3: 80 * time.Second, 20: 10 * time.Minute} {
-		d := RetryDelay(n)
-		if d < want*8/10 || d > want*12/10 {
-			t.Errorf("RetryDelay(%d) = %v, want %v ±20%%", n, d, want)
-		}
-	}
-}
-
 // TestEnqueueAndWorker drives both programs as a user would: the worker in
 // process, the enqueue CLI as a real process.
 func TestEnqueueAndWorker(t *testing.T) {
