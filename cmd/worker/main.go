@@ -217,15 +217,13 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 		defer stopHTTP()
 	}
 	if cfg.GCInterval > 0 {
-		collector := gc.New(gc.Config{Grace: cfg.GCGrace, Interval: cfg.GCInterval}, db, store, log)
+		collector, err := gc.New(gc.Config{Grace: cfg.GCGrace, Interval: cfg.GCInterval,
+			Legacy: backfill.NewPurger(db, store, log)}, db, store, log)
+		if err != nil {
+			return err
+		}
 		var gcDone sync.WaitGroup
-		gcDone.Add(1)
-		go func() { defer gcDone.Done(); collector.Run(ctx) }()
-		gcDone.Add(1)
-		go func() {
-			defer gcDone.Done()
-			backfill.PurgeLegacyLoop(ctx, db, store, cfg.GCGrace, cfg.GCInterval, log)
-		}()
+		gcDone.Go(func() { collector.Run(ctx) })
 		defer gcDone.Wait()
 	}
 	// Handlers run under ctx, so a SIGTERM stops ffmpeg at once.
@@ -252,16 +250,20 @@ func runGC(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 	if err != nil {
 		return err
 	}
-	res, err := gc.New(gc.Config{Grace: cfg.GCGrace}, db, store, log).RunOnce(ctx)
+	collector, err := gc.New(gc.Config{Grace: cfg.GCGrace, Legacy: backfill.NewPurger(db, store, log)}, db, store, log)
 	if err != nil {
 		return err
+	}
+	res, err := collector.RunOnce(ctx)
+	if err != nil {
+		return err
+	}
+	if !res.Ran {
+		fmt.Fprintln(stdout, "another worker is collecting garbage; nothing done")
+		return nil
 	}
 	fmt.Fprintf(stdout, "removed %d versions (%d objects, %d bytes) older than %v\n", res.Versions, res.Objects, res.Bytes, cfg.GCGrace)
-	lres, err := backfill.PurgeLegacy(ctx, db, store, cfg.GCGrace, 1000, log)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "removed the legacy objects of %d re-encrypted titles (%d objects) older than %v\n", lres.Titles, lres.Objects, cfg.GCGrace)
+	fmt.Fprintf(stdout, "removed the legacy objects of %d re-encrypted titles (%d objects) older than %v\n", res.LegacyTitles, res.LegacyObjects, cfg.GCGrace)
 	return nil
 }
 
