@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -61,14 +60,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func testKEK() string {
-	raw := make([]byte, 32)
-	for i := range raw {
-		raw[i] = byte(5*i + 3)
-	}
-	return base64.StdEncoding.EncodeToString(raw)
-}
-
 // testEnv is a complete, isolated configuration: its own database, queues,
 // storage directory and temp directory.
 func testEnv(t *testing.T) map[string]string {
@@ -78,7 +69,7 @@ func testEnv(t *testing.T) map[string]string {
 		"REDIS_URL":          "redis://" + testenv.RedisAddr(t) + "/0",
 		"DATABASE_URL":       testenv.DatabaseURL(t),
 		"STORAGE_URL":        "file://" + t.TempDir(),
-		"KEY_ENCRYPTION_KEY": testKEK(),
+		"KEY_ENCRYPTION_KEY": testenv.KEK(t),
 		"KEY_URI_TEMPLATE":   "https://video.example.com/v1/keys/{key_id}",
 		"LADDER":             "240p:300k:64k,144p:150k:64k",
 		"SEGMENT_SECONDS":    "1",
@@ -189,7 +180,7 @@ func TestEnqueueAndWorker(t *testing.T) {
 	for k, v := range env {
 		rot[k] = v
 	}
-	rot["KEY_ENCRYPTION_KEY"] = base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789ABCDEF"))
+	rot["KEY_ENCRYPTION_KEY"] = testenv.SeededKEK(100)
 	rot["KEY_ENCRYPTION_KEYS_RETIRED"] = env["KEY_ENCRYPTION_KEY"]
 	var rotOut bytes.Buffer
 	if err := run(ctx, []string{"rewrap-keys"}, rot.get, &rotOut, io.Discard); err != nil || !strings.Contains(rotOut.String(), "rewrapped 1 keys") {

@@ -204,14 +204,20 @@ func (s *SyncBuffer) String() string {
 	return s.b.String()
 }
 
-// KEK returns a fixed base64 key-encryption key, the value of
-// KEY_ENCRYPTION_KEY in tests. Fixed, so that a failing test's wrapped keys
-// can be opened by hand.
+// KEK returns the tests' key-encryption key, base64 as in
+// KEY_ENCRYPTION_KEY: SeededKEK(0). Fixed, so that a failing test's wrapped
+// keys can be opened by hand.
 func KEK(t testing.TB) string {
 	t.Helper()
+	return SeededKEK(0)
+}
+
+// SeededKEK returns a base64 key-encryption key of bytes seed, seed+1, …:
+// distinct seeds give distinct KEKs, for rotation tests.
+func SeededKEK(seed byte) string {
 	raw := make([]byte, 32)
 	for i := range raw {
-		raw[i] = byte(7*i + 1)
+		raw[i] = seed + byte(i)
 	}
 	return base64.StdEncoding.EncodeToString(raw)
 }
