@@ -81,6 +81,20 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// run runs srv until stop, which returns when Run has.
+func run(t *testing.T, srv *Server) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	return func() {
+		t.Helper()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // records returns the JSON log records with message msg.
 func records(t *testing.T, logs, msg string) []map[string]any {
 	t.Helper()
@@ -116,15 +130,10 @@ func TestShutdownWaitsForCleanup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
+	stop := run(t, srv)
 	id := b.enqueue(t, jobs.TypeTranscode, b.queues.Transcode)
 	waitFor(t, "the handler to start", started.Load)
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 	if !cleaned.Load() {
 		t.Fatal("Run returned before the handler's cleanup finished")
 	}
@@ -159,17 +168,12 @@ func TestTaskLogger(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
+	stop := run(t, srv)
 	okID := b.enqueue(t, jobs.TypeTranscode, b.queues.Transcode)
 	failID := b.enqueue(t, "fail", b.queues.Background)
 	waitFor(t, "both tasks", func() bool { return n.Load() == 2 })
 	waitFor(t, "both end lines", func() bool { return len(records(t, b.logs.String(), "task done")) == 2 })
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 
 	want := map[string]struct{ typ, queue, outcome string }{
 		okID:   {jobs.TypeTranscode, b.queues.Transcode, OutcomeOK},
