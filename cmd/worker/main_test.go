@@ -19,6 +19,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/hlsvault/hlsvault/internal/catalog"
+	"github.com/hlsvault/hlsvault/internal/gc"
 	"github.com/hlsvault/hlsvault/internal/testenv"
 	"github.com/hlsvault/hlsvault/jobs"
 )
@@ -334,4 +335,50 @@ func ffmpegsUnder(dir string) int {
 		}
 	}
 	return n
+}
+
+// holdingPurger keeps a collector's pass, and so its lock, until released.
+type holdingPurger struct{ held, release chan struct{} }
+
+func (p holdingPurger) PurgeLegacy(context.Context, time.Duration, int) (int, int, error) {
+	close(p.held)
+	<-p.release
+	return 0, 0, nil
+}
+
+// TestGCCommand: `worker gc` runs one pass of both steps, versions and
+// legacy objects, and skips it, saying so, while another worker's
+// collector holds the lock.
+func TestGCCommand(t *testing.T) {
+	env := envMap(testEnv(t))
+	ctx := context.Background()
+	var out bytes.Buffer
+	if err := run(ctx, []string{"gc"}, env.get, &out, io.Discard); err != nil ||
+		!strings.Contains(out.String(), "removed 0 versions (0 objects, 0 bytes) older than 24h0m0s") ||
+		!strings.Contains(out.String(), "removed the legacy objects of 0 re-encrypted titles (0 objects) older than 24h0m0s") {
+		t.Fatalf("gc: %v\n%s", err, out.String())
+	}
+
+	db, err := catalog.Open(ctx, env["DATABASE_URL"], testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	p := holdingPurger{held: make(chan struct{}), release: make(chan struct{})}
+	other, err := gc.New(gc.Config{Legacy: p}, db, nil, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := other.RunOnce(ctx); done <- err }()
+	<-p.held
+	out.Reset()
+	err = run(ctx, []string{"gc"}, env.get, &out, io.Discard)
+	close(p.release)
+	if err != nil || !strings.Contains(out.String(), "another worker is collecting garbage; nothing done") {
+		t.Errorf("gc while another collector runs: %v\n%s", err, out.String())
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }

@@ -22,10 +22,12 @@ func Logger(ctx context.Context, fallback *slog.Logger) *slog.Logger {
 
 // Outcomes in the end-of-task log line.
 const (
-	OutcomeOK          = "ok"
-	OutcomeFailed      = "failed"
-	OutcomeSkipRetry   = "skip_retry"  // archived at once, never retried
-	OutcomeInterrupted = "interrupted" // shutdown: requeued, no retry spent
+	OutcomeOK        = "ok"
+	OutcomeFailed    = "failed"
+	OutcomeSkipRetry = "skip_retry" // archived at once, never retried
+	// OutcomeCanceled: the task's context was cancelled while it ran, by
+	// a shutdown (requeued, no retry spent) or by an operator.
+	OutcomeCanceled = "canceled"
 )
 
 // Logging is middleware that gives every task a logger with its type, id,
@@ -44,7 +46,7 @@ func Logging(log *slog.Logger) asynq.MiddlewareFunc {
 			switch {
 			case err == nil:
 			case errors.Is(err, context.Canceled) && ctx.Err() != nil:
-				outcome = OutcomeInterrupted
+				outcome = OutcomeCanceled
 			case errors.Is(err, asynq.SkipRetry):
 				outcome, level = OutcomeSkipRetry, slog.LevelWarn
 			default:

@@ -144,7 +144,7 @@ func TestShutdownWaitsForCleanup(t *testing.T) {
 	if info.Retried != 0 || (info.State != asynq.TaskStatePending && info.State != asynq.TaskStateRetry) {
 		t.Errorf("after shutdown: state %v, retried %d; want back in the queue, no retry spent", info.State, info.Retried)
 	}
-	if recs := records(t, b.logs.String(), "task done"); len(recs) != 1 || recs[0]["outcome"] != OutcomeInterrupted {
+	if recs := records(t, b.logs.String(), "task done"); len(recs) != 1 || recs[0]["outcome"] != OutcomeCanceled {
 		t.Errorf("task done lines: %v", recs)
 	}
 }
