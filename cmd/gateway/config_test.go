@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hlsvault/hlsvault/internal/config"
+	"github.com/hlsvault/hlsvault/internal/testenv"
 )
 
 // offlineEnv is a valid configuration that points at nothing reachable.
@@ -20,7 +21,7 @@ func offlineEnv(t *testing.T) map[string]string {
 		"DATABASE_URL":           "postgres://postgres:topsecretpw@127.0.0.1:1/none?sslmode=disable&connect_timeout=1",
 		"REDIS_URL":              "redis://:redispw@127.0.0.1:1/0",
 		"STORAGE_URL":            "file://" + t.TempDir(),
-		"KEY_ENCRYPTION_KEY":     kek(),
+		"KEY_ENCRYPTION_KEY":     testenv.SeededKEK(0),
 		"PLAYBACK_TOKEN_SECRETS": secrets,
 		"GATEWAY_ADDR":           "127.0.0.1:1",
 		"GATEWAY_METRICS_ADDR":   "off",

@@ -9,7 +9,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"io"
@@ -28,14 +27,6 @@ import (
 
 const secrets = "k1:cmd-gateway-test-secret-0123456789abcdef"
 
-func kek() string {
-	raw := make([]byte, 32)
-	for i := range raw {
-		raw[i] = byte(3*i + 11)
-	}
-	return base64.StdEncoding.EncodeToString(raw)
-}
-
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -51,7 +42,7 @@ func baseEnv(t *testing.T) map[string]string {
 		"DATABASE_URL":           testenv.DatabaseURL(t),
 		"REDIS_URL":              "redis://" + testenv.RedisAddr(t) + "/0",
 		"STORAGE_URL":            "file://" + t.TempDir(),
-		"KEY_ENCRYPTION_KEY":     kek(),
+		"KEY_ENCRYPTION_KEY":     testenv.KEK(t),
 		"PLAYBACK_TOKEN_SECRETS": secrets,
 		"GATEWAY_ADDR":           freeAddr(t),
 		"GATEWAY_METRICS_ADDR":   freeAddr(t),
@@ -181,7 +172,7 @@ func TestServe(t *testing.T) {
 		}
 	}
 	// Secrets never reach the logs.
-	for _, secret := range []string{strings.TrimPrefix(secrets, "k1:"), kek(), tok} {
+	for _, secret := range []string{strings.TrimPrefix(secrets, "k1:"), testenv.KEK(t), tok} {
 		if strings.Contains(logs.String(), secret) {
 			t.Errorf("logs contain a secret or token")
 		}

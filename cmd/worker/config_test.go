@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hlsvault/hlsvault/internal/config"
+	"github.com/hlsvault/hlsvault/internal/testenv"
 	"github.com/hlsvault/hlsvault/internal/transcode"
 )
 
@@ -22,7 +23,7 @@ func offlineEnv(t *testing.T) envMap {
 		"DATABASE_URL":       "postgres://postgres:topsecretpw@127.0.0.1:1/none?sslmode=disable&connect_timeout=1",
 		"REDIS_URL":          "redis://:redispw@127.0.0.1:1/0",
 		"STORAGE_URL":        "file://" + t.TempDir(),
-		"KEY_ENCRYPTION_KEY": testKEK(),
+		"KEY_ENCRYPTION_KEY": testenv.SeededKEK(0),
 	}
 }
 
@@ -149,13 +150,13 @@ func TestSecrets(t *testing.T) {
 			t.Errorf("a secret was printed: %v", err)
 		}
 	}
-	if err := run(context.Background(), []string{"--key-encryption-key", testKEK()}, base.get, &bytes.Buffer{}, &bytes.Buffer{}); config.ExitCode(err) != 2 {
+	if err := run(context.Background(), []string{"--key-encryption-key", testenv.SeededKEK(0)}, base.get, &bytes.Buffer{}, &bytes.Buffer{}); config.ExitCode(err) != 2 {
 		t.Errorf("a secret as a flag: %v", err)
 	}
 }
 
 func TestDefaults(t *testing.T) {
-	c, cmd, help, err := parseConfig(nil, envMap{"KEY_ENCRYPTION_KEY": testKEK()}.get, &bytes.Buffer{})
+	c, cmd, help, err := parseConfig(nil, envMap{"KEY_ENCRYPTION_KEY": testenv.SeededKEK(0)}.get, &bytes.Buffer{})
 	if err != nil || cmd != "run" || help {
 		t.Fatal(cmd, help, err)
 	}
@@ -230,7 +231,7 @@ func TestHelp(t *testing.T) {
 			if args == "help" && !(strings.Contains(out.String(), "migrate") && strings.Contains(out.String(), "gc") && strings.Contains(out.String(), "rewrap-keys")) {
 				t.Errorf("worker help does not list the commands:\n%s", out.String())
 			}
-			if s := out.String() + errOut.String(); strings.Contains(s, "topsecretpw") || strings.Contains(s, "redispw") || strings.Contains(s, testKEK()) {
+			if s := out.String() + errOut.String(); strings.Contains(s, "topsecretpw") || strings.Contains(s, "redispw") || strings.Contains(s, testenv.SeededKEK(0)) {
 				t.Errorf("worker %s printed a secret:\n%s", args, s)
 			}
 		}

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -44,6 +43,7 @@ import (
 	"github.com/hlsvault/hlsvault/internal/pipeline"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/transcode"
+	"github.com/hlsvault/hlsvault/internal/worker"
 	"github.com/hlsvault/hlsvault/jobs"
 )
 
@@ -304,48 +304,16 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 	}
 	defer bf.Close()
 
-	// Handlers run under ctx, so a SIGTERM stops ffmpeg at once. Such an
-	// interruption is not a failure: asynq puts the task back without
-	// spending a retry.
-	interrupted := func(err error) bool { return errors.Is(err, context.Canceled) && ctx.Err() != nil }
 	queues := jobs.QueueNames(cfg.QueuePrefix)
-	srv := asynq.NewServer(redisOpt, asynq.Config{
-		Concurrency:    cfg.Concurrency,
-		Queues:         map[string]int{queues.Transcode: 10, queues.Background: 1},
-		StrictPriority: true, // fresh uploads first, always
-		BaseContext:    func() context.Context { return ctx },
-		IsFailure:      func(err error) bool { return !interrupted(err) },
-		RetryDelayFunc: func(n int, err error, _ *asynq.Task) time.Duration {
-			if interrupted(err) {
-				return time.Second
-			}
-			return RetryDelay(n)
-		},
-		ShutdownTimeout: cfg.ShutdownTimeout,
-		// An idle worker looks for work this often (asynq's default is 1 s,
-		// which would add up to a second to every job's latency).
-		TaskCheckInterval: 200 * time.Millisecond,
-		Logger:            config.SlogAsynq{L: log},
-		LogLevel:          asynq.WarnLevel,
-	})
-	var inflight sync.WaitGroup
-	mux := asynq.NewServeMux()
-	mux.Handle(jobs.TypeTranscode, asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
-		// asynq stops waiting for a handler whose context is done; the
-		// worker must still wait for its cleanup (ffmpeg killed, temp dir
-		// removed) before exiting.
-		inflight.Add(1)
-		defer inflight.Done()
-		return pipe.ProcessTask(ctx, t)
-	}))
-	// Backfill batches and ticks (low-priority queue), tracked like jobs so
-	// that a shutdown waits for a title to be put back.
-	for typ, h := range map[string]asynq.HandlerFunc{backfill.TypeBatch: bf.HandleBatch, backfill.TypeTick: bf.HandleTick} {
-		mux.Handle(typ, asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
-			inflight.Add(1)
-			defer inflight.Done()
-			return h(ctx, t)
-		}))
+	srv, err := worker.New(worker.Config{Concurrency: cfg.Concurrency, Queues: queues, ShutdownTimeout: cfg.ShutdownTimeout},
+		redisOpt, log, worker.Handlers{
+			jobs.TypeTranscode: pipe,
+			// Backfill batches and ticks (low-priority queue).
+			backfill.TypeBatch: asynq.HandlerFunc(bf.HandleBatch),
+			backfill.TypeTick:  asynq.HandlerFunc(bf.HandleTick),
+		})
+	if err != nil {
+		return err
 	}
 
 	if cfg.MetricsAddr != "off" {
@@ -356,20 +324,18 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 		defer stopHTTP()
 	}
 	if !cfg.GCInterval.Off() {
-		gcInterval := time.Duration(cfg.GCInterval)
-		collector := gc.New(gc.Config{Grace: cfg.GCGrace, Interval: gcInterval}, db, store, log)
+		collector, err := gc.New(gc.Config{Grace: cfg.GCGrace, Interval: time.Duration(cfg.GCInterval),
+			Legacy: backfill.NewPurger(db, store, log)}, db, store, log)
+		if err != nil {
+			return err
+		}
 		var gcDone sync.WaitGroup
-		gcDone.Add(1)
-		go func() { defer gcDone.Done(); collector.Run(ctx) }()
-		gcDone.Add(1)
-		go func() {
-			defer gcDone.Done()
-			backfill.PurgeLegacyLoop(ctx, db, store, cfg.GCGrace, gcInterval, log)
-		}()
+		gcDone.Go(func() { collector.Run(ctx) })
 		defer gcDone.Wait()
 	}
-	if err := srv.Start(mux); err != nil {
-		return fmt.Errorf("start: %w", err)
+	// Handlers run under ctx, so a SIGTERM stops ffmpeg at once.
+	if err := srv.Start(ctx); err != nil {
+		return err
 	}
 	if err := bf.Recover(ctx); err != nil {
 		log.Warn("backfill: resume running runs", "err", err)
@@ -377,16 +343,7 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 	log.Info("worker started", "storage", store.String(), "queues", []string{queues.Transcode, queues.Background},
 		"concurrency", cfg.Concurrency, "kek", keyring.Primary().ID())
 	<-ctx.Done()
-	log.Info("shutting down")
 	srv.Shutdown()
-	done := make(chan struct{})
-	go func() { inflight.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(cfg.ShutdownTimeout):
-		log.Error("jobs did not stop in time", "timeout", cfg.ShutdownTimeout)
-	}
-	log.Info("stopped")
 	return nil
 }
 
@@ -400,16 +357,20 @@ func runGC(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 	if err != nil {
 		return err
 	}
-	res, err := gc.New(gc.Config{Grace: cfg.GCGrace}, db, store, log).RunOnce(ctx)
+	collector, err := gc.New(gc.Config{Grace: cfg.GCGrace, Legacy: backfill.NewPurger(db, store, log)}, db, store, log)
 	if err != nil {
 		return err
+	}
+	res, err := collector.RunOnce(ctx)
+	if err != nil {
+		return err
+	}
+	if !res.Ran {
+		fmt.Fprintln(stdout, "another worker is collecting garbage; nothing done")
+		return nil
 	}
 	fmt.Fprintf(stdout, "removed %d versions (%d objects, %d bytes) older than %v\n", res.Versions, res.Objects, res.Bytes, cfg.GCGrace)
-	lres, err := backfill.PurgeLegacy(ctx, db, store, cfg.GCGrace, 1000, log)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "removed the legacy objects of %d re-encrypted titles (%d objects) older than %v\n", lres.Titles, lres.Objects, cfg.GCGrace)
+	fmt.Fprintf(stdout, "removed the legacy objects of %d re-encrypted titles (%d objects) older than %v\n", res.LegacyTitles, res.LegacyObjects, cfg.GCGrace)
 	return nil
 }
 
@@ -457,14 +418,6 @@ func openCatalog(ctx context.Context, cfg Config, log *slog.Logger) (*catalog.DB
 		return nil, err
 	}
 	return db, nil
-}
-
-// RetryDelay is the backoff before retry n (0-based): 10 s doubling, at most
-// 10 minutes, with ±20% jitter so that workers do not retry in lockstep.
-func RetryDelay(n int) time.Duration {
-	d := 10 * time.Second << min(n, 6)
-	d = min(d, 10*time.Minute)
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
 func serveMetrics(addr string, reg *prometheus.Registry, db *catalog.DB, redisOpt asynq.RedisConnOpt, log *slog.Logger) (func(), error) {

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/hlsvault/hlsvault/internal/catalog"
+	"github.com/hlsvault/hlsvault/internal/gc"
 	"github.com/hlsvault/hlsvault/internal/testenv"
 	"github.com/hlsvault/hlsvault/jobs"
 )
@@ -61,14 +61,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func testKEK() string {
-	raw := make([]byte, 32)
-	for i := range raw {
-		raw[i] = byte(5*i + 3)
-	}
-	return base64.StdEncoding.EncodeToString(raw)
-}
-
 // testEnv is a complete, isolated configuration: its own database, queues,
 // storage directory and temp directory.
 func testEnv(t *testing.T) map[string]string {
@@ -78,7 +70,7 @@ func testEnv(t *testing.T) map[string]string {
 		"REDIS_URL":          "redis://" + testenv.RedisAddr(t) + "/0",
 		"DATABASE_URL":       testenv.DatabaseURL(t),
 		"STORAGE_URL":        "file://" + t.TempDir(),
-		"KEY_ENCRYPTION_KEY": testKEK(),
+		"KEY_ENCRYPTION_KEY": testenv.KEK(t),
 		"KEY_URI_TEMPLATE":   "https://video.example.com/v1/keys/{key_id}",
 		"LADDER":             "240p:300k:64k,144p:150k:64k",
 		"SEGMENT_SECONDS":    "1",
@@ -126,15 +118,6 @@ func TestRefusesToStartWithoutKEK(t *testing.T) {
 	env["KEY_ENCRYPTION_KEY"] = "c2hvcnQ="
 	if err := run(context.Background(), nil, env.get, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "32 bytes") {
 		t.Fatalf("short KEK: err = %v", err)
-	}
-}
-
-func TestRetryDelay(t *testing.T) {
-	for n, want := range map[int]time.Duration{0: 10 * time.Second, 1: 20 * time.Second, 3: 80 * time.Second, 20: 10 * time.Minute} {
-		d := RetryDelay(n)
-		if d < want*8/10 || d > want*12/10 {
-			t.Errorf("RetryDelay(%d) = %v, want %v ±20%%", n, d, want)
-		}
 	}
 }
 
@@ -198,7 +181,7 @@ func TestEnqueueAndWorker(t *testing.T) {
 	for k, v := range env {
 		rot[k] = v
 	}
-	rot["KEY_ENCRYPTION_KEY"] = base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789ABCDEF"))
+	rot["KEY_ENCRYPTION_KEY"] = testenv.SeededKEK(100)
 	rot["KEY_ENCRYPTION_KEYS_RETIRED"] = env["KEY_ENCRYPTION_KEY"]
 	var rotOut bytes.Buffer
 	if err := run(ctx, []string{"rewrap-keys"}, rot.get, &rotOut, io.Discard); err != nil || !strings.Contains(rotOut.String(), "rewrapped 1 keys") {
@@ -352,4 +335,50 @@ func ffmpegsUnder(dir string) int {
 		}
 	}
 	return n
+}
+
+// holdingPurger keeps a collector's pass, and so its lock, until released.
+type holdingPurger struct{ held, release chan struct{} }
+
+func (p holdingPurger) PurgeLegacy(context.Context, time.Duration, int) (int, int, error) {
+	close(p.held)
+	<-p.release
+	return 0, 0, nil
+}
+
+// TestGCCommand: `worker gc` runs one pass of both steps, versions and
+// legacy objects, and skips it, saying so, while another worker's
+// collector holds the lock.
+func TestGCCommand(t *testing.T) {
+	env := envMap(testEnv(t))
+	ctx := context.Background()
+	var out bytes.Buffer
+	if err := run(ctx, []string{"gc"}, env.get, &out, io.Discard); err != nil ||
+		!strings.Contains(out.String(), "removed 0 versions (0 objects, 0 bytes) older than 24h0m0s") ||
+		!strings.Contains(out.String(), "removed the legacy objects of 0 re-encrypted titles (0 objects) older than 24h0m0s") {
+		t.Fatalf("gc: %v\n%s", err, out.String())
+	}
+
+	db, err := catalog.Open(ctx, env["DATABASE_URL"], testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	p := holdingPurger{held: make(chan struct{}), release: make(chan struct{})}
+	other, err := gc.New(gc.Config{Legacy: p}, db, nil, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := other.RunOnce(ctx); done <- err }()
+	<-p.held
+	out.Reset()
+	err = run(ctx, []string{"gc"}, env.get, &out, io.Discard)
+	close(p.release)
+	if err != nil || !strings.Contains(out.String(), "another worker is collecting garbage; nothing done") {
+		t.Errorf("gc while another collector runs: %v\n%s", err, out.String())
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }

@@ -166,8 +166,8 @@ func (c *Client) Start(ctx context.Context, o StartOptions) (StartResult, error)
 		case ActionBroken:
 			it.State, it.Error = catalog.ItemFailed, cd.Reason
 		case ActionSkip:
-			if cd.Reason != "" && strings.HasPrefix(cd.Reason, "directory ") {
-				continue // not a title
+			if cd.NotATitle {
+				continue
 			}
 			it.State, it.Error = catalog.ItemSkipped, cd.Reason
 		}

@@ -39,6 +39,9 @@ type Candidate struct {
 	Bytes      int64    `json:"bytes"`
 	Current    int      `json:"current_version,omitempty"`
 	Source     string   `json:"source,omitempty"` // --retranscode
+	// NotATitle marks a directory whose name is not a video id: reported
+	// by discovery, never made an item of a run.
+	NotATitle bool `json:"-"`
 }
 
 // Converts reports whether a run would work on the candidate.
@@ -114,7 +117,7 @@ func candidate(ctx context.Context, store storage.Store, db *catalog.DB, opts Ru
 	current map[string]catalog.CurrentInfo) (Candidate, error) {
 	c := Candidate{VideoID: t.video}
 	if t.invalid != "" {
-		c.Action, c.Reason = ActionSkip, t.invalid
+		c.Action, c.Reason, c.NotATitle = ActionSkip, t.invalid, true
 		return c, nil
 	}
 	cur, keyed := current[t.video]

@@ -91,27 +91,21 @@ func PurgeLegacy(ctx context.Context, db *catalog.DB, store storage.Store, grace
 	return res, nil
 }
 
-// PurgeLegacyLoop runs PurgeLegacy every interval until ctx is done.
-func PurgeLegacyLoop(ctx context.Context, db *catalog.DB, store storage.Store, grace, interval time.Duration, log *slog.Logger) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		for {
-			res, err := PurgeLegacy(ctx, db, store, grace, 100, log)
-			if err != nil {
-				if ctx.Err() == nil && log != nil {
-					log.Error("legacy purge", "err", err)
-				}
-				break
-			}
-			if res.Titles < 100 {
-				break
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+// Purger is PurgeLegacy as the legacy step of the garbage collector
+// (gc.LegacyPurger), which runs it under the collector's lock.
+type Purger struct {
+	db    *catalog.DB
+	store storage.Store
+	log   *slog.Logger
+}
+
+// NewPurger builds a Purger.
+func NewPurger(db *catalog.DB, store storage.Store, log *slog.Logger) *Purger {
+	return &Purger{db: db, store: store, log: log}
+}
+
+// PurgeLegacy runs PurgeLegacy for at most limit titles.
+func (p *Purger) PurgeLegacy(ctx context.Context, grace time.Duration, limit int) (titles, objects int, err error) {
+	res, err := PurgeLegacy(ctx, p.db, p.store, grace, limit, p.log)
+	return res.Titles, res.Objects, err
 }

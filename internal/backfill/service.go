@@ -372,7 +372,9 @@ func (s *Service) processItem(parent context.Context, log *slog.Logger, run cata
 		return false, nil
 	case errors.Is(err, catalog.ErrHasKey):
 		log.Info("title skipped: it has a key", "reason", err)
-		finish(catalog.BackfillOutcome{State: catalog.ItemSkipped, Error: "already has a key: " + strings.TrimPrefix(err.Error(), "catalog: ")})
+		// PrepareBackfillJob reports the current version in st.Expected.
+		finish(catalog.BackfillOutcome{State: catalog.ItemSkipped,
+			Error: fmt.Sprintf("already has a key: title already has a key (version %d)", st.Expected)})
 		return false, nil
 	case err != nil:
 		return s.transient(parent, log, it, 0, err)

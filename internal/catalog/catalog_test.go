@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"testing"
 
@@ -22,7 +21,7 @@ func openTestDB(t *testing.T) *DB {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			db, err := Open(ctx, url, slog.Default())
+			db, err := Open(ctx, url, testenv.Logger(t))
 			if err != nil {
 				errs <- err
 				return
@@ -38,7 +37,7 @@ func openTestDB(t *testing.T) *DB {
 			t.Fatalf("concurrent migrate: %v", err)
 		}
 	}
-	db, err := Open(ctx, url, slog.Default())
+	db, err := Open(ctx, url, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,25 +2,17 @@ package catalog
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"testing"
 
 	"github.com/hlsvault/hlsvault/internal/keys"
+	"github.com/hlsvault/hlsvault/internal/testenv"
 )
-
-func kekString(seed byte) string {
-	raw := make([]byte, 32)
-	for i := range raw {
-		raw[i] = seed + byte(i)
-	}
-	return base64.StdEncoding.EncodeToString(raw)
-}
 
 func TestRewrapKeys(t *testing.T) {
 	ctx := context.Background()
 	db := openTestDB(t)
-	old, _ := keys.NewKeyring(kekString(1))
+	old, _ := keys.NewKeyring(testenv.SeededKEK(1))
 	content := map[string]keys.ContentKey{}
 	for i := range 5 {
 		video := fmt.Sprintf("rw%d", i)
@@ -43,7 +35,7 @@ func TestRewrapKeys(t *testing.T) {
 	}
 
 	// Deploy the new KEK as primary with the old one retired, then rewrap.
-	both, err := keys.NewKeyring(kekString(100), kekString(1))
+	both, err := keys.NewKeyring(testenv.SeededKEK(100), testenv.SeededKEK(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +60,7 @@ func TestRewrapKeys(t *testing.T) {
 	}
 	// The old KEK can now be dropped: the new one alone opens every key,
 	// and every content key is unchanged.
-	onlyNew, _ := keys.NewKeyring(kekString(100))
+	onlyNew, _ := keys.NewKeyring(testenv.SeededKEK(100))
 	for video, want := range content {
 		cur, err := db.CurrentVersion(ctx, video)
 		if err != nil {

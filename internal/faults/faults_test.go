@@ -10,7 +10,6 @@ package faults
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -144,16 +143,12 @@ func (e env) list() []string {
 }
 
 func newEnv(t *testing.T, redisPort int, azure string) env {
-	raw := make([]byte, 32)
-	for i := range raw {
-		raw[i] = byte(11*i + 5)
-	}
 	return env{
 		"REDIS_URL":                       fmt.Sprintf("redis://127.0.0.1:%d/0", redisPort),
 		"DATABASE_URL":                    testenv.DatabaseURL(t),
 		"STORAGE_URL":                     "azblob://faults",
 		"AZURE_STORAGE_CONNECTION_STRING": azure,
-		"KEY_ENCRYPTION_KEY":              base64.StdEncoding.EncodeToString(raw),
+		"KEY_ENCRYPTION_KEY":              testenv.KEK(t),
 		"LADDER":                          "240p:300k:64k,144p:150k:64k",
 		"SEGMENT_SECONDS":                 "1",
 		"X264_PRESET":                     "veryfast",

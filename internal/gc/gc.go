@@ -5,6 +5,7 @@
 package gc
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,11 +16,34 @@ import (
 	"github.com/hlsvault/hlsvault/internal/storage"
 )
 
+// Defaults for Config fields left zero.
+const (
+	GraceDefault     = 24 * time.Hour
+	IntervalDefault  = 15 * time.Minute
+	TimeoutDefault   = time.Hour
+	BatchSizeDefault = 100
+)
+
+// lockKey is the advisory lock that lets one collector among many workers
+// work at a time, on versions and legacy objects alike.
+const lockKey = "hlsvault-gc"
+
 // Config tunes a Collector.
 type Config struct {
-	Grace     time.Duration // default 24h; must exceed the longest job attempt
-	Interval  time.Duration // default 15m
-	BatchSize int           // versions per pass, default 100
+	Grace     time.Duration // must exceed the longest job attempt
+	Interval  time.Duration // between passes of Run
+	Timeout   time.Duration // of one pass
+	BatchSize int           // versions or legacy titles per query
+	// Legacy, when set, is the second step of every pass: the legacy
+	// objects of re-encrypted titles, under the same lock and grace.
+	Legacy LegacyPurger
+}
+
+// LegacyPurger removes the legacy objects of at most limit titles
+// re-encrypted more than grace ago (backfill.Purger). It is declared here so
+// that gc needs nothing of backfill.
+type LegacyPurger interface {
+	PurgeLegacy(ctx context.Context, grace time.Duration, limit int) (titles, objects int, err error)
 }
 
 // Collector is the garbage collector. Several workers may run one each: an
@@ -32,25 +56,39 @@ type Collector struct {
 }
 
 // New builds a Collector.
-func New(cfg Config, db *catalog.DB, store storage.Store, log *slog.Logger) *Collector {
-	if cfg.Grace <= 0 {
-		cfg.Grace = 24 * time.Hour
+func New(cfg Config, db *catalog.DB, store storage.Store, log *slog.Logger) (*Collector, error) {
+	cfg.Grace = cmp.Or(cfg.Grace, GraceDefault)
+	cfg.Interval = cmp.Or(cfg.Interval, IntervalDefault)
+	cfg.Timeout = cmp.Or(cfg.Timeout, TimeoutDefault)
+	cfg.BatchSize = cmp.Or(cfg.BatchSize, BatchSizeDefault)
+	switch {
+	case cfg.Grace < 0:
+		return nil, fmt.Errorf("gc: grace %v is negative", cfg.Grace)
+	case cfg.Interval < 0:
+		return nil, fmt.Errorf("gc: interval %v is negative", cfg.Interval)
+	case cfg.Timeout < 0:
+		return nil, fmt.Errorf("gc: timeout %v is negative", cfg.Timeout)
+	case cfg.BatchSize < 0:
+		return nil, fmt.Errorf("gc: batch size %d is negative", cfg.BatchSize)
 	}
-	if cfg.Interval <= 0 {
-		cfg.Interval = 15 * time.Minute
-	}
-	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 100
-	}
-	return &Collector{cfg: cfg, db: db, store: store, log: log.With("component", "gc")}
+	return &Collector{cfg: cfg, db: db, store: store, log: log.With("component", "gc")}, nil
 }
 
 // Result counts what one pass did.
 type Result struct {
+	// Ran is false when another collector held the lock and this pass did
+	// nothing.
+	Ran      bool
 	Versions int // versions whose objects were removed
 	Objects  int
 	Bytes    int64
+	// LegacyTitles counts the re-encrypted titles whose legacy objects
+	// (LegacyObjects of them) were removed.
+	LegacyTitles  int
+	LegacyObjects int
 }
+
+func (r Result) did() bool { return r.Versions > 0 || r.LegacyTitles > 0 }
 
 // Run collects every Interval until ctx is done.
 func (c *Collector) Run(ctx context.Context) {
@@ -68,53 +106,82 @@ func (c *Collector) Run(ctx context.Context) {
 	}
 }
 
-// RunOnce does one pass, unless another collector holds the lock.
+// RunOnce does one pass, unless another collector holds the lock: retired
+// versions first, then the legacy step.
 func (c *Collector) RunOnce(ctx context.Context) (Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
 	var res Result
-	ran, err := c.db.TryLock(ctx, "hlsvault-gc", func(ctx context.Context) error {
-		for {
-			doomed, err := c.db.ClaimGarbage(ctx, c.cfg.Grace, c.cfg.BatchSize)
-			if err != nil {
-				return err
-			}
-			for _, d := range doomed {
-				c.log.Info("version doomed", "video", d.VideoID, "version", d.Version, "was", d.Was)
-			}
-			if len(doomed) < c.cfg.BatchSize {
-				break
-			}
+	ran, err := c.db.TryLock(ctx, lockKey, func(ctx context.Context) error {
+		if err := c.versions(ctx, &res); err != nil {
+			return err
 		}
-		// Purge every deleted version with objects left, including those of
-		// a pass that crashed half-way.
-		for {
-			todo, err := c.db.Unpurged(ctx, c.cfg.BatchSize)
-			if err != nil {
-				return err
-			}
-			for _, d := range todo {
-				n, b, err := c.purge(ctx, d.Prefix)
-				res.Objects += n
-				res.Bytes += b
-				if err != nil {
-					return err
-				}
-				if err := c.db.MarkPurged(ctx, d.VideoID, d.Version); err != nil {
-					return err
-				}
-				res.Versions++
-			}
-			if len(todo) < c.cfg.BatchSize {
-				return nil
-			}
-		}
+		return c.legacy(ctx, &res)
 	})
+	res.Ran = ran
 	if err != nil {
 		return res, fmt.Errorf("gc: %w", err)
 	}
-	if ran && res.Versions > 0 {
-		c.log.Info("garbage collected", "versions", res.Versions, "objects", res.Objects, "bytes", res.Bytes)
+	if res.did() {
+		c.log.Info("garbage collected", "versions", res.Versions, "objects", res.Objects, "bytes", res.Bytes,
+			"legacy_titles", res.LegacyTitles, "legacy_objects", res.LegacyObjects)
 	}
 	return res, nil
+}
+
+func (c *Collector) versions(ctx context.Context, res *Result) error {
+	for {
+		doomed, err := c.db.ClaimGarbage(ctx, c.cfg.Grace, c.cfg.BatchSize)
+		if err != nil {
+			return err
+		}
+		for _, d := range doomed {
+			c.log.Info("version doomed", "video", d.VideoID, "version", d.Version, "was", d.Was)
+		}
+		if len(doomed) < c.cfg.BatchSize {
+			break
+		}
+	}
+	// Purge every deleted version with objects left, including those of a
+	// pass that crashed half-way.
+	for {
+		todo, err := c.db.Unpurged(ctx, c.cfg.BatchSize)
+		if err != nil {
+			return err
+		}
+		for _, d := range todo {
+			n, b, err := c.purge(ctx, d.Prefix)
+			res.Objects += n
+			res.Bytes += b
+			if err != nil {
+				return err
+			}
+			if err := c.db.MarkPurged(ctx, d.VideoID, d.Version); err != nil {
+				return err
+			}
+			res.Versions++
+		}
+		if len(todo) < c.cfg.BatchSize {
+			return nil
+		}
+	}
+}
+
+func (c *Collector) legacy(ctx context.Context, res *Result) error {
+	if c.cfg.Legacy == nil {
+		return nil
+	}
+	for {
+		titles, objects, err := c.cfg.Legacy.PurgeLegacy(ctx, c.cfg.Grace, c.cfg.BatchSize)
+		res.LegacyTitles += titles
+		res.LegacyObjects += objects
+		if err != nil {
+			return fmt.Errorf("legacy purge: %w", err)
+		}
+		if titles < c.cfg.BatchSize {
+			return nil
+		}
+	}
 }
 
 func (c *Collector) purge(ctx context.Context, prefix string) (int, int64, error) {

@@ -3,14 +3,16 @@ package gc
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/hlsvault/hlsvault/internal/backfill"
 	"github.com/hlsvault/hlsvault/internal/catalog"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/testenv"
+	"github.com/hlsvault/hlsvault/internal/testenv/fixtures"
 )
 
 type fixture struct {
@@ -58,18 +60,7 @@ func (f *fixture) exists(prefix string) bool {
 
 func TestCollector(t *testing.T) {
 	ctx := context.Background()
-	db, err := catalog.Open(ctx, testenv.DatabaseURL(t), slog.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	fs, err := storage.NewFS(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, fs := fixtures.Catalog(t), fixtures.FS(t)
 	f := &fixture{t: t, db: db, store: fs}
 
 	// a: v1 published, then retired by v2.
@@ -93,14 +84,22 @@ func TestCollector(t *testing.T) {
 		t.Fatal("duplicate published")
 	}
 
-	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	log := testenv.Logger(t)
+	collector := func(cfg Config) *Collector {
+		t.Helper()
+		c, err := New(cfg, db, fs, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
 	// Nothing is old enough yet.
-	res, err := New(Config{Grace: time.Hour}, db, fs, log).RunOnce(ctx)
+	res, err := collector(Config{Grace: time.Hour}).RunOnce(ctx)
 	if err != nil || res.Versions != 0 {
 		t.Fatalf("within grace: %+v %v", res, err)
 	}
 	time.Sleep(20 * time.Millisecond)
-	res, err = New(Config{Grace: 10 * time.Millisecond, BatchSize: 1}, db, fs, log).RunOnce(ctx)
+	res, err = collector(Config{Grace: 10 * time.Millisecond, BatchSize: 1}).RunOnce(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,14 +125,95 @@ func TestCollector(t *testing.T) {
 		t.Error("the retired version's key survived collection")
 	}
 	// A second pass has nothing to do.
-	if res, err := New(Config{Grace: 10 * time.Millisecond}, db, fs, log).RunOnce(ctx); err != nil || res.Versions != 0 {
+	if res, err := collector(Config{Grace: 10 * time.Millisecond}).RunOnce(ctx); err != nil || res.Versions != 0 {
 		t.Errorf("second pass: %+v %v", res, err)
 	}
 }
 
-type testWriter struct{ t *testing.T }
+// blockingPurger is a legacy step that records how many passes run it at
+// once, and holds the first one until released.
+type blockingPurger struct {
+	mu          sync.Mutex
+	calls, busy int
+	maxBusy     int
+	entered     chan struct{}
+	release     chan struct{}
+}
 
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
+func (p *blockingPurger) PurgeLegacy(ctx context.Context, grace time.Duration, limit int) (int, int, error) {
+	p.mu.Lock()
+	p.calls++
+	p.busy++
+	p.maxBusy = max(p.maxBusy, p.busy)
+	first := p.calls == 1
+	p.mu.Unlock()
+	if first {
+		close(p.entered)
+		<-p.release
+	}
+	p.mu.Lock()
+	p.busy--
+	p.mu.Unlock()
+	return 1, 2, nil
+}
+
+var _ LegacyPurger = (*backfill.Purger)(nil)
+
+// TestLegacyPurgeUnderLock: the legacy step runs under the collector's
+// lock, so of two workers' collectors only one purges at a time; the other
+// skips its pass and says so.
+func TestLegacyPurgeUnderLock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, fs, log := fixtures.Catalog(t), fixtures.FS(t), testenv.Logger(t)
+	p := &blockingPurger{entered: make(chan struct{}), release: make(chan struct{})}
+	var cs [2]*Collector
+	for i := range cs {
+		c, err := New(Config{Legacy: p}, db, fs, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs[i] = c
+	}
+	first := make(chan Result, 1)
+	go func() {
+		res, err := cs[0].RunOnce(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		first <- res
+	}()
+	<-p.entered
+	res, err := cs[1].RunOnce(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Ran || res.LegacyTitles != 0 {
+		t.Errorf("second collector while the first purges: %+v, want a skipped pass", res)
+	}
+	close(p.release)
+	if res := <-first; !res.Ran || res.LegacyTitles != 1 || res.LegacyObjects != 2 {
+		t.Errorf("first collector: %+v, want 1 legacy title and 2 objects", res)
+	}
+	if p.maxBusy != 1 || p.calls != 1 {
+		t.Errorf("legacy purge ran %d times, %d at once; want once", p.calls, p.maxBusy)
+	}
+	// With the lock free again, the next pass purges.
+	if res, err := cs[1].RunOnce(ctx); err != nil || !res.Ran || res.LegacyTitles != 1 {
+		t.Errorf("pass after the first: %+v %v", res, err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	for name, cfg := range map[string]Config{
+		"grace":    {Grace: -time.Second},
+		"interval": {Interval: -time.Second},
+		"timeout":  {Timeout: -time.Second},
+		"batch":    {BatchSize: -1},
+	} {
+		if _, err := New(cfg, nil, nil, testenv.Logger(t)); err == nil {
+			t.Errorf("%s: New accepted %+v", name, cfg)
+		}
+	}
 }

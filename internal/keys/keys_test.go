@@ -9,15 +9,13 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/hlsvault/hlsvault/internal/testenv"
 )
 
 func testKEK(t *testing.T, seed byte) (string, *KEK) {
 	t.Helper()
-	raw := make([]byte, 32)
-	for i := range raw {
-		raw[i] = seed + byte(i)
-	}
-	s := base64.StdEncoding.EncodeToString(raw)
+	s := testenv.SeededKEK(seed)
 	k, err := ParseKEK(s)
 	if err != nil {
 		t.Fatal(err)

@@ -9,8 +9,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -200,4 +202,38 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// KEK returns the tests' key-encryption key, base64 as in
+// KEY_ENCRYPTION_KEY: SeededKEK(0). Fixed, so that a failing test's wrapped
+// keys can be opened by hand.
+func KEK(t testing.TB) string {
+	t.Helper()
+	return SeededKEK(0)
+}
+
+// SeededKEK returns a base64 key-encryption key of bytes seed, seed+1, …:
+// distinct seeds give distinct KEKs, for rotation tests.
+func SeededKEK(seed byte) string {
+	raw := make([]byte, 32)
+	for i := range raw {
+		raw[i] = seed + byte(i)
+	}
+	return base64.StdEncoding.EncodeToString(raw)
+}
+
+// Logger returns a debug-level text logger that writes through t.Log, so
+// that output shows with the test that wrote it, and only when it fails or
+// runs with -v.
+func Logger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(TestWriter{T: t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// TestWriter writes each Write as one t.Log line.
+type TestWriter struct{ T testing.TB }
+
+// Write implements io.Writer.
+func (w TestWriter) Write(p []byte) (int, error) {
+	w.T.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }

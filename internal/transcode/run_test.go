@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,17 +17,6 @@ import (
 
 	"github.com/hlsvault/hlsvault/internal/testenv"
 )
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
-
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
 
 // prepare probes src and builds the plan and argv for a ladder.
 func prepare(t *testing.T, src, ladder string, segment time.Duration) (*Probe, Plan, []string, string) {
@@ -176,7 +164,7 @@ func TestTranscodeLadder(t *testing.T) {
 			}
 			var last Progress
 			var blocks int
-			r := Runner{FFmpeg: ff, Logger: testLogger(t), Timeout: 30 * time.Second, MaxOutputBytes: 50 << 20, OutDir: out}
+			r := Runner{FFmpeg: ff, Logger: testenv.Logger(t), Timeout: 30 * time.Second, MaxOutputBytes: 50 << 20, OutDir: out}
 			if err := r.Run(testContext(t), args, func(p Progress) { last = p; blocks++ }); err != nil {
 				t.Fatal(err)
 			}
@@ -205,7 +193,7 @@ func TestTranscodeRotated(t *testing.T) {
 	if r := plan.Renditions[0]; r.Width != 240 || r.Height != 320 {
 		t.Fatalf("rendition %+v, want portrait 240x320", r)
 	}
-	r := Runner{FFmpeg: ff, Logger: testLogger(t)}
+	r := Runner{FFmpeg: ff, Logger: testenv.Logger(t)}
 	if err := r.Run(testContext(t), args, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +210,7 @@ func TestTranscodeVFR(t *testing.T) {
 		"-vf", "setpts='(N+max(N-30,0))/30/TB'", "-fps_mode", "passthrough",
 		"-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", src)
 	_, plan, args, out := prepare(t, src, "240p:300k,144p:150k", time.Second)
-	r := Runner{FFmpeg: ff, Logger: testLogger(t)}
+	r := Runner{FFmpeg: ff, Logger: testenv.Logger(t)}
 	if err := r.Run(testContext(t), args, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +283,7 @@ func TestRunCancel(t *testing.T) {
 	ff, _ := testenv.FFmpeg(t)
 	_, _, args, _ := prepare(t, longSource(t), "360p:800k,240p:400k", 2*time.Second)
 	grace := time.Second
-	err := stopTest(t, Runner{FFmpeg: ff, Logger: testLogger(t), KillGrace: grace}, args,
+	err := stopTest(t, Runner{FFmpeg: ff, Logger: testenv.Logger(t), KillGrace: grace}, args,
 		func(cancel context.CancelFunc) { cancel() }, grace+time.Second)
 	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrInvalidInput) {
 		t.Fatalf("error %v, want context.Canceled", err)
@@ -305,7 +293,7 @@ func TestRunCancel(t *testing.T) {
 func TestRunTimeout(t *testing.T) {
 	ff, _ := testenv.FFmpeg(t)
 	_, _, args, _ := prepare(t, longSource(t), "360p:800k,240p:400k", 2*time.Second)
-	r := Runner{FFmpeg: ff, Logger: testLogger(t), KillGrace: time.Second, Timeout: 1500 * time.Millisecond}
+	r := Runner{FFmpeg: ff, Logger: testenv.Logger(t), KillGrace: time.Second, Timeout: 1500 * time.Millisecond}
 	start := time.Now()
 	err := stopTest(t, r, args, nil, r.Timeout+r.KillGrace+time.Second)
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "deadline of 1.5s exceeded") {
@@ -319,7 +307,7 @@ func TestRunTimeout(t *testing.T) {
 func TestRunOutputCap(t *testing.T) {
 	ff, _ := testenv.FFmpeg(t)
 	_, _, args, out := prepare(t, longSource(t), "360p:800k,240p:400k", 1*time.Second)
-	r := Runner{FFmpeg: ff, Logger: testLogger(t), KillGrace: time.Second, MaxOutputBytes: 100_000, OutDir: out}
+	r := Runner{FFmpeg: ff, Logger: testenv.Logger(t), KillGrace: time.Second, MaxOutputBytes: 100_000, OutDir: out}
 	err := stopTest(t, r, args, nil, outputPoll+r.KillGrace+3*time.Second)
 	if !errors.Is(err, ErrInvalidInput) || !strings.Contains(err.Error(), "output exceeded 100000 bytes") {
 		t.Fatalf("error %v, want the output cap", err)
@@ -332,7 +320,7 @@ func TestRunOutputCap(t *testing.T) {
 func TestRunStubbornGroup(t *testing.T) {
 	t.Setenv(helperEnv, "parent")
 	grace := 500 * time.Millisecond
-	err := stopTest(t, Runner{FFmpeg: os.Args[0], Logger: testLogger(t), KillGrace: grace}, nil,
+	err := stopTest(t, Runner{FFmpeg: os.Args[0], Logger: testenv.Logger(t), KillGrace: grace}, nil,
 		func(cancel context.CancelFunc) { cancel() }, grace+time.Second)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("error %v, want context.Canceled", err)

@@ -46,6 +46,7 @@ import (
 	"github.com/hlsvault/hlsvault/internal/pipeline"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/transcode"
+	"github.com/hlsvault/hlsvault/internal/worker"
 	"github.com/hlsvault/hlsvault/jobs"
 )
 
@@ -307,11 +308,14 @@ func ratio(ctx context.Context, c cfg, progress func(string, ...any)) (enc, tc [
 	if err != nil {
 		return nil, nil, err
 	}
-	srv := asynq.NewServer(redisOpt, asynq.Config{Concurrency: 1, Queues: map[string]int{queues.Transcode: 1},
-		LogLevel: asynq.ErrorLevel, BaseContext: func() context.Context { return ctx }})
-	mux := asynq.NewServeMux()
-	mux.Handle(jobs.TypeTranscode, pipe)
-	if err := srv.Start(mux); err != nil {
+	// The worker's own server, so that the transcode figure includes its
+	// scheduling as production runs it.
+	srv, err := worker.New(worker.Config{Queues: queues, LogLevel: asynq.ErrorLevel}, redisOpt, log,
+		worker.Handlers{jobs.TypeTranscode: pipe})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := srv.Start(ctx); err != nil {
 		return nil, nil, err
 	}
 	defer srv.Shutdown()
