@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"path"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,22 +17,11 @@ import (
 
 	"github.com/hlsvault/hlsvault/internal/catalog"
 	"github.com/hlsvault/hlsvault/internal/keys"
+	"github.com/hlsvault/hlsvault/internal/layout"
 	"github.com/hlsvault/hlsvault/internal/playlist"
 	"github.com/hlsvault/hlsvault/internal/segcrypt"
 	"github.com/hlsvault/hlsvault/internal/storage"
 )
-
-// Cache-Control of every object under a version prefix, as the pipeline
-// sets it: versions are never overwritten.
-const immutable = "public, max-age=31536000, immutable"
-
-const contentTypePlaylist = "application/vnd.apple.mpegurl"
-
-var contentTypes = map[string]string{
-	".ts": "video/mp2t", ".m4s": "video/mp4", ".mp4": "video/mp4", ".m4v": "video/mp4", ".cmfv": "video/mp4",
-	".m4a": "audio/mp4", ".cmfa": "audio/mp4", ".aac": "audio/aac", ".mp3": "audio/mpeg", ".ac3": "audio/ac3",
-	".ec3": "audio/eac3", ".vtt": "text/vtt", ".webvtt": "text/vtt",
-}
 
 // Converter re-encrypts titles: it streams every segment and init section
 // of a Plan through AES-128-CBC into a version prefix, proves that each new
@@ -271,7 +259,7 @@ func (c *Converter) put(ctx context.Context, src Source, t *convTask, ck keys.Co
 		body, size = bytes.NewReader((*slab)[:n]), int64(n)
 	}
 	err = c.Store.Put(ctx, t.dest, body, size, storage.PutOptions{
-		ContentType: contentTypes[strings.ToLower(path.Ext(t.dest))], CacheControl: immutable})
+		ContentType: layout.ContentType(t.dest), CacheControl: layout.Immutable})
 	if err != nil {
 		return c.putError(o, t, err)
 	}
@@ -408,7 +396,7 @@ func (c *Converter) writePlaylists(ctx context.Context, p *Plan, prefix, keyURI 
 		if err != nil || len(back.Segments) != len(r.segments) || !back.Ended {
 			return fmt.Errorf("backfill: the new playlist of %s does not read back (%v)", r.name, err)
 		}
-		if err := c.putBytes(ctx, prefix+r.name+"/index.m3u8", buf.Bytes()); err != nil {
+		if err := c.putBytes(ctx, layout.MediaPlaylistName(prefix, r.name), buf.Bytes()); err != nil {
 			return err
 		}
 		peak, avg := playlist.Bandwidth(segs)
@@ -418,8 +406,8 @@ func (c *Converter) writePlaylists(ctx context.Context, p *Plan, prefix, keyURI 
 	var master playlist.EncryptedMaster
 	if p.master == nil {
 		r := p.renditions[0]
-		master.Variants = []playlist.MasterVariant{{URI: r.name + "/index.m3u8", Bandwidth: max(bw[r].peak, 1), AverageBandwidth: bw[r].avg}}
-		res.Renditions = append(res.Renditions, catalog.Rendition{Name: r.name, Playlist: prefix + r.name + "/index.m3u8",
+		master.Variants = []playlist.MasterVariant{{URI: layout.MediaPlaylistURI(r.name), Bandwidth: max(bw[r].peak, 1), AverageBandwidth: bw[r].avg}}
+		res.Renditions = append(res.Renditions, catalog.Rendition{Name: r.name, Playlist: layout.MediaPlaylistName(prefix, r.name),
 			Bandwidth: bw[r].peak, AverageBandwidth: bw[r].avg, Segments: len(r.segments), Duration: totals[r]})
 		res.Duration = totals[r]
 	} else {
@@ -439,7 +427,7 @@ func (c *Converter) writePlaylists(ctx context.Context, p *Plan, prefix, keyURI 
 					return err
 				}
 				r := p.byLegacy[name]
-				mm.URI = r.name + "/index.m3u8"
+				mm.URI = layout.MediaPlaylistURI(r.name)
 				groups[mm.GroupID] = append(groups[mm.GroupID], r)
 			}
 			written[mm.GroupID] = true
@@ -462,7 +450,7 @@ func (c *Converter) writePlaylists(ctx context.Context, p *Plan, prefix, keyURI 
 			}
 			peak := max(v.Bandwidth, m.peak+extra.peak, 1)
 			mv := playlist.MasterVariant{
-				URI: r.name + "/index.m3u8", Bandwidth: peak, AverageBandwidth: min(m.avg+extra.avg, peak),
+				URI: layout.MediaPlaylistURI(r.name), Bandwidth: peak, AverageBandwidth: min(m.avg+extra.avg, peak),
 				Codecs: v.Codecs, Width: v.Width, Height: v.Height, FrameRate: v.FrameRate,
 			}
 			if written[v.Audio] {
@@ -475,7 +463,7 @@ func (c *Converter) writePlaylists(ctx context.Context, p *Plan, prefix, keyURI 
 				mv.Subtitles = v.Subtitles
 			}
 			master.Variants = append(master.Variants, mv)
-			res.Renditions = append(res.Renditions, catalog.Rendition{Name: r.name, Playlist: prefix + r.name + "/index.m3u8",
+			res.Renditions = append(res.Renditions, catalog.Rendition{Name: r.name, Playlist: layout.MediaPlaylistName(prefix, r.name),
 				Width: v.Width, Height: v.Height, Bandwidth: mv.Bandwidth, AverageBandwidth: mv.AverageBandwidth, Codecs: v.Codecs,
 				FrameRate: v.FrameRate, Segments: len(r.segments), Duration: totals[r]})
 			res.Duration = max(res.Duration, totals[r])
@@ -485,13 +473,13 @@ func (c *Converter) writePlaylists(ctx context.Context, p *Plan, prefix, keyURI 
 	if err := playlist.WriteEncryptedMaster(&buf, master); err != nil {
 		return broken("master playlist %s cannot be rewritten: %v", p.Source.Playlist, err)
 	}
-	res.Master = prefix + "master.m3u8"
+	res.Master = layout.MasterName(prefix)
 	return c.putBytes(ctx, res.Master, buf.Bytes())
 }
 
 func (c *Converter) putBytes(ctx context.Context, name string, b []byte) error {
 	if err := c.Store.Put(ctx, name, bytes.NewReader(b), int64(len(b)),
-		storage.PutOptions{ContentType: contentTypePlaylist, CacheControl: immutable}); err != nil {
+		storage.PutOptions{ContentType: layout.ContentTypePlaylist, CacheControl: layout.Immutable}); err != nil {
 		return fmt.Errorf("backfill: store %s: %w", name, err)
 	}
 	return nil

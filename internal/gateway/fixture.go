@@ -11,6 +11,7 @@ import (
 
 	"github.com/hlsvault/hlsvault/internal/catalog"
 	"github.com/hlsvault/hlsvault/internal/keys"
+	"github.com/hlsvault/hlsvault/internal/layout"
 	"github.com/hlsvault/hlsvault/internal/playlist"
 	"github.com/hlsvault/hlsvault/internal/storage"
 )
@@ -75,7 +76,7 @@ func PublishSynthetic(ctx context.Context, db *catalog.DB, store storage.Store, 
 	n := int((f.Duration + f.Segment - 1) / f.Segment)
 	res := FixtureResult{Video: f.Video, Version: att.Version, KeyID: keyID, Renditions: f.Renditions, Segments: n}
 	put := func(name string, b []byte) error {
-		return store.Put(ctx, name, bytes.NewReader(b), int64(len(b)), storage.PutOptions{CacheControl: "public, max-age=31536000, immutable"})
+		return store.Put(ctx, name, bytes.NewReader(b), int64(len(b)), storage.PutOptions{ContentType: layout.ContentType(name), CacheControl: layout.Immutable})
 	}
 	var (
 		variants   []playlist.Variant
@@ -90,7 +91,7 @@ func PublishSynthetic(ctx context.Context, db *catalog.DB, store storage.Store, 
 			if i == n-1 {
 				d = (f.Duration - time.Duration(n-1)*f.Segment).Seconds()
 			}
-			seg := fmt.Sprintf("seg_%05d.ts", i)
+			seg := layout.SegmentName(i, ".ts")
 			m.Segments = append(m.Segments, playlist.Segment{URI: seg, Duration: d, IV: iv, Size: int64(max(f.SegmentBytes, 188))})
 			if f.SegmentBytes > 0 {
 				b := make([]byte, f.SegmentBytes)
@@ -104,12 +105,12 @@ func PublishSynthetic(ctx context.Context, db *catalog.DB, store storage.Store, 
 		if err := playlist.WriteMedia(&buf, m); err != nil {
 			return res, err
 		}
-		pl := att.Prefix + name + "/index.m3u8"
+		pl := layout.MediaPlaylistName(att.Prefix, name)
 		if err := put(pl, buf.Bytes()); err != nil {
 			return res, err
 		}
 		bw := int64(4_000_000 >> ri)
-		variants = append(variants, playlist.Variant{URI: name + "/index.m3u8", Bandwidth: bw, AverageBandwidth: bw * 3 / 4,
+		variants = append(variants, playlist.Variant{URI: layout.MediaPlaylistURI(name), Bandwidth: bw, AverageBandwidth: bw * 3 / 4,
 			Codecs: "avc1.64001f,mp4a.40.2", Width: 1920 >> ri, Height: 1080 >> ri, FrameRate: 30})
 		renditions = append(renditions, catalog.Rendition{Name: name, Playlist: pl, Width: 1920 >> ri, Height: 1080 >> ri,
 			Bandwidth: bw, AverageBandwidth: bw * 3 / 4, Codecs: "avc1.64001f,mp4a.40.2", FrameRate: 30, Segments: n,
@@ -119,7 +120,7 @@ func PublishSynthetic(ctx context.Context, db *catalog.DB, store storage.Store, 
 	if err := playlist.WriteMaster(&buf, variants); err != nil {
 		return res, err
 	}
-	master := att.Prefix + "master.m3u8"
+	master := layout.MasterName(att.Prefix)
 	if err := put(master, buf.Bytes()); err != nil {
 		return res, err
 	}

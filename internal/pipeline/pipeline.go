@@ -34,16 +34,6 @@ import (
 	"github.com/hlsvault/hlsvault/jobs"
 )
 
-// Cache-Control of every object under a version prefix: versions are never
-// overwritten, so caches may keep them forever.
-const immutable = "public, max-age=31536000, immutable"
-
-// Content types of what we publish.
-const (
-	contentTypeTS       = "video/mp2t"
-	contentTypePlaylist = "application/vnd.apple.mpegurl"
-)
-
 // ErrBadInput marks a job that can never succeed: it is failed at once with
 // its reason and not retried.
 var ErrBadInput = errors.New("bad input")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hlsvault/hlsvault/internal/catalog"
 	"github.com/hlsvault/hlsvault/internal/keys"
+	"github.com/hlsvault/hlsvault/internal/layout"
 	"github.com/hlsvault/hlsvault/internal/playlist"
 	"github.com/hlsvault/hlsvault/internal/segcrypt"
 	"github.com/hlsvault/hlsvault/internal/storage"
@@ -77,7 +78,7 @@ func (p *Pipeline) transcodeAndUpload(ctx context.Context, log *slog.Logger, att
 	scan := func(final bool) error {
 		for i, r := range res.renditions {
 			dir := filepath.Join(out, r.rendition.Name)
-			m, err := readPlaylist(filepath.Join(dir, "index.m3u8"))
+			m, err := readPlaylist(filepath.Join(dir, layout.MediaPlaylist))
 			if errors.Is(err, os.ErrNotExist) && !final {
 				continue
 			}
@@ -182,7 +183,7 @@ func (p *Pipeline) uploadSegment(ctx context.Context, att catalog.Attempt, j seg
 	name := att.Prefix + j.r.rendition.Name + "/" + j.uri
 	size := int64(buf.Len())
 	if err := p.store.Put(ctx, name, bytes.NewReader(buf.Bytes()), size,
-		storage.PutOptions{ContentType: contentTypeTS, CacheControl: immutable}); err != nil {
+		storage.PutOptions{ContentType: layout.ContentType(name), CacheControl: layout.Immutable}); err != nil {
 		return fmt.Errorf("pipeline: upload segment: %w", err)
 	}
 	p.metrics.uploadedBytes.Add(float64(size))
@@ -219,8 +220,8 @@ func (p *Pipeline) writePlaylists(ctx context.Context, att catalog.Attempt, plan
 		if err := playlist.WriteMedia(&buf, playlist.Media{KeyURI: keyURI, Segments: r.segments}); err != nil {
 			return "", nil, fmt.Errorf("pipeline: media playlist %s: %w", r.rendition.Name, err)
 		}
-		name := att.Prefix + r.rendition.Name + "/index.m3u8"
-		if err := p.putBytes(ctx, name, buf.Bytes(), contentTypePlaylist); err != nil {
+		name := layout.MediaPlaylistName(att.Prefix, r.rendition.Name)
+		if err := p.putBytes(ctx, name, buf.Bytes(), layout.ContentTypePlaylist); err != nil {
 			return "", nil, err
 		}
 		peak, avg := playlist.Bandwidth(r.segments)
@@ -229,7 +230,7 @@ func (p *Pipeline) writePlaylists(ctx context.Context, att catalog.Attempt, plan
 			total += s.Duration
 		}
 		v := playlist.Variant{
-			URI: r.rendition.Name + "/index.m3u8", Bandwidth: peak, AverageBandwidth: avg, Codecs: r.codecs,
+			URI: layout.MediaPlaylistURI(r.rendition.Name), Bandwidth: peak, AverageBandwidth: avg, Codecs: r.codecs,
 			Width: r.rendition.Width, Height: r.rendition.Height, FrameRate: plan.FrameRate.Float64(),
 		}
 		variants = append(variants, v)
@@ -242,8 +243,8 @@ func (p *Pipeline) writePlaylists(ctx context.Context, att catalog.Attempt, plan
 	if err := playlist.WriteMaster(&buf, variants); err != nil {
 		return "", nil, fmt.Errorf("pipeline: master playlist: %w", err)
 	}
-	master := att.Prefix + "master.m3u8"
-	if err := p.putBytes(ctx, master, buf.Bytes(), contentTypePlaylist); err != nil {
+	master := layout.MasterName(att.Prefix)
+	if err := p.putBytes(ctx, master, buf.Bytes(), layout.ContentTypePlaylist); err != nil {
 		return "", nil, err
 	}
 	return master, renditions, nil
@@ -251,7 +252,7 @@ func (p *Pipeline) writePlaylists(ctx context.Context, att catalog.Attempt, plan
 
 func (p *Pipeline) putBytes(ctx context.Context, name string, b []byte, contentType string) error {
 	if err := p.store.Put(ctx, name, bytes.NewReader(b), int64(len(b)),
-		storage.PutOptions{ContentType: contentType, CacheControl: immutable}); err != nil {
+		storage.PutOptions{ContentType: contentType, CacheControl: layout.Immutable}); err != nil {
 		return fmt.Errorf("pipeline: upload %s: %w", name, err)
 	}
 	p.metrics.uploadedBytes.Add(float64(len(b)))
