@@ -373,22 +373,22 @@ func (c *Converter) writePlaylists(ctx context.Context, p *Plan, prefix, keyURI 
 	bw := map[*renditionPlan]measured{}
 	totals := map[*renditionPlan]float64{}
 	for _, r := range p.renditions {
-		m := playlist.EncryptedMedia{KeyURI: keyURI, Independent: r.independent}
+		m := playlist.Media{KeyURI: keyURI, Independent: r.independent}
 		var segs []playlist.Segment
 		for i := range r.segments {
 			s := &r.segments[i]
 			out := byObj[&s.obj].out
-			es := playlist.EncryptedSegment{URI: s.obj.dest, Duration: s.duration, Size: out.enc, IV: out.iv, Discontinuity: s.discontinuity}
+			es := playlist.Segment{URI: s.obj.dest, Duration: s.duration, Size: out.enc, IV: out.iv, Discontinuity: s.discontinuity}
 			if s.init >= 0 {
 				in := &r.inits[s.init]
-				es.Init = &playlist.EncryptedInit{URI: in.dest, IV: byObj[in].out.iv}
+				es.Init = &playlist.Init{URI: in.dest, IV: byObj[in].out.iv}
 			}
 			m.Segments = append(m.Segments, es)
 			segs = append(segs, playlist.Segment{URI: s.obj.dest, Duration: s.duration, Size: out.enc})
 			totals[r] += s.duration
 		}
 		var buf bytes.Buffer
-		if err := playlist.WriteEncryptedMedia(&buf, m); err != nil {
+		if err := playlist.WriteMedia(&buf, m); err != nil {
 			return broken("media playlist %s cannot be rewritten: %v", r.legacy, err)
 		}
 		// What players will read back must list every segment.
@@ -403,10 +403,10 @@ func (c *Converter) writePlaylists(ctx context.Context, p *Plan, prefix, keyURI 
 		bw[r] = measured{peak, avg}
 	}
 
-	var master playlist.EncryptedMaster
+	var master playlist.Master
 	if p.master == nil {
 		r := p.renditions[0]
-		master.Variants = []playlist.MasterVariant{{URI: layout.MediaPlaylistURI(r.name), Bandwidth: max(bw[r].peak, 1), AverageBandwidth: bw[r].avg}}
+		master.Variants = []playlist.Variant{{URI: layout.MediaPlaylistURI(r.name), Bandwidth: max(bw[r].peak, 1), AverageBandwidth: bw[r].avg}}
 		res.Renditions = append(res.Renditions, catalog.Rendition{Name: r.name, Playlist: layout.MediaPlaylistName(prefix, r.name),
 			Bandwidth: bw[r].peak, AverageBandwidth: bw[r].avg, Segments: len(r.segments), Duration: totals[r]})
 		res.Duration = totals[r]
@@ -420,7 +420,7 @@ func (c *Converter) writePlaylists(ctx context.Context, p *Plan, prefix, keyURI 
 			if lmed.Type == "CLOSED-CAPTIONS" {
 				continue // grafov cannot write INSTREAM-ID; see the README
 			}
-			mm := lmed.MasterMedia
+			mm := lmed.Alternative
 			if mm.URI != "" {
 				name, err := pl.resolve(p.Source.Playlist, mm.URI)
 				if err != nil {
@@ -431,7 +431,7 @@ func (c *Converter) writePlaylists(ctx context.Context, p *Plan, prefix, keyURI 
 				groups[mm.GroupID] = append(groups[mm.GroupID], r)
 			}
 			written[mm.GroupID] = true
-			master.Media = append(master.Media, mm)
+			master.Alternatives = append(master.Alternatives, mm)
 		}
 		for _, v := range lm.Variants {
 			name, err := pl.resolve(p.Source.Playlist, v.URI)
@@ -449,7 +449,7 @@ func (c *Converter) writePlaylists(ctx context.Context, p *Plan, prefix, keyURI 
 				}
 			}
 			peak := max(v.Bandwidth, m.peak+extra.peak, 1)
-			mv := playlist.MasterVariant{
+			mv := playlist.Variant{
 				URI: layout.MediaPlaylistURI(r.name), Bandwidth: peak, AverageBandwidth: min(m.avg+extra.avg, peak),
 				Codecs: v.Codecs, Width: v.Width, Height: v.Height, FrameRate: v.FrameRate,
 			}
@@ -470,7 +470,7 @@ func (c *Converter) writePlaylists(ctx context.Context, p *Plan, prefix, keyURI 
 		}
 	}
 	var buf bytes.Buffer
-	if err := playlist.WriteEncryptedMaster(&buf, master); err != nil {
+	if err := playlist.WriteMaster(&buf, master); err != nil {
 		return broken("master playlist %s cannot be rewritten: %v", p.Source.Playlist, err)
 	}
 	res.Master = layout.MasterName(prefix)

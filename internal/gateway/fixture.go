@@ -83,7 +83,7 @@ func PublishSynthetic(ctx context.Context, db *catalog.DB, store storage.Store, 
 		renditions []catalog.Rendition
 	)
 	for ri, name := range f.Renditions {
-		m := playlist.Media{KeyURI: strings.ReplaceAll(f.KeyURITemplate, "{key_id}", keyID)}
+		m := playlist.Media{KeyURI: strings.ReplaceAll(f.KeyURITemplate, "{key_id}", keyID), Independent: true}
 		for i := range n {
 			var iv [16]byte
 			_, _ = rand.Read(iv[:])
@@ -117,7 +117,7 @@ func PublishSynthetic(ctx context.Context, db *catalog.DB, store storage.Store, 
 			Duration: f.Duration.Seconds()})
 	}
 	var buf bytes.Buffer
-	if err := playlist.WriteMaster(&buf, variants); err != nil {
+	if err := playlist.WriteMaster(&buf, playlist.Master{Variants: playlist.SortByBandwidth(variants), Independent: true, Complete: true}); err != nil {
 		return res, err
 	}
 	master := layout.MasterName(att.Prefix)

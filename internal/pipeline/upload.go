@@ -217,7 +217,7 @@ func (p *Pipeline) writePlaylists(ctx context.Context, att catalog.Attempt, plan
 	)
 	for _, r := range res.renditions {
 		var buf bytes.Buffer
-		if err := playlist.WriteMedia(&buf, playlist.Media{KeyURI: keyURI, Segments: r.segments}); err != nil {
+		if err := playlist.WriteMedia(&buf, playlist.Media{KeyURI: keyURI, Segments: r.segments, Independent: true}); err != nil {
 			return "", nil, fmt.Errorf("pipeline: media playlist %s: %w", r.rendition.Name, err)
 		}
 		name := layout.MediaPlaylistName(att.Prefix, r.rendition.Name)
@@ -240,7 +240,7 @@ func (p *Pipeline) writePlaylists(ctx context.Context, att catalog.Attempt, plan
 		})
 	}
 	var buf bytes.Buffer
-	if err := playlist.WriteMaster(&buf, variants); err != nil {
+	if err := playlist.WriteMaster(&buf, playlist.Master{Variants: playlist.SortByBandwidth(variants), Independent: true, Complete: true}); err != nil {
 		return "", nil, fmt.Errorf("pipeline: master playlist: %w", err)
 	}
 	master := layout.MasterName(att.Prefix)
