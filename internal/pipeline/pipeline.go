@@ -3,13 +3,14 @@
 // encrypted HLS version.
 //
 // One job, in order: download the source into a private temp directory,
-// probe it, plan the ladder, make a fresh content key, run one ffmpeg for the
-// whole ladder, and, while ffmpeg is still encoding, encrypt each finished
-// segment in process (AES-128-CBC, a random IV per segment) and upload it
-// under the attempt's own version prefix. Then write the playlists, and
+// probe it, plan the ladder, begin a version in the packager (a fresh
+// content key), run one ffmpeg for the whole ladder, and, while ffmpeg is
+// still encoding, hand each finished segment to the packager, which
+// encrypts it in process (AES-128-CBC, a random IV per segment) and stores
+// it under the attempt's own version prefix. Then write the playlists, and
 // publish the version and its wrapped key in one database transaction. The
-// plain segments are deleted as soon as they are uploaded, and the key
-// exists only in this process's memory and, wrapped, in PostgreSQL.
+// plain segments are deleted as soon as they are stored, and the key exists
+// only inside the packager's Version and, wrapped, in PostgreSQL.
 package pipeline
 
 import (
@@ -101,7 +102,6 @@ type Pipeline struct {
 	cfg     Config
 	store   storage.Store
 	db      *catalog.DB
-	keyring *keys.Keyring
 	log     *slog.Logger
 	metrics *Metrics
 	pkg     *packager.Packager
@@ -124,7 +124,7 @@ func New(cfg Config, store storage.Store, db *catalog.DB, keyring *keys.Keyring,
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	p := &Pipeline{cfg: cfg, store: store, db: db, keyring: keyring, log: log, metrics: m,
+	p := &Pipeline{cfg: cfg, store: store, db: db, log: log, metrics: m,
 		newKey: keys.NewContentKey, newKeyID: keys.NewKeyID, newIV: packager.RandomIV}
 	p.pkg = packager.New(store, keyring, packager.Options{
 		Concurrency: cfg.UploadConcurrency,
