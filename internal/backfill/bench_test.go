@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hlsvault/hlsvault/internal/keys"
+	"github.com/hlsvault/hlsvault/internal/packager"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/testenv"
 )
@@ -118,7 +120,7 @@ func BenchmarkReencrypt(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			ck, _ := keys.NewContentKey()
+			pkg := packager.New(store, benchKeyring(b), packager.Options{})
 			conv := &Converter{Store: store}
 			var encrypt time.Duration
 			b.SetBytes(size)
@@ -127,7 +129,11 @@ func BenchmarkReencrypt(b *testing.B) {
 			i := 0
 			for b.Loop() {
 				i++
-				res, err := conv.Convert(ctx, plan, fmt.Sprintf("hls/bench/v%d/", i), ck, "https://k.example/{key_id}")
+				v, err := pkg.Begin(fmt.Sprintf("hls/bench/v%d/", i), "https://k.example/{key_id}")
+				if err != nil {
+					b.Fatal(err)
+				}
+				res, err := conv.Convert(ctx, plan, v)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -154,7 +160,7 @@ func BenchmarkReencryptStream(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ck, _ := keys.NewContentKey()
+	pkg := packager.New(store, benchKeyring(b), packager.Options{})
 	conv := &Converter{Store: store}
 	b.SetBytes(size)
 	b.ResetTimer()
@@ -162,8 +168,12 @@ func BenchmarkReencryptStream(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		tasks, _ := plan.tasks(fmt.Sprintf("hls/bench/v%d/", i))
-		if err := conv.encryptAll(ctx, plan.Source, tasks, ck); err != nil {
+		v, err := pkg.Begin(fmt.Sprintf("hls/bench/v%d/", i), "https://k.example/{key_id}")
+		if err != nil {
+			b.Fatal(err)
+		}
+		tasks, _ := plan.tasks()
+		if err := conv.encryptAll(ctx, v, plan.Source, tasks); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -193,4 +203,16 @@ func BenchmarkAESCeiling(b *testing.B) {
 	for b.Loop() {
 		cipher.NewCBCEncrypter(block, iv).CryptBlocks(buf, buf)
 	}
+}
+
+func benchKeyring(b *testing.B) *keys.Keyring {
+	raw := make([]byte, 32)
+	for i := range raw {
+		raw[i] = byte(7*i + 1)
+	}
+	k, err := keys.NewKeyring(base64.StdEncoding.EncodeToString(raw))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return k
 }

@@ -1,66 +1,35 @@
 package backfill
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
-	"path"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hlsvault/hlsvault/internal/catalog"
-	"github.com/hlsvault/hlsvault/internal/keys"
+	"github.com/hlsvault/hlsvault/internal/layout"
+	"github.com/hlsvault/hlsvault/internal/packager"
 	"github.com/hlsvault/hlsvault/internal/playlist"
-	"github.com/hlsvault/hlsvault/internal/segcrypt"
 	"github.com/hlsvault/hlsvault/internal/storage"
 )
 
-// Cache-Control of every object under a version prefix, as the pipeline
-// sets it: versions are never overwritten.
-const immutable = "public, max-age=31536000, immutable"
-
-const contentTypePlaylist = "application/vnd.apple.mpegurl"
-
-var contentTypes = map[string]string{
-	".ts": "video/mp2t", ".m4s": "video/mp4", ".mp4": "video/mp4", ".m4v": "video/mp4", ".cmfv": "video/mp4",
-	".m4a": "audio/mp4", ".cmfa": "audio/mp4", ".aac": "audio/aac", ".mp3": "audio/mpeg", ".ac3": "audio/ac3",
-	".ec3": "audio/eac3", ".vtt": "text/vtt", ".webvtt": "text/vtt",
-}
-
 // Converter re-encrypts titles: it streams every segment and init section
-// of a Plan through AES-128-CBC into a version prefix, proves that each new
-// object decrypts to the bytes it came from, and writes the playlists. It
-// never writes outside the prefix it is given and never modifies or deletes
-// a source object.
+// of a Plan through the packager into the version being written, proves
+// that each new object decrypts to the bytes it came from, and writes the
+// playlists. It never writes outside the version's prefix and never
+// modifies or deletes a source object.
 type Converter struct {
+	// Store holds the sources; the new objects go where the Version puts
+	// them.
 	Store storage.Store
 	// Concurrency bounds the objects in flight for one title (default 8).
 	// Memory is a few working buffers per object in flight, whatever the
 	// title's length.
 	Concurrency int
-	// BufferMax: an object whose ciphertext is at most this size is
-	// encrypted into a pooled buffer before it is stored, as the pipeline
-	// does with its segments, so that the store gets a body it can send in
-	// one request and resend on a transient error (Azure: one Put Blob
-	// instead of staged blocks). Larger objects stream. 0 means 8 MiB, except
-	// on the filesystem store, which streams into its temporary file anyway;
-	// negative means never. Either way memory is bounded by Concurrency,
-	// never by the title's length.
-	BufferMax int64
-
-	// newIV is injected by tests for deterministic playlists.
-	newIV func() ([16]byte, error)
-
-	slabsOnce sync.Once
-	slabs     chan *[]byte
 }
 
 // Result is what a conversion stored.
@@ -81,18 +50,10 @@ type Result struct {
 	EncryptTime, TotalTime time.Duration
 }
 
-// stored is what one object became.
-type stored struct {
-	iv    [16]byte
-	sum   [sha256.Size]byte // of the plaintext
-	plain int64
-	enc   int64
-}
-
 type convTask struct {
 	obj  *object
-	dest string // full object name
-	out  stored
+	name string // relative to the version prefix
+	out  packager.Stored
 }
 
 func (c *Converter) concurrency() int {
@@ -102,69 +63,58 @@ func (c *Converter) concurrency() int {
 	return c.Concurrency
 }
 
-func (c *Converter) iv() ([16]byte, error) {
-	if c.newIV != nil {
-		return c.newIV()
-	}
-	return segcrypt.NewIV()
-}
-
-// Convert re-encrypts the plan's objects under ck into prefix (which must
-// end in "/"), verifies them, and writes the media playlists and the master
-// with keyURI. Nothing is published: the caller does that once Convert has
-// returned without error.
-func (c *Converter) Convert(ctx context.Context, p *Plan, prefix string, ck keys.ContentKey, keyURI string) (*Result, error) {
-	if !strings.HasSuffix(prefix, "/") {
-		return nil, fmt.Errorf("backfill: prefix %q does not end in /", prefix)
-	}
+// Convert re-encrypts the plan's objects into v, verifies them, and writes
+// the media playlists and the master. Nothing is published: the caller
+// does that, with v's wrapped key, once Convert has returned without error.
+func (c *Converter) Convert(ctx context.Context, p *Plan, v *packager.Version) (*Result, error) {
 	start := time.Now()
-	tasks, byObj := p.tasks(prefix)
-	if err := c.encryptAll(ctx, p.Source, tasks, ck); err != nil {
+	tasks, byObj := p.tasks()
+	if err := c.encryptAll(ctx, v, p.Source, tasks); err != nil {
 		return nil, err
 	}
 	encrypted := time.Since(start)
-	verified, err := c.verifyAll(ctx, prefix, tasks, ck)
+	verified, err := c.verifyAll(ctx, v, tasks)
 	if err != nil {
 		return nil, err
 	}
 
 	res := &Result{Segments: p.Segments, Objects: len(tasks), Verified: verified}
 	for _, t := range tasks {
-		res.PlainBytes += t.out.plain
-		res.EncryptedBytes += t.out.enc
+		res.PlainBytes += t.out.PlainSize
+		res.EncryptedBytes += t.out.Size
 	}
-	if err := c.writePlaylists(ctx, p, prefix, keyURI, byObj, res); err != nil {
+	if err := c.writePlaylists(ctx, p, v, byObj, res); err != nil {
 		return nil, err
 	}
 	res.EncryptTime, res.TotalTime = encrypted, time.Since(start)
 	return res, nil
 }
 
-// tasks lists the objects to write under prefix: each rendition's init
-// sections, then its segments.
-func (p *Plan) tasks(prefix string) ([]*convTask, map[*object]*convTask) {
+// tasks lists the objects to write: each rendition's init sections, then
+// its segments.
+func (p *Plan) tasks() ([]*convTask, map[*object]*convTask) {
 	var tasks []*convTask
 	byObj := map[*object]*convTask{}
 	for _, r := range p.renditions {
 		for i := range r.inits {
-			t := &convTask{obj: &r.inits[i], dest: prefix + r.name + "/" + r.inits[i].dest}
+			t := &convTask{obj: &r.inits[i], name: r.name + "/" + r.inits[i].dest}
 			tasks, byObj[t.obj] = append(tasks, t), t
 		}
 		for i := range r.segments {
-			t := &convTask{obj: &r.segments[i].obj, dest: prefix + r.name + "/" + r.segments[i].obj.dest}
+			t := &convTask{obj: &r.segments[i].obj, name: r.name + "/" + r.segments[i].obj.dest}
 			tasks, byObj[t.obj] = append(tasks, t), t
 		}
 	}
 	return tasks, byObj
 }
 
-// encryptAll streams every object through AES-128-CBC into storage, on a
+// encryptAll streams every object through the packager into storage, on a
 // bounded pool.
-func (c *Converter) encryptAll(ctx context.Context, src Source, tasks []*convTask, ck keys.ContentKey) error {
+func (c *Converter) encryptAll(ctx context.Context, v *packager.Version, src Source, tasks []*convTask) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(c.concurrency())
 	for _, t := range tasks {
-		g.Go(func() error { return c.put(gctx, src, t, ck) })
+		g.Go(func() error { return c.put(gctx, v, src, t) })
 	}
 	return g.Wait()
 }
@@ -172,14 +122,14 @@ func (c *Converter) encryptAll(ctx context.Context, src Source, tasks []*convTas
 // verifyAll proves that every new object decrypts to its source's bytes
 // and that the prefix holds exactly these objects, at these sizes. It
 // returns how many objects were verified.
-func (c *Converter) verifyAll(ctx context.Context, prefix string, tasks []*convTask, ck keys.ContentKey) (int, error) {
+func (c *Converter) verifyAll(ctx context.Context, v *packager.Version, tasks []*convTask) (int, error) {
 	var verified atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(c.concurrency())
 	for _, t := range tasks {
 		g.Go(func() error {
-			if err := c.verify(gctx, t, ck); err != nil {
-				return err
+			if err := v.Verify(gctx, t.out); err != nil {
+				return fmt.Errorf("backfill: %w", err)
 			}
 			verified.Add(1)
 			return nil
@@ -190,8 +140,9 @@ func (c *Converter) verifyAll(ctx context.Context, prefix string, tasks []*convT
 	}
 	want := make(map[string]int64, len(tasks))
 	for _, t := range tasks {
-		want[t.dest] = t.out.enc
+		want[t.out.Name] = t.out.Size
 	}
+	prefix := v.Prefix()
 	n := 0
 	if err := c.Store.List(ctx, prefix, func(o storage.ObjectInfo) error {
 		n++
@@ -208,9 +159,9 @@ func (c *Converter) verifyAll(ctx context.Context, prefix string, tasks []*convT
 	return int(verified.Load()), nil
 }
 
-// put streams one source object (or range) through AES-128-CBC into dest,
-// hashing the plaintext on the way.
-func (c *Converter) put(ctx context.Context, src Source, t *convTask, ck keys.ContentKey) error {
+// put streams one source object (or range) into the version; the packager
+// decrypts a re-key's source, hashes the plaintext and encrypts it.
+func (c *Converter) put(ctx context.Context, v *packager.Version, src Source, t *convTask) error {
 	o := t.obj
 	var (
 		rc  io.ReadCloser
@@ -228,116 +179,22 @@ func (c *Converter) put(ctx context.Context, src Source, t *convTask, ck keys.Co
 		return fmt.Errorf("backfill: read %s: %w", o.src, err)
 	}
 	defer rc.Close()
-	var plain io.Reader = rc
+	obj := packager.Object{Name: t.name, Body: rc, Size: o.size, SourceSize: o.srcSize,
+		Check: func(plain io.Reader) io.Reader {
+			return &lengthChecker{r: plain, want: o.size, what: o.what, src: o.src}
+		}}
 	if o.srcIV != nil {
 		if src.Key == nil {
 			return fmt.Errorf("backfill: %s is encrypted but the plan has no key", o.what)
 		}
-		if plain, err = segcrypt.NewDecryptReader(rc, src.Key.Bytes(), o.srcIV[:]); err != nil {
-			return fmt.Errorf("backfill: %w", err)
-		}
+		obj.SourceKey, obj.SourceIV = src.Key, o.srcIV
 	}
-	h := &hashingReader{r: plain, want: o.size, what: o.what, src: o.src}
-	h.h = sha256.New()
-	iv, err := c.iv()
-	if err != nil {
-		return err
-	}
-	enc, err := segcrypt.NewEncryptReader(h, ck.Bytes(), iv[:])
-	if err != nil {
-		return fmt.Errorf("backfill: %w", err)
-	}
-	size := int64(-1)
-	if o.size >= 0 {
-		size = segcrypt.EncryptedSize(o.size)
-	}
-	body := enc
-	// Bound of the ciphertext: exact, or for a re-key at most the old
-	// ciphertext's size (the plaintext is shorter than it).
-	bound := size
-	if bound < 0 {
-		bound = o.srcSize
-	}
-	if bound <= c.bufferMax() {
-		slab := c.getSlab()
-		defer c.putSlab(slab)
-		if int64(cap(*slab)) < bound {
-			*slab = make([]byte, (bound+1<<16-1)&^(1<<16-1)) // whole 64 KiB, so that slabs get reused
-		}
-		n, err := readAllInto(enc, (*slab)[:bound])
-		if err != nil {
-			return c.putError(o, t, err)
-		}
-		body, size = bytes.NewReader((*slab)[:n]), int64(n)
-	}
-	err = c.Store.Put(ctx, t.dest, body, size, storage.PutOptions{
-		ContentType: contentTypes[strings.ToLower(path.Ext(t.dest))], CacheControl: immutable})
+	st, err := v.Put(ctx, obj)
 	if err != nil {
 		return c.putError(o, t, err)
 	}
-	if !h.eof {
-		return fmt.Errorf("backfill: store %s: the source was not read to its end", t.dest)
-	}
-	t.out = stored{iv: iv, plain: h.n, enc: segcrypt.EncryptedSize(h.n)}
-	copy(t.out.sum[:], h.h.Sum(nil))
+	t.out = st
 	return nil
-}
-
-// getSlab returns a buffer for one object. The buffers are kept between
-// objects and titles (at most Concurrency of them per Converter), so they
-// are allocated once rather than after every garbage collection, as a
-// sync.Pool's would be.
-func (c *Converter) getSlab() *[]byte {
-	c.slabsOnce.Do(func() { c.slabs = make(chan *[]byte, c.concurrency()) })
-	select {
-	case b := <-c.slabs:
-		return b
-	default:
-		return new([]byte)
-	}
-}
-
-func (c *Converter) putSlab(b *[]byte) {
-	select {
-	case c.slabs <- b:
-	default:
-	}
-}
-
-func (c *Converter) bufferMax() int64 {
-	switch {
-	case c.BufferMax < 0:
-		return -1
-	case c.BufferMax > 0:
-		return c.BufferMax
-	}
-	if _, ok := c.Store.(*storage.FS); ok {
-		return -1
-	}
-	return 8 << 20
-}
-
-// readAllInto reads r to its end into b, which must be large enough.
-func readAllInto(r io.Reader, b []byte) (int, error) {
-	n, err := io.ReadFull(r, b)
-	switch err {
-	case io.EOF, io.ErrUnexpectedEOF:
-		return n, nil
-	case nil:
-		var one [1]byte
-		for {
-			m, err := r.Read(one[:])
-			switch {
-			case m > 0:
-				return n, errors.New("the ciphertext is longer than expected")
-			case err == io.EOF:
-				return n, nil
-			case err != nil:
-				return n, err
-			}
-		}
-	}
-	return n, err
 }
 
 // putError classifies a failure to read, encrypt or store one object.
@@ -346,80 +203,47 @@ func (c *Converter) putError(o *object, t *convTask, err error) error {
 	if errors.As(err, &b) {
 		return b
 	}
-	if errors.Is(err, segcrypt.ErrBadPadding) || errors.Is(err, segcrypt.ErrBadLength) {
+	if errors.Is(err, packager.ErrSourceKey) {
 		return broken("%s: %s does not decrypt with the version's key: %v", o.what, o.src, err)
 	}
-	return fmt.Errorf("backfill: store %s: %w", t.dest, err)
-}
-
-// verify reads dest back, decrypts it and compares it with what was read
-// from the source.
-func (c *Converter) verify(ctx context.Context, t *convTask, ck keys.ContentKey) error {
-	rc, err := c.Store.Get(ctx, t.dest)
-	if err != nil {
-		return fmt.Errorf("backfill: verify %s: %w", t.dest, err)
-	}
-	defer rc.Close()
-	cr := &countReader{r: rc}
-	dec, err := segcrypt.NewDecryptReader(cr, ck.Bytes(), t.out.iv[:])
-	if err != nil {
-		return fmt.Errorf("backfill: verify: %w", err)
-	}
-	h := sha256.New()
-	n, err := io.Copy(h, dec)
-	if err != nil {
-		return fmt.Errorf("backfill: verification failed: %s does not decrypt: %w", t.dest, err)
-	}
-	var sum [sha256.Size]byte
-	copy(sum[:], h.Sum(nil))
-	if n != t.out.plain || sum != t.out.sum || cr.n != t.out.enc {
-		return fmt.Errorf("backfill: verification failed: %s (%d bytes) decrypts to %d bytes with SHA-256 %x; %s had %d bytes with SHA-256 %x",
-			t.dest, cr.n, n, sum, t.obj.src, t.out.plain, t.out.sum)
-	}
-	return nil
+	return fmt.Errorf("backfill: store %s: %w", t.name, err)
 }
 
 // writePlaylists writes each rendition's media playlist, then the master.
-func (c *Converter) writePlaylists(ctx context.Context, p *Plan, prefix, keyURI string, byObj map[*object]*convTask, res *Result) error {
+func (c *Converter) writePlaylists(ctx context.Context, p *Plan, v *packager.Version, byObj map[*object]*convTask, res *Result) error {
+	prefix := v.Prefix()
 	type measured struct{ peak, avg int64 }
 	bw := map[*renditionPlan]measured{}
 	totals := map[*renditionPlan]float64{}
 	for _, r := range p.renditions {
-		m := playlist.EncryptedMedia{KeyURI: keyURI, Independent: r.independent}
+		m := playlist.Media{Independent: r.independent}
 		var segs []playlist.Segment
 		for i := range r.segments {
 			s := &r.segments[i]
 			out := byObj[&s.obj].out
-			es := playlist.EncryptedSegment{URI: s.obj.dest, Duration: s.duration, Size: out.enc, IV: out.iv, Discontinuity: s.discontinuity}
+			es := playlist.Segment{URI: s.obj.dest, Duration: s.duration, Size: out.Size, IV: out.IV, Discontinuity: s.discontinuity}
 			if s.init >= 0 {
 				in := &r.inits[s.init]
-				es.Init = &playlist.EncryptedInit{URI: in.dest, IV: byObj[in].out.iv}
+				es.Init = &playlist.Init{URI: in.dest, IV: byObj[in].out.IV}
 			}
 			m.Segments = append(m.Segments, es)
-			segs = append(segs, playlist.Segment{URI: s.obj.dest, Duration: s.duration, Size: out.enc})
+			segs = append(segs, playlist.Segment{URI: s.obj.dest, Duration: s.duration, Size: out.Size})
 			totals[r] += s.duration
 		}
-		var buf bytes.Buffer
-		if err := playlist.WriteEncryptedMedia(&buf, m); err != nil {
+		if _, _, err := v.WriteMedia(ctx, r.name, m); errors.Is(err, packager.ErrInvalidPlaylist) {
 			return broken("media playlist %s cannot be rewritten: %v", r.legacy, err)
-		}
-		// What players will read back must list every segment.
-		back, err := playlist.ParseMedia(bytes.NewReader(buf.Bytes()))
-		if err != nil || len(back.Segments) != len(r.segments) || !back.Ended {
-			return fmt.Errorf("backfill: the new playlist of %s does not read back (%v)", r.name, err)
-		}
-		if err := c.putBytes(ctx, prefix+r.name+"/index.m3u8", buf.Bytes()); err != nil {
-			return err
+		} else if err != nil {
+			return fmt.Errorf("backfill: %w", err)
 		}
 		peak, avg := playlist.Bandwidth(segs)
 		bw[r] = measured{peak, avg}
 	}
 
-	var master playlist.EncryptedMaster
+	var master playlist.Master
 	if p.master == nil {
 		r := p.renditions[0]
-		master.Variants = []playlist.MasterVariant{{URI: r.name + "/index.m3u8", Bandwidth: max(bw[r].peak, 1), AverageBandwidth: bw[r].avg}}
-		res.Renditions = append(res.Renditions, catalog.Rendition{Name: r.name, Playlist: prefix + r.name + "/index.m3u8",
+		master.Variants = []playlist.Variant{{URI: layout.MediaPlaylistURI(r.name), Bandwidth: max(bw[r].peak, 1), AverageBandwidth: bw[r].avg}}
+		res.Renditions = append(res.Renditions, catalog.Rendition{Name: r.name, Playlist: layout.MediaPlaylistName(prefix, r.name),
 			Bandwidth: bw[r].peak, AverageBandwidth: bw[r].avg, Segments: len(r.segments), Duration: totals[r]})
 		res.Duration = totals[r]
 	} else {
@@ -432,18 +256,18 @@ func (c *Converter) writePlaylists(ctx context.Context, p *Plan, prefix, keyURI 
 			if lmed.Type == "CLOSED-CAPTIONS" {
 				continue // grafov cannot write INSTREAM-ID; see the README
 			}
-			mm := lmed.MasterMedia
+			mm := lmed.Alternative
 			if mm.URI != "" {
 				name, err := pl.resolve(p.Source.Playlist, mm.URI)
 				if err != nil {
 					return err
 				}
 				r := p.byLegacy[name]
-				mm.URI = r.name + "/index.m3u8"
+				mm.URI = layout.MediaPlaylistURI(r.name)
 				groups[mm.GroupID] = append(groups[mm.GroupID], r)
 			}
 			written[mm.GroupID] = true
-			master.Media = append(master.Media, mm)
+			master.Alternatives = append(master.Alternatives, mm)
 		}
 		for _, v := range lm.Variants {
 			name, err := pl.resolve(p.Source.Playlist, v.URI)
@@ -461,8 +285,8 @@ func (c *Converter) writePlaylists(ctx context.Context, p *Plan, prefix, keyURI 
 				}
 			}
 			peak := max(v.Bandwidth, m.peak+extra.peak, 1)
-			mv := playlist.MasterVariant{
-				URI: r.name + "/index.m3u8", Bandwidth: peak, AverageBandwidth: min(m.avg+extra.avg, peak),
+			mv := playlist.Variant{
+				URI: layout.MediaPlaylistURI(r.name), Bandwidth: peak, AverageBandwidth: min(m.avg+extra.avg, peak),
 				Codecs: v.Codecs, Width: v.Width, Height: v.Height, FrameRate: v.FrameRate,
 			}
 			if written[v.Audio] {
@@ -475,44 +299,36 @@ func (c *Converter) writePlaylists(ctx context.Context, p *Plan, prefix, keyURI 
 				mv.Subtitles = v.Subtitles
 			}
 			master.Variants = append(master.Variants, mv)
-			res.Renditions = append(res.Renditions, catalog.Rendition{Name: r.name, Playlist: prefix + r.name + "/index.m3u8",
+			res.Renditions = append(res.Renditions, catalog.Rendition{Name: r.name, Playlist: layout.MediaPlaylistName(prefix, r.name),
 				Width: v.Width, Height: v.Height, Bandwidth: mv.Bandwidth, AverageBandwidth: mv.AverageBandwidth, Codecs: v.Codecs,
 				FrameRate: v.FrameRate, Segments: len(r.segments), Duration: totals[r]})
 			res.Duration = max(res.Duration, totals[r])
 		}
 	}
-	var buf bytes.Buffer
-	if err := playlist.WriteEncryptedMaster(&buf, master); err != nil {
+	name, _, err := v.WriteMaster(ctx, master)
+	if errors.Is(err, packager.ErrInvalidPlaylist) {
 		return broken("master playlist %s cannot be rewritten: %v", p.Source.Playlist, err)
 	}
-	res.Master = prefix + "master.m3u8"
-	return c.putBytes(ctx, res.Master, buf.Bytes())
-}
-
-func (c *Converter) putBytes(ctx context.Context, name string, b []byte) error {
-	if err := c.Store.Put(ctx, name, bytes.NewReader(b), int64(len(b)),
-		storage.PutOptions{ContentType: contentTypePlaylist, CacheControl: immutable}); err != nil {
-		return fmt.Errorf("backfill: store %s: %w", name, err)
+	if err != nil {
+		return fmt.Errorf("backfill: %w", err)
 	}
+	res.Master = name
 	return nil
 }
 
-// hashingReader hashes what it reads and checks the length: a source that
-// ends early or runs long is a broken title, never a short segment.
-type hashingReader struct {
+// lengthChecker checks the plaintext's length: a source that ends early or
+// runs long is a broken title, never a short segment.
+type lengthChecker struct {
 	r    io.Reader
-	h    hash.Hash
 	n    int64
 	want int64 // -1: unknown
-	eof  bool
 	what string
 	src  string
 }
 
-func (h *hashingReader) Read(p []byte) (int, error) {
+func (h *lengthChecker) Read(p []byte) (int, error) {
 	n, err := h.r.Read(p)
 	h.n += int64(n)
-	h.h.Write(p[:n])
 	if h.want >= 0 && h.n > h.want {
 		return n, broken("%s: object %s is longer than the %d bytes expected", h.what, h.src, h.want)
 	}
@@ -523,18 +339,6 @@ func (h *hashingReader) Read(p []byte) (int, error) {
 		if h.n == 0 {
 			return n, broken("%s: object %s is a zero-length object", h.what, h.src)
 		}
-		h.eof = true
 	}
-	return n, err
-}
-
-type countReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
 	return n, err
 }

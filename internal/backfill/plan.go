@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/hlsvault/hlsvault/internal/keys"
+	"github.com/hlsvault/hlsvault/internal/layout"
 	"github.com/hlsvault/hlsvault/internal/playlist"
 	"github.com/hlsvault/hlsvault/internal/storage"
 )
@@ -253,7 +254,7 @@ func renditionName(top, legacy string, single bool, used map[string]bool) string
 				b.WriteByte('_')
 			}
 		}
-		if s := strings.Trim(b.String(), "_"); s != "" && len(s) <= 64 {
+		if s := strings.Trim(b.String(), "_"); layout.ValidRendition(s) {
 			base = s
 		} else {
 			base = "r"
@@ -377,7 +378,7 @@ func (pl *planner) media(ctx context.Context, legacy, name string) (*renditionPl
 		if err != nil {
 			return nil, err
 		}
-		o.dest = fmt.Sprintf("init_%05d%s", len(r.inits), initExt)
+		o.dest = layout.InitName(len(r.inits), initExt)
 		if i, ok := startsAt[t.Segment]; ok {
 			r.inits[i] = o
 			continue
@@ -396,7 +397,7 @@ func (pl *planner) media(ctx context.Context, legacy, name string) (*renditionPl
 		if err != nil {
 			return nil, err
 		}
-		o.dest = fmt.Sprintf("seg_%05d%s", i, segExt)
+		o.dest = layout.SegmentName(i, segExt)
 		init := -1
 		if k, ok := startsAt[i]; ok {
 			init = k

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hlsvault/hlsvault/internal/catalog"
 	"github.com/hlsvault/hlsvault/internal/keys"
+	"github.com/hlsvault/hlsvault/internal/packager"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/jobs"
 )
@@ -75,6 +76,7 @@ type Service struct {
 	keyring   *keys.Keyring
 	log       *slog.Logger
 	conv      *Converter
+	pkg       *packager.Packager
 	client    *asynq.Client
 	inspector *asynq.Inspector
 	jobs      *jobs.Client // re-transcodes, on the background queue
@@ -99,14 +101,20 @@ func New(cfg Config, store storage.Store, db *catalog.DB, keyring *keys.Keyring,
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "backfill")
-	return &Service{
+	s := &Service{
 		cfg: cfg, store: store, db: db, keyring: keyring, log: log,
 		conv:      &Converter{Store: store, Concurrency: cfg.Concurrency},
 		client:    asynq.NewClient(redis),
 		inspector: asynq.NewInspector(redis),
 		jobs:      jobs.NewClient(redis, db, jobs.ClientConfig{Queue: cfg.Queues.Background}),
 		newKey:    keys.NewContentKey, newKeyID: keys.NewKeyID,
-	}, nil
+	}
+	s.pkg = packager.New(store, keyring, packager.Options{
+		Concurrency: cfg.Concurrency,
+		NewKey:      func() (keys.ContentKey, error) { return s.newKey() },
+		NewKeyID:    func() (string, error) { return s.newKeyID() },
+	})
+	return s, nil
 }
 
 // Close releases the Redis connections.
@@ -493,26 +501,20 @@ func (s *Service) convert(ctx context.Context, log *slog.Logger, att catalog.Att
 		return nil, false, err
 	}
 	log.Info("title planned", "source", src.Playlist, "renditions", plan.Renditions(), "segments", plan.Segments, "bytes", plan.Bytes)
-	ck, err := s.newKey()
+	v, err := s.pkg.Begin(att.Prefix, s.cfg.KeyURITemplate)
+	if err != nil {
+		return nil, false, fmt.Errorf("backfill: %w", err)
+	}
+	res, err := s.conv.Convert(ctx, plan, v)
 	if err != nil {
 		return nil, false, err
 	}
-	keyID, err := s.newKeyID()
+	wk, err := v.WrappedKey()
 	if err != nil {
-		return nil, false, err
-	}
-	keyURI := strings.ReplaceAll(s.cfg.KeyURITemplate, "{key_id}", keyID)
-	res, err := s.conv.Convert(ctx, plan, att.Prefix, ck, keyURI)
-	if err != nil {
-		return nil, false, err
-	}
-	wrapped, err := s.keyring.Primary().Wrap(keyID, ck)
-	if err != nil {
-		return nil, false, err
+		return nil, false, fmt.Errorf("backfill: %w", err)
 	}
 	published, err := s.db.Publish(ctx, catalog.PublishParams{
-		Attempt: att, Master: res.Master, Renditions: res.Renditions, Duration: res.Duration,
-		Key: catalog.WrappedKey{KeyID: keyID, KEKID: s.keyring.Primary().ID(), Wrapped: wrapped},
+		Attempt: att, Master: res.Master, Renditions: res.Renditions, Duration: res.Duration, Key: wk,
 	})
 	if err != nil {
 		return nil, false, err

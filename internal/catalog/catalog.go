@@ -21,6 +21,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/tern/v2/migrate"
+
+	"github.com/hlsvault/hlsvault/internal/layout"
 )
 
 //go:embed migrations/*.sql
@@ -194,7 +196,7 @@ type Attempt struct {
 // VersionPrefix is where the objects of one version live. Versions are never
 // overwritten, so the path includes the number.
 func VersionPrefix(videoID string, version int) string {
-	return fmt.Sprintf("hls/%s/v%d/", videoID, version)
+	return layout.VersionPrefix(videoID, version)
 }
 
 // StartAttempt marks the job processing and allocates the next version number

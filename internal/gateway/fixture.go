@@ -1,30 +1,34 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"strings"
+	"io"
 	"time"
 
 	"github.com/hlsvault/hlsvault/internal/catalog"
 	"github.com/hlsvault/hlsvault/internal/keys"
+	"github.com/hlsvault/hlsvault/internal/layout"
+	"github.com/hlsvault/hlsvault/internal/packager"
 	"github.com/hlsvault/hlsvault/internal/playlist"
 	"github.com/hlsvault/hlsvault/internal/storage"
 )
 
 // Fixture describes a synthetic published title for benchmarks and tests:
-// playlists and a wrapped key exactly as the pipeline publishes them, but no
-// ffmpeg, and segment objects only if asked for (placeholders, not video).
+// playlists and a wrapped key written through the packager, as the pipeline
+// publishes them, but no ffmpeg, and segment objects only if asked for
+// (encrypted random bytes, not video).
 type Fixture struct {
 	Video          string
 	Duration       time.Duration // default 2h
 	Segment        time.Duration // default 4s
 	Renditions     []string      // default 1080p, 720p, 480p, 360p
 	KeyURITemplate string        // default the gateway's own
-	// SegmentBytes > 0 stores every segment as that many random bytes.
+	// SegmentBytes > 0 stores every segment: that many random bytes,
+	// encrypted under the version's key like any segment (so the object is
+	// up to 16 bytes longer, see segcrypt.EncryptedSize).
 	SegmentBytes int
 }
 
@@ -64,71 +68,58 @@ func PublishSynthetic(ctx context.Context, db *catalog.DB, store storage.Store, 
 	if err != nil {
 		return FixtureResult{}, err
 	}
-	ck, err := keys.NewContentKey()
-	if err != nil {
-		return FixtureResult{}, err
-	}
-	keyID, err := keys.NewKeyID()
+	v, err := packager.New(store, keyring, packager.Options{}).Begin(att.Prefix, f.KeyURITemplate)
 	if err != nil {
 		return FixtureResult{}, err
 	}
 	n := int((f.Duration + f.Segment - 1) / f.Segment)
-	res := FixtureResult{Video: f.Video, Version: att.Version, KeyID: keyID, Renditions: f.Renditions, Segments: n}
-	put := func(name string, b []byte) error {
-		return store.Put(ctx, name, bytes.NewReader(b), int64(len(b)), storage.PutOptions{CacheControl: "public, max-age=31536000, immutable"})
-	}
+	res := FixtureResult{Video: f.Video, Version: att.Version, KeyID: v.KeyID(), Renditions: f.Renditions, Segments: n}
 	var (
 		variants   []playlist.Variant
 		renditions []catalog.Rendition
 	)
 	for ri, name := range f.Renditions {
-		m := playlist.Media{KeyURI: strings.ReplaceAll(f.KeyURITemplate, "{key_id}", keyID)}
+		m := playlist.Media{Independent: true}
 		for i := range n {
-			var iv [16]byte
-			_, _ = rand.Read(iv[:])
 			d := f.Segment.Seconds()
 			if i == n-1 {
 				d = (f.Duration - time.Duration(n-1)*f.Segment).Seconds()
 			}
-			seg := fmt.Sprintf("seg_%05d.ts", i)
-			m.Segments = append(m.Segments, playlist.Segment{URI: seg, Duration: d, IV: iv, Size: int64(max(f.SegmentBytes, 188))})
+			seg := playlist.Segment{URI: layout.SegmentName(i, ".ts"), Duration: d, Size: 188}
 			if f.SegmentBytes > 0 {
-				b := make([]byte, f.SegmentBytes)
-				_, _ = rand.Read(b)
-				if err := put(att.Prefix+name+"/"+seg, b); err != nil {
+				st, err := v.Put(ctx, packager.Object{Name: name + "/" + seg.URI, Body: io.LimitReader(rand.Reader, int64(f.SegmentBytes)),
+					Size: int64(f.SegmentBytes)})
+				if err != nil {
 					return res, err
 				}
+				seg.IV, seg.Size = st.IV, st.Size
+			} else {
+				// No object: the IV only has to look like one.
+				_, _ = rand.Read(seg.IV[:])
 			}
+			m.Segments = append(m.Segments, seg)
 		}
-		var buf bytes.Buffer
-		if err := playlist.WriteMedia(&buf, m); err != nil {
-			return res, err
-		}
-		pl := att.Prefix + name + "/index.m3u8"
-		if err := put(pl, buf.Bytes()); err != nil {
+		pl, _, err := v.WriteMedia(ctx, name, m)
+		if err != nil {
 			return res, err
 		}
 		bw := int64(4_000_000 >> ri)
-		variants = append(variants, playlist.Variant{URI: name + "/index.m3u8", Bandwidth: bw, AverageBandwidth: bw * 3 / 4,
+		variants = append(variants, playlist.Variant{URI: layout.MediaPlaylistURI(name), Bandwidth: bw, AverageBandwidth: bw * 3 / 4,
 			Codecs: "avc1.64001f,mp4a.40.2", Width: 1920 >> ri, Height: 1080 >> ri, FrameRate: 30})
 		renditions = append(renditions, catalog.Rendition{Name: name, Playlist: pl, Width: 1920 >> ri, Height: 1080 >> ri,
 			Bandwidth: bw, AverageBandwidth: bw * 3 / 4, Codecs: "avc1.64001f,mp4a.40.2", FrameRate: 30, Segments: n,
 			Duration: f.Duration.Seconds()})
 	}
-	var buf bytes.Buffer
-	if err := playlist.WriteMaster(&buf, variants); err != nil {
+	master, _, err := v.WriteMaster(ctx, playlist.Master{Variants: playlist.SortByBandwidth(variants), Independent: true, Complete: true})
+	if err != nil {
 		return res, err
 	}
-	master := att.Prefix + "master.m3u8"
-	if err := put(master, buf.Bytes()); err != nil {
-		return res, err
-	}
-	wrapped, err := keyring.Primary().Wrap(keyID, ck)
+	wk, err := v.WrappedKey()
 	if err != nil {
 		return res, err
 	}
 	ok, err := db.Publish(ctx, catalog.PublishParams{Attempt: att, Master: master, Renditions: renditions, Duration: f.Duration.Seconds(),
-		Key: catalog.WrappedKey{KeyID: keyID, KEKID: keyring.Primary().ID(), Wrapped: wrapped}})
+		Key: wk})
 	if err != nil {
 		return res, err
 	}

@@ -31,7 +31,6 @@ import (
 	"math"
 	"net/http"
 	"path"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,6 +42,7 @@ import (
 	"github.com/hlsvault/hlsvault/internal/catalog"
 	"github.com/hlsvault/hlsvault/internal/ids"
 	"github.com/hlsvault/hlsvault/internal/keys"
+	"github.com/hlsvault/hlsvault/internal/layout"
 	"github.com/hlsvault/hlsvault/internal/playlist"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/playback"
@@ -52,6 +52,9 @@ import (
 type Catalog interface {
 	CurrentVersion(ctx context.Context, videoID string) (catalog.Version, error)
 	KeyByID(ctx context.Context, keyID string) (videoID string, version int, k catalog.WrappedKey, err error)
+	// VersionWithKey returns a published (or once published) version with
+	// its key; catalog.ErrNotFound when the video never published it.
+	VersionWithKey(ctx context.Context, videoID string, version int) (catalog.Version, error)
 }
 
 // Config configures a Server. Zero values take the defaults noted.
@@ -386,9 +389,9 @@ func (a auth) tokenQuery() string {
 
 func playlistHeaders(w http.ResponseWriter, size int) {
 	h := w.Header()
-	h.Set("Content-Type", "application/vnd.apple.mpegurl")
+	h.Set("Content-Type", layout.ContentTypePlaylist)
 	// The body carries the player's token and short-lived URLs.
-	h.Set("Cache-Control", "private, no-store")
+	h.Set("Cache-Control", layout.Private)
 	h.Set("Content-Length", strconv.Itoa(size))
 }
 
@@ -441,8 +444,6 @@ func (s *Server) serveMaster(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(out)
 }
 
-var renditionName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-
 func (s *Server) masterEntry(ctx context.Context, v catalog.Version) (*masterEntry, error) {
 	key := v.VideoID + "/" + strconv.Itoa(v.Version)
 	if e, ok := s.masters.get(key); ok {
@@ -450,7 +451,7 @@ func (s *Server) masterEntry(ctx context.Context, v catalog.Version) (*masterEnt
 		return e, nil
 	}
 	s.cacheMiss.Inc()
-	res, err, _ := s.sf.Do("m/"+key, func() (any, error) {
+	res, err := s.load(ctx, "m/"+key, func(ctx context.Context) (any, error) {
 		data, err := s.readObject(ctx, v.Master)
 		if err != nil {
 			return nil, err
@@ -465,8 +466,8 @@ func (s *Server) masterEntry(ctx context.Context, v catalog.Version) (*masterEnt
 		}
 		e := &masterEntry{tmpl: tmpl}
 		for _, u := range tmpl.URIs {
-			name, ok := strings.CutSuffix(u, "/index.m3u8")
-			if !ok || !renditionName.MatchString(name) || !known[name] {
+			name, ok := layout.RenditionFromURI(u)
+			if !ok || !known[name] {
 				return nil, fmt.Errorf("master %s: URI %q is not a published rendition's index.m3u8", v.Master, u)
 			}
 			e.names = append(e.names, name)
@@ -518,11 +519,9 @@ type signedSet struct {
 	total  int // sum of len(urls)
 }
 
-var keyIDPattern = regexp.MustCompile(`k_[0-9a-f]{32}`)
-
 func (s *Server) serveRendition(w http.ResponseWriter, r *http.Request) {
 	video, rendition := r.PathValue("video"), r.PathValue("rendition")
-	if ids.ValidateVideoID(video) != nil || !renditionName.MatchString(rendition) {
+	if ids.ValidateVideoID(video) != nil || !layout.ValidRendition(rendition) {
 		s.fail(w, r, http.StatusNotFound, "not_found", "no such rendition")
 		return
 	}
@@ -586,11 +585,34 @@ func (s *Server) serveRendition(w http.ResponseWriter, r *http.Request) {
 
 var errNoSuchPlaylist = errors.New("gateway: no such playlist")
 
+// loadTimeout bounds a shared cold load (storage read and compile).
+const loadTimeout = 30 * time.Second
+
+// load runs fn once for every concurrent caller of key. fn runs detached
+// from the caller that happened to start it, under its own deadline: one
+// player disconnecting must not fail the others waiting on the same load.
+// A caller whose own context ends stops waiting; the load goes on for the
+// rest (and fills the cache).
+func (s *Server) load(ctx context.Context, key string, fn func(context.Context) (any, error)) (any, error) {
+	ch := s.sf.DoChan(key, func() (any, error) {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loadTimeout)
+		defer cancel()
+		return fn(lctx)
+	})
+	select {
+	case r := <-ch:
+		return r.Val, r.Err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("gateway: load %s: %w", key, context.Cause(ctx))
+	}
+}
+
 // mediaEntry returns the compiled playlist of (video, version, rendition).
-// A cached one costs nothing. Otherwise the playlist is read from storage
-// and its key checked: against the current version's key when keyID is
-// known, else with one catalog read (KeyByID), which also proves that the
-// version requested by number was published for this video.
+// A cached one costs nothing. Otherwise the version's key id comes from the
+// catalog (given as keyID when the current version was just read, else one
+// catalog read, which also proves that the version requested by number was
+// published for this video), and the playlist is read from storage; its
+// key URIs are holes the gateway fills with its own key URI.
 func (s *Server) mediaEntry(ctx context.Context, video string, version int, rendition, keyID string) (*mediaEntry, error) {
 	key := video + "/" + strconv.Itoa(version) + "/" + rendition
 	if e, ok := s.media.get(key); ok {
@@ -598,9 +620,22 @@ func (s *Server) mediaEntry(ctx context.Context, video string, version int, rend
 		return e, nil
 	}
 	s.cacheMiss.Inc()
-	res, err, _ := s.sf.Do("r/"+key, func() (any, error) {
-		prefix := catalog.VersionPrefix(video, version)
-		name := prefix + rendition + "/index.m3u8"
+	res, err := s.load(ctx, "r/"+key, func(ctx context.Context) (any, error) {
+		keyID := keyID
+		if keyID == "" {
+			v, err := s.db.VersionWithKey(ctx, video, version)
+			if errors.Is(err, catalog.ErrNotFound) {
+				// Not a published version of this video (pending or
+				// never published).
+				return nil, errNoSuchPlaylist
+			}
+			if err != nil {
+				return nil, err
+			}
+			keyID = v.Key.KeyID
+		}
+		prefix := layout.VersionPrefix(video, version)
+		name := layout.MediaPlaylistName(prefix, rendition)
 		data, err := s.readObject(ctx, name)
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil, errNoSuchPlaylist
@@ -615,16 +650,10 @@ func (s *Server) mediaEntry(ctx context.Context, video string, version int, rend
 		if !tmpl.Media.Ended {
 			return nil, fmt.Errorf("%s: not a finished VOD playlist (no EXT-X-ENDLIST)", name)
 		}
-		// Exactly one key, ours, for the whole version.
-		found := ""
-		for _, u := range tmpl.KeyURIs {
-			ids := keyIDPattern.FindAllString(u, -1)
-			if len(ids) == 0 || (found != "" && ids[len(ids)-1] != found) {
-				return nil, fmt.Errorf("%s: key URI %q does not name the version's key", name, u)
-			}
-			found = ids[len(ids)-1]
-		}
-		if found == "" {
+		// A version has one key: every segment must be under it, and so
+		// AES-128; which key the stored URIs name does not matter, the
+		// catalog decides.
+		if len(tmpl.KeyURIs) == 0 {
 			return nil, fmt.Errorf("%s: not encrypted", name)
 		}
 		for _, sg := range tmpl.Media.Segments {
@@ -632,22 +661,8 @@ func (s *Server) mediaEntry(ctx context.Context, video string, version int, rend
 				return nil, fmt.Errorf("%s: a segment is not encrypted with AES-128", name)
 			}
 		}
-		switch {
-		case keyID != "" && found != keyID:
-			return nil, fmt.Errorf("%s: key %s, the catalog says %s", name, found, keyID)
-		case keyID == "":
-			kv, kver, _, err := s.lookupKey(ctx, found)
-			if errors.Is(err, catalog.ErrNotFound) || (err == nil && (kv != video || kver != version)) {
-				// Not a published version of this video (pending, superseded,
-				// or another video's playlist).
-				return nil, errNoSuchPlaylist
-			}
-			if err != nil {
-				return nil, err
-			}
-		}
-		e := &mediaEntry{tmpl: tmpl, keyID: found}
-		dir := prefix + rendition + "/"
+		e := &mediaEntry{tmpl: tmpl, keyID: keyID}
+		dir := layout.RenditionDir(prefix, rendition)
 		for _, res := range tmpl.Resources {
 			obj, err := resolveObject(dir, prefix, res.URI)
 			if err != nil {
@@ -776,7 +791,7 @@ func (s *Server) serveKey(w http.ResponseWriter, r *http.Request) {
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
-	h.Set("Cache-Control", "private, no-store")
+	h.Set("Cache-Control", layout.Private)
 	h.Set("Pragma", "no-cache")
 	h.Set("Content-Length", strconv.Itoa(keys.Size))
 	s.metrics.keyDeliveries.Inc()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hlsvault/hlsvault/internal/ids"
+	"github.com/hlsvault/hlsvault/internal/layout"
 )
 
 // The player page: /watch/{video}?token=… plays the video with hls.js (or
@@ -109,7 +110,7 @@ func (s *Server) storageOrigin() string {
 	if !ok {
 		return ""
 	}
-	raw, err := a.az.SignedURL("hls/probe/v1/probe.ts", time.Minute, time.Now())
+	raw, err := a.az.SignedURL(layout.VersionPrefix("probe", 1)+"probe.ts", time.Minute, time.Now())
 	if err != nil {
 		return ""
 	}

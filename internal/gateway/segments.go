@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hlsvault/hlsvault/internal/layout"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/playback"
 )
@@ -37,7 +38,7 @@ func (a azureSigner) sign(object string, issued, exp time.Time) (string, error) 
 // secure signs a probe and checks that the SAS allows HTTPS only (Azurite,
 // an http endpoint, gets "https,http").
 func (a azureSigner) secure() bool {
-	u, err := a.az.SignedURL("hls/probe/v1/probe.ts", time.Minute, time.Now())
+	u, err := a.az.SignedURL(layout.VersionPrefix("probe", 1)+"probe.ts", time.Minute, time.Now())
 	if err != nil {
 		return false
 	}

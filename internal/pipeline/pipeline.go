@@ -3,13 +3,14 @@
 // encrypted HLS version.
 //
 // One job, in order: download the source into a private temp directory,
-// probe it, plan the ladder, make a fresh content key, run one ffmpeg for the
-// whole ladder, and, while ffmpeg is still encoding, encrypt each finished
-// segment in process (AES-128-CBC, a random IV per segment) and upload it
-// under the attempt's own version prefix. Then write the playlists, and
+// probe it, plan the ladder, begin a version in the packager (a fresh
+// content key), run one ffmpeg for the whole ladder, and, while ffmpeg is
+// still encoding, hand each finished segment to the packager, which
+// encrypts it in process (AES-128-CBC, a random IV per segment) and stores
+// it under the attempt's own version prefix. Then write the playlists, and
 // publish the version and its wrapped key in one database transaction. The
-// plain segments are deleted as soon as they are uploaded, and the key
-// exists only in this process's memory and, wrapped, in PostgreSQL.
+// plain segments are deleted as soon as they are stored, and the key exists
+// only inside the packager's Version and, wrapped, in PostgreSQL.
 package pipeline
 
 import (
@@ -28,20 +29,10 @@ import (
 
 	"github.com/hlsvault/hlsvault/internal/catalog"
 	"github.com/hlsvault/hlsvault/internal/keys"
-	"github.com/hlsvault/hlsvault/internal/segcrypt"
+	"github.com/hlsvault/hlsvault/internal/packager"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/transcode"
 	"github.com/hlsvault/hlsvault/jobs"
-)
-
-// Cache-Control of every object under a version prefix: versions are never
-// overwritten, so caches may keep them forever.
-const immutable = "public, max-age=31536000, immutable"
-
-// Content types of what we publish.
-const (
-	contentTypeTS       = "video/mp2t"
-	contentTypePlaylist = "application/vnd.apple.mpegurl"
 )
 
 // ErrBadInput marks a job that can never succeed: it is failed at once with
@@ -106,24 +97,19 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// KeyURI expands the template for keyID.
-func KeyURI(template, keyID string) string {
-	return strings.ReplaceAll(template, "{key_id}", keyID)
-}
-
 // Pipeline handles TypeTranscode tasks.
 type Pipeline struct {
 	cfg     Config
 	store   storage.Store
 	db      *catalog.DB
-	keyring *keys.Keyring
 	log     *slog.Logger
 	metrics *Metrics
+	pkg     *packager.Packager
 
-	// Injected in tests for deterministic output.
+	// Injected in tests for deterministic output; read on every use.
 	newKey   func() (keys.ContentKey, error)
 	newKeyID func() (string, error)
-	newIV    func(rendition string, segment int) ([16]byte, error)
+	newIV    func(name string) ([16]byte, error) // name relative to the version prefix
 }
 
 // New builds a Pipeline. The keyring's primary KEK wraps new keys.
@@ -138,9 +124,15 @@ func New(cfg Config, store storage.Store, db *catalog.DB, keyring *keys.Keyring,
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	return &Pipeline{cfg: cfg, store: store, db: db, keyring: keyring, log: log, metrics: m,
-		newKey: keys.NewContentKey, newKeyID: keys.NewKeyID,
-		newIV: func(string, int) ([16]byte, error) { return segcrypt.NewIV() }}, nil
+	p := &Pipeline{cfg: cfg, store: store, db: db, log: log, metrics: m,
+		newKey: keys.NewContentKey, newKeyID: keys.NewKeyID, newIV: packager.RandomIV}
+	p.pkg = packager.New(store, keyring, packager.Options{
+		Concurrency: cfg.UploadConcurrency,
+		NewKey:      func() (keys.ContentKey, error) { return p.newKey() },
+		NewKeyID:    func() (string, error) { return p.newKeyID() },
+		NewIV:       func(name string) ([16]byte, error) { return p.newIV(name) },
+	})
+	return p, nil
 }
 
 // ProcessTask implements asynq.Handler for TypeTranscode.
@@ -257,33 +249,28 @@ func (p *Pipeline) run(ctx context.Context, log *slog.Logger, att catalog.Attemp
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	ck, err := p.newKey()
+	v, err := p.pkg.Begin(att.Prefix, p.cfg.KeyURITemplate)
 	if err != nil {
-		return false, err
-	}
-	keyID, err := p.newKeyID()
-	if err != nil {
-		return false, err
+		return false, fmt.Errorf("pipeline: %w", err)
 	}
 	out := filepath.Join(dir, "out")
 	if err := os.Mkdir(out, 0o700); err != nil {
 		return false, fmt.Errorf("pipeline: %w", err)
 	}
-	res, err := p.transcodeAndUpload(ctx, log, att, plan, src, probe.Size, out, ck)
+	res, err := p.transcodeAndUpload(ctx, log, att, plan, src, probe.Size, out, v)
 	if err != nil {
 		return false, err
 	}
-	master, renditions, err := p.writePlaylists(ctx, att, plan, res, KeyURI(p.cfg.KeyURITemplate, keyID))
+	master, renditions, err := p.writePlaylists(ctx, v, plan, res)
 	if err != nil {
 		return false, err
 	}
-	wrapped, err := p.keyring.Primary().Wrap(keyID, ck)
+	wk, err := v.WrappedKey()
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("pipeline: %w", err)
 	}
 	published, err := p.db.Publish(ctx, catalog.PublishParams{
-		Attempt: att, Master: master, Renditions: renditions, Duration: probe.Duration.Seconds(),
-		Key: catalog.WrappedKey{KeyID: keyID, KEKID: p.keyring.Primary().ID(), Wrapped: wrapped},
+		Attempt: att, Master: master, Renditions: renditions, Duration: probe.Duration.Seconds(), Key: wk,
 	})
 	if err != nil {
 		return false, err

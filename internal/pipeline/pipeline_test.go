@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -313,7 +314,12 @@ func TestGoldenPlaylists(t *testing.T) {
 	ck, _ := keys.ContentKeyFromBytes([]byte("0123456789abcdef"))
 	h.pipe.newKey = func() (keys.ContentKey, error) { return ck, nil }
 	h.pipe.newKeyID = func() (string, error) { return "k_00000000000000000000000000000001", nil }
-	h.pipe.newIV = func(rendition string, segment int) (iv [16]byte, err error) {
+	h.pipe.newIV = func(name string) (iv [16]byte, err error) {
+		rendition, file, _ := strings.Cut(name, "/")
+		var segment int
+		if _, err := fmt.Sscanf(file, "seg_%05d.ts", &segment); err != nil {
+			return iv, err
+		}
 		copy(iv[:], rendition)
 		iv[15] = byte(segment)
 		return iv, nil

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,10 +14,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hlsvault/hlsvault/internal/catalog"
-	"github.com/hlsvault/hlsvault/internal/keys"
+	"github.com/hlsvault/hlsvault/internal/layout"
+	"github.com/hlsvault/hlsvault/internal/packager"
 	"github.com/hlsvault/hlsvault/internal/playlist"
-	"github.com/hlsvault/hlsvault/internal/segcrypt"
-	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/transcode"
 )
 
@@ -47,7 +45,7 @@ type segmentJob struct {
 // transcodeAndUpload runs ffmpeg and, while it runs, uploads every segment
 // it finishes. It returns once ffmpeg has exited and every segment is stored.
 func (p *Pipeline) transcodeAndUpload(ctx context.Context, log *slog.Logger, att catalog.Attempt,
-	plan transcode.Plan, src string, srcSize int64, out string, ck keys.ContentKey) (*uploadResult, error) {
+	plan transcode.Plan, src string, srcSize int64, out string, v *packager.Version) (*uploadResult, error) {
 	args, err := transcode.Args(plan, src, out, transcode.ArgsOptions{Preset: p.cfg.Preset})
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
@@ -77,7 +75,7 @@ func (p *Pipeline) transcodeAndUpload(ctx context.Context, log *slog.Logger, att
 	scan := func(final bool) error {
 		for i, r := range res.renditions {
 			dir := filepath.Join(out, r.rendition.Name)
-			m, err := readPlaylist(filepath.Join(dir, "index.m3u8"))
+			m, err := readPlaylist(filepath.Join(dir, layout.MediaPlaylist))
 			if errors.Is(err, os.ErrNotExist) && !final {
 				continue
 			}
@@ -96,7 +94,7 @@ func (p *Pipeline) transcodeAndUpload(ctx context.Context, log *slog.Logger, att
 				r.segments = append(r.segments, playlist.Segment{})
 				mu.Unlock()
 				job := segmentJob{r: r, index: queued[i], local: filepath.Join(dir, s.URI), uri: s.URI, duration: s.Duration}
-				g.Go(func() error { return p.uploadSegment(gctx, att, job, ck, &mu) })
+				g.Go(func() error { return p.uploadSegment(gctx, v, job, &mu) })
 			}
 		}
 		return nil
@@ -142,11 +140,9 @@ wait:
 	return res, nil
 }
 
-var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-// uploadSegment encrypts one plain segment under ck with a fresh IV, stores
-// it under the attempt's prefix and deletes the plain file.
-func (p *Pipeline) uploadSegment(ctx context.Context, att catalog.Attempt, j segmentJob, ck keys.ContentKey, mu *sync.Mutex) error {
+// uploadSegment encrypts one plain segment, stores it under the version's
+// prefix and deletes the plain file.
+func (p *Pipeline) uploadSegment(ctx context.Context, v *packager.Version, j segmentJob, mu *sync.Mutex) error {
 	if j.index == 0 && j.r.codecs == "" {
 		// The first segment tells the exact profile and level x264 chose,
 		// which the master playlist's CODECS must name.
@@ -163,31 +159,19 @@ func (p *Pipeline) uploadSegment(ctx context.Context, att catalog.Attempt, j seg
 		return fmt.Errorf("pipeline: open segment: %w", err)
 	}
 	defer f.Close()
-	iv, err := p.newIV(j.r.rendition.Name, j.index)
+	fi, err := f.Stat()
 	if err != nil {
-		return err
+		return fmt.Errorf("pipeline: open segment: %w", err)
 	}
-	enc, err := segcrypt.NewEncryptReader(f, ck.Bytes(), iv[:])
+	// A known size lets the packager encrypt into a pooled buffer and
+	// store the segment in one request.
+	st, err := v.Put(ctx, packager.Object{Name: j.r.rendition.Name + "/" + j.uri, Body: f, Size: fi.Size()})
 	if err != nil {
-		return fmt.Errorf("pipeline: encrypt: %w", err)
-	}
-	// Segments are a few MB: encrypting into memory lets the upload be one
-	// Put Blob request, and memory stays bounded by the pool size.
-	buf := bufPool.Get().(*bytes.Buffer)
-	buf.Reset()
-	defer bufPool.Put(buf)
-	if _, err := buf.ReadFrom(enc); err != nil {
-		return fmt.Errorf("pipeline: encrypt %s: %w", j.local, err)
-	}
-	name := att.Prefix + j.r.rendition.Name + "/" + j.uri
-	size := int64(buf.Len())
-	if err := p.store.Put(ctx, name, bytes.NewReader(buf.Bytes()), size,
-		storage.PutOptions{ContentType: contentTypeTS, CacheControl: immutable}); err != nil {
 		return fmt.Errorf("pipeline: upload segment: %w", err)
 	}
-	p.metrics.uploadedBytes.Add(float64(size))
+	p.metrics.uploadedBytes.Add(float64(st.Size))
 	mu.Lock()
-	j.r.segments[j.index] = playlist.Segment{URI: j.uri, Duration: j.duration, Size: size, IV: iv}
+	j.r.segments[j.index] = playlist.Segment{URI: j.uri, Duration: j.duration, Size: st.Size, IV: st.IV}
 	mu.Unlock()
 	// The plain segment is not needed any more; do not let it outlive its
 	// upload.
@@ -208,52 +192,37 @@ func readPlaylist(name string) (*playlist.ParsedMedia, error) {
 
 // writePlaylists stores each rendition's media playlist and then the master,
 // and returns the master's object name and the renditions for the catalog.
-func (p *Pipeline) writePlaylists(ctx context.Context, att catalog.Attempt, plan transcode.Plan,
-	res *uploadResult, keyURI string) (string, []catalog.Rendition, error) {
+func (p *Pipeline) writePlaylists(ctx context.Context, v *packager.Version, plan transcode.Plan,
+	res *uploadResult) (string, []catalog.Rendition, error) {
 	var (
 		variants   []playlist.Variant
 		renditions []catalog.Rendition
 	)
 	for _, r := range res.renditions {
-		var buf bytes.Buffer
-		if err := playlist.WriteMedia(&buf, playlist.Media{KeyURI: keyURI, Segments: r.segments}); err != nil {
-			return "", nil, fmt.Errorf("pipeline: media playlist %s: %w", r.rendition.Name, err)
+		name, size, err := v.WriteMedia(ctx, r.rendition.Name, playlist.Media{Segments: r.segments, Independent: true})
+		if err != nil {
+			return "", nil, fmt.Errorf("pipeline: %w", err)
 		}
-		name := att.Prefix + r.rendition.Name + "/index.m3u8"
-		if err := p.putBytes(ctx, name, buf.Bytes(), contentTypePlaylist); err != nil {
-			return "", nil, err
-		}
+		p.metrics.uploadedBytes.Add(float64(size))
 		peak, avg := playlist.Bandwidth(r.segments)
 		var total float64
 		for _, s := range r.segments {
 			total += s.Duration
 		}
-		v := playlist.Variant{
-			URI: r.rendition.Name + "/index.m3u8", Bandwidth: peak, AverageBandwidth: avg, Codecs: r.codecs,
+		vr := playlist.Variant{
+			URI: layout.MediaPlaylistURI(r.rendition.Name), Bandwidth: peak, AverageBandwidth: avg, Codecs: r.codecs,
 			Width: r.rendition.Width, Height: r.rendition.Height, FrameRate: plan.FrameRate.Float64(),
 		}
-		variants = append(variants, v)
+		variants = append(variants, vr)
 		renditions = append(renditions, catalog.Rendition{
-			Name: r.rendition.Name, Playlist: name, Width: v.Width, Height: v.Height, Bandwidth: peak,
-			AverageBandwidth: avg, Codecs: v.Codecs, FrameRate: v.FrameRate, Segments: len(r.segments), Duration: total,
+			Name: r.rendition.Name, Playlist: name, Width: vr.Width, Height: vr.Height, Bandwidth: peak,
+			AverageBandwidth: avg, Codecs: vr.Codecs, FrameRate: vr.FrameRate, Segments: len(r.segments), Duration: total,
 		})
 	}
-	var buf bytes.Buffer
-	if err := playlist.WriteMaster(&buf, variants); err != nil {
-		return "", nil, fmt.Errorf("pipeline: master playlist: %w", err)
+	master, size, err := v.WriteMaster(ctx, playlist.Master{Variants: playlist.SortByBandwidth(variants), Independent: true, Complete: true})
+	if err != nil {
+		return "", nil, fmt.Errorf("pipeline: %w", err)
 	}
-	master := att.Prefix + "master.m3u8"
-	if err := p.putBytes(ctx, master, buf.Bytes(), contentTypePlaylist); err != nil {
-		return "", nil, err
-	}
+	p.metrics.uploadedBytes.Add(float64(size))
 	return master, renditions, nil
-}
-
-func (p *Pipeline) putBytes(ctx context.Context, name string, b []byte, contentType string) error {
-	if err := p.store.Put(ctx, name, bytes.NewReader(b), int64(len(b)),
-		storage.PutOptions{ContentType: contentType, CacheControl: immutable}); err != nil {
-		return fmt.Errorf("pipeline: upload %s: %w", name, err)
-	}
-	p.metrics.uploadedBytes.Add(float64(len(b)))
-	return nil
 }

@@ -31,43 +31,43 @@ func checkBackfillGolden(t *testing.T, name string, got []byte) {
 	}
 }
 
-func writeEncryptedMedia(t *testing.T, m EncryptedMedia) []byte {
+func writeLegacyShapes(t *testing.T, m Media) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	if err := WriteEncryptedMedia(&buf, m); err != nil {
-		t.Fatalf("WriteEncryptedMedia: %v", err)
+	if err := WriteMedia(&buf, m); err != nil {
+		t.Fatalf("WriteMedia: %v", err)
 	}
 	return buf.Bytes()
 }
 
 // fmp4Media is a re-encrypted fMP4 title whose legacy playlist had a
 // discontinuity with a second init section.
-func fmp4Media() EncryptedMedia {
-	return EncryptedMedia{
+func fmp4Media() Media {
+	return Media{
 		KeyURI: testKeyURI,
-		Segments: []EncryptedSegment{
-			{URI: "seg_00000.m4s", Duration: 6, Size: 100016, IV: fixedIV(1), Init: &EncryptedInit{URI: "init_00000.mp4", IV: fixedIV(100)}},
+		Segments: []Segment{
+			{URI: "seg_00000.m4s", Duration: 6, Size: 100016, IV: fixedIV(1), Init: &Init{URI: "init_00000.mp4", IV: fixedIV(100)}},
 			{URI: "seg_00001.m4s", Duration: 6, Size: 120016, IV: fixedIV(2)},
 			{URI: "seg_00002.m4s", Duration: 5.5, Size: 90016, IV: fixedIV(3), Discontinuity: true,
-				Init: &EncryptedInit{URI: "init_00001.mp4", IV: fixedIV(101)}},
+				Init: &Init{URI: "init_00001.mp4", IV: fixedIV(101)}},
 			{URI: "seg_00003.m4s", Duration: 2.0026, Size: 30016, IV: fixedIV(4)},
 		},
 	}
 }
 
-func TestWriteEncryptedMediaGolden(t *testing.T) {
-	checkBackfillGolden(t, "media_fmp4_discontinuity.m3u8.golden", writeEncryptedMedia(t, fmp4Media()))
-	ts := EncryptedMedia{KeyURI: testKeyURI, Independent: true, Segments: []EncryptedSegment{
+func TestWriteMediaLegacyShapesGolden(t *testing.T) {
+	checkBackfillGolden(t, "media_fmp4_discontinuity.m3u8.golden", writeLegacyShapes(t, fmp4Media()))
+	ts := Media{KeyURI: testKeyURI, Independent: true, Segments: []Segment{
 		{URI: "seg_00000.ts", Duration: 1, IV: fixedIV(1)},
 		{URI: "seg_00001.ts", Duration: 1.002667, IV: fixedIV(2), Discontinuity: true},
 		{URI: "seg_00002.ts", Duration: 0.021333, IV: fixedIV(3)},
 	}}
-	checkBackfillGolden(t, "media_ts_discontinuity.m3u8.golden", writeEncryptedMedia(t, ts))
+	checkBackfillGolden(t, "media_ts_discontinuity.m3u8.golden", writeLegacyShapes(t, ts))
 }
 
-func TestEncryptedMediaRoundTrip(t *testing.T) {
+func TestMediaWithInitRoundTrip(t *testing.T) {
 	m := fmp4Media()
-	out := writeEncryptedMedia(t, m)
+	out := writeLegacyShapes(t, m)
 	pm := parseMedia(t, out)
 	if !pm.Ended || len(pm.Segments) != len(m.Segments) {
 		t.Fatalf("parsed %+v", pm)
@@ -108,16 +108,16 @@ func TestEncryptedMediaRoundTrip(t *testing.T) {
 	}
 }
 
-func TestWriteEncryptedMediaRefuses(t *testing.T) {
-	for name, m := range map[string]EncryptedMedia{
+func TestWriteMediaRefusesLegacyShapes(t *testing.T) {
+	for name, m := range map[string]Media{
 		"no segments":       {KeyURI: testKeyURI},
-		"no key URI":        {Segments: []EncryptedSegment{{URI: "a.ts", Duration: 1}}},
-		"absolute URI":      {KeyURI: testKeyURI, Segments: []EncryptedSegment{{URI: "/a.ts", Duration: 1}}},
-		"escaping init":     {KeyURI: testKeyURI, Segments: []EncryptedSegment{{URI: "a.ts", Duration: 1, Init: &EncryptedInit{URI: "../i.mp4"}}}},
-		"zero duration":     {KeyURI: testKeyURI, Segments: []EncryptedSegment{{URI: "a.ts", Duration: 0}}},
-		"init not on first": {KeyURI: testKeyURI, Segments: []EncryptedSegment{{URI: "a.ts", Duration: 1}, {URI: "b.ts", Duration: 1, Init: &EncryptedInit{URI: "i.mp4"}}}},
+		"no key URI":        {Segments: []Segment{{URI: "a.ts", Duration: 1}}},
+		"absolute URI":      {KeyURI: testKeyURI, Segments: []Segment{{URI: "/a.ts", Duration: 1}}},
+		"escaping init":     {KeyURI: testKeyURI, Segments: []Segment{{URI: "a.ts", Duration: 1, Init: &Init{URI: "../i.mp4"}}}},
+		"zero duration":     {KeyURI: testKeyURI, Segments: []Segment{{URI: "a.ts", Duration: 0}}},
+		"init not on first": {KeyURI: testKeyURI, Segments: []Segment{{URI: "a.ts", Duration: 1}, {URI: "b.ts", Duration: 1, Init: &Init{URI: "i.mp4"}}}},
 	} {
-		if err := WriteEncryptedMedia(&bytes.Buffer{}, m); err == nil {
+		if err := WriteMedia(&bytes.Buffer{}, m); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
@@ -135,19 +135,19 @@ func TestLegacyMasterRoundTrip(t *testing.T) {
 		t.Fatalf("parsed %+v", lm)
 	}
 	// Rewrite with new URIs, as a backfill does.
-	m := EncryptedMaster{Independent: lm.Independent}
+	m := Master{Independent: lm.Independent}
 	for i, r := range lm.Media {
 		r.URI = []string{"audio_en/index.m3u8", "audio_de/index.m3u8", "subs_en/index.m3u8"}[i]
-		m.Media = append(m.Media, r.MasterMedia)
+		m.Alternatives = append(m.Alternatives, r.Alternative)
 	}
-	m.Variants = []MasterVariant{
+	m.Variants = []Variant{
 		{URI: "720p/index.m3u8", Bandwidth: 2800000, AverageBandwidth: 2400000, Codecs: "avc1.64001f,mp4a.40.2",
 			Width: 1280, Height: 720, FrameRate: 29.97, Audio: "aac", Subtitles: "subs"},
 		{URI: "360p/index.m3u8", Bandwidth: 1200000, Codecs: "avc1.4d401e,mp4a.40.2", Width: 640, Height: 360, Audio: "aac"},
 		{URI: "audio_en/index.m3u8", Bandwidth: 70000, Codecs: "mp4a.40.2", Audio: "aac"},
 	}
 	var buf bytes.Buffer
-	if err := WriteEncryptedMaster(&buf, m); err != nil {
+	if err := WriteMaster(&buf, m); err != nil {
 		t.Fatal(err)
 	}
 	checkBackfillGolden(t, "master_audio_groups.m3u8.golden", buf.Bytes())
@@ -155,7 +155,7 @@ func TestLegacyMasterRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(back.Variants) != 3 || back.Variants[0].URI != "720p/index.m3u8" || len(back.Media) != 3 || !reflect.DeepEqual(back.Media[1].MasterMedia, m.Media[1]) {
+	if len(back.Variants) != 3 || back.Variants[0].URI != "720p/index.m3u8" || len(back.Media) != 3 || !reflect.DeepEqual(back.Media[1].Alternative, m.Alternatives[1]) {
 		t.Fatalf("round trip: %+v", back)
 	}
 	if pm, err := ParseMaster(bytes.NewReader(buf.Bytes())); err != nil || len(pm.Variants) != 3 || len(pm.Renditions) != 3 {
@@ -163,22 +163,22 @@ func TestLegacyMasterRoundTrip(t *testing.T) {
 	}
 }
 
-func TestWriteEncryptedMasterRefuses(t *testing.T) {
-	v := MasterVariant{URI: "a/index.m3u8", Bandwidth: 1000}
-	audio := MasterMedia{Type: "AUDIO", GroupID: "aud", Name: "en", URI: "en/index.m3u8"}
-	for name, m := range map[string]EncryptedMaster{
+func TestWriteMasterRefuses(t *testing.T) {
+	v := Variant{URI: "a/index.m3u8", Bandwidth: 1000}
+	audio := Alternative{Type: "AUDIO", GroupID: "aud", Name: "en", URI: "en/index.m3u8"}
+	for name, m := range map[string]Master{
 		"no variants":       {},
-		"no bandwidth":      {Variants: []MasterVariant{{URI: "a/index.m3u8"}}},
-		"avg above peak":    {Variants: []MasterVariant{{URI: "a.m3u8", Bandwidth: 1, AverageBandwidth: 2}}},
-		"unknown group":     {Variants: []MasterVariant{{URI: "a.m3u8", Bandwidth: 1, Audio: "aud"}}},
-		"group of the type": {Variants: []MasterVariant{{URI: "a.m3u8", Bandwidth: 1, Subtitles: "aud"}}, Media: []MasterMedia{audio}},
-		"duplicate":         {Variants: []MasterVariant{v}, Media: []MasterMedia{audio, audio}},
-		"closed captions":   {Variants: []MasterVariant{v}, Media: []MasterMedia{{Type: "CLOSED-CAPTIONS", GroupID: "cc", Name: "cc"}}},
-		"quote in name":     {Variants: []MasterVariant{v}, Media: []MasterMedia{{Type: "AUDIO", GroupID: "a", Name: `x"y`}}},
-		"same URI twice":    {Variants: []MasterVariant{v, v}},
-		"half resolution":   {Variants: []MasterVariant{{URI: "a.m3u8", Bandwidth: 1, Width: 2}}},
+		"no bandwidth":      {Variants: []Variant{{URI: "a/index.m3u8"}}},
+		"avg above peak":    {Variants: []Variant{{URI: "a.m3u8", Bandwidth: 1, AverageBandwidth: 2}}},
+		"unknown group":     {Variants: []Variant{{URI: "a.m3u8", Bandwidth: 1, Audio: "aud"}}},
+		"group of the type": {Variants: []Variant{{URI: "a.m3u8", Bandwidth: 1, Subtitles: "aud"}}, Alternatives: []Alternative{audio}},
+		"duplicate":         {Variants: []Variant{v}, Alternatives: []Alternative{audio, audio}},
+		"closed captions":   {Variants: []Variant{v}, Alternatives: []Alternative{{Type: "CLOSED-CAPTIONS", GroupID: "cc", Name: "cc"}}},
+		"quote in name":     {Variants: []Variant{v}, Alternatives: []Alternative{{Type: "AUDIO", GroupID: "a", Name: `x"y`}}},
+		"same URI twice":    {Variants: []Variant{v, v}},
+		"half resolution":   {Variants: []Variant{{URI: "a.m3u8", Bandwidth: 1, Width: 2}}},
 	} {
-		if err := WriteEncryptedMaster(&bytes.Buffer{}, m); err == nil {
+		if err := WriteMaster(&bytes.Buffer{}, m); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
@@ -195,5 +195,24 @@ func TestMapTagsLegacy(t *testing.T) {
 	}
 	if !reflect.DeepEqual(tags, want) {
 		t.Fatalf("MapTags = %+v, want %+v", tags, want)
+	}
+}
+
+func TestWriteMediaByteRange(t *testing.T) {
+	m := Media{KeyURI: testKeyURI, Segments: []Segment{
+		{URI: "all.ts", Duration: 4, IV: fixedIV(1), ByteRange: &ByteRange{Length: 1000, Offset: 0}},
+		{URI: "all.ts", Duration: 4, IV: fixedIV(2), ByteRange: &ByteRange{Length: 2000, Offset: 1000}},
+	}}
+	out := writeLegacyShapes(t, m)
+	if !strings.Contains(string(out), "#EXT-X-VERSION:4\n") || !strings.Contains(string(out), "#EXT-X-BYTERANGE:2000@1000\n") {
+		t.Fatalf("byte ranges not written as EXT-X-BYTERANGE (version 4):\n%s", out)
+	}
+	back, err := ParseMedia(bytes.NewReader(out))
+	if err != nil || len(back.Segments) != 2 || back.Segments[1].ByteRange == nil || *back.Segments[1].ByteRange != (ByteRange{2000, 1000}) {
+		t.Fatalf("read back: %+v %v", back, err)
+	}
+	m.Segments[0].ByteRange = &ByteRange{Length: 0}
+	if err := WriteMedia(&bytes.Buffer{}, m); err == nil {
+		t.Error("empty byte range accepted")
 	}
 }

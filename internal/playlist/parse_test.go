@@ -31,7 +31,7 @@ func parseMedia(t *testing.T, data []byte) *ParsedMedia {
 
 func TestRoundTripWriteParseMedia(t *testing.T) {
 	segs := segments(4.004, 4.004, 3.98, 4.004, 0.04)
-	out := writeMedia(t, Media{KeyURI: testKeyURI, Segments: segs})
+	out := writeMedia(t, Media{KeyURI: testKeyURI, Independent: true, Segments: segs})
 	pm := parseMedia(t, out)
 
 	if !pm.Ended {
@@ -75,7 +75,7 @@ func TestRoundTripLargePlaylist(t *testing.T) {
 	for i := range segs {
 		segs[i] = Segment{URI: fmt.Sprintf("seg_%06d.ts", i), Duration: 4.004, IV: fixedIV(i)}
 	}
-	out := writeMedia(t, Media{KeyURI: testKeyURI, Segments: segs})
+	out := writeMedia(t, Media{KeyURI: testKeyURI, Independent: true, Segments: segs})
 	pm := parseMedia(t, out)
 	if len(pm.Segments) != n {
 		t.Fatalf("got %d segments, want %d", len(pm.Segments), n)
@@ -293,7 +293,7 @@ func TestParseMasterAudioGroups(t *testing.T) {
 
 func TestRoundTripWriteParseMaster(t *testing.T) {
 	var buf bytes.Buffer
-	if err := WriteMaster(&buf, testVariants()); err != nil {
+	if err := WriteMaster(&buf, Master{Variants: SortByBandwidth(testVariants()), Independent: true, Complete: true}); err != nil {
 		t.Fatal(err)
 	}
 	pm, err := ParseMaster(&buf)
@@ -368,10 +368,10 @@ func TestParseMasterErrors(t *testing.T) {
 
 func TestKind(t *testing.T) {
 	var master, media bytes.Buffer
-	if err := WriteMaster(&master, testVariants()); err != nil {
+	if err := WriteMaster(&master, Master{Variants: SortByBandwidth(testVariants()), Independent: true, Complete: true}); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteMedia(&media, Media{KeyURI: testKeyURI, Segments: segments(4)}); err != nil {
+	if err := WriteMedia(&media, Media{KeyURI: testKeyURI, Independent: true, Segments: segments(4)}); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {

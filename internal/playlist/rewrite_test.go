@@ -10,7 +10,7 @@ import (
 
 func publishedMedia(t testing.TB, n int) []byte {
 	t.Helper()
-	m := Media{KeyURI: "http://127.0.0.1:8080/v1/keys/k_00000000000000000000000000000001"}
+	m := Media{KeyURI: "http://127.0.0.1:8080/v1/keys/k_00000000000000000000000000000001", Independent: true}
 	for i := range n {
 		var iv [16]byte
 		iv[0], iv[15] = 0xAB, byte(i)
@@ -148,10 +148,10 @@ func TestRewriteMediaRefuses(t *testing.T) {
 
 func TestRewriteMaster(t *testing.T) {
 	var buf bytes.Buffer
-	err := WriteMaster(&buf, []Variant{
+	err := WriteMaster(&buf, Master{Independent: true, Complete: true, Variants: []Variant{
 		{URI: "240p/index.m3u8", Bandwidth: 400000, AverageBandwidth: 300000, Codecs: "avc1.42c00d,mp4a.40.2", Width: 320, Height: 240, FrameRate: 25},
 		{URI: "144p/index.m3u8", Bandwidth: 200000, AverageBandwidth: 150000, Codecs: "avc1.42c00b,mp4a.40.2", Width: 192, Height: 144, FrameRate: 25},
-	})
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}

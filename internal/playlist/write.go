@@ -24,30 +24,92 @@ import (
 	"github.com/grafov/m3u8"
 )
 
-// Segment is one media segment of a playlist we publish.
+// Segment is one media segment of a playlist we publish. Every segment is
+// encrypted whole with AES-128 under its own IV.
 type Segment struct {
 	URI      string  // relative to the playlist, e.g. "seg_00001.ts"
-	Duration float64 // seconds, from ffmpeg's playlist
+	Duration float64 // seconds
 	Size     int64   // bytes as delivered (encrypted size); used for bandwidth
 	IV       [16]byte
+	// Discontinuity writes EXT-X-DISCONTINUITY before the segment.
+	Discontinuity bool
+	// Init starts applying at this segment (EXT-X-MAP); nil: the previous
+	// one, if any, still applies. A playlist with init sections must give
+	// its first segment one.
+	Init *Init
+	// ByteRange, when set, makes the segment a sub-range of its URI
+	// (EXT-X-BYTERANGE). RFC 8216 treats each range as its own encrypted
+	// segment, so the range must have been encrypted on its own.
+	ByteRange *ByteRange
 }
 
-// Media is one rendition's VOD playlist. Every segment has its own random
-// IV, so an EXT-X-KEY tag is written before every segment; the key URI is the
+// Init is an EXT-X-MAP media initialization section stored as its own
+// object, encrypted whole under its own IV.
+type Init struct {
+	URI string // relative to the playlist, e.g. "init_00000.mp4"
+	IV  [16]byte
+}
+
+// Media is one rendition's VOD playlist. Every segment has its own IV, so
+// an EXT-X-KEY tag is written before every segment; the key URI is the
 // same for all of them.
 type Media struct {
 	KeyURI   string
 	Segments []Segment
+	// Independent writes EXT-X-INDEPENDENT-SEGMENTS: true for our own
+	// transcodes (every segment starts with a keyframe), only when the
+	// source said so for a legacy title.
+	Independent bool
 }
 
-// Variant is one rendition as listed in the master playlist.
+// Variant is one EXT-X-STREAM-INF of a master playlist. Only URI and
+// Bandwidth are always required; Master.Complete requires the rest.
 type Variant struct {
 	URI              string // relative, e.g. "720p/index.m3u8"
 	Bandwidth        int64  // peak segment bit rate, bits/s
-	AverageBandwidth int64  // average segment bit rate, bits/s
+	AverageBandwidth int64  // average segment bit rate, bits/s; 0: not written
 	Codecs           string // e.g. "avc1.64001f,mp4a.40.2"
 	Width, Height    int
 	FrameRate        float64 // written with 3 decimals
+	// Group ids of the alternative renditions this variant plays with.
+	Audio, Video, Subtitles string
+}
+
+// Alternative is one EXT-X-MEDIA rendition (TYPE AUDIO, VIDEO or
+// SUBTITLES) of a master playlist.
+type Alternative struct {
+	Type            string
+	GroupID         string
+	Name            string
+	Language        string
+	Default         bool
+	Autoselect      string // "YES", "NO" or ""
+	Characteristics string
+	URI             string // relative; "" for a rendition carried in the variant's stream
+}
+
+// Master is a master playlist.
+type Master struct {
+	Variants     []Variant // written in this order: players start with the first
+	Alternatives []Alternative
+	// Independent writes EXT-X-INDEPENDENT-SEGMENTS.
+	Independent bool
+	// Complete is what our own transcodes promise: every variant carries
+	// AVERAGE-BANDWIDTH, CODECS, RESOLUTION and FRAME-RATE, and the writer
+	// refuses one that does not rather than publish a master a player
+	// must guess at.
+	Complete bool
+}
+
+// SortByBandwidth returns the variants ordered by Bandwidth, highest first
+// (equal bandwidths keep their order), without modifying vs: the order our
+// own transcodes publish, so that players start high.
+func SortByBandwidth(vs []Variant) []Variant {
+	sorted := slices.Clone(vs)
+	slices.SortStableFunc(sorted, func(a, b Variant) int {
+		return -compareInt64(a.Bandwidth, b.Bandwidth)
+	})
+	return sorted
 }
 
 // protocolVersion is the EXT-X-VERSION of everything we write. RFC 8216
@@ -76,25 +138,57 @@ func (t independentSegments) Encode() *bytes.Buffer {
 	return bytes.NewBufferString(t.String())
 }
 
+// versionMap is the EXT-X-VERSION of a playlist with EXT-X-MAP: RFC 8216
+// section 7 requires 6 for EXT-X-MAP in a playlist without
+// EXT-X-I-FRAMES-ONLY.
+const versionMap = 6
+
+// versionByteRange is the EXT-X-VERSION EXT-X-BYTERANGE needs (RFC 8216
+// section 7).
+const versionByteRange = 4
+
+// segmentKeyTag is an EXT-X-KEY written through grafov's custom segment tag
+// hook. grafov writes a segment's tags in a fixed order (KEY, DISCONTINUITY,
+// MAP, …, custom tags, EXTINF) and one Key per segment; a segment that
+// starts a new init section needs two: the init section's IV must be in
+// effect at the EXT-X-MAP (RFC 8216 section 4.3.2.5 requires an explicit IV
+// for an encrypted EXT-X-MAP), and the segment's own IV after it.
+type segmentKeyTag struct{ line string }
+
+func (t segmentKeyTag) TagName() string       { return "#EXT-X-KEY" }
+func (t segmentKeyTag) String() string        { return t.line }
+func (t segmentKeyTag) Encode() *bytes.Buffer { return bytes.NewBufferString(t.line) }
+
+func keyLine(uri string, iv [16]byte) string {
+	return `#EXT-X-KEY:METHOD=AES-128,URI="` + uri + `",IV=` + formatIV(iv)
+}
+
 // WriteMedia writes m as a VOD media playlist:
 //
 //	#EXTM3U
-//	#EXT-X-VERSION:3
-//	#EXT-X-INDEPENDENT-SEGMENTS
+//	#EXT-X-VERSION:3                (4 with EXT-X-BYTERANGE, 6 with EXT-X-MAP)
+//	#EXT-X-INDEPENDENT-SEGMENTS     (when m.Independent)
 //	#EXT-X-PLAYLIST-TYPE:VOD
 //	#EXT-X-MEDIA-SEQUENCE:0
 //	#EXT-X-TARGETDURATION:<max over segments of round-half-up(EXTINF), at least 1>
+//	#EXT-X-KEY:METHOD=AES-128,URI="<KeyURI>",IV=0x<init IV>    (segments that start an init section)
+//	#EXT-X-DISCONTINUITY                                         (when asked)
+//	#EXT-X-MAP:URI="<init URI>"                                  (segments that start an init section)
 //	#EXT-X-KEY:METHOD=AES-128,URI="<KeyURI>",IV=0x<32 upper-case hex>   (before every segment)
+//	#EXT-X-BYTERANGE:<length>@<offset>                           (when set)
 //	#EXTINF:<duration, 3 decimals>,
 //	<segment URI>
 //	...
 //	#EXT-X-ENDLIST
 //
-// Header tags come in grafov's order; RFC 8216 gives them no order.
-// It returns an error for no segments, an empty or unsafe KeyURI, a segment
-// URI that is absolute or contains "..", "?", "#", whitespace or control
-// characters, or a duration that is NaN, infinite, not positive, rounds to
-// 0.000, or is 8192 s or more (see maxSegmentDuration).
+// A segment without Init has a single EXT-X-KEY (its own IV) before its
+// optional EXT-X-DISCONTINUITY. Header tags come in grafov's order; RFC
+// 8216 gives them no order. It returns an error for no segments, an empty
+// or unsafe KeyURI, a segment or init URI that is absolute or contains
+// "..", "?", "#", whitespace or control characters, a duration that is NaN,
+// infinite, not positive, rounds to 0.000, or is 8192 s or more (see
+// maxSegmentDuration), a byte range that is empty or negative, or init
+// sections that do not start at the first segment.
 func WriteMedia(w io.Writer, m Media) error {
 	if len(m.Segments) == 0 {
 		return errors.New("playlist: media playlist has no segments")
@@ -102,13 +196,30 @@ func WriteMedia(w io.Writer, m Media) error {
 	if err := checkQuotedValue(m.KeyURI); err != nil {
 		return fmt.Errorf("playlist: key URI: %w", err)
 	}
-
 	p, err := m3u8.NewMediaPlaylist(0, uint(len(m.Segments))) // sized exactly: grafov never grows a playlist it did not decode
 	if err != nil {
 		return fmt.Errorf("playlist: %w", err)
 	}
-	p.SetVersion(protocolVersion)
-	p.SetCustomTag(independentSegments{})
+	version := uint8(protocolVersion)
+	hasInit := false
+	for _, s := range m.Segments {
+		if s.Init != nil {
+			hasInit = true
+		}
+		if s.ByteRange != nil {
+			version = max(version, versionByteRange)
+		}
+	}
+	if hasInit {
+		if m.Segments[0].Init == nil {
+			return errors.New("playlist: the first segment has no init section while later ones do")
+		}
+		version = versionMap
+	}
+	p.SetVersion(version)
+	if m.Independent {
+		p.SetCustomTag(independentSegments{})
+	}
 	p.MediaType = m3u8.VOD
 	p.Closed = true // EXT-X-ENDLIST
 
@@ -122,20 +233,31 @@ func WriteMedia(w io.Writer, m Media) error {
 			return fmt.Errorf("playlist: segment %d (%s): %w", i, s.URI, err)
 		}
 		durations[i] = ms
-		err = p.AppendSegment(&m3u8.MediaSegment{
-			URI:      s.URI,
-			Duration: dur,
+		seg := &m3u8.MediaSegment{
+			URI:           s.URI,
+			Duration:      dur,
+			Discontinuity: s.Discontinuity,
 			// A Key per segment and none on the playlist: grafov writes a
 			// segment's key whenever it differs from the playlist key, so
 			// every segment gets exactly one EXT-X-KEY and no header copy
 			// duplicates the first.
-			Key: &m3u8.Key{
-				Method: "AES-128",
-				URI:    m.KeyURI,
-				IV:     formatIV(s.IV),
-			},
-		})
-		if err != nil {
+			Key: &m3u8.Key{Method: "AES-128", URI: m.KeyURI, IV: formatIV(s.IV)},
+		}
+		if br := s.ByteRange; br != nil {
+			if br.Length <= 0 || br.Offset < 0 {
+				return fmt.Errorf("playlist: segment %d (%s): byte range %d@%d", i, s.URI, br.Length, br.Offset)
+			}
+			seg.Limit, seg.Offset = br.Length, br.Offset
+		}
+		if s.Init != nil {
+			if err := checkRelativeURI(s.Init.URI); err != nil {
+				return fmt.Errorf("playlist: segment %d init URI %q: %w", i, s.Init.URI, err)
+			}
+			seg.Key.IV = formatIV(s.Init.IV)
+			seg.Map = &m3u8.Map{URI: s.Init.URI}
+			seg.Custom = map[string]m3u8.CustomTag{"#EXT-X-KEY": segmentKeyTag{keyLine(m.KeyURI, s.IV)}}
+		}
+		if err := p.AppendSegment(seg); err != nil {
 			return fmt.Errorf("playlist: segment %d: %w", i, err)
 		}
 	}
@@ -262,52 +384,138 @@ func checkQuotedValue(s string) error {
 	return nil
 }
 
-// WriteMaster writes the master playlist:
+// WriteMaster writes a master playlist: EXT-X-VERSION 3 (4 with
+// EXT-X-MEDIA renditions: grafov raises it, which RFC 8216 section 7
+// allows), the EXT-X-MEDIA renditions first (in order), then the variants
+// in their given order (see SortByBandwidth):
 //
 //	#EXTM3U
 //	#EXT-X-VERSION:3
-//	#EXT-X-INDEPENDENT-SEGMENTS
-//	#EXT-X-STREAM-INF:BANDWIDTH=..,AVERAGE-BANDWIDTH=..,CODECS="..",RESOLUTION=WxH,FRAME-RATE=..
+//	#EXT-X-INDEPENDENT-SEGMENTS     (when m.Independent)
+//	#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="..",NAME="..",...
+//	#EXT-X-STREAM-INF:BANDWIDTH=..,AVERAGE-BANDWIDTH=..,CODECS="..",RESOLUTION=WxH,FRAME-RATE=..,AUDIO=".."
 //	<variant URI>
 //	...
 //
-// Variants are ordered by Bandwidth, highest first; equal bandwidths keep
-// their input order. The caller's slice is not modified. Every attribute is
-// required: URI as for segment URIs, 0 < AverageBandwidth <= Bandwidth <=
-// 4294967295 (grafov stores uint32), Codecs a non-empty quoted-string value,
-// positive Width and Height, and a positive finite FrameRate. Version 3: see
-// protocolVersion; since PROGRAM-ID is not written, nothing ties the playlist
-// to a version below 6 either.
-func WriteMaster(w io.Writer, variants []Variant) error {
-	if len(variants) == 0 {
+// URIs must be plain relative references, as for segment URIs; 0 <
+// Bandwidth <= 4294967295 (grafov stores uint32) and 0 <= AverageBandwidth
+// <= Bandwidth; each group a variant names must exist with the matching
+// TYPE; a rendition's TYPE, GROUP-ID and NAME are required, and TYPE,
+// GROUP-ID, NAME and LANGUAGE together must be unique (grafov writes one tag
+// per combination). With m.Complete every variant also needs a positive
+// AverageBandwidth, a non-empty Codecs, positive Width and Height and a
+// positive finite FrameRate. Since PROGRAM-ID is not written, nothing ties
+// the playlist to a version below 6.
+func WriteMaster(w io.Writer, m Master) error {
+	if len(m.Variants) == 0 {
 		return errors.New("playlist: master playlist has no variants")
 	}
-	sorted := slices.Clone(variants)
-	slices.SortStableFunc(sorted, func(a, b Variant) int {
-		return -compareInt64(a.Bandwidth, b.Bandwidth)
-	})
+	groups := map[string]string{} // group id → type
+	seen := map[string]bool{}
+	alts := make([]*m3u8.Alternative, 0, len(m.Alternatives))
+	for i, r := range m.Alternatives {
+		switch r.Type {
+		case "AUDIO", "VIDEO", "SUBTITLES":
+		default:
+			return fmt.Errorf("playlist: rendition %d: TYPE %q is not AUDIO, VIDEO or SUBTITLES", i, r.Type)
+		}
+		for name, v := range map[string]string{"GROUP-ID": r.GroupID, "NAME": r.Name} {
+			if err := checkQuotedValue(v); err != nil {
+				return fmt.Errorf("playlist: rendition %d %s: %w", i, name, err)
+			}
+		}
+		for name, v := range map[string]string{"LANGUAGE": r.Language, "CHARACTERISTICS": r.Characteristics} {
+			if v == "" {
+				continue
+			}
+			if err := checkQuotedValue(v); err != nil {
+				return fmt.Errorf("playlist: rendition %d %s: %w", i, name, err)
+			}
+		}
+		switch r.Autoselect {
+		case "", "YES", "NO":
+		default:
+			return fmt.Errorf("playlist: rendition %d: AUTOSELECT %q", i, r.Autoselect)
+		}
+		if r.URI != "" {
+			if err := checkRelativeURI(r.URI); err != nil {
+				return fmt.Errorf("playlist: rendition %d URI %q: %w", i, r.URI, err)
+			}
+		}
+		if t, ok := groups[r.GroupID]; ok && t != r.Type {
+			return fmt.Errorf("playlist: group %q holds both %s and %s renditions", r.GroupID, t, r.Type)
+		}
+		groups[r.GroupID] = r.Type
+		k := r.Type + "\x00" + r.GroupID + "\x00" + r.Name + "\x00" + r.Language
+		if seen[k] {
+			return fmt.Errorf("playlist: rendition %d repeats TYPE, GROUP-ID, NAME and LANGUAGE of an earlier one", i)
+		}
+		seen[k] = true
+		alts = append(alts, &m3u8.Alternative{
+			Type: r.Type, GroupId: r.GroupID, Name: r.Name, Language: r.Language, Default: r.Default,
+			Autoselect: r.Autoselect, Characteristics: r.Characteristics, URI: r.URI,
+		})
+	}
 
 	p := m3u8.NewMasterPlaylist()
 	p.SetVersion(protocolVersion)
-	p.SetIndependentSegments(true)
-	seen := make(map[string]bool, len(sorted))
-	for _, v := range sorted {
-		if err := checkVariant(v); err != nil {
-			return fmt.Errorf("playlist: variant %q: %w", v.URI, err)
+	p.SetIndependentSegments(m.Independent)
+	uris := map[string]bool{}
+	for i, v := range m.Variants {
+		if m.Complete {
+			if err := checkCompleteVariant(v); err != nil {
+				return fmt.Errorf("playlist: variant %q: %w", v.URI, err)
+			}
 		}
-		if seen[v.URI] {
+		if err := checkRelativeURI(v.URI); err != nil {
+			return fmt.Errorf("playlist: variant %d URI %q: %w", i, v.URI, err)
+		}
+		if uris[v.URI] {
 			return fmt.Errorf("playlist: variant %q listed twice", v.URI)
 		}
-		seen[v.URI] = true
-		p.Append(v.URI, nil, m3u8.VariantParams{
+		uris[v.URI] = true
+		if v.Bandwidth <= 0 || v.Bandwidth > math.MaxUint32 {
+			return fmt.Errorf("playlist: variant %q: bandwidth %d out of range", v.URI, v.Bandwidth)
+		}
+		if v.AverageBandwidth < 0 || v.AverageBandwidth > v.Bandwidth {
+			return fmt.Errorf("playlist: variant %q: average bandwidth %d out of range 0..%d", v.URI, v.AverageBandwidth, v.Bandwidth)
+		}
+		if v.Codecs != "" {
+			if err := checkQuotedValue(v.Codecs); err != nil || strings.ContainsFunc(v.Codecs, unicode.IsSpace) {
+				return fmt.Errorf("playlist: variant %q: bad CODECS %q", v.URI, v.Codecs)
+			}
+		}
+		if (v.Width == 0) != (v.Height == 0) || v.Width < 0 || v.Height < 0 {
+			return fmt.Errorf("playlist: variant %q: resolution %dx%d", v.URI, v.Width, v.Height)
+		}
+		if math.IsNaN(v.FrameRate) || math.IsInf(v.FrameRate, 0) || v.FrameRate < 0 {
+			return fmt.Errorf("playlist: variant %q: frame rate %v", v.URI, v.FrameRate)
+		}
+		for typ, g := range map[string]string{"AUDIO": v.Audio, "VIDEO": v.Video, "SUBTITLES": v.Subtitles} {
+			if g != "" && groups[g] != typ {
+				return fmt.Errorf("playlist: variant %q names %s group %q, which has no %s rendition", v.URI, typ, g, typ)
+			}
+		}
+		params := m3u8.VariantParams{
 			Bandwidth:        uint32(v.Bandwidth),
 			AverageBandwidth: uint32(v.AverageBandwidth),
 			Codecs:           v.Codecs,
-			Resolution:       strconv.Itoa(v.Width) + "x" + strconv.Itoa(v.Height),
 			FrameRate:        v.FrameRate,
-		})
+			Audio:            v.Audio,
+			Video:            v.Video,
+			Subtitles:        v.Subtitles,
+		}
+		if v.Width > 0 {
+			params.Resolution = strconv.Itoa(v.Width) + "x" + strconv.Itoa(v.Height)
+		}
+		if i == 0 {
+			// grafov writes a variant's alternatives just before it, once
+			// each: hanging them all on the first puts them all on top.
+			params.Alternatives = alts
+		}
+		p.Append(v.URI, nil, params)
 	}
-	out, err := dropProgramID(p.Encode().Bytes(), len(sorted))
+	out, err := dropProgramID(p.Encode().Bytes(), len(m.Variants))
 	if err != nil {
 		return err
 	}
@@ -327,7 +535,8 @@ func compareInt64(a, b int64) int {
 	return 0
 }
 
-func checkVariant(v Variant) error {
+// checkCompleteVariant holds a variant to what Master.Complete promises.
+func checkCompleteVariant(v Variant) error {
 	if err := checkRelativeURI(v.URI); err != nil {
 		return fmt.Errorf("URI: %w", err)
 	}

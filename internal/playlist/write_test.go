@@ -75,12 +75,12 @@ func TestWriteMediaGolden(t *testing.T) {
 		golden string
 		media  Media
 	}{
-		{"media_720p.golden.m3u8", Media{KeyURI: testKeyURI, Segments: segments(4.004, 4.004, 3.98, 4.004, 4.004, 0.04)}},
-		{"media_single_segment.golden.m3u8", Media{KeyURI: testKeyURI, Segments: segments(2.5)}},
+		{"media_720p.golden.m3u8", Media{KeyURI: testKeyURI, Independent: true, Segments: segments(4.004, 4.004, 3.98, 4.004, 4.004, 0.04)}},
+		{"media_single_segment.golden.m3u8", Media{KeyURI: testKeyURI, Independent: true, Segments: segments(2.5)}},
 		// 9.5 s rounds half up to 10; 4.4 s alone would give 4, where
 		// grafov's ceil would give 5.
-		{"media_target_rounding.golden.m3u8", Media{KeyURI: testKeyURI, Segments: segments(4.4, 9.5, 8.5, 1.2)}},
-		{"media_target_round_down.golden.m3u8", Media{KeyURI: testKeyURI, Segments: segments(4.4, 4.2, 3.1)}},
+		{"media_target_rounding.golden.m3u8", Media{KeyURI: testKeyURI, Independent: true, Segments: segments(4.4, 9.5, 8.5, 1.2)}},
+		{"media_target_round_down.golden.m3u8", Media{KeyURI: testKeyURI, Independent: true, Segments: segments(4.4, 4.2, 3.1)}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.golden, func(t *testing.T) {
@@ -96,7 +96,7 @@ func TestWriteMediaGolden(t *testing.T) {
 
 func TestWriteMediaStructure(t *testing.T) {
 	segs := segments(4.004, 4.004, 3.98, 0.04)
-	out := string(writeMedia(t, Media{KeyURI: testKeyURI, Segments: segs}))
+	out := string(writeMedia(t, Media{KeyURI: testKeyURI, Independent: true, Segments: segs}))
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 
 	header := []string{
@@ -158,7 +158,7 @@ func TestWriteMediaEXTINFExact(t *testing.T) {
 		{8191.999, "8191.999"},
 	}
 	for _, tc := range tests {
-		out := string(writeMedia(t, Media{KeyURI: testKeyURI, Segments: segments(tc.in)}))
+		out := string(writeMedia(t, Media{KeyURI: testKeyURI, Independent: true, Segments: segments(tc.in)}))
 		if !strings.Contains(out, "\n#EXTINF:"+tc.want+",\n") {
 			t.Errorf("duration %v: want EXTINF:%s in\n%s", tc.in, tc.want, out)
 		}
@@ -181,7 +181,7 @@ func TestTargetDuration(t *testing.T) {
 		{[]float64{2, 6.2, 3}, 6},
 	}
 	for _, tc := range tests {
-		out := string(writeMedia(t, Media{KeyURI: testKeyURI, Segments: segments(tc.durations...)}))
+		out := string(writeMedia(t, Media{KeyURI: testKeyURI, Independent: true, Segments: segments(tc.durations...)}))
 		want := fmt.Sprintf("\n#EXT-X-TARGETDURATION:%d\n", tc.want)
 		if !strings.Contains(out, want) {
 			t.Errorf("%v: want %q in\n%s", tc.durations, want, out)
@@ -204,26 +204,26 @@ func TestWriteMediaErrors(t *testing.T) {
 		{"empty key URI", Media{Segments: []Segment{ok}}},
 		{"key URI with quote", Media{KeyURI: `https://x/"k`, Segments: []Segment{ok}}},
 		{"key URI with newline", Media{KeyURI: "https://x/k\n#EXT-X-ENDLIST", Segments: []Segment{ok}}},
-		{"empty URI", Media{KeyURI: testKeyURI, Segments: with(func(s *Segment) { s.URI = "" })}},
-		{"absolute URL", Media{KeyURI: testKeyURI, Segments: with(func(s *Segment) { s.URI = "https://cdn.example.com/a.ts" })}},
-		{"scheme-relative", Media{KeyURI: testKeyURI, Segments: with(func(s *Segment) { s.URI = "//cdn.example.com/a.ts" })}},
-		{"absolute path", Media{KeyURI: testKeyURI, Segments: with(func(s *Segment) { s.URI = "/hls/a.ts" })}},
-		{"scheme only", Media{KeyURI: testKeyURI, Segments: with(func(s *Segment) { s.URI = "file:a.ts" })}},
-		{"dot dot", Media{KeyURI: testKeyURI, Segments: with(func(s *Segment) { s.URI = "../other/a.ts" })}},
-		{"dot dot inside", Media{KeyURI: testKeyURI, Segments: with(func(s *Segment) { s.URI = "a/../../b.ts" })}},
-		{"query", Media{KeyURI: testKeyURI, Segments: with(func(s *Segment) { s.URI = "a.ts?sig=1" })}},
-		{"fragment", Media{KeyURI: testKeyURI, Segments: with(func(s *Segment) { s.URI = "a.ts#t=1" })}},
-		{"space", Media{KeyURI: testKeyURI, Segments: with(func(s *Segment) { s.URI = "a b.ts" })}},
-		{"newline injection", Media{KeyURI: testKeyURI, Segments: with(func(s *Segment) { s.URI = "a.ts\n#EXT-X-ENDLIST" })}},
-		{"control character", Media{KeyURI: testKeyURI, Segments: with(func(s *Segment) { s.URI = "a\x00.ts" })}},
-		{"backslash", Media{KeyURI: testKeyURI, Segments: with(func(s *Segment) { s.URI = `a\b.ts` })}},
-		{"invalid UTF-8", Media{KeyURI: testKeyURI, Segments: with(func(s *Segment) { s.URI = "a\xff.ts" })}},
-		{"zero duration", Media{KeyURI: testKeyURI, Segments: with(func(s *Segment) { s.Duration = 0 })}},
-		{"negative duration", Media{KeyURI: testKeyURI, Segments: with(func(s *Segment) { s.Duration = -4 })}},
-		{"NaN duration", Media{KeyURI: testKeyURI, Segments: with(func(s *Segment) { s.Duration = math.NaN() })}},
-		{"infinite duration", Media{KeyURI: testKeyURI, Segments: with(func(s *Segment) { s.Duration = math.Inf(1) })}},
-		{"duration rounding to 0", Media{KeyURI: testKeyURI, Segments: with(func(s *Segment) { s.Duration = 0.0004 })}},
-		{"absurd duration", Media{KeyURI: testKeyURI, Segments: with(func(s *Segment) { s.Duration = 1e6 })}},
+		{"empty URI", Media{KeyURI: testKeyURI, Independent: true, Segments: with(func(s *Segment) { s.URI = "" })}},
+		{"absolute URL", Media{KeyURI: testKeyURI, Independent: true, Segments: with(func(s *Segment) { s.URI = "https://cdn.example.com/a.ts" })}},
+		{"scheme-relative", Media{KeyURI: testKeyURI, Independent: true, Segments: with(func(s *Segment) { s.URI = "//cdn.example.com/a.ts" })}},
+		{"absolute path", Media{KeyURI: testKeyURI, Independent: true, Segments: with(func(s *Segment) { s.URI = "/hls/a.ts" })}},
+		{"scheme only", Media{KeyURI: testKeyURI, Independent: true, Segments: with(func(s *Segment) { s.URI = "file:a.ts" })}},
+		{"dot dot", Media{KeyURI: testKeyURI, Independent: true, Segments: with(func(s *Segment) { s.URI = "../other/a.ts" })}},
+		{"dot dot inside", Media{KeyURI: testKeyURI, Independent: true, Segments: with(func(s *Segment) { s.URI = "a/../../b.ts" })}},
+		{"query", Media{KeyURI: testKeyURI, Independent: true, Segments: with(func(s *Segment) { s.URI = "a.ts?sig=1" })}},
+		{"fragment", Media{KeyURI: testKeyURI, Independent: true, Segments: with(func(s *Segment) { s.URI = "a.ts#t=1" })}},
+		{"space", Media{KeyURI: testKeyURI, Independent: true, Segments: with(func(s *Segment) { s.URI = "a b.ts" })}},
+		{"newline injection", Media{KeyURI: testKeyURI, Independent: true, Segments: with(func(s *Segment) { s.URI = "a.ts\n#EXT-X-ENDLIST" })}},
+		{"control character", Media{KeyURI: testKeyURI, Independent: true, Segments: with(func(s *Segment) { s.URI = "a\x00.ts" })}},
+		{"backslash", Media{KeyURI: testKeyURI, Independent: true, Segments: with(func(s *Segment) { s.URI = `a\b.ts` })}},
+		{"invalid UTF-8", Media{KeyURI: testKeyURI, Independent: true, Segments: with(func(s *Segment) { s.URI = "a\xff.ts" })}},
+		{"zero duration", Media{KeyURI: testKeyURI, Independent: true, Segments: with(func(s *Segment) { s.Duration = 0 })}},
+		{"negative duration", Media{KeyURI: testKeyURI, Independent: true, Segments: with(func(s *Segment) { s.Duration = -4 })}},
+		{"NaN duration", Media{KeyURI: testKeyURI, Independent: true, Segments: with(func(s *Segment) { s.Duration = math.NaN() })}},
+		{"infinite duration", Media{KeyURI: testKeyURI, Independent: true, Segments: with(func(s *Segment) { s.Duration = math.Inf(1) })}},
+		{"duration rounding to 0", Media{KeyURI: testKeyURI, Independent: true, Segments: with(func(s *Segment) { s.Duration = 0.0004 })}},
+		{"absurd duration", Media{KeyURI: testKeyURI, Independent: true, Segments: with(func(s *Segment) { s.Duration = 1e6 })}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -253,11 +253,11 @@ type failWriter struct{}
 func (failWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
 
 func TestWriteErrorsAreWrapped(t *testing.T) {
-	err := WriteMedia(failWriter{}, Media{KeyURI: testKeyURI, Segments: segments(4)})
+	err := WriteMedia(failWriter{}, Media{KeyURI: testKeyURI, Independent: true, Segments: segments(4)})
 	if err == nil || !strings.Contains(err.Error(), "disk full") || !strings.HasPrefix(err.Error(), "playlist: ") {
 		t.Errorf("WriteMedia: %v", err)
 	}
-	err = WriteMaster(failWriter{}, testVariants())
+	err = WriteMaster(failWriter{}, Master{Variants: testVariants(), Independent: true, Complete: true})
 	if err == nil || !strings.Contains(err.Error(), "disk full") || !strings.HasPrefix(err.Error(), "playlist: ") {
 		t.Errorf("WriteMaster: %v", err)
 	}
@@ -276,13 +276,13 @@ func TestWriteMasterGolden(t *testing.T) {
 	variants := testVariants()
 	orig := append([]Variant(nil), variants...)
 	var buf bytes.Buffer
-	if err := WriteMaster(&buf, variants); err != nil {
+	if err := WriteMaster(&buf, Master{Variants: SortByBandwidth(variants), Independent: true, Complete: true}); err != nil {
 		t.Fatal(err)
 	}
 	checkGolden(t, "master.golden.m3u8", buf.Bytes())
 	for i := range variants {
 		if variants[i] != orig[i] {
-			t.Fatal("WriteMaster reordered the caller's slice")
+			t.Fatal("SortByBandwidth reordered the caller's slice")
 		}
 	}
 	out := buf.String()
@@ -338,7 +338,7 @@ func TestWriteMasterErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
-			err := WriteMaster(&buf, tc.variants)
+			err := WriteMaster(&buf, Master{Variants: tc.variants, Independent: true, Complete: true})
 			if err == nil {
 				t.Fatalf("no error; wrote\n%s", buf.String())
 			}

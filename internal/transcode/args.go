@@ -9,6 +9,8 @@ import (
 	"time"
 
 	ffmpeg "github.com/u2takey/ffmpeg-go"
+
+	"github.com/hlsvault/hlsvault/internal/layout"
 )
 
 // ArgsOptions tunes the encoder; the zero value is the production setting.
@@ -177,7 +179,9 @@ func (p Plan) validate() error {
 	names := map[string]bool{}
 	for _, r := range p.Renditions {
 		switch {
-		case r.Name == "" || len(r.Name) > 16 || strings.Trim(r.Name, "abcdefghijklmnopqrstuvwxyz0123456789") != "":
+		// Stricter than the publishing rule: the name is also ffmpeg's %v
+		// in var_stream_map, which has no quoting.
+		case !layout.ValidRendition(r.Name) || len(r.Name) > 16 || strings.Trim(r.Name, "abcdefghijklmnopqrstuvwxyz0123456789") != "":
 			return bad("rendition name %q: want [a-z0-9]+", r.Name)
 		case names[r.Name]:
 			return bad("rendition name %s appears twice", r.Name)

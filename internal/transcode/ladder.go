@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hlsvault/hlsvault/internal/layout"
 )
 
 // Rung is one step of the configured ABR ladder.
@@ -116,7 +118,9 @@ func (l Ladder) validate() error {
 	names, heights := map[string]bool{}, map[int]bool{}
 	for _, r := range l {
 		switch {
-		case r.Name == "" || strings.Trim(r.Name, "abcdefghijklmnopqrstuvwxyz0123456789") != "":
+		// Stricter than layout's rule: the name becomes ffmpeg's %v in
+		// var_stream_map, which has no quoting.
+		case !layout.ValidRendition(r.Name) || strings.Trim(r.Name, "abcdefghijklmnopqrstuvwxyz0123456789") != "":
 			return fmt.Errorf("transcode: ladder: rung name %q: want [a-z0-9]+", r.Name)
 		case len(r.Name) > 16:
 			return fmt.Errorf("transcode: ladder: rung name %q is too long", r.Name)

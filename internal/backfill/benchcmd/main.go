@@ -43,6 +43,7 @@ import (
 	"github.com/hlsvault/hlsvault/internal/catalog"
 	"github.com/hlsvault/hlsvault/internal/config"
 	"github.com/hlsvault/hlsvault/internal/keys"
+	"github.com/hlsvault/hlsvault/internal/packager"
 	"github.com/hlsvault/hlsvault/internal/pipeline"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/transcode"
@@ -525,12 +526,16 @@ func convertChild(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ck, err := keys.NewContentKey()
+	keyring, err := throwawayKeyring()
+	if err != nil {
+		return err
+	}
+	v, err := packager.New(store, keyring, packager.Options{}).Begin(*prefix, "https://k.example/{key_id}")
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	res, err := (&backfill.Converter{Store: store}).Convert(ctx, plan, *prefix, ck, "https://k.example/{key_id}")
+	res, err := (&backfill.Converter{Store: store}).Convert(ctx, plan, v)
 	if err != nil {
 		return err
 	}
@@ -547,4 +552,14 @@ func convertChild(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	return errors.New("no VmHWM in /proc/self/status")
+}
+
+// throwawayKeyring wraps the benchmark's keys under a random KEK: nothing
+// is published, so no one needs to unwrap them.
+func throwawayKeyring() (*keys.Keyring, error) {
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, err
+	}
+	return keys.NewKeyring(base64.StdEncoding.EncodeToString(raw))
 }

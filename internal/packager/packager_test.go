@@ -1,0 +1,200 @@
+package packager
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/hlsvault/hlsvault/internal/keys"
+	"github.com/hlsvault/hlsvault/internal/layout"
+	"github.com/hlsvault/hlsvault/internal/playlist"
+	"github.com/hlsvault/hlsvault/internal/segcrypt"
+	"github.com/hlsvault/hlsvault/internal/storage"
+)
+
+func testKeyring(t *testing.T) *keys.Keyring {
+	t.Helper()
+	raw := make([]byte, 32)
+	for i := range raw {
+		raw[i] = byte(3*i + 1)
+	}
+	k, err := keys.NewKeyring(base64.StdEncoding.EncodeToString(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+type setup struct {
+	store storage.Store
+	ring  *keys.Keyring
+	ck    keys.ContentKey
+	p     *Packager
+}
+
+func newSetup(t *testing.T, opts Options) *setup {
+	t.Helper()
+	fs, err := storage.NewFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck, _ := keys.ContentKeyFromBytes([]byte("0123456789abcdef"))
+	opts.NewKey = func() (keys.ContentKey, error) { return ck, nil }
+	opts.NewKeyID = func() (string, error) { return "k_00000000000000000000000000000007", nil }
+	opts.NewIV = func(name string) (iv [16]byte, err error) {
+		copy(iv[:], name)
+		return iv, nil
+	}
+	ring := testKeyring(t)
+	return &setup{store: fs, ring: ring, ck: ck, p: New(fs, ring, opts)}
+}
+
+func TestPutVerifyAndPlaylists(t *testing.T) {
+	for _, bufferMax := range []int64{-1, 1 << 20} {
+		t.Run(fmt.Sprint("buffer ", bufferMax), func(t *testing.T) {
+			ctx := context.Background()
+			s := newSetup(t, Options{BufferMax: bufferMax})
+			v, err := s.p.Begin("hls/vid/v1/", "https://k.example/{key_id}")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v.KeyURI() != "https://k.example/k_00000000000000000000000000000007" {
+				t.Fatalf("key URI %s", v.KeyURI())
+			}
+			plain := bytes.Repeat([]byte("segment!"), 1000)
+			st, err := v.Put(ctx, Object{Name: "720p/seg_00000.ts", Body: bytes.NewReader(plain), Size: int64(len(plain))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Name != "hls/vid/v1/720p/seg_00000.ts" || st.PlainSize != int64(len(plain)) || st.SHA256 != sha256.Sum256(plain) ||
+				st.Size != segcrypt.EncryptedSize(int64(len(plain))) || !strings.HasPrefix(string(st.IV[:]), "720p/seg_00000.t") {
+				t.Fatalf("stored %+v", st)
+			}
+			if err := v.Verify(ctx, st); err != nil {
+				t.Fatal(err)
+			}
+			info, err := s.store.Stat(ctx, st.Name)
+			if err != nil || info.Size != st.Size {
+				t.Fatalf("stat %+v %v", info, err)
+			}
+			// The object is ciphertext under the version's key.
+			rc, _ := s.store.Get(ctx, st.Name)
+			dec, _ := segcrypt.NewDecryptReader(rc, s.ck.Bytes(), st.IV[:])
+			got, err := io.ReadAll(dec)
+			rc.Close()
+			if err != nil || !bytes.Equal(got, plain) {
+				t.Fatalf("decrypt: %v", err)
+			}
+
+			// A re-key: the source is decrypted, re-encrypted under the new key.
+			old, _ := keys.ContentKeyFromBytes([]byte("fedcba9876543210"))
+			oldIV := [16]byte{9}
+			enc, _ := segcrypt.NewEncryptReader(bytes.NewReader(plain), old.Bytes(), oldIV[:])
+			ct, _ := io.ReadAll(enc)
+			st2, err := v.Put(ctx, Object{Name: "720p/seg_00001.ts", Body: bytes.NewReader(ct), Size: -1, SourceSize: int64(len(ct)),
+				SourceKey: &old, SourceIV: &oldIV})
+			if err != nil || st2.SHA256 != sha256.Sum256(plain) {
+				t.Fatalf("re-key: %+v %v", st2, err)
+			}
+			if err := v.Verify(ctx, st2); err != nil {
+				t.Fatal(err)
+			}
+			// A source under another key is ErrSourceKey.
+			wrong, _ := keys.ContentKeyFromBytes([]byte("XXXXXXXXXXXXXXXX"))
+			_, err = v.Put(ctx, Object{Name: "720p/seg_00002.ts", Body: bytes.NewReader(ct), Size: -1, SourceSize: int64(len(ct)),
+				SourceKey: &wrong, SourceIV: &oldIV})
+			if !errors.Is(err, ErrSourceKey) {
+				t.Errorf("wrong source key: %v", err)
+			}
+
+			name, _, err := v.WriteMedia(ctx, "720p", playlist.Media{Independent: true, Segments: []playlist.Segment{
+				{URI: "seg_00000.ts", Duration: 4, Size: st.Size, IV: st.IV}, {URI: "seg_00001.ts", Duration: 2, Size: st2.Size, IV: st2.IV}}})
+			if err != nil || name != "hls/vid/v1/720p/index.m3u8" {
+				t.Fatalf("media: %s %v", name, err)
+			}
+			info, err = s.store.Stat(ctx, name)
+			if err != nil || info.ContentType != layout.ContentTypePlaylist {
+				t.Fatalf("media playlist: %+v %v", info, err)
+			}
+			rc, _ = s.store.Get(ctx, name)
+			text, _ := io.ReadAll(rc)
+			rc.Close()
+			if !bytes.Contains(text, []byte(`URI="https://k.example/k_00000000000000000000000000000007"`)) {
+				t.Errorf("media playlist without the version's key URI:\n%s", text)
+			}
+			if _, _, err := v.WriteMedia(ctx, "../x", playlist.Media{}); !errors.Is(err, ErrInvalidPlaylist) {
+				t.Errorf("bad rendition: %v", err)
+			}
+			if _, _, err := v.WriteMaster(ctx, playlist.Master{}); !errors.Is(err, ErrInvalidPlaylist) {
+				t.Errorf("empty master: %v", err)
+			}
+			master, _, err := v.WriteMaster(ctx, playlist.Master{Variants: []playlist.Variant{{URI: "720p/index.m3u8", Bandwidth: 1000}}})
+			if err != nil || master != "hls/vid/v1/master.m3u8" {
+				t.Fatalf("master: %s %v", master, err)
+			}
+
+			wk, err := v.WrappedKey()
+			if err != nil || wk.KeyID != v.KeyID() || wk.KEKID != s.ring.Primary().ID() {
+				t.Fatalf("wrapped: %+v %v", wk, err)
+			}
+			back, err := s.ring.Unwrap(wk.KEKID, wk.KeyID, wk.Wrapped)
+			if err != nil || !bytes.Equal(back.Bytes(), s.ck.Bytes()) {
+				t.Fatalf("unwrap: %v", err)
+			}
+		})
+	}
+}
+
+func TestVerifyCatchesTampering(t *testing.T) {
+	ctx := context.Background()
+	s := newSetup(t, Options{})
+	v, err := s.p.Begin("hls/vid/v2/", "https://k.example/{key_id}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := v.Put(ctx, Object{Name: "a/seg_00000.ts", Body: strings.NewReader("hello"), Size: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.SHA256[0] ^= 1
+	if err := v.Verify(ctx, st); !errors.Is(err, ErrVerify) {
+		t.Errorf("tampered digest: %v", err)
+	}
+}
+
+func TestPutSizeMismatch(t *testing.T) {
+	ctx := context.Background()
+	s := newSetup(t, Options{BufferMax: 1 << 20})
+	v, _ := s.p.Begin("hls/vid/v3/", "https://k.example/{key_id}")
+	// Longer than promised: the buffered path refuses the extra bytes.
+	if _, err := v.Put(ctx, Object{Name: "a/seg_00000.ts", Body: strings.NewReader("hello world"), Size: 5}); err == nil {
+		t.Error("a body longer than its size was stored")
+	}
+	// A caller's check sees the plaintext.
+	boom := errors.New("boom")
+	_, err := v.Put(ctx, Object{Name: "a/seg_00001.ts", Body: strings.NewReader("x"), Size: 1,
+		Check: func(io.Reader) io.Reader { return iotestErr{boom} }})
+	if !errors.Is(err, boom) {
+		t.Errorf("check error: %v", err)
+	}
+}
+
+func TestBeginRefuses(t *testing.T) {
+	s := newSetup(t, Options{})
+	if _, err := s.p.Begin("hls/vid/v1", "https://k/{key_id}"); err == nil {
+		t.Error("prefix without /")
+	}
+	if _, err := s.p.Begin("hls/vid/v1/", "https://k/fixed"); err == nil {
+		t.Error("template without {key_id}")
+	}
+}
+
+type iotestErr struct{ err error }
+
+func (e iotestErr) Read([]byte) (int, error) { return 0, e.err }
