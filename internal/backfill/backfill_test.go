@@ -3,7 +3,6 @@ package backfill
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,19 +20,13 @@ import (
 	"github.com/hlsvault/hlsvault/internal/keys"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/testenv"
+	"github.com/hlsvault/hlsvault/internal/testenv/fixtures"
 	"github.com/hlsvault/hlsvault/internal/verify"
+	"github.com/hlsvault/hlsvault/internal/worker"
 	"github.com/hlsvault/hlsvault/jobs"
 )
 
 const keyURITemplate = "https://video.example.com/v1/keys/{key_id}"
-
-func testKEK() string {
-	raw := make([]byte, 32)
-	for i := range raw {
-		raw[i] = byte(11*i + 5)
-	}
-	return base64.StdEncoding.EncodeToString(raw)
-}
 
 // harness is a worker (asynq server with the backfill handlers) and an
 // operator (Client) on real services: PostgreSQL, Redis and the store.
@@ -54,19 +46,7 @@ type harness struct {
 
 func newHarness(t *testing.T, store storage.Store) *harness {
 	t.Helper()
-	ctx := context.Background()
-	db, err := catalog.Open(ctx, testenv.DatabaseURL(t), slog.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	keyring, err := keys.NewKeyring(testKEK())
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, keyring := fixtures.Catalog(t), fixtures.Keyring(t)
 	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	t.Cleanup(func() {
@@ -74,7 +54,7 @@ func newHarness(t *testing.T, store storage.Store) *harness {
 			t.Log("logs:\n" + logs.String())
 		}
 	})
-	redis := asynq.RedisClientOpt{Addr: testenv.RedisAddr(t)}
+	redis := fixtures.Redis(t)
 	queues := jobs.QueueNames(testenv.Name("bf"))
 	svc, err := New(Config{Queues: queues, KeyURITemplate: keyURITemplate, TickInterval: time.Second, MaxAttempts: 3},
 		store, db, keyring, redis, log)
@@ -89,32 +69,13 @@ func newHarness(t *testing.T, store storage.Store) *harness {
 		logs: logs, log: log, extra: map[string]asynq.Handler{}}
 }
 
-// startWorker runs an asynq server like cmd/worker's: both queues, fresh
-// uploads strictly first. stop shuts it down as a SIGTERM would.
+// startWorker runs the production worker with the backfill handlers (and
+// h.extra). stop shuts it down as a SIGTERM would.
 func (h *harness) startWorker() (stop func()) {
 	h.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	interrupted := func(err error) bool { return errors.Is(err, context.Canceled) && ctx.Err() != nil }
-	srv := asynq.NewServer(h.redis, asynq.Config{
-		Concurrency: 1, Queues: map[string]int{h.queues.Transcode: 10, h.queues.Background: 1}, StrictPriority: true,
-		BaseContext:     func() context.Context { return ctx },
-		IsFailure:       func(err error) bool { return !interrupted(err) },
-		RetryDelayFunc:  func(int, error, *asynq.Task) time.Duration { return 500 * time.Millisecond },
-		ShutdownTimeout: 5 * time.Second,
-		LogLevel:        asynq.ErrorLevel,
-	})
-	mux := asynq.NewServeMux()
-	h.svc.Register(mux)
-	for typ, hd := range h.extra {
-		mux.Handle(typ, hd)
-	}
-	if err := srv.Start(mux); err != nil {
-		h.t.Fatal(err)
-	}
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); srv.Shutdown() }) }
-	h.t.Cleanup(stop)
-	return stop
+	handlers := worker.Handlers{TypeBatch: asynq.HandlerFunc(h.svc.HandleBatch), TypeTick: asynq.HandlerFunc(h.svc.HandleTick)}
+	maps.Copy(handlers, h.extra)
+	return fixtures.Worker(h.t, worker.Config{Queues: h.queues}, h.redis, h.log, handlers)
 }
 
 // waitRun waits until the run reaches one of the states.
@@ -220,33 +181,13 @@ func (h *harness) checkNoKeyLeak(videos ...string) {
 	}
 }
 
-func stores() map[string]func(t *testing.T) storage.Store {
-	return map[string]func(t *testing.T) storage.Store{
-		"fs": func(t *testing.T) storage.Store {
-			s, err := storage.NewFS(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		},
-		"azurite": func(t *testing.T) storage.Store {
-			s, err := storage.NewAzure(context.Background(), storage.AzureConfig{
-				ConnectionString: testenv.AzuriteConnectionString(t), Container: testenv.Name("bf")})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		},
-	}
-}
-
 // TestBackfillCatalogue is the operator's story on both backends: a
 // catalogue of legacy titles is converted in the background; every
 // converted title verifies and decrypts to the legacy bytes; broken titles
 // are reported with their reason; no legacy object changes; a second start
 // does nothing.
 func TestBackfillCatalogue(t *testing.T) {
-	for name, mk := range stores() {
+	for name, mk := range fixtures.Stores() {
 		t.Run(name, func(t *testing.T) {
 			h := newHarness(t, mk(t))
 			ctx := context.Background()

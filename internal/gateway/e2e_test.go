@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net/url"
 	"os"
 	"os/exec"
@@ -15,14 +14,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/hlsvault/hlsvault/internal/catalog"
 	"github.com/hlsvault/hlsvault/internal/config"
 	"github.com/hlsvault/hlsvault/internal/pipeline"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/testenv"
+	"github.com/hlsvault/hlsvault/internal/testenv/fixtures"
 	"github.com/hlsvault/hlsvault/internal/transcode"
+	"github.com/hlsvault/hlsvault/internal/worker"
 	"github.com/hlsvault/hlsvault/jobs"
 	"github.com/hlsvault/hlsvault/playback"
 )
@@ -41,7 +40,7 @@ func (e *env) publishReal(seconds float64) string {
 	pipe, err := pipeline.New(pipeline.Config{
 		FFmpeg: ffmpeg, FFprobe: ffprobe, Ladder: ladder, Segment: time.Second, Preset: "ultrafast",
 		TempDir: t.TempDir(), KeyURITemplate: config.DefaultKeyURITemplate, PollInterval: 50 * time.Millisecond,
-	}, e.store, e.db, e.keyring, slog.New(slog.NewTextHandler(testWriter{t}, nil)), nil)
+	}, e.store, e.db, e.keyring, testenv.Logger(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,19 +53,12 @@ func (e *env) publishReal(seconds float64) string {
 	if err := e.store.Put(ctx, "uploads/e2e.mp4", f, -1, storage.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	redisOpt := asynq.RedisClientOpt{Addr: testenv.RedisAddr(t)}
-	queue := testenv.Name("q")
-	client := jobs.NewClient(redisOpt, e.db, jobs.ClientConfig{Queue: queue, Timeout: 5 * time.Minute, MaxRetry: 1})
+	redisOpt := fixtures.Redis(t)
+	queues := jobs.QueueNames(testenv.Name("q"))
+	client := jobs.NewClient(redisOpt, e.db, jobs.ClientConfig{Queue: queues.Transcode, Timeout: 5 * time.Minute, MaxRetry: 1})
 	defer client.Close()
-	wctx, cancel := context.WithCancel(ctx)
-	srv := asynq.NewServer(redisOpt, asynq.Config{Concurrency: 1, Queues: map[string]int{queue: 1},
-		BaseContext: func() context.Context { return wctx }, LogLevel: asynq.ErrorLevel})
-	mux := asynq.NewServeMux()
-	mux.Handle(jobs.TypeTranscode, pipe)
-	if err := srv.Start(mux); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cancel(); srv.Shutdown() }()
+	stop := fixtures.Worker(t, worker.Config{Queues: queues}, redisOpt, testenv.Logger(t), worker.Handlers{jobs.TypeTranscode: pipe})
+	defer stop()
 	video := testenv.Name("e2e")
 	res, err := client.EnqueueTranscode(ctx, video, "uploads/e2e.mp4", false)
 	if err != nil {
@@ -125,17 +117,7 @@ func browserDeps(t *testing.T) (node, script, hlsjs string) {
 // TestPlaybackThroughGateway publishes a real encrypted title and plays it
 // through the gateway with ffmpeg, then with hls.js in headless Chromium.
 func TestPlaybackThroughGateway(t *testing.T) {
-	for name, mk := range map[string]func(t *testing.T) storage.Store{
-		"fs": fsStore,
-		"azurite": func(t *testing.T) storage.Store {
-			az, err := storage.NewAzure(context.Background(), storage.AzureConfig{
-				ConnectionString: testenv.AzuriteConnectionString(t), Container: testenv.Name("gwe2e")})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return az
-		},
-	} {
+	for name, mk := range fixtures.Stores() {
 		t.Run(name, func(t *testing.T) {
 			node, script, hlsjs := browserDeps(t)
 			e := newEnv(t, mk(t), envOptions{cfg: func(c *Config) { c.PlayerScript = hlsjs }})

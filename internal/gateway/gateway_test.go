@@ -28,18 +28,11 @@ import (
 	"github.com/hlsvault/hlsvault/internal/playlist"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/testenv"
+	"github.com/hlsvault/hlsvault/internal/testenv/fixtures"
 	"github.com/hlsvault/hlsvault/playback"
 )
 
 const testSecret = "gateway-test-secret-0123456789-abcdefghij"
-
-func testKEK() string {
-	raw := make([]byte, 32)
-	for i := range raw {
-		raw[i] = byte(5*i + 3)
-	}
-	return base64.StdEncoding.EncodeToString(raw)
-}
 
 // env is a gateway on real PostgreSQL and Redis with the given store.
 type env struct {
@@ -63,19 +56,7 @@ type envOptions struct {
 
 func newEnv(t *testing.T, store storage.Store, opt envOptions) *env {
 	t.Helper()
-	ctx := context.Background()
-	db, err := catalog.Open(ctx, testenv.DatabaseURL(t), slog.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	keyring, err := keys.NewKeyring(testKEK())
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, keyring := fixtures.Catalog(t), fixtures.Keyring(t)
 	rdb := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
 	t.Cleanup(func() { rdb.Close() })
 	tokens, err := playback.ParseSecrets("t1:" + testSecret)
@@ -96,28 +77,13 @@ func newEnv(t *testing.T, store storage.Store, opt envOptions) *env {
 	}
 	logs := &testenv.SyncBuffer{}
 	m := NewMetrics(prometheus.NewRegistry())
-	srv, err := New(cfg, db, store, keyring, sessions, m, slog.New(slog.NewJSONHandler(io.MultiWriter(logs, testWriter{t}), nil)))
+	srv, err := New(cfg, db, store, keyring, sessions, m, slog.New(slog.NewJSONHandler(io.MultiWriter(logs, testenv.TestWriter{T: t}), nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
 	return &env{t: t, db: db, store: store, keyring: keyring, rdb: rdb, tokens: tokens, srv: srv, ts: ts, logs: logs, metrics: m, sessions: sessions}
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func fsStore(t *testing.T) storage.Store {
-	s, err := storage.NewFS(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 func (e *env) token(video, subject, session string, ttl time.Duration) string {
@@ -188,7 +154,7 @@ func errorCode(r response) string {
 var ivRE = regexp.MustCompile(`IV=0x[0-9A-F]{32}`)
 
 func TestPlaylistsKeysAndSegments(t *testing.T) {
-	store := fsStore(t)
+	store := fixtures.FS(t)
 	e := newEnv(t, store, envOptions{})
 	video := testenv.Name("vid")
 	fx := e.publish(video, 20*time.Second, 1000)
@@ -319,7 +285,7 @@ func (e *env) contentKey(video string) keys.ContentKey {
 }
 
 func TestAuthorization(t *testing.T) {
-	e := newEnv(t, fsStore(t), envOptions{})
+	e := newEnv(t, fixtures.FS(t), envOptions{})
 	video, other := testenv.Name("vid"), testenv.Name("vid")
 	fx := e.publish(video, 8*time.Second, 0)
 	fxOther := e.publish(other, 8*time.Second, 0)
@@ -402,7 +368,7 @@ func TestAuthorization(t *testing.T) {
 }
 
 func TestSegmentURLs(t *testing.T) {
-	e := newEnv(t, fsStore(t), envOptions{})
+	e := newEnv(t, fixtures.FS(t), envOptions{})
 	video := testenv.Name("vid")
 	fx := e.publish(video, 8*time.Second, 500)
 	obj := fmt.Sprintf("hls/%s/v%d/240p/seg_00000.ts", video, fx.Version)
@@ -435,7 +401,7 @@ func TestSegmentURLs(t *testing.T) {
 }
 
 func TestCORS(t *testing.T) {
-	e := newEnv(t, fsStore(t), envOptions{cfg: func(c *Config) { c.AllowedOrigins = []string{"https://app.example.com"} }})
+	e := newEnv(t, fixtures.FS(t), envOptions{cfg: func(c *Config) { c.AllowedOrigins = []string{"https://app.example.com"} }})
 	video := testenv.Name("vid")
 	fx := e.publish(video, 8*time.Second, 0)
 	tok := e.token(video, "carol", playback.NewSessionID(), time.Hour)
@@ -459,7 +425,7 @@ func TestCORS(t *testing.T) {
 
 func TestStreamLimit(t *testing.T) {
 	const limit = 3
-	e := newEnv(t, fsStore(t), envOptions{sessions: func(c *SessionsConfig) { c.Limit = limit; c.TTL = 2 * time.Second }})
+	e := newEnv(t, fixtures.FS(t), envOptions{sessions: func(c *SessionsConfig) { c.Limit = limit; c.TTL = 2 * time.Second }})
 	video := testenv.Name("vid")
 	fx := e.publish(video, 8*time.Second, 0)
 	subject := testenv.Name("subject")

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/testenv"
+	"github.com/hlsvault/hlsvault/internal/testenv/fixtures"
 )
 
 // gatedStore holds every Get of a playlist until released, failing it if
@@ -46,7 +47,7 @@ func (g *gatedStore) Get(ctx context.Context, name string) (io.ReadCloser, error
 // TestColdLoadOutlivesFirstCaller: the shared load of a playlist must not
 // run under the context of whichever player asked first.
 func TestColdLoadOutlivesFirstCaller(t *testing.T) {
-	fs := fsStore(t)
+	fs := fixtures.FS(t)
 	e := newEnv(t, fs, envOptions{})
 	// Only reads go through the gate; the segment signer wants the
 	// concrete backend.

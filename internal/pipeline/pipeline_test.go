@@ -22,8 +22,10 @@ import (
 	"github.com/hlsvault/hlsvault/internal/keys"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/testenv"
+	"github.com/hlsvault/hlsvault/internal/testenv/fixtures"
 	"github.com/hlsvault/hlsvault/internal/transcode"
 	"github.com/hlsvault/hlsvault/internal/verify"
+	"github.com/hlsvault/hlsvault/internal/worker"
 	"github.com/hlsvault/hlsvault/jobs"
 )
 
@@ -38,41 +40,22 @@ type harness struct {
 	keyring *keys.Keyring
 	pipe    *Pipeline
 	client  *jobs.Client
-	queue   string
+	queues  jobs.Queues
 	redis   asynq.RedisConnOpt
+	log     *slog.Logger
 	logs    *bytes.Buffer
-}
-
-func testKEK() string {
-	raw := make([]byte, 32)
-	for i := range raw {
-		raw[i] = byte(7*i + 1)
-	}
-	return base64.StdEncoding.EncodeToString(raw)
 }
 
 func newHarness(t *testing.T, store storage.Store) *harness {
 	t.Helper()
-	ctx := context.Background()
 	ffmpeg, ffprobe := testenv.FFmpeg(t)
-	db, err := catalog.Open(ctx, testenv.DatabaseURL(t), slog.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	keyring, err := keys.NewKeyring(testKEK())
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, keyring := fixtures.Catalog(t), fixtures.Keyring(t)
 	ladder, err := transcode.ParseLadder("240p:300k:64k,144p:150k:64k")
 	if err != nil {
 		t.Fatal(err)
 	}
 	logs := &bytes.Buffer{}
-	log := slog.New(slog.NewTextHandler(io.MultiWriter(logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(logs, testenv.TestWriter{T: t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	pipe, err := New(Config{
 		FFmpeg: ffmpeg, FFprobe: ffprobe, Ladder: ladder, Segment: time.Second, Preset: "ultrafast",
 		TempDir: t.TempDir(), KeyURITemplate: "https://video.example.com/v1/keys/{key_id}", PollInterval: 50 * time.Millisecond,
@@ -80,36 +63,19 @@ func newHarness(t *testing.T, store storage.Store) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	redis := asynq.RedisClientOpt{Addr: testenv.RedisAddr(t)}
-	queue := testenv.Name("q")
-	client := jobs.NewClient(redis, db, jobs.ClientConfig{Queue: queue, Timeout: 5 * time.Minute, MaxRetry: 2})
+	redis := fixtures.Redis(t)
+	queues := jobs.QueueNames(testenv.Name("q"))
+	client := jobs.NewClient(redis, db, jobs.ClientConfig{Queue: queues.Transcode, Timeout: 5 * time.Minute, MaxRetry: 2})
 	t.Cleanup(func() { client.Close() })
-	return &harness{t: t, store: store, db: db, keyring: keyring, pipe: pipe, client: client, queue: queue, redis: redis, logs: logs}
+	return &harness{t: t, store: store, db: db, keyring: keyring, pipe: pipe, client: client, queues: queues, redis: redis, logs: logs, log: log}
 }
 
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-// startWorker runs an asynq server for the harness's queue until the test
-// ends.
+// startWorker runs the production worker for the harness's queues until
+// the test ends.
 func (h *harness) startWorker() {
 	h.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	srv := asynq.NewServer(h.redis, asynq.Config{
-		Concurrency: 1, Queues: map[string]int{h.queue: 1}, BaseContext: func() context.Context { return ctx },
-		RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return time.Second },
-		LogLevel:       asynq.ErrorLevel,
-	})
-	mux := asynq.NewServeMux()
-	mux.Handle(jobs.TypeTranscode, h.pipe)
-	if err := srv.Start(mux); err != nil {
-		h.t.Fatal(err)
-	}
-	h.t.Cleanup(func() { cancel(); srv.Shutdown() })
+	fixtures.Worker(h.t, worker.Config{Queues: h.queues, RetryDelay: func(int) time.Duration { return time.Second }},
+		h.redis, h.log, worker.Handlers{jobs.TypeTranscode: h.pipe})
 }
 
 func (h *harness) upload(name, path string) {
@@ -162,28 +128,8 @@ func (h *harness) objects(prefix string) map[string][]byte {
 	return out
 }
 
-func stores(t *testing.T) map[string]func(t *testing.T) storage.Store {
-	return map[string]func(t *testing.T) storage.Store{
-		"fs": func(t *testing.T) storage.Store {
-			s, err := storage.NewFS(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		},
-		"azurite": func(t *testing.T) storage.Store {
-			s, err := storage.NewAzure(context.Background(), storage.AzureConfig{
-				ConnectionString: testenv.AzuriteConnectionString(t), Container: testenv.Name("e2e")})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		},
-	}
-}
-
 func TestEndToEnd(t *testing.T) {
-	for name, mk := range stores(t) {
+	for name, mk := range fixtures.Stores() {
 		t.Run(name, func(t *testing.T) {
 			h := newHarness(t, mk(t))
 			ctx := context.Background()
