@@ -291,7 +291,7 @@ func TestREADMEConfigTable(t *testing.T) {
 
 // TestVersion: a binary built with go build prints the git revision.
 func TestVersion(t *testing.T) {
-	out := buildAndVersion(t, "worker")
+	out := testenv.BuildAndVersion(t, "worker")
 	if !strings.Contains(out, "github.com/hlsvault/hlsvault") {
 		t.Fatalf("--version: %s", out)
 	}
@@ -299,40 +299,4 @@ func TestVersion(t *testing.T) {
 	if err := run(context.Background(), []string{"gc", "--version"}, offlineEnv(t).get, &b, &b); err != nil || !strings.Contains(b.String(), "worker") {
 		t.Fatalf("gc --version: %v %s", err, b.String())
 	}
-}
-
-// buildAndVersion builds ./cmd/name with go build -buildvcs=true into
-// t.TempDir(), runs --version and checks it names the git revision (HEAD).
-// The go command finds no VCS in a git worktree (.git is a file there), so
-// in one the binary is built from a clone of HEAD instead.
-func buildAndVersion(t *testing.T, name string) string {
-	t.Helper()
-	head, err := exec.Command("git", "rev-parse", "HEAD").Output()
-	if err != nil {
-		t.Skipf("no git checkout: %v", err)
-	}
-	rev := strings.TrimSpace(string(head))
-	top, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := strings.TrimSpace(string(top))
-	if st, err := os.Stat(filepath.Join(src, ".git")); err == nil && !st.IsDir() {
-		clone := filepath.Join(t.TempDir(), "src")
-		if out, err := exec.Command("git", "clone", "-q", "--no-hardlinks", src, clone).CombinedOutput(); err != nil {
-			t.Fatalf("git clone: %v\n%s", err, out)
-		}
-		src = clone
-	}
-	bin := filepath.Join(t.TempDir(), name)
-	cmd := exec.Command("go", "build", "-buildvcs=true", "-o", bin, "./cmd/"+name)
-	cmd.Dir = src
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	out, err := exec.Command(bin, "--version").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "revision "+rev) {
-		t.Fatalf("%s --version: %v\n%s\nwant revision %s", name, err, out, rev)
-	}
-	return string(out)
 }

@@ -354,8 +354,8 @@ func TestGCCommand(t *testing.T) {
 	ctx := context.Background()
 	var out bytes.Buffer
 	if err := run(ctx, []string{"gc"}, env.get, &out, io.Discard); err != nil ||
-		!strings.Contains(out.String(), "removed 0 versions (0 objects, 0 bytes) older than 24h0m0s") ||
-		!strings.Contains(out.String(), "removed the legacy objects of 0 re-encrypted titles (0 objects) older than 24h0m0s") {
+		!strings.Contains(out.String(), "removed 0 versions (0 objects, 0 bytes) older than 48h0m0s") ||
+		!strings.Contains(out.String(), "removed the legacy objects of 0 re-encrypted titles (0 objects) older than 48h0m0s") {
 		t.Fatalf("gc: %v\n%s", err, out.String())
 	}
 
