@@ -34,6 +34,7 @@ type harness struct {
 	t       *testing.T
 	store   storage.Store
 	db      *catalog.DB
+	dbURL   string // db's database, for programs run against it
 	keyring *keys.Keyring
 	svc     *Service
 	client  *Client
@@ -46,7 +47,8 @@ type harness struct {
 
 func newHarness(t *testing.T, store storage.Store) *harness {
 	t.Helper()
-	db, keyring := fixtures.Catalog(t), fixtures.Keyring(t)
+	db, dbURL := fixtures.CatalogURL(t)
+	keyring := fixtures.Keyring(t)
 	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	t.Cleanup(func() {
@@ -65,7 +67,7 @@ func newHarness(t *testing.T, store storage.Store) *harness {
 	client := NewClient(db, store, redis, queues)
 	client.tick = time.Second
 	t.Cleanup(func() { client.Close() })
-	return &harness{t: t, store: store, db: db, keyring: keyring, svc: svc, client: client, redis: redis, queues: queues,
+	return &harness{t: t, store: store, db: db, dbURL: dbURL, keyring: keyring, svc: svc, client: client, redis: redis, queues: queues,
 		logs: logs, log: log, extra: map[string]asynq.Handler{}}
 }
 
