@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -161,10 +162,9 @@ func (s *Server) serveSegment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := w.Header()
-	ct := info.ContentType
-	if ct == "" {
-		ct = "application/octet-stream"
-	}
+	// The filesystem keeps no content type; the layout names the one we
+	// published under.
+	ct := cmp.Or(info.ContentType, layout.ContentType(object), "application/octet-stream")
 	h.Set("Content-Type", ct)
 	// The URL is the credential: no shared cache may keep the response
 	// beyond the URL's own life.

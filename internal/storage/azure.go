@@ -221,9 +221,6 @@ func (a *Azure) Put(ctx context.Context, name string, r io.Reader, size int64, o
 		size = -1
 	}
 	ct := opts.ContentType
-	if ct == "" {
-		ct = contentTypeFor(name) // as FS would report it; Azure's default is application/octet-stream
-	}
 	req := putRequest{
 		headers: &blob.HTTPHeaders{},
 		putID:   newPutID(),

@@ -143,7 +143,7 @@ func TestAzureSignedURL(t *testing.T) {
 	a := newTestAzure(t)
 	names := []string{"hls/vid/v1/seg_00001.ts", "hls/vid/v1/seg_00002.ts", "hls/vid é/v1/a+b c.ts"}
 	for _, n := range names {
-		mustPut(t, a, n, []byte("body of "+n), PutOptions{CacheControl: "public, max-age=60"})
+		mustPut(t, a, n, []byte("body of "+n), PutOptions{ContentType: "video/mp2t", CacheControl: "public, max-age=60"})
 	}
 	get := func(t *testing.T, u string) (*http.Response, []byte) {
 		t.Helper()

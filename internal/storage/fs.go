@@ -19,9 +19,10 @@ import (
 // file dir/a/b.ts. It is the embedded default and what tests and single-host
 // deployments use.
 //
-// FS keeps no per-object metadata: Stat derives ContentType from the name's
-// extension and PutOptions are ignored, CacheControl included. Whatever
-// serves these files over HTTP sets caching headers itself.
+// FS keeps no per-object metadata: PutOptions are ignored and Stat reports
+// neither ContentType nor CacheControl. Whatever serves these files over
+// HTTP sets both itself (the gateway takes the type from internal/layout,
+// which storage may not import).
 //
 // Publishing relies on hard links (os.Link), so dir must be on a filesystem
 // that supports them; that is what makes "never overwrite" atomic without a
@@ -274,10 +275,9 @@ func (f *FS) Stat(ctx context.Context, name string) (ObjectInfo, error) {
 
 func fileInfo(name string, fi fs.FileInfo) ObjectInfo {
 	return ObjectInfo{
-		Name:        name,
-		Size:        fi.Size(),
-		ModTime:     fi.ModTime(),
-		ContentType: contentTypeFor(name),
+		Name:    name,
+		Size:    fi.Size(),
+		ModTime: fi.ModTime(),
 	}
 }
 

@@ -161,23 +161,6 @@ func validatePrefix(prefix string) error {
 	return nil
 }
 
-// contentTypes are the types FS reports and Azure stores when the caller
-// gives none. Keys (".key") are deliberately absent: they are served by the
-// gated key endpoint, never from storage.
-var contentTypes = map[string]string{
-	".m3u8": "application/vnd.apple.mpegurl",
-	".ts":   "video/mp2t",
-	".m4s":  "video/mp4",
-	".mp4":  "video/mp4",
-	".m4a":  "audio/mp4",
-	".aac":  "audio/aac",
-	".vtt":  "text/vtt",
-}
-
-func contentTypeFor(name string) string {
-	return contentTypes[strings.ToLower(path.Ext(name))]
-}
-
 // Location is a parsed storage URL: a local directory or an Azure container.
 type Location struct {
 	Scheme    string // "file" or "azblob"
