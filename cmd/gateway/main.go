@@ -40,6 +40,7 @@ import (
 	"github.com/hlsvault/hlsvault/internal/gateway"
 	"github.com/hlsvault/hlsvault/internal/ids"
 	"github.com/hlsvault/hlsvault/internal/storage"
+	"github.com/hlsvault/hlsvault/internal/synthetic"
 	"github.com/hlsvault/hlsvault/playback"
 )
 
@@ -350,7 +351,7 @@ func benchFixture(ctx context.Context, cfg Config, f fixtureFlags, getenv func(s
 	if err != nil {
 		return err
 	}
-	res, err := gateway.PublishSynthetic(ctx, db, store, keyring, gateway.Fixture{
+	res, err := synthetic.Publish(ctx, db, store, keyring, synthetic.Title{
 		Video: f.video, Duration: f.duration, Segment: f.segment, Renditions: splitList(f.renditions),
 		KeyURITemplate: cfg.KeyURITemplate,
 	})

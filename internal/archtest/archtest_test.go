@@ -74,6 +74,19 @@ var rules = []rule{
 		reason:     "ffmpeg runs on untrusted input; the code that drives it must hold no key and write nothing published",
 	},
 	{
+		name: "fixtures stay out of production packages",
+		from: func(p string) bool {
+			// The programs may offer a fixture as a command (gateway
+			// bench-fixture); the bench tools are not on a viewer's path.
+			return ours(p) && !slices.Contains([]string{pkg("cmd/gateway"), pkg("cmd/hlsbench"), pkg("internal/backfill/benchcmd")}, p) &&
+				!under(p, pkg("internal/testenv")) && !under(p, pkg("internal/synthetic"))
+		},
+		forbid: func(_, dep string) bool {
+			return under(dep, pkg("internal/synthetic")) || under(dep, pkg("internal/testenv"))
+		},
+		reason: "made-up titles and test helpers must not be reachable from the worker, the backfill or the gateway's server",
+	},
+	{
 		name:       "layout imports nothing of ours",
 		from:       func(p string) bool { return p == pkg("internal/layout") },
 		forbid:     func(_, dep string) bool { return ours(dep) },
@@ -183,6 +196,8 @@ func TestRulesCatch(t *testing.T) {
 		pkg("internal/transcode"):  {pkg("internal/probe")},
 		pkg("internal/probe"):      {pkg("internal/packager")},
 		pkg("internal/layout"):     {"fmt", pkg("internal/ids")},
+		pkg("internal/gateway"):    {pkg("internal/synthetic")},
+		pkg("cmd/gateway"):         {pkg("internal/gateway"), pkg("internal/synthetic")},
 	}
 	got := violations(g, rules)
 	want := []string{
@@ -192,6 +207,7 @@ func TestRulesCatch(t *testing.T) {
 		"storage knows nothing of ours: " + pkg("internal/storage") + " → " + pkg("internal/storage/fs") + " → " + pkg("internal/layout"),
 		"transcode knows neither keys nor storage: " + pkg("internal/transcode") + " → " + pkg("internal/probe") + " → " + pkg("internal/packager"),
 		"layout imports nothing of ours: " + pkg("internal/layout") + " → " + pkg("internal/ids"),
+		"fixtures stay out of production packages: " + pkg("internal/gateway") + " imports " + pkg("internal/synthetic"),
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %d violations, want %d:\n%s", len(got), len(want), strings.Join(got, "\n"))

@@ -27,6 +27,7 @@ import (
 	"github.com/hlsvault/hlsvault/internal/keys"
 	"github.com/hlsvault/hlsvault/internal/playlist"
 	"github.com/hlsvault/hlsvault/internal/storage"
+	"github.com/hlsvault/hlsvault/internal/synthetic"
 	"github.com/hlsvault/hlsvault/internal/testenv"
 	"github.com/hlsvault/hlsvault/internal/testenv/fixtures"
 	"github.com/hlsvault/hlsvault/playback"
@@ -95,9 +96,9 @@ func (e *env) token(video, subject, session string, ttl time.Duration) string {
 	return tok
 }
 
-func (e *env) publish(video string, d time.Duration, segBytes int) FixtureResult {
+func (e *env) publish(video string, d time.Duration, segBytes int) synthetic.Result {
 	e.t.Helper()
-	res, err := PublishSynthetic(context.Background(), e.db, e.store, e.keyring, Fixture{
+	res, err := synthetic.Publish(context.Background(), e.db, e.store, e.keyring, synthetic.Title{
 		Video: video, Duration: d, Segment: 4 * time.Second, Renditions: []string{"240p", "144p"}, SegmentBytes: segBytes})
 	if err != nil {
 		e.t.Fatal(err)

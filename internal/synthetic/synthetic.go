@@ -1,4 +1,10 @@
-package gateway
+// Package synthetic publishes made-up titles for benchmarks and tests:
+// playlists, a wrapped key and (if asked) encrypted random segments, written
+// through the packager and published through the catalog exactly as the
+// pipeline publishes a real title, but with no ffmpeg. `gateway
+// bench-fixture` and the gateway's tests use it; nothing on a viewer's path
+// does.
+package synthetic
 
 import (
 	"context"
@@ -16,24 +22,23 @@ import (
 	"github.com/hlsvault/hlsvault/internal/storage"
 )
 
-// Fixture describes a synthetic published title for benchmarks and tests:
-// playlists and a wrapped key written through the packager, as the pipeline
-// publishes them, but no ffmpeg, and segment objects only if asked for
-// (encrypted random bytes, not video).
-type Fixture struct {
+// Title describes a synthetic title: its length, segments and renditions,
+// and whether segment objects are stored at all (a playlist-only title is
+// enough for playlist benchmarks).
+type Title struct {
 	Video          string
 	Duration       time.Duration // default 2h
 	Segment        time.Duration // default 4s
 	Renditions     []string      // default 1080p, 720p, 480p, 360p
-	KeyURITemplate string        // default the gateway's own
+	KeyURITemplate string        // default the local gateway's
 	// SegmentBytes > 0 stores every segment: that many random bytes,
 	// encrypted under the version's key like any segment (so the object is
 	// up to 16 bytes longer, see segcrypt.EncryptedSize).
 	SegmentBytes int
 }
 
-// FixtureResult is what PublishSynthetic published.
-type FixtureResult struct {
+// Result is what Publish published.
+type Result struct {
 	Video      string
 	Version    int
 	KeyID      string
@@ -41,10 +46,10 @@ type FixtureResult struct {
 	Segments   int // per rendition
 }
 
-// PublishSynthetic publishes a synthetic version through the catalog's
+// Publish publishes a synthetic version of f.Video through the catalog's
 // ordinary publish path (job, attempt, one-transaction publish), so the
 // gateway sees it as it sees any title.
-func PublishSynthetic(ctx context.Context, db *catalog.DB, store storage.Store, keyring *keys.Keyring, f Fixture) (FixtureResult, error) {
+func Publish(ctx context.Context, db *catalog.DB, store storage.Store, keyring *keys.Keyring, f Title) (Result, error) {
 	if f.Duration <= 0 {
 		f.Duration = 2 * time.Hour
 	}
@@ -62,18 +67,18 @@ func PublishSynthetic(ctx context.Context, db *catalog.DB, store storage.Store, 
 	source := "synthetic/" + f.Video
 	job, _, err := db.UpsertJob(ctx, f.Video, source, "synthetic-"+f.Video+"-"+hex.EncodeToString(nonce[:]))
 	if err != nil {
-		return FixtureResult{}, err
+		return Result{}, err
 	}
 	att, err := db.StartAttempt(ctx, job.TaskID)
 	if err != nil {
-		return FixtureResult{}, err
+		return Result{}, err
 	}
 	v, err := packager.New(store, keyring, packager.Options{}).Begin(att.Prefix, f.KeyURITemplate)
 	if err != nil {
-		return FixtureResult{}, err
+		return Result{}, err
 	}
 	n := int((f.Duration + f.Segment - 1) / f.Segment)
-	res := FixtureResult{Video: f.Video, Version: att.Version, KeyID: v.KeyID(), Renditions: f.Renditions, Segments: n}
+	res := Result{Video: f.Video, Version: att.Version, KeyID: v.KeyID(), Renditions: f.Renditions, Segments: n}
 	var (
 		variants   []playlist.Variant
 		renditions []catalog.Rendition
@@ -124,7 +129,7 @@ func PublishSynthetic(ctx context.Context, db *catalog.DB, store storage.Store, 
 		return res, err
 	}
 	if !ok {
-		return res, fmt.Errorf("gateway: fixture %s v%d was superseded", f.Video, att.Version)
+		return res, fmt.Errorf("synthetic: %s v%d was superseded", f.Video, att.Version)
 	}
 	return res, nil
 }
