@@ -369,7 +369,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, a auth, admit boo
 		return false
 	case Ended:
 		msg := "this playback session has ended; reload the page to start again"
-		if d.Reason == "evicted" {
+		if d.Reason == EndEvicted {
 			msg = "this playback session was stopped from another device or by support; reload the page to start again"
 		}
 		s.fail(w, r, http.StatusForbidden, "session_ended", msg)

@@ -70,11 +70,22 @@ func (o Outcome) String() string {
 	return [...]string{"admitted", "refreshed", "refused", "ended"}[o]
 }
 
+// EndReason says why a session ended. The values are stored in Redis as
+// the session marker's state, so they are part of the data format.
+type EndReason string
+
+// The reasons a session ends.
+const (
+	EndReleased EndReason = "released" // the player let go of it
+	EndEvicted  EndReason = "evicted"  // an operator or the app server stopped it
+	EndExpired  EndReason = "expired"  // no request for longer than the session TTL
+)
+
 // Decision is the result of Admit.
 type Decision struct {
 	Outcome Outcome
-	Reason  string // for Ended: "released", "evicted" or "expired"
-	Active  int    // the subject's live sessions after the decision
+	Reason  EndReason // for Ended
+	Active  int       // the subject's live sessions after the decision
 }
 
 // admitScript: KEYS[1] the subject's sorted set, KEYS[2] the session
@@ -196,7 +207,7 @@ func (s *Sessions) Admit(ctx context.Context, subject, session string, tokenExpi
 		d = Decision{Outcome: Refused, Active: int(n)}
 	case -2, -3:
 		reason, _ := res[1].(string)
-		d = Decision{Outcome: Ended, Reason: reason}
+		d = Decision{Outcome: Ended, Reason: EndReason(reason)}
 	default:
 		return Decision{}, fmt.Errorf("gateway: session admission: unexpected code %d", code)
 	}
@@ -229,7 +240,7 @@ func (s *Sessions) forget(session string) {
 // Release ends a session at the player's request (it stopped playing): its
 // place is freed at once and it cannot be admitted again.
 func (s *Sessions) Release(ctx context.Context, subject, session string, tokenExpires time.Time) (bool, error) {
-	return s.end(ctx, subject, session, "released", s.markerTTL(tokenExpires))
+	return s.end(ctx, subject, session, EndReleased, s.markerTTL(tokenExpires))
 }
 
 // ErrUnknownSession means an eviction named a session that is not live.
@@ -251,14 +262,14 @@ func (s *Sessions) Evict(ctx context.Context, session string, maxTokenLifetime t
 	if !ok {
 		return ErrUnknownSession // already ended
 	}
-	_, err = s.end(ctx, subject, session, "evicted", maxTokenLifetime+s.keepFor)
+	_, err = s.end(ctx, subject, session, EndEvicted, maxTokenLifetime+s.keepFor)
 	return err
 }
 
-func (s *Sessions) end(ctx context.Context, subject, session, state string, keep time.Duration) (bool, error) {
+func (s *Sessions) end(ctx context.Context, subject, session string, state EndReason, keep time.Duration) (bool, error) {
 	s.forget(session)
 	n, err := endScript.Run(ctx, s.rdb, []string{s.streamsKey(subject), s.markerKey(session)},
-		session, state, keep.Milliseconds()).Int64()
+		session, string(state), keep.Milliseconds()).Int64()
 	if err != nil {
 		return false, fmt.Errorf("gateway: end session: %w", err)
 	}
