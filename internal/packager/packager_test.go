@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/hlsvault/hlsvault/internal/keys"
@@ -31,8 +32,30 @@ func testKeyring(t *testing.T) *keys.Keyring {
 	return k
 }
 
+// recordingStore remembers the PutOptions of every object: the filesystem
+// keeps none, and the content type and cache header are the packager's to
+// set.
+type recordingStore struct {
+	storage.Store
+	mu   sync.Mutex
+	opts map[string]storage.PutOptions
+}
+
+func (r *recordingStore) Put(ctx context.Context, name string, body io.Reader, size int64, o storage.PutOptions) error {
+	r.mu.Lock()
+	r.opts[name] = o
+	r.mu.Unlock()
+	return r.Store.Put(ctx, name, body, size, o)
+}
+
+func (r *recordingStore) options(name string) storage.PutOptions {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.opts[name]
+}
+
 type setup struct {
-	store storage.Store
+	store *recordingStore
 	ring  *keys.Keyring
 	ck    keys.ContentKey
 	p     *Packager
@@ -52,7 +75,8 @@ func newSetup(t *testing.T, opts Options) *setup {
 		return iv, nil
 	}
 	ring := testKeyring(t)
-	return &setup{store: fs, ring: ring, ck: ck, p: New(fs, ring, opts)}
+	rec := &recordingStore{Store: fs, opts: map[string]storage.PutOptions{}}
+	return &setup{store: rec, ring: ring, ck: ck, p: New(rec, ring, opts)}
 }
 
 func TestPutVerifyAndPlaylists(t *testing.T) {
@@ -82,6 +106,9 @@ func TestPutVerifyAndPlaylists(t *testing.T) {
 			info, err := s.store.Stat(ctx, st.Name)
 			if err != nil || info.Size != st.Size {
 				t.Fatalf("stat %+v %v", info, err)
+			}
+			if o := s.store.options(st.Name); o.ContentType != "video/mp2t" || o.CacheControl != layout.Immutable {
+				t.Fatalf("segment stored with %+v", o)
 			}
 			// The object is ciphertext under the version's key.
 			rc, _ := s.store.Get(ctx, st.Name)
@@ -118,9 +145,8 @@ func TestPutVerifyAndPlaylists(t *testing.T) {
 			if err != nil || name != "hls/vid/v1/720p/index.m3u8" {
 				t.Fatalf("media: %s %v", name, err)
 			}
-			info, err = s.store.Stat(ctx, name)
-			if err != nil || info.ContentType != layout.ContentTypePlaylist {
-				t.Fatalf("media playlist: %+v %v", info, err)
+			if o := s.store.options(name); o.ContentType != layout.ContentTypePlaylist || o.CacheControl != layout.Immutable {
+				t.Fatalf("media playlist stored with %+v", o)
 			}
 			rc, _ = s.store.Get(ctx, name)
 			text, _ := io.ReadAll(rc)
