@@ -92,22 +92,27 @@ func TestIdetArgs(t *testing.T) {
 		"-i", "file:/in/a b.mp4",
 		"-map", "0:0",
 		"-an", "-sn", "-dn",
-		"-vf", "scale=640:1080:flags=fast_bilinear,idet=intl_thres=1.5",
+		"-vf", "scale=640:1080:flags=fast_bilinear,idet=intl_thres=1.2",
 		"-frames:v", "60",
 		"-f", "null", "-",
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("IdetArgs =\n%q\nwant\n%q", got, want)
 	}
-	// Small pictures are not scaled; long ones start at most a minute in.
+	// Small pictures are not scaled; long ones start at most a minute in,
+	// short ones at the start.
 	small := synthetic(320, 240, 0, Rational{25, 1}, false)
 	small.Duration = 3 * time.Hour
 	got = IdetArgs(small, "/in/x.mp4")
-	if i := slices.Index(got, "-vf"); got[i+1] != "idet=intl_thres=1.5" {
+	if i := slices.Index(got, "-vf"); got[i+1] != "idet=intl_thres=1.2" {
 		t.Errorf("small source filter %q", got[i+1])
 	}
 	if i := slices.Index(got, "-ss"); got[i+1] != "60.000" {
 		t.Errorf("long source starts at %s", got[i+1])
+	}
+	small.Duration = 9 * time.Second
+	if got := IdetArgs(small, "/in/x.mp4"); got[slices.Index(got, "-ss")+1] != "0.000" {
+		t.Errorf("short source starts at %s", got[slices.Index(got, "-ss")+1])
 	}
 }
 
