@@ -88,6 +88,7 @@ func TestIdetArgs(t *testing.T) {
 		"-max_probe_packets", "2500",
 		"-max_pixels", "33177600",
 		"-noautorotate",
+		"-noaccurate_seek",
 		"-ss", "2.000",
 		"-i", "file:/in/a b.mp4",
 		"-map", "0:0",
