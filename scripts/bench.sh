@@ -26,6 +26,10 @@ echo "== worker vs bare ffmpeg (1080p, 4 rungs)"
 ./bin/hlsbench "$@"
 
 echo
+echo "== interlace check (idet sample) vs the transcode, 20 s 1080p (its own interleaved runs)"
+./bin/hlsbench analysis
+
+echo
 echo "== playback gateway (wrk)"
 bash scripts/gateway-bench.sh
 

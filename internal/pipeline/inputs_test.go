@@ -3,17 +3,27 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"io"
+	"math"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hlsvault/hlsvault/internal/catalog"
+	"github.com/hlsvault/hlsvault/internal/playlist"
+	"github.com/hlsvault/hlsvault/internal/segcrypt"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/testenv"
+	"github.com/hlsvault/hlsvault/internal/transcode"
 	"github.com/hlsvault/hlsvault/internal/verify"
 )
 
@@ -119,7 +129,9 @@ func TestBadInputCorpus(t *testing.T) {
 }
 
 // TestAwkwardInputs packages valid but unusual sources: each must publish a
-// version that verifies.
+// version that verifies, whose every rung is progressive, tagged BT.709
+// (primaries, transfer, matrix, limited range), square-pixelled at the
+// source's display aspect, and as long as the source.
 func TestAwkwardInputs(t *testing.T) {
 	fs, err := storage.NewFS(t.TempDir())
 	if err != nil {
@@ -129,29 +141,72 @@ func TestAwkwardInputs(t *testing.T) {
 	dir := t.TempDir()
 	out := func(name string) string { return filepath.Join(dir, name) }
 	x264 := []string{"-c:v", "libx264", "-preset", "ultrafast"}
+	x265 := []string{"-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error"}
 	sine := []string{"-f", "lavfi", "-i", "sine=frequency=300:duration=2"}
+	hdr := func(trc string) []string {
+		return append(append([]string{"-pix_fmt", "yuv420p10le", "-profile:v", "main10"}, x265...),
+			"-color_primaries", "bt2020", "-color_trc", trc, "-colorspace", "bt2020nc", "-color_range", "tv")
+	}
+	// Woven fields: 50 fps motion, two instants per frame, top first.
+	weave := func(size, seconds string) string {
+		return "testsrc2=size=" + size + ":rate=50:duration=" + seconds + ",tinterlace=mode=interleave_top"
+	}
+	mk := func(args ...string) { ffmpegMake(t, args...) }
+	cat := func(parts ...[]string) []string { return slices.Concat(parts...) }
 
-	ffmpegMake(t, append(append([]string{"-f", "lavfi", "-i", "testsrc2=size=321x241:rate=25:duration=2"}, x264...), out("odd.mp4"))...)
-	ffmpegMake(t, append(append([]string{"-f", "lavfi", "-i", lavfiVideo + "2"}, x264...), out("landscape.mp4"))...)
-	ffmpegMake(t, "-i", out("landscape.mp4"), "-c", "copy", "-metadata:s:v", "rotate=90", out("rotated.mp4"))
-	ffmpegMake(t, append(append([]string{"-f", "lavfi", "-i", lavfiVideo + "2"}, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p10le"), out("10bit.mp4"))...)
-	ffmpegMake(t, append(append([]string{"-f", "lavfi", "-i", lavfiVideo + "2", "-vf", "select='not(mod(n\\,3))+eq(mod(n\\,7)\\,1)'", "-fps_mode", "vfr"}, x264...), out("vfr.mkv"))...)
-	ffmpegMake(t, append(append([]string{"-f", "lavfi", "-i", lavfiVideo + "1"}, x264...), out("one-second.mp4"))...)
-	ffmpegMake(t, append(append(append([]string{"-f", "lavfi", "-i", "testsrc2=size=640x480:rate=25:duration=2"}, sine...), x264...), "-c:a", "aac", out("4x3.mp4"))...)
-	ffmpegMake(t, append(append([]string{"-f", "lavfi", "-i", lavfiVideo + "3", "-itsoffset", "1.5", "-f", "lavfi", "-i", "sine=duration=1.5"}, x264...), "-c:a", "aac", out("late-audio.ts"))...)
+	mk(cat([]string{"-f", "lavfi", "-i", "testsrc2=size=321x241:rate=25:duration=2"}, x264, []string{out("odd.mp4")})...)
+	mk(cat([]string{"-f", "lavfi", "-i", lavfiVideo + "2"}, x264, []string{out("landscape.mp4")})...)
+	mk("-i", out("landscape.mp4"), "-c", "copy", "-metadata:s:v", "rotate=90", out("rotated.mp4"))
+	mk(cat([]string{"-f", "lavfi", "-i", lavfiVideo + "2"}, x264, []string{"-pix_fmt", "yuv420p10le", out("10bit.mp4")})...)
+	mk(cat([]string{"-f", "lavfi", "-i", lavfiVideo + "2", "-vf", "select='not(mod(n\\,3))+eq(mod(n\\,7)\\,1)'", "-fps_mode", "vfr"}, x264, []string{out("vfr.mkv")})...)
+	mk(cat([]string{"-f", "lavfi", "-i", lavfiVideo + "1"}, x264, []string{out("one-second.mp4")})...)
+	mk(cat([]string{"-f", "lavfi", "-i", "testsrc2=size=640x480:rate=25:duration=2"}, sine, x264, []string{"-c:a", "aac", out("4x3.mp4")})...)
+	mk(cat([]string{"-f", "lavfi", "-i", lavfiVideo + "3", "-itsoffset", "1.5", "-f", "lavfi", "-i", "sine=duration=1.5"}, x264, []string{"-c:a", "aac", out("late-audio.ts")})...)
+	// 1080i25 top field first, flagged so (field_order tt), one second.
+	mk(cat([]string{"-f", "lavfi", "-i", weave("1920x1080", "1") + ",setfield=tff"}, x264,
+		[]string{"-flags", "+ildct+ilme", "-x264opts", "tff=1", "-r", "25", out("1080i-tff.mp4")})...)
+	// The same kind of woven fields, encoded and flagged progressive: the lie.
+	mk(cat([]string{"-f", "lavfi", "-i", weave("320x240", "2") + ",setfield=prog"}, x264, []string{"-r", "25", out("lying-flag.mp4")})...)
+	// A phone's HDR: HEVC Main 10, BT.2020, HLG, in MOV; and PQ (HDR10).
+	mk(cat([]string{"-f", "lavfi", "-i", lavfiVideo + "2"}, sine, hdr("arib-std-b67"), []string{"-tag:v", "hvc1", "-c:a", "aac", out("hlg.mov")})...)
+	mk(cat([]string{"-f", "lavfi", "-i", lavfiVideo + "2"}, hdr("smpte2084"), []string{out("pq.mkv")})...)
+	// A PAL DVD: 720x576, SAR 64:45 (16:9 display), BT.601 matrix.
+	mk(cat([]string{"-f", "lavfi", "-i", "testsrc2=size=720x576:rate=25:duration=2", "-vf", "setsar=64/45,scale=out_color_matrix=bt601"}, x264,
+		[]string{"-color_primaries", "bt470bg", "-color_trc", "bt709", "-colorspace", "bt470bg", out("anamorphic.mp4")})...)
+	mk(cat([]string{"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30000/1001:duration=2"}, sine, x264, []string{"-c:a", "aac", out("ntsc.mp4")})...)
+	mk(cat([]string{"-f", "lavfi", "-i", lavfiVideo + "2"}, x265, []string{"-tag:v", "hvc1", "-timecode", "01:00:00:00", out("timecode.mov")})...)
+	mk(cat([]string{"-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25:duration=2"}, x264, []string{out("tiny.mp4")})...)
 
-	inputs := []struct{ name, object string }{
-		{"odd.mp4", "uploads/odd.mp4"},
-		{"rotated.mp4", "uploads/rotated.mp4"},
-		{"10bit.mp4", "uploads/10bit.mp4"},
-		{"vfr.mkv", "uploads/vfr.mkv"},
-		{"one-second.mp4", "uploads/one second.mp4"},
-		{"4x3.mp4", "uploads/-rf 4x3|tee.mp4"}, // hostile-looking names never reach argv
-		{"late-audio.ts", "uploads/late-audio.ts"},
+	type want struct {
+		fps string // the renditions' frame rate, when it matters
+		hdr bool   // tone-mapped: the picture must not be the HDR values as they were
+	}
+	inputs := []struct {
+		name, object string
+		want         want
+	}{
+		{"odd.mp4", "uploads/odd.mp4", want{}},
+		{"rotated.mp4", "uploads/rotated.mp4", want{}},
+		{"10bit.mp4", "uploads/10bit.mp4", want{}},
+		{"vfr.mkv", "uploads/vfr.mkv", want{}},
+		{"one-second.mp4", "uploads/one second.mp4", want{}},
+		{"4x3.mp4", "uploads/-rf 4x3|tee.mp4", want{}}, // hostile-looking names never reach argv
+		{"late-audio.ts", "uploads/late-audio.ts", want{}},
+		{"1080i-tff.mp4", "uploads/1080i-tff.mp4", want{fps: "50/1"}}, // deinterlaced at field rate
+		{"lying-flag.mp4", "uploads/lying-flag.mp4", want{fps: "50/1"}},
+		{"hlg.mov", "uploads/hlg.mov", want{hdr: true}},
+		{"pq.mkv", "uploads/pq.mkv", want{hdr: true}},
+		{"anamorphic.mp4", "uploads/anamorphic.mp4", want{fps: "25/1"}},
+		{"ntsc.mp4", "uploads/ntsc.mp4", want{fps: "30000/1001"}},
+		{"timecode.mov", "uploads/timecode.mov", want{}},
+		{"tiny.mp4", "uploads/tiny.mp4", want{}},
 	}
 	h.startWorker()
 	ctx := context.Background()
+	_, ffprobe := testenv.FFmpeg(t)
 	tasks := map[string]string{}
+	sources := map[string]string{}
+	expect := map[string]want{}
 	for _, in := range inputs {
 		h.upload(in.object, out(in.name))
 		video := strings.NewReplacer(".", "_").Replace(in.name)
@@ -159,7 +214,7 @@ func TestAwkwardInputs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tasks[video] = res.TaskID
+		tasks[video], sources[video], expect[video] = res.TaskID, out(in.name), in.want
 	}
 	ver := &verify.Verifier{Store: h.store, DB: h.db, Keyring: h.keyring}
 	for video, task := range tasks {
@@ -171,6 +226,16 @@ func TestAwkwardInputs(t *testing.T) {
 			if err != nil || !rep.OK() {
 				t.Fatalf("verify: %+v %v", rep, err)
 			}
+			src, err := transcode.ProbeFile(ctx, ffprobe, sources[video], transcode.Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			srcAspect := float64(src.Video.DisplayWidth) / float64(src.Video.DisplayHeight)
+			for _, rr := range rep.Renditions {
+				if d := src.Duration.Seconds(); rr.DecodedDuration < d-0.15 || rr.DecodedDuration > d+0.25 {
+					t.Errorf("%s: decoded %.3fs of a %.3fs source", rr.Name, rr.DecodedDuration, d)
+				}
+			}
 			st, _ := h.client.Status(ctx, video)
 			for _, r := range st.Renditions {
 				if r.Width%2 != 0 || r.Height%2 != 0 {
@@ -180,8 +245,158 @@ func TestAwkwardInputs(t *testing.T) {
 					t.Errorf("rotated source gave landscape %dx%d", r.Width, r.Height)
 				}
 			}
+			w := expect[video]
+			for _, r := range h.decryptRenditions(t, video) {
+				v := probeVideo(t, ffprobe, r.path)
+				t.Logf("%s: %+v", r.name, v)
+				if v.ColorPrimaries != "bt709" || v.ColorTransfer != "bt709" || v.ColorSpace != "bt709" || v.ColorRange != "tv" {
+					t.Errorf("%s: colour %s/%s/%s/%s, want bt709/bt709/bt709/tv", r.name, v.ColorPrimaries, v.ColorTransfer, v.ColorSpace, v.ColorRange)
+				}
+				if v.PixFmt != "yuv420p" {
+					t.Errorf("%s: pixel format %s", r.name, v.PixFmt)
+				}
+				if v.SAR != "1:1" {
+					t.Errorf("%s: sample aspect ratio %s, want 1:1", r.name, v.SAR)
+				}
+				// Even sizes cost up to a pixel per side: 96x64 at 2% would fail.
+				aspect := float64(v.Width) / float64(v.Height)
+				if tol := 2 / float64(min(v.Width, v.Height)); aspect/srcAspect > 1+tol+0.01 || aspect/srcAspect < 1-tol-0.01 {
+					t.Errorf("%s: %dx%d (aspect %.3f), source displays %dx%d (%.3f)", r.name, v.Width, v.Height, aspect, src.Video.DisplayWidth, src.Video.DisplayHeight, srcAspect)
+				}
+				if v.FieldOrder != "progressive" && v.FieldOrder != "" {
+					t.Errorf("%s: field order %q", r.name, v.FieldOrder)
+				}
+				if w.fps != "" && v.AvgFrameRate != w.fps {
+					t.Errorf("%s: frame rate %s, want %s", r.name, v.AvgFrameRate, w.fps)
+				}
+				c := idetCounts(t, r.path)
+				if 10*(c.TFF+c.BFF) > c.Decided() {
+					t.Errorf("%s: idet finds %d of %d decided frames interlaced: %+v", r.name, c.TFF+c.BFF, c.Decided(), c)
+				}
+			}
+			if w.hdr {
+				// The HDR signal as it was, squeezed into 8 bits, would be
+				// the "washed out" picture; tone mapping moves its mean.
+				raw := meanLuma(t, sources[video], "scale=426:240,format=yuv420p")
+				got := meanLuma(t, h.decryptRenditions(t, video)[0].path, "null")
+				if math.Abs(raw-got) < 10 {
+					t.Errorf("mean luma %.1f, untouched HDR values give %.1f: not tone-mapped", got, raw)
+				}
+			}
 		})
 	}
+}
+
+type decrypted struct{ name, path string }
+
+// decryptRenditions decrypts every segment of each rendition of the
+// video's current version into one MPEG-TS file per rendition.
+func (h *harness) decryptRenditions(t *testing.T, video string) []decrypted {
+	t.Helper()
+	ctx := context.Background()
+	cur, err := h.db.CurrentVersion(ctx, video)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck, err := h.keyring.Unwrap(cur.Key.KEKID, cur.Key.KeyID, cur.Key.Wrapped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var out []decrypted
+	for _, r := range cur.Renditions {
+		name := r.Playlist
+		if !strings.HasPrefix(name, cur.Prefix) {
+			name = path.Join(path.Dir(cur.Master), name)
+		}
+		objs := h.objects(name)
+		m, err := playlist.ParseMedia(bytes.NewReader(objs[name]))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var ts bytes.Buffer
+		for _, s := range m.Segments {
+			seg := path.Join(path.Dir(name), s.URI)
+			iv, err := hex.DecodeString(strings.TrimPrefix(strings.ToLower(s.Key.IV), "0x"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			dec, err := segcrypt.NewDecryptReader(bytes.NewReader(h.objects(seg)[seg]), ck.Bytes(), iv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.Copy(&ts, dec); err != nil {
+				t.Fatalf("%s: %v", seg, err)
+			}
+		}
+		p := filepath.Join(dir, r.Name+".ts")
+		if err := os.WriteFile(p, ts.Bytes(), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, decrypted{r.Name, p})
+	}
+	return out
+}
+
+type videoInfo struct {
+	Width          int    `json:"width"`
+	Height         int    `json:"height"`
+	PixFmt         string `json:"pix_fmt"`
+	SAR            string `json:"sample_aspect_ratio"`
+	FieldOrder     string `json:"field_order"`
+	AvgFrameRate   string `json:"avg_frame_rate"`
+	ColorRange     string `json:"color_range"`
+	ColorSpace     string `json:"color_space"`
+	ColorTransfer  string `json:"color_transfer"`
+	ColorPrimaries string `json:"color_primaries"`
+}
+
+func probeVideo(t *testing.T, ffprobe, file string) videoInfo {
+	t.Helper()
+	b, err := exec.Command(ffprobe, "-v", "error", "-select_streams", "v:0", "-show_streams", "-of", "json", file).Output()
+	if err != nil {
+		t.Fatalf("ffprobe %s: %v", file, err)
+	}
+	var out struct{ Streams []videoInfo }
+	if err := json.Unmarshal(b, &out); err != nil || len(out.Streams) != 1 {
+		t.Fatalf("ffprobe %s: %v: %s", file, err, b)
+	}
+	return out.Streams[0]
+}
+
+// idetCounts runs idet, at the threshold the worker uses, over a whole file.
+func idetCounts(t *testing.T, file string) transcode.IdetCounts {
+	t.Helper()
+	ffmpeg, _ := testenv.FFmpeg(t)
+	b, err := exec.Command(ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-i", file, "-an", "-vf", "idet=intl_thres=1.2", "-f", "null", "-").CombinedOutput()
+	if err != nil {
+		t.Fatalf("idet %s: %v\n%s", file, err, b)
+	}
+	c, err := transcode.ParseIdet(string(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// meanLuma is signalstats' mean Y of the file's first frame after vf.
+func meanLuma(t *testing.T, file, vf string) float64 {
+	t.Helper()
+	ffmpeg, _ := testenv.FFmpeg(t)
+	b, err := exec.Command(ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-i", file, "-an", "-frames:v", "1",
+		"-vf", vf+",signalstats,metadata=print:key=lavfi.signalstats.YAVG", "-f", "null", "-").CombinedOutput()
+	if err != nil {
+		t.Fatalf("signalstats %s: %v\n%s", file, err, b)
+	}
+	_, after, ok := strings.Cut(string(b), "lavfi.signalstats.YAVG=")
+	if !ok {
+		t.Fatalf("no YAVG in\n%s", b)
+	}
+	f, err := strconv.ParseFloat(strings.Fields(after)[0], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 // hugePictureTS makes an MPEG-TS whose H.264 sequence parameter set claims a

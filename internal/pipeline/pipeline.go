@@ -239,11 +239,15 @@ func (p *Pipeline) run(ctx context.Context, log *slog.Logger, att catalog.Attemp
 		}
 		return false, err
 	}
+	if err := p.detectScan(ctx, log, src, probe); err != nil {
+		return false, err
+	}
 	plan, err := transcode.PlanLadder(probe, p.cfg.Ladder, p.cfg.Segment)
 	if err != nil {
 		return false, badInput(err)
 	}
-	log.Info("planned ladder", "duration", probe.Duration, "renditions", len(plan.Renditions), "audio", plan.HasAudio)
+	log.Info("planned ladder", "duration", probe.Duration, "renditions", len(plan.Renditions), "audio", plan.HasAudio,
+		"deinterlace", plan.Deinterlace, "tonemap", plan.ToneMap != nil, "fps", plan.FrameRate.String())
 
 	timeout := p.cfg.TimeoutBase + time.Duration(p.cfg.TimeoutFactor*float64(probe.Duration))
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -276,6 +280,25 @@ func (p *Pipeline) run(ctx context.Context, log *slog.Logger, att catalog.Attemp
 		return false, err
 	}
 	return published, nil
+}
+
+// detectScan sets probe.Video.Scan from the content (idet), since the
+// field order flag can lie. When the content cannot be measured (a
+// timeout, a decoder error that the transcode will then report) the flag's
+// verdict stands: the check refines the plan, it does not gate the job.
+func (p *Pipeline) detectScan(ctx context.Context, log *slog.Logger, src string, probe *transcode.Probe) error {
+	r, err := transcode.DetectScan(ctx, p.cfg.FFmpeg, src, probe, p.cfg.Limits)
+	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		log.Warn("interlace check failed; following the field order flag", "flag", r.Flag, "err", err)
+		return nil
+	}
+	probe.Video.Scan = r.Scan
+	log.Info("interlace check", "flag", r.Flag, "scan", r.Scan, "from_content", r.Content,
+		"tff", r.Counts.TFF, "bff", r.Counts.BFF, "progressive", r.Counts.Progressive, "undetermined", r.Counts.Undetermined)
+	return nil
 }
 
 // download copies the source object into path, refusing more than the size

@@ -93,9 +93,21 @@ func Args(plan Plan, input, outDir string, opt ArgsOptions) (args []string, err 
 		"max_probe_packets":  strconv.Itoa(maxProbePackets),
 		"max_pixels":         strconv.FormatInt(opt.MaxPixels, 10),
 	})
-	split := in.Get(strconv.Itoa(plan.VideoIndex)).
-		Filter("fps", ffmpeg.Args{plan.FrameRate.String()}).
-		Split()
+	// Once for the whole ladder, before the split: deinterlace, make the
+	// rate constant, map HDR to SDR.
+	video := in.Get(strconv.Itoa(plan.VideoIndex))
+	if plan.Deinterlace != "" {
+		// deint=all: the frames' own interlaced flags are the ones that
+		// may lie, so every frame is deinterlaced, in the detected parity.
+		video = video.Filter("bwdif", nil, ffmpeg.KwArgs{
+			"mode": "send_field", "parity": string(plan.Deinterlace), "deint": "all",
+		})
+	}
+	video = video.Filter("fps", ffmpeg.Args{plan.FrameRate.String()})
+	if tm := plan.ToneMap; tm != nil {
+		video = toneMapFilters(video, tm)
+	}
+	split := video.Split()
 
 	out := ffmpeg.KwArgs{
 		"format":        "hls",
@@ -115,6 +127,12 @@ func Args(plan Plan, input, outDir string, opt ArgsOptions) (args []string, err 
 		"hls_flags":            "temp_file+independent_segments",
 		"hls_segment_type":     "mpegts",
 		"hls_segment_filename": outDir + "/%v/seg_%05d.ts",
+		// Every rung says what it is, so players never guess (x264 would
+		// otherwise copy the source's tags, HLG included, onto 8-bit SDR).
+		"color_primaries:v": "bt709",
+		"color_trc:v":       "bt709",
+		"colorspace:v":      "bt709",
+		"color_range:v":     "tv",
 	}
 	if opt.Threads > 0 {
 		out["threads"] = opt.Threads
@@ -125,8 +143,13 @@ func Args(plan Plan, input, outDir string, opt ArgsOptions) (args []string, err 
 	var streams []*ffmpeg.Stream
 	var varMap []string
 	for k, r := range plan.Renditions {
+		var matrix ffmpeg.KwArgs
+		if plan.InMatrix != "" {
+			// The same swscale pass that resizes converts the matrix.
+			matrix = ffmpeg.KwArgs{"in_color_matrix": plan.InMatrix, "out_color_matrix": "bt709"}
+		}
 		v := split.Get(strconv.Itoa(k)).
-			Filter("scale", ffmpeg.Args{strconv.Itoa(r.Width), strconv.Itoa(r.Height)}).
+			Filter("scale", ffmpeg.Args{strconv.Itoa(r.Width), strconv.Itoa(r.Height)}, matrix).
 			Filter("setsar", ffmpeg.Args{"1"}).
 			Filter("format", ffmpeg.Args{"yuv420p"})
 		streams = append(streams, v)
@@ -158,6 +181,27 @@ func Args(plan Plan, input, outDir string, opt ArgsOptions) (args []string, err 
 	return args, nil
 }
 
+// toneMapFilters maps an HDR picture to SDR BT.709 with zscale and
+// tonemap (the recipe that works in Debian's ffmpeg 5.1): linearise with
+// the source's curve, reference white at 100 nits; convert the primaries
+// to BT.709 in 32-bit float RGB; compress the highlights with hable,
+// without desaturation (desat=0 keeps bright colours from going grey);
+// apply the BT.709 curve and matrix in limited range; back to 8-bit 4:2:0.
+// The source's tags are given explicitly, because zscale reads the frames'
+// own and those can be missing where the container carries them.
+func toneMapFilters(v *ffmpeg.Stream, tm *ToneMap) *ffmpeg.Stream {
+	return v.
+		Filter("zscale", nil, ffmpeg.KwArgs{
+			"tin": tm.Transfer, "pin": tm.Primaries, "min": tm.Matrix, "rin": tm.Range,
+			"t": "linear", "npl": "100",
+		}).
+		Filter("format", ffmpeg.Args{"gbrpf32le"}).
+		Filter("zscale", nil, ffmpeg.KwArgs{"p": "bt709"}).
+		Filter("tonemap", nil, ffmpeg.KwArgs{"tonemap": "hable", "desat": "0"}).
+		Filter("zscale", nil, ffmpeg.KwArgs{"t": "bt709", "m": "bt709", "r": "tv"}).
+		Filter("format", ffmpeg.Args{"yuv420p"})
+}
+
 func (p Plan) validate() error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("transcode: args: plan: %s", fmt.Sprintf(format, a...))
@@ -175,6 +219,15 @@ func (p Plan) validate() error {
 		return bad("segment duration %s is not valid", p.SegmentDuration)
 	case len(p.Renditions) == 0 || len(p.Renditions) > maxRungs:
 		return bad("%d renditions", len(p.Renditions))
+	// Everything below goes into the filter graph: allowlisted only.
+	case p.Deinterlace != "" && !p.Deinterlace.Interlaced():
+		return bad("deinterlace %q is not a field order", p.Deinterlace)
+	case p.ToneMap != nil && !p.ToneMap.valid():
+		return bad("tone mapping from %+v is not supported", *p.ToneMap)
+	case p.InMatrix != "" && !slices.Contains(swsMatrices, p.InMatrix):
+		return bad("colour matrix %q is not supported", p.InMatrix)
+	case p.ToneMap != nil && p.InMatrix != "":
+		return bad("a tone-mapped picture is BT.709 already; no matrix conversion")
 	}
 	names := map[string]bool{}
 	for _, r := range p.Renditions {

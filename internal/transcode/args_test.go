@@ -17,16 +17,47 @@ func goldenPlan(t *testing.T, audio bool) Plan {
 	return plan
 }
 
+// shapedPlan plans the default ladder for a 1080p source changed by shape.
+func shapedPlan(t *testing.T, shape func(*Probe)) Plan {
+	t.Helper()
+	p := synthetic(1920, 1080, 0, Rational{30000, 1001}, true)
+	shape(p)
+	plan, err := PlanLadder(p, DefaultLadder(), 4*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plan
+}
+
 func TestArgsGolden(t *testing.T) {
 	for _, tc := range []struct {
 		file  string
 		audio bool
+		shape func(*Probe) // nil: the progressive SDR 1080p source
 	}{
-		{"args_audio.golden.txt", true},
-		{"args_noaudio.golden.txt", false},
+		{file: "args_audio.golden.txt", audio: true},
+		{file: "args_noaudio.golden.txt", audio: false},
+		// 1080i25, top field first: bwdif to 50 fps before the split.
+		{file: "args_interlaced_tff.golden.txt", audio: true, shape: func(p *Probe) {
+			p.Video.FrameRate, p.Video.FieldOrder, p.Video.Scan = Rational{25, 1}, "tt", TopFieldFirst
+		}},
+		// A phone's HLG: tone-mapped to BT.709 before the split.
+		{file: "args_hdr_hlg.golden.txt", audio: true, shape: func(p *Probe) {
+			p.Video.Codec, p.Video.PixFmt, p.Video.BitDepth = "hevc", "yuv420p10le", 10
+			p.Video.Color = Color{Primaries: "bt2020", Transfer: "arib-std-b67", Space: "bt2020nc", Range: "tv"}
+		}},
+		// A PAL DVD: anamorphic 720x576 BT.601, square BT.709 rungs.
+		{file: "args_sd_bt601.golden.txt", audio: true, shape: func(p *Probe) {
+			p.Video.Width, p.Video.Height, p.Video.DisplayWidth, p.Video.DisplayHeight = 720, 576, 1024, 576
+			p.Video.SAR, p.Video.FrameRate = Rational{64, 45}, Rational{25, 1}
+			p.Video.Color = Color{Primaries: "bt470bg", Transfer: "bt709", Space: "bt470bg", Range: "tv"}
+		}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			plan := goldenPlan(t, tc.audio)
+			if tc.shape != nil {
+				plan = shapedPlan(t, tc.shape)
+			}
 			args, err := Args(plan, "/in/source.mp4", "/out/job", ArgsOptions{})
 			if err != nil {
 				t.Fatal(err)
@@ -48,6 +79,27 @@ func TestArgsGolden(t *testing.T) {
 			}
 			if got := strings.Contains(joined, "a:0"); got != tc.audio {
 				t.Errorf("audio in var_stream_map = %v, want %v", got, tc.audio)
+			}
+			// Every output is tagged BT.709 and square, whatever the source.
+			for _, want := range []string{"-color_primaries:v bt709", "-color_trc:v bt709", "-colorspace:v bt709", "-color_range:v tv"} {
+				if !strings.Contains(joined, want) {
+					t.Errorf("argv lacks %q", want)
+				}
+			}
+			graph := args[slices.Index(args, "-filter_complex")+1]
+			if n := strings.Count(graph, "setsar=1"); n != len(plan.Renditions) {
+				t.Errorf("setsar=1 on %d of %d rungs", n, len(plan.Renditions))
+			}
+			// Whatever runs once runs before the split.
+			before, _, _ := strings.Cut(graph, "split=")
+			if got := strings.Contains(before, "bwdif=deint=all:mode=send_field:parity=tff"); got != (plan.Deinterlace == TopFieldFirst) {
+				t.Errorf("bwdif before the split: %v, deinterlace %q:\n%s", got, plan.Deinterlace, graph)
+			}
+			if got := strings.Contains(before, "tonemap=desat=0:tonemap=hable"); got != (plan.ToneMap != nil) {
+				t.Errorf("tonemap before the split: %v, tone map %+v", got, plan.ToneMap)
+			}
+			if got := strings.Count(graph, "in_color_matrix=bt601:out_color_matrix=bt709"); got != len(plan.Renditions) && plan.InMatrix != "" || got != 0 && plan.InMatrix == "" {
+				t.Errorf("matrix conversion on %d rungs, in matrix %q", got, plan.InMatrix)
 			}
 		})
 	}
@@ -83,6 +135,15 @@ func TestArgsOptions(t *testing.T) {
 		{name: "no renditions", in: "/in.mp4", out: "/out", plan: func(p *Plan) { p.Renditions = nil }, wantMessage: "0 renditions"},
 		{name: "name", in: "/in.mp4", out: "/out", plan: func(p *Plan) { p.Renditions[0].Name = "a b,c" }, wantMessage: "want [a-z0-9]+"},
 		{name: "odd", in: "/in.mp4", out: "/out", plan: func(p *Plan) { p.Renditions[0].Width = 1919 }, wantMessage: "not valid"},
+		{name: "parity", in: "/in.mp4", out: "/out", plan: func(p *Plan) { p.Deinterlace = "auto:deint=0" }, wantMessage: "not a field order"},
+		{name: "progressive is no parity", in: "/in.mp4", out: "/out", plan: func(p *Plan) { p.Deinterlace = Progressive }, wantMessage: "not a field order"},
+		{name: "tone map", in: "/in.mp4", out: "/out", plan: func(p *Plan) {
+			p.ToneMap = &ToneMap{Transfer: "smpte2084", Primaries: "bt2020", Matrix: "bt2020nc", Range: "tv[x]"}
+		}, wantMessage: "tone mapping"},
+		{name: "sdr tone map", in: "/in.mp4", out: "/out", plan: func(p *Plan) {
+			p.ToneMap = &ToneMap{Transfer: "bt709", Primaries: "bt709", Matrix: "bt709", Range: "tv"}
+		}, wantMessage: "tone mapping"},
+		{name: "matrix", in: "/in.mp4", out: "/out", plan: func(p *Plan) { p.InMatrix = "bt601,movie" }, wantMessage: "colour matrix"},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {

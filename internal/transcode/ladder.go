@@ -175,6 +175,18 @@ type Plan struct {
 	SegmentDuration time.Duration
 	HasAudio        bool
 	Duration        time.Duration // source duration, for progress
+	// Deinterlace is the field order bwdif deinterlaces from (TopFieldFirst
+	// or BottomFieldFirst), once, before the split; empty for progressive
+	// sources. bwdif sends one frame per field, so FrameRate is then the
+	// field rate (1080i50 gives 50 fps) and the GOP counts those frames.
+	Deinterlace Scan `json:",omitempty"`
+	// ToneMap, for an HDR (PQ or HLG) source, maps it to SDR BT.709 once,
+	// before the split; nil for SDR.
+	ToneMap *ToneMap `json:",omitempty"`
+	// InMatrix is swscale's in_color_matrix for an SDR source whose YCbCr
+	// matrix is not BT.709 ("bt601" for SD); each rung's scale converts it
+	// to BT.709, which every output is tagged as. Empty: already BT.709.
+	InMatrix string `json:",omitempty"`
 }
 
 // PlanLadder fits ladder to the source described by p:
@@ -223,6 +235,18 @@ func PlanLadder(p *Probe, ladder Ladder, segment time.Duration) (Plan, error) {
 		SegmentDuration: segment,
 		HasAudio:        p.Audio != nil,
 		Duration:        p.Duration,
+		ToneMap:         toneMapFor(p.Video.Color),
+	}
+	if p.Video.Scan.Interlaced() {
+		// Field rate: every field is its own instant (1080i50 films 50
+		// moments a second), so keeping them all keeps motion smooth where
+		// one frame per pair would judder; outputRate still caps at 60.
+		plan.Deinterlace = p.Video.Scan
+		plan.FrameRate = outputRate(fieldRate(p.Video.FrameRate))
+	}
+	if plan.ToneMap == nil {
+		// The tone-mapping chain writes BT.709 itself.
+		plan.InMatrix = inMatrix(p.Video.Color, p.Video.Width, p.Video.Height)
 	}
 	if p.Audio != nil {
 		plan.AudioIndex = p.Audio.Index
@@ -272,6 +296,18 @@ func rendition(name string, w, h, nominalShort, videoRate, audioRate int) Rendit
 		BufSize:      rate * 3 / 2,
 		AudioBitrate: audioRate,
 	}
+}
+
+// fieldRate doubles a frame rate into the rate of its fields; an unknown
+// rate stays unknown (outputRate makes it 30).
+func fieldRate(r Rational) Rational {
+	if !r.valid() {
+		return r
+	}
+	if r.Den%2 == 0 {
+		return Rational{r.Num, r.Den / 2}.reduce()
+	}
+	return Rational{2 * r.Num, r.Den}.reduce()
 }
 
 // roundEven rounds to the nearest even integer: yuv420p needs even sides.

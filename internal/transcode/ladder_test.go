@@ -25,6 +25,12 @@ func synthetic(w, h, rot int, fps Rational, audio bool) *Probe {
 	return p
 }
 
+// shaped changes the video stream of p.
+func shaped(p *Probe, f func(*VideoStream)) *Probe {
+	f(&p.Video)
+	return p
+}
+
 func TestPlanLadderGolden(t *testing.T) {
 	fps30 := Rational{30, 1}
 	cases := []struct {
@@ -44,6 +50,18 @@ func TestPlanLadderGolden(t *testing.T) {
 		{"2560x1072 scope", synthetic(2560, 1072, 0, Rational{24, 1}, true)},
 		{"1920x1080 120fps", synthetic(1920, 1080, 0, Rational{120, 1}, true)},
 		{"1280x720 unknown fps", synthetic(1280, 720, 0, Rational{}, true)},
+		{"1920x1080i25 tff", shaped(synthetic(1920, 1080, 0, Rational{25, 1}, true), func(v *VideoStream) { v.FieldOrder, v.Scan = "tt", TopFieldFirst })},
+		{"1920x1080i29.97 bff", shaped(synthetic(1920, 1080, 0, Rational{30000, 1001}, true), func(v *VideoStream) { v.Scan = BottomFieldFirst })},
+		{"1920x1080 HLG", shaped(synthetic(1920, 1080, 0, Rational{30, 1}, true), func(v *VideoStream) {
+			v.Color = Color{Primaries: "bt2020", Transfer: "arib-std-b67", Space: "bt2020nc", Range: "tv"}
+		})},
+		{"3840x2160 PQ untagged matrix", shaped(synthetic(3840, 2160, 0, Rational{24000, 1001}, true), func(v *VideoStream) { v.Color = Color{Transfer: "smpte2084"} })},
+		{"720x576 SAR 64:45 BT.601", shaped(synthetic(720, 576, 0, Rational{25, 1}, true), func(v *VideoStream) {
+			v.DisplayWidth, v.SAR = 1024, Rational{64, 45}
+			v.Color = Color{Primaries: "bt470bg", Transfer: "bt709", Space: "bt470bg", Range: "tv"}
+		})},
+		{"1280x720 tagged BT.601", shaped(synthetic(1280, 720, 0, Rational{30, 1}, true), func(v *VideoStream) { v.Color.Space = "smpte170m" })},
+		{"640x480 tagged BT.709", shaped(synthetic(640, 480, 0, Rational{30, 1}, true), func(v *VideoStream) { v.Color.Space = "bt709" })},
 	}
 	type entry struct {
 		Name string
@@ -94,6 +112,28 @@ func checkPlan(t *testing.T, name string, p *Probe, plan Plan) {
 	}
 	if plan.HasAudio != (p.Audio != nil) {
 		t.Errorf("%s: HasAudio %v", name, plan.HasAudio)
+	}
+	if (plan.Deinterlace != "") != p.Video.Scan.Interlaced() {
+		t.Errorf("%s: deinterlace %q for scan %q", name, plan.Deinterlace, p.Video.Scan)
+	}
+	if plan.Deinterlace != "" && plan.FrameRate != outputRate(fieldRate(p.Video.FrameRate)) {
+		t.Errorf("%s: interlaced output rate %s, want the field rate of %s", name, plan.FrameRate, p.Video.FrameRate)
+	}
+	if (plan.ToneMap != nil) != p.Video.Color.HDR() || plan.ToneMap != nil && plan.InMatrix != "" {
+		t.Errorf("%s: tone map %+v, in matrix %q for colour %+v", name, plan.ToneMap, plan.InMatrix, p.Video.Color)
+	}
+}
+
+func TestFieldRate(t *testing.T) {
+	for _, tc := range []struct{ in, want Rational }{
+		{Rational{25, 1}, Rational{50, 1}},
+		{Rational{30000, 1001}, Rational{60000, 1001}},
+		{Rational{25, 2}, Rational{25, 1}},
+		{Rational{}, Rational{}},
+	} {
+		if got := fieldRate(tc.in); got != tc.want {
+			t.Errorf("fieldRate(%s) = %s, want %s", tc.in, got, tc.want)
+		}
 	}
 }
 

@@ -42,6 +42,17 @@ type VideoStream struct {
 	FrameRate                   Rational // avg_frame_rate, else r_frame_rate; zero when unknown
 	PixFmt                      string
 	BitDepth                    int // 0 when unknown
+	// SAR is the sample (pixel) aspect ratio; zero when square or unknown.
+	// Every output is square (setsar=1), at the display size above.
+	SAR Rational
+	// FieldOrder is ffprobe's field_order flag: "progressive", "tt", "bb",
+	// "tb", "bt", or "" when unknown. It can lie; see DetectScan.
+	FieldOrder string
+	// Scan is the decision the deinterlacer follows: from FieldOrder after
+	// ParseProbe, from the content once the caller sets it from DetectScan.
+	Scan Scan
+	// Color is the source's colour description ("" fields unspecified).
+	Color Color
 }
 
 // AudioStream describes the first usable audio stream.
@@ -98,6 +109,11 @@ type ffStream struct {
 	Height            int               `json:"height"`
 	SampleAspectRatio string            `json:"sample_aspect_ratio"`
 	PixFmt            string            `json:"pix_fmt"`
+	FieldOrder        string            `json:"field_order"`
+	ColorRange        string            `json:"color_range"`
+	ColorSpace        string            `json:"color_space"`
+	ColorTransfer     string            `json:"color_transfer"`
+	ColorPrimaries    string            `json:"color_primaries"`
 	BitsPerRawSample  string            `json:"bits_per_raw_sample"`
 	RFrameRate        string            `json:"r_frame_rate"`
 	AvgFrameRate      string            `json:"avg_frame_rate"`
@@ -230,6 +246,7 @@ func videoStream(s *ffStream, lim Limits) (VideoStream, error) {
 	dw, dh := float64(v.Width), float64(v.Height)
 	if sar, ok := parseSAR(s.SampleAspectRatio); ok {
 		dw = dw * float64(sar.Num) / float64(sar.Den)
+		v.SAR = sar
 	}
 	if dw > float64(math.MaxInt32) {
 		return v, invalid("display size is not valid (sample aspect ratio %s)", s.SampleAspectRatio)
@@ -251,6 +268,9 @@ func videoStream(s *ffStream, lim Limits) (VideoStream, error) {
 		v.FrameRate = r
 	}
 	v.BitDepth = bitDepth(s)
+	v.FieldOrder = known(s.FieldOrder, knownFieldOrders)
+	v.Scan = scanFromFlag(v.FieldOrder)
+	v.Color = parseColor(s)
 	return v, nil
 }
 

@@ -26,7 +26,7 @@ func readFixture(t testing.TB, name string) []byte {
 
 func TestParseProbe(t *testing.T) {
 	v320 := VideoStream{Index: 0, Codec: "h264", Width: 320, Height: 240, DisplayWidth: 320, DisplayHeight: 240,
-		FrameRate: Rational{25, 1}, PixFmt: "yuv420p", BitDepth: 8}
+		FrameRate: Rational{25, 1}, PixFmt: "yuv420p", BitDepth: 8, FieldOrder: "progressive", Scan: Progressive}
 	mono := &AudioStream{Index: 1, Codec: "aac", Channels: 1, SampleRate: 48000}
 	with := func(v VideoStream, f func(*VideoStream)) VideoStream { f(&v); return v }
 
@@ -60,10 +60,37 @@ func TestParseProbe(t *testing.T) {
 				Audio: &AudioStream{Index: 2, Codec: "aac", Channels: 1, SampleRate: 48000}}},
 		{fixture: "mkv_h264_10bit.json", sniffed: "matroska",
 			want: &Probe{Format: "matroska", Duration: 1001 * time.Millisecond,
-				Video: with(v320, func(v *VideoStream) { v.FrameRate, v.PixFmt, v.BitDepth = Rational{30000, 1001}, "yuv420p10le", 10 })}},
+				Video: with(v320, func(v *VideoStream) {
+					v.FrameRate, v.PixFmt, v.BitDepth, v.Color.Range = Rational{30000, 1001}, "yuv420p10le", 10, "tv"
+				})}},
 		{fixture: "mp4_anamorphic.json", sniffed: "mov",
 			want: &Probe{Format: "mov", Duration: time.Second,
-				Video: with(v320, func(v *VideoStream) { v.DisplayWidth = 341 })}}, // 320 x 16/15
+				Video: with(v320, func(v *VideoStream) { v.DisplayWidth, v.SAR = 341, Rational{16, 15} })}}, // 320 x 16/15
+		// Colour and field order, as the ladder and the argv use them.
+		{fixture: "ts_h264_tff.json", sniffed: "mpegts",
+			want: &Probe{Format: "mpegts", Duration: time.Second,
+				Video: with(v320, func(v *VideoStream) { v.FieldOrder, v.Scan = "tt", TopFieldFirst })}},
+		{fixture: "mov_hevc_hlg.json", sniffed: "mov",
+			want: &Probe{Format: "mov", Duration: time.Second,
+				Video: with(v320, func(v *VideoStream) {
+					v.Codec, v.PixFmt, v.BitDepth = "hevc", "yuv420p10le", 10
+					v.Color = Color{Primaries: "bt2020", Transfer: "arib-std-b67", Space: "bt2020nc", Range: "tv"}
+				})}},
+		{fixture: "mkv_hevc_pq.json", sniffed: "matroska",
+			want: &Probe{Format: "matroska", Duration: time.Second,
+				Video: with(v320, func(v *VideoStream) {
+					v.Codec, v.PixFmt, v.BitDepth = "hevc", "yuv420p10le", 10
+					v.Color = Color{Primaries: "bt2020", Transfer: "smpte2084", Space: "bt2020nc", Range: "tv"}
+				})}},
+		{fixture: "mp4_pal_anamorphic_bt601.json", sniffed: "mov",
+			want: &Probe{Format: "mov", Duration: time.Second,
+				Video: with(v320, func(v *VideoStream) {
+					v.Width, v.Height, v.DisplayWidth, v.DisplayHeight, v.SAR = 720, 576, 1024, 576, Rational{64, 45}
+					v.Color = Color{Primaries: "bt470bg", Transfer: "bt709", Space: "bt470bg", Range: "tv"}
+				})}},
+		{fixture: "edited_hostile_colour_tags.json", sniffed: "mov",
+			want: &Probe{Format: "mov", Duration: time.Second,
+				Video: with(v320, func(v *VideoStream) { v.FieldOrder, v.Scan = "", Progressive })}},
 		{fixture: "edited_unknown_frame_rate.json", sniffed: "mov",
 			want: &Probe{Format: "mov", Duration: 2 * time.Second, Audio: mono,
 				Video: with(v320, func(v *VideoStream) { v.FrameRate = Rational{} })}},
