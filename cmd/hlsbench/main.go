@@ -7,7 +7,9 @@
 //	the worker's own peak RSS (ffmpeg excluded) for a short and a long source
 //
 // `hlsbench load` queues 200 small jobs for two worker processes (see
-// runLoad).
+// runLoad). `hlsbench analysis` measures the pre-transcode checks (the
+// integrity check's packet read) against the transcode's wall time (see
+// runAnalysis).
 //
 // It expects the services of `make services` and ./bin/worker (make build).
 package main
@@ -63,6 +65,9 @@ type Config struct {
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "load" {
 		return runLoad(ctx, args[1:], getenv, stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "analysis" {
+		return runAnalysis(ctx, args[1:], stdout, stderr)
 	}
 	var c Config
 	fs := flag.NewFlagSet("hlsbench", flag.ContinueOnError)
