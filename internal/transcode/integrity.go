@@ -153,6 +153,30 @@ func CheckIntegrity(ctx context.Context, ffprobe, path string, p *Probe, lim Lim
 	if !allowedFormat(p.Format) {
 		return in, invalid("container %q is not allowed (%s)", p.Format, allowedContainers)
 	}
+	if err := readPackets(ctx, ffprobe, path, p, &in, lim); err != nil {
+		return in, err
+	}
+	err := CheckTruncation(in)
+	if err == nil || in.From == 0 || in.End() >= in.From {
+		return in, err
+	}
+	// Nothing was read past the seek point: the data stops before it, and
+	// the figures say nothing of where. Read the file from its start to
+	// tell the creator; this pass costs what the file holds, and only a
+	// file being refused pays it.
+	whole := Integrity{Declared: in.Declared}
+	switch rerr := readPackets(ctx, ffprobe, path, p, &whole, lim); {
+	case rerr == nil:
+		return whole, CheckTruncation(whole)
+	case ctx.Err() != nil:
+		return in, rerr
+	}
+	return in, invalid("source is truncated: the container declares %s, decodable media ends before %s; upload it again",
+		seconds(in.Declared), seconds(in.From))
+}
+
+// readPackets runs IntegrityArgs from in.From and fills in the ends.
+func readPackets(ctx context.Context, ffprobe, path string, p *Probe, in *Integrity, lim Limits) error {
 	audio := -1
 	if p.Audio != nil {
 		audio = p.Audio.Index
@@ -174,19 +198,19 @@ func CheckIntegrity(ctx context.Context, ffprobe, path string, p *Probe, lim Lim
 	if err != nil {
 		switch {
 		case ctx.Err() != nil:
-			return in, fmt.Errorf("transcode: integrity: %w", ctx.Err())
+			return fmt.Errorf("transcode: integrity: %w", ctx.Err())
 		case pctx.Err() != nil:
-			return in, fmt.Errorf("transcode: integrity: no answer within %s: %w", lim.ProbeTimeout, pctx.Err())
+			return fmt.Errorf("transcode: integrity: no answer within %s: %w", lim.ProbeTimeout, pctx.Err())
 		}
 		var exitErr *exec.ExitError
 		if errors.As(err, &exitErr) {
-			return in, invalid("ffprobe cannot read the file's packets: %v: %s", err, stderr.String())
+			return invalid("ffprobe cannot read the file's packets: %v: %s", err, stderr.String())
 		}
-		return in, fmt.Errorf("transcode: integrity: %w", err)
+		return fmt.Errorf("transcode: integrity: %w", err)
 	}
 	scan.flush()
 	in.VideoEnd, in.AudioEnd, in.Packets = scan.ends()
-	return in, CheckTruncation(in)
+	return nil
 }
 
 // packetScanner parses IntegrityArgs' output as ffprobe writes it, one

@@ -150,6 +150,12 @@ func TestCheckIntegrity(t *testing.T) {
 	mkv := testenv.MakeSource(t, dir, testenv.Source{Width: 160, Height: 120, Seconds: 4, Audio: true, Ext: "mkv"})
 	mkvBytes, _ := os.ReadFile(mkv)
 	ts := testenv.MakeSource(t, dir, testenv.Source{Width: 160, Height: 120, Seconds: 4, Audio: true, Ext: "ts"})
+	// 30 s cut to its first tenth: seeking near the declared end finds no
+	// packet at all, so the check reads from the start to say where the
+	// media really ends (not "0.00 s").
+	long := testenv.MakeSource(t, dir, testenv.Source{Width: 64, Height: 48, Seconds: 30, FPS: 10,
+		Extra: []string{"-movflags", "+faststart"}})
+	longBytes, _ := os.ReadFile(long)
 
 	tests := []struct {
 		name, path string
@@ -166,6 +172,11 @@ func TestCheckIntegrity(t *testing.T) {
 			return p
 		}(), "source is truncated"},
 		{"mpeg-ts (duration measured, never declared)", ts, ""},
+		{"30 s fast-start mp4 cut to 10 %", func() string {
+			p := filepath.Join(dir, "long10.mp4")
+			os.WriteFile(p, longBytes[:len(longBytes)/10], 0o600)
+			return p
+		}(), "declares 30.0 s, decodable video ends at "},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -186,6 +197,9 @@ func TestCheckIntegrity(t *testing.T) {
 			}
 			if !errors.Is(err, ErrInvalidInput) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("CheckIntegrity: %v, want bad input with %q", err, tc.want)
+			}
+			if in.VideoEnd <= 0 || in.Packets == 0 {
+				t.Errorf("where the media ends is not known: %+v", in)
 			}
 		})
 	}
