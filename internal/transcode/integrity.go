@@ -56,6 +56,11 @@ type Integrity struct {
 	From time.Duration
 	// Packets counts the whole packets of the video and audio streams read.
 	Packets int
+	// VideoFrames counts the whole video packets read (one frame each);
+	// DeclaredFrames is the video stream's nb_frames from the container's
+	// index, 0 when it has none (Matroska, MPEG-TS). Compared only when the
+	// whole file was read (From 0).
+	VideoFrames, DeclaredFrames int64
 }
 
 // End is where the media ends: the later of video and audio.
@@ -84,7 +89,7 @@ func IntegrityArgs(format, absPath string, from time.Duration) []string {
 		args = append(args, "-read_intervals", "+"+strconv.FormatFloat(from.Seconds(), 'f', 3, 64)+"%")
 	}
 	return append(args,
-		"-show_entries", "packet=stream_index,pts_time,dts_time,duration_time,size,pos:format=start_time",
+		"-show_entries", "packet=stream_index,pts_time,dts_time,duration_time,size,pos:stream=index,nb_frames:format=start_time",
 		"-of", "compact=p=1:nk=0",
 		"file:"+absPath,
 	)
@@ -105,6 +110,9 @@ func CheckTruncation(in Integrity) error {
 		return nil
 	}
 	media := "video ends at " + seconds(in.VideoEnd)
+	if in.From == 0 && in.DeclaredFrames > 0 && in.VideoFrames < in.DeclaredFrames {
+		media += fmt.Sprintf(" (%d of %d frames)", in.VideoFrames, in.DeclaredFrames)
+	}
 	if in.AudioEnd > 0 {
 		media += ", audio at " + seconds(in.AudioEnd)
 	}
@@ -210,6 +218,7 @@ func readPackets(ctx context.Context, ffprobe, path string, p *Probe, in *Integr
 	}
 	scan.flush()
 	in.VideoEnd, in.AudioEnd, in.Packets = scan.ends()
+	in.VideoFrames, in.DeclaredFrames = scan.videoPackets, scan.declaredFrames
 	return nil
 }
 
@@ -225,6 +234,9 @@ type packetScanner struct {
 	videoEnd     float64
 	audioEnd     float64
 	packets      int
+	// videoPackets counts the video stream's whole packets; declaredFrames
+	// is its nb_frames.
+	videoPackets, declaredFrames int64
 }
 
 // maxIntegrityLine bounds one line: a packet line is under 200 bytes.
@@ -274,6 +286,12 @@ func (s *packetScanner) flush() {
 		}
 	case "packet":
 		s.packet(fields)
+	case "stream":
+		if idx, err := strconv.Atoi(fields["index"]); err == nil && idx == s.video {
+			if n, err := strconv.ParseInt(fields["nb_frames"], 10, 64); err == nil && n > 0 {
+				s.declaredFrames = n
+			}
+		}
 	}
 }
 
@@ -300,6 +318,7 @@ func (s *packetScanner) packet(f map[string]string) {
 	}
 	s.packets++
 	if idx == s.video {
+		s.videoPackets++
 		s.videoEnd = max(s.videoEnd, t)
 	} else {
 		s.audioEnd = max(s.audioEnd, t)

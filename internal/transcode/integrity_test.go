@@ -46,6 +46,10 @@ func TestCheckTruncation(t *testing.T) {
 		{"an hour missing its last 110 s", Integrity{Declared: time.Hour, VideoEnd: time.Hour - 110*time.Second},
 			"declares 3600.0 s, decodable video ends at 3490.0 s"},
 		{"nothing readable", Integrity{Declared: 4 * time.Second}, "decodable video ends at 0.00 s"},
+		{"whole file read, frames declared", Integrity{Declared: 4 * time.Second, VideoEnd: 120 * ms, VideoFrames: 3, DeclaredFrames: 100},
+			"decodable video ends at 0.12 s (3 of 100 frames); upload"},
+		{"tail read: frames not compared", Integrity{Declared: 4 * time.Second, From: 2 * time.Second, VideoEnd: 2500 * ms, VideoFrames: 13, DeclaredFrames: 100},
+			"decodable video ends at 2.50 s; upload"},
 		{"longer than declared", Integrity{Declared: 4 * time.Second, VideoEnd: 6 * time.Second}, ""},
 	}
 	for _, tc := range tests {
@@ -79,7 +83,7 @@ func TestIntegrityArgs(t *testing.T) {
 	head := []string{"-hide_banner", "-v", "error", "-max_alloc", "268435456", "-protocol_whitelist", "file",
 		"-format_whitelist", "mov", "-f", "mov", "-probesize", "10000000", "-analyzeduration", "10000000",
 		"-max_probe_packets", "2500"}
-	tail := []string{"-show_entries", "packet=stream_index,pts_time,dts_time,duration_time,size,pos:format=start_time",
+	tail := []string{"-show_entries", "packet=stream_index,pts_time,dts_time,duration_time,size,pos:stream=index,nb_frames:format=start_time",
 		"-of", "compact=p=1:nk=0", "file:/tmp/job/source"}
 	for _, tc := range []struct {
 		from time.Duration
@@ -115,6 +119,7 @@ func TestPacketScanner(t *testing.T) {
 		"packet|stream_index=1|pts_time=4.379000|dts_time=4.379000|duration_time=0.021000|size=50|pos=2200\n" +
 		"packet|stream_index=0|pts_time=4.400000|dts_time=4.360000|duration_time=0.040000|size=900|pos=2300\n" +
 		strings.Repeat("x", 2*maxIntegrityLine) + "\n" +
+		"stream|index=0|nb_frames=110\nstream|index=1|nb_frames=N/A\n" +
 		"format|start_time=1.400000\n"
 	s := &packetScanner{video: 0, audio: 1, size: 3000}
 	// In uneven pieces, as a pipe delivers them.
@@ -125,6 +130,9 @@ func TestPacketScanner(t *testing.T) {
 	video, audio, packets := s.ends()
 	if video != 2960*time.Millisecond || audio != 3*time.Second || packets != 4 {
 		t.Errorf("ends: video %s, audio %s, %d packets; want 2.96s, 3s, 4", video, audio, packets)
+	}
+	if s.videoPackets != 2 || s.declaredFrames != 110 {
+		t.Errorf("video: %d packets of %d declared; want 2 of 110", s.videoPackets, s.declaredFrames)
 	}
 }
 
@@ -162,7 +170,7 @@ func TestCheckIntegrity(t *testing.T) {
 		want       string // "" accepts
 	}{
 		{"whole fast-start mp4", src, ""},
-		{"fast-start mp4 cut to 20 KB", cut("cut20k.mp4", 20<<10), "declares 4.00 s, decodable video ends at 0."},
+		{"fast-start mp4 cut to 20 KB", cut("cut20k.mp4", 20<<10), " of 100 frames), audio at 0."},
 		{"fast-start mp4 cut to 60 %", cut("cut60.mp4", len(whole)*60/100), "source is truncated"},
 		{"fast-start mp4 missing its last 15 % (about 0.6 s)", cut("cut85.mp4", len(whole)*85/100), ""},
 		{"whole matroska", mkv, ""},
