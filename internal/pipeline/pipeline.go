@@ -4,8 +4,9 @@
 //
 // One job, in order: download the source into a private temp directory,
 // probe it, check that its media reaches its declared duration (a cut
-// upload is refused, never published short), plan the ladder, begin a version in the packager (a fresh
-// content key), run one ffmpeg for the whole ladder, and, while ffmpeg is
+// upload is refused, never published short), plan the ladder, begin a
+// version in the packager (a fresh content key), run one ffmpeg for the
+// whole ladder, and, while ffmpeg is
 // still encoding, hand each finished segment to the packager, which
 // encrypts it in process (AES-128-CBC, a random IV per segment) and stores
 // it under the attempt's own version prefix. Then write the playlists, and
