@@ -22,12 +22,13 @@ echo "== backfill: re-encryption throughput, re-encrypt vs re-transcode, peak RS
 bash scripts/backfill-bench.sh
 
 echo
+echo "== pre-transcode analysis vs the transcode (20 s 1080p, 4 rungs)"
+./bin/hlsbench analysis
+
+echo
 echo "== worker vs bare ffmpeg (1080p, 4 rungs)"
 ./bin/hlsbench "$@"
 
-echo
-echo "== interlace check (idet sample) vs the transcode, 20 s 1080p (its own interleaved runs)"
-./bin/hlsbench analysis
 
 echo
 echo "== playback gateway (wrk)"

@@ -5,11 +5,11 @@
 //	worker end to end (enqueue → published, Azurite) / one bare ffmpeg for the same ladder on local disk
 //	CPU of the one-process ladder / one ffmpeg process per rung
 //	the worker's own peak RSS (ffmpeg excluded) for a short and a long source
-//	the interlace check (transcode.DetectScan: idet on a sample) / the bare ffmpeg transcode
 //
-// `hlsbench analysis` measures only the last ratio (no services needed).
 // `hlsbench load` queues 200 small jobs for two worker processes (see
-// runLoad).
+// runLoad). `hlsbench analysis` measures the pre-transcode checks (the
+// integrity check's packet read and the interlace check's idet sample)
+// against the transcode's wall time (see runAnalysis; no services needed).
 //
 // It expects the services of `make services` and ./bin/worker (make build).
 package main
@@ -66,9 +66,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 && args[0] == "load" {
 		return runLoad(ctx, args[1:], getenv, stdout, stderr)
 	}
-	analysisOnly := len(args) > 0 && args[0] == "analysis"
-	if analysisOnly {
-		args = args[1:]
+	if len(args) > 0 && args[0] == "analysis" {
+		return runAnalysis(ctx, args[1:], stdout, stderr)
 	}
 	var c Config
 	fs := flag.NewFlagSet("hlsbench", flag.ContinueOnError)
@@ -94,9 +93,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	c.Dir = dir
 	b := &bench{cfg: c, getenv: getenv, out: stdout, log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
-	if analysisOnly {
-		return b.runAnalysis(ctx)
-	}
 	return b.run(ctx)
 }
 
@@ -146,7 +142,6 @@ func (b *bench) run(ctx context.Context) error {
 		probe.Duration, names(plan), b.cfg.Preset, nproc())
 
 	var bareWall, bareCPU, perRungCPU, workerWall, e2eRatio, cpuRatio []float64
-	var scan analysisFigures
 	for i := range b.cfg.Runs {
 		b.progress("run %d/%d: bare ffmpeg (one process, whole ladder)", i+1, b.cfg.Runs)
 		w, cpu, err := b.ffmpeg(ctx, plan, src)
@@ -154,9 +149,6 @@ func (b *bench) run(ctx context.Context) error {
 			return err
 		}
 		bareWall, bareCPU = append(bareWall, w), append(bareCPU, cpu)
-		if err := b.analysis(ctx, &scan, probe, src, w); err != nil {
-			return err
-		}
 		b.progress("run %d/%d: one ffmpeg process per rung", i+1, b.cfg.Runs)
 		var rungCPU float64
 		for _, r := range plan.Renditions {
@@ -203,80 +195,9 @@ func (b *bench) run(ctx context.Context) error {
 	row("ffmpeg CPU one process (user+sys s)", bareCPU, "", "")
 	row("ffmpeg CPU one process per rung (user+sys s)", perRungCPU, "", "")
 	row("CPU one process / one process per rung", cpuRatio, "", "≤ 0.85")
-	scan.rows(row)
 	fmt.Fprintf(b.out, "%-58s %-26s %9.1f MiB\n", fmt.Sprintf("worker peak RSS, %d s source", b.cfg.ShortSeconds), "", rssShort)
 	fmt.Fprintf(b.out, "%-58s %-26s %9.1f MiB  (long/short %.2f; must not grow with length)\n",
 		fmt.Sprintf("worker peak RSS, %d s source", b.cfg.LongSeconds), "", rssLong, rssLong/rssShort)
-	return nil
-}
-
-// analysisFigures is the interlace check's cost: transcode.DetectScan
-// alone, as the worker runs it before planning, against the bare ffmpeg
-// transcode of the same source in the same run.
-type analysisFigures struct {
-	wall, ratio []float64
-	report      transcode.ScanReport
-}
-
-// analysis times one DetectScan on src and relates it to transcodeWall.
-func (b *bench) analysis(ctx context.Context, f *analysisFigures, probe *transcode.Probe, src string, transcodeWall float64) error {
-	b.progress("interlace check (idet sample)")
-	start := time.Now()
-	r, err := transcode.DetectScan(ctx, "ffmpeg", src, probe, transcode.DefaultLimits())
-	if err != nil {
-		return err
-	}
-	w := time.Since(start).Seconds()
-	f.wall, f.ratio, f.report = append(f.wall, w), append(f.ratio, w/transcodeWall), r
-	return nil
-}
-
-func (f *analysisFigures) rows(row func(name string, xs []float64, unit, target string)) {
-	row("interlace check (DetectScan), wall (s)", f.wall, "", "")
-	row("interlace check / bare ffmpeg transcode", f.ratio, "", "≤ 0.03")
-}
-
-// runAnalysis measures only the interlace check against the bare
-// transcode, interleaved, on the same 1080p source.
-func (b *bench) runAnalysis(ctx context.Context) error {
-	src, err := b.source(ctx, "src_1080p", 1920, 1080, b.cfg.Seconds)
-	if err != nil {
-		return err
-	}
-	probe, err := transcode.ProbeFile(ctx, "ffprobe", src, transcode.DefaultLimits())
-	if err != nil {
-		return err
-	}
-	plan, err := transcode.PlanLadder(probe, transcode.DefaultLadder(), 4*time.Second)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(b.out, "source: %dx%d, %v, ladder %s, preset %s, %d cores\n", probe.Video.DisplayWidth, probe.Video.DisplayHeight,
-		probe.Duration, names(plan), b.cfg.Preset, nproc())
-	var bare []float64
-	var scan analysisFigures
-	for i := range b.cfg.Runs {
-		b.progress("run %d/%d: bare ffmpeg (one process, whole ladder)", i+1, b.cfg.Runs)
-		w, _, err := b.ffmpeg(ctx, plan, src)
-		if err != nil {
-			return err
-		}
-		bare = append(bare, w)
-		if err := b.analysis(ctx, &scan, probe, src, w); err != nil {
-			return err
-		}
-	}
-	fmt.Fprintf(b.out, "interlace check: %+v\n", scan.report)
-	fmt.Fprintf(b.out, "\n%-58s %-26s %9s %s\n", "figure", "runs", "median", "target")
-	row := func(name string, xs []float64, unit, target string) {
-		var parts []string
-		for _, x := range xs {
-			parts = append(parts, strconv.FormatFloat(x, 'f', 3, 64))
-		}
-		fmt.Fprintf(b.out, "%-58s %-26s %9.3f%s %s\n", name, strings.Join(parts, " "), median(xs), unit, target)
-	}
-	row("bare ffmpeg, whole ladder, wall (s)", bare, "", "")
-	scan.rows(row)
 	return nil
 }
 

@@ -3,8 +3,10 @@
 // encrypted HLS version.
 //
 // One job, in order: download the source into a private temp directory,
-// probe it, plan the ladder, begin a version in the packager (a fresh
-// content key), run one ffmpeg for the whole ladder, and, while ffmpeg is
+// probe it, check that its media reaches its declared duration (a cut
+// upload is refused, never published short), plan the ladder, begin a
+// version in the packager (a fresh content key), run one ffmpeg for the
+// whole ladder, and, while ffmpeg is
 // still encoding, hand each finished segment to the packager, which
 // encrypts it in process (AES-128-CBC, a random IV per segment) and stores
 // it under the attempt's own version prefix. Then write the playlists, and
@@ -239,6 +241,17 @@ func (p *Pipeline) run(ctx context.Context, log *slog.Logger, att catalog.Attemp
 		}
 		return false, err
 	}
+	// The container's declared duration is not proof that the media is
+	// there: an upload cut short keeps a fast-start MP4's moov intact.
+	integrity, err := transcode.CheckIntegrity(ctx, p.cfg.FFprobe, src, probe, p.cfg.Limits)
+	if err != nil {
+		if errors.Is(err, transcode.ErrInvalidInput) {
+			return false, badInput(err)
+		}
+		return false, err
+	}
+	log.Debug("source integrity", "declared", integrity.Declared, "video_end", integrity.VideoEnd,
+		"audio_end", integrity.AudioEnd, "packets", integrity.Packets)
 	if err := p.detectScan(ctx, log, src, probe); err != nil {
 		return false, err
 	}
@@ -264,6 +277,18 @@ func (p *Pipeline) run(ctx context.Context, log *slog.Logger, att catalog.Attemp
 	res, err := p.transcodeAndUpload(ctx, log, att, plan, src, probe.Size, out, v)
 	if err != nil {
 		return false, err
+	}
+	// Before any playlist exists: what ffmpeg made must cover the source,
+	// or the creator's video would be published short.
+	for _, r := range res.renditions {
+		var total float64
+		for _, s := range r.segments {
+			total += s.Duration
+		}
+		got := time.Duration(total * float64(time.Second))
+		if err := transcode.CheckOutputDuration(r.rendition.Name, got, probe.Duration); err != nil {
+			return false, badInput(err)
+		}
 	}
 	master, renditions, err := p.writePlaylists(ctx, v, plan, res)
 	if err != nil {

@@ -37,6 +37,7 @@ type harness struct {
 	t       *testing.T
 	store   storage.Store
 	db      *catalog.DB
+	dbURL   string // the catalog's database, for tests that inspect its rows
 	keyring *keys.Keyring
 	pipe    *Pipeline
 	client  *jobs.Client
@@ -49,7 +50,8 @@ type harness struct {
 func newHarness(t *testing.T, store storage.Store) *harness {
 	t.Helper()
 	ffmpeg, ffprobe := testenv.FFmpeg(t)
-	db, keyring := fixtures.Catalog(t), fixtures.Keyring(t)
+	db, dbURL := fixtures.CatalogURL(t)
+	keyring := fixtures.Keyring(t)
 	ladder, err := transcode.ParseLadder("240p:300k:64k,144p:150k:64k")
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +69,7 @@ func newHarness(t *testing.T, store storage.Store) *harness {
 	queues := jobs.QueueNames(testenv.Name("q"))
 	client := jobs.NewClient(redis, db, jobs.ClientConfig{Queue: queues.Transcode, Timeout: 5 * time.Minute, MaxRetry: 2})
 	t.Cleanup(func() { client.Close() })
-	return &harness{t: t, store: store, db: db, keyring: keyring, pipe: pipe, client: client, queues: queues, redis: redis, logs: logs, log: log}
+	return &harness{t: t, store: store, db: db, dbURL: dbURL, keyring: keyring, pipe: pipe, client: client, queues: queues, redis: redis, logs: logs, log: log}
 }
 
 // startWorker runs the production worker for the harness's queues until

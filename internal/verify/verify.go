@@ -2,8 +2,9 @@
 // playlist parses, every segment (and every EXT-X-MAP init section) decrypts
 // with the stored key into valid MPEG-TS or fragmented MP4, and ffprobe
 // decodes each rendition, alternate audio included, to the expected
-// duration. Operators run it after every backfill; CI runs it after every
-// job.
+// duration, and to the source's duration recorded when the version was
+// published (so a title published short of its source is reported).
+// Operators run it after every backfill; CI runs it after every job.
 package verify
 
 import (
@@ -23,12 +24,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hlsvault/hlsvault/internal/catalog"
 	"github.com/hlsvault/hlsvault/internal/keys"
 	"github.com/hlsvault/hlsvault/internal/playlist"
 	"github.com/hlsvault/hlsvault/internal/segcrypt"
 	"github.com/hlsvault/hlsvault/internal/storage"
+	"github.com/hlsvault/hlsvault/internal/transcode"
 )
 
 // Report is the outcome of verifying one video.
@@ -120,6 +123,9 @@ func (v *Verifier) Verify(ctx context.Context, videoID string) (*Report, error) 
 		}
 		seen[name] = true
 		rr := v.rendition(ctx, name, ck, cur.Key.KeyID, filepath.Join(tmp, strconv.Itoa(len(seen))), fps)
+		if len(rr.Problems) == 0 {
+			rr.Problems = append(rr.Problems, sourceDurationProblems(rr, cur.Duration)...)
+		}
 		rep.Renditions = append(rep.Renditions, rr)
 	}
 	for _, variant := range master.Variants {
@@ -131,6 +137,29 @@ func (v *Verifier) Verify(ctx context.Context, videoID string) (*Report, error) 
 		}
 	}
 	return rep, nil
+}
+
+// sourceDurationProblems holds a rendition's playlist and decoded
+// durations to the source duration recorded at publish (seconds; 0 when
+// the version predates the column): comparing the playlist with what it
+// decodes to cannot see media that never reached the playlist. The
+// tolerance is the pipeline's own (transcode.DurationTolerance), here on
+// both sides: a rendition far longer than its source is wrong too.
+func sourceDurationProblems(rr RenditionReport, source float64) []string {
+	if source <= 0 || rr.Format == "webvtt" {
+		return nil
+	}
+	tol := transcode.DurationTolerance(time.Duration(source * float64(time.Second))).Seconds()
+	var problems []string
+	for _, d := range []struct {
+		what string
+		secs float64
+	}{{"playlist duration", rr.PlaylistDuration}, {"decoded duration", rr.DecodedDuration}} {
+		if math.Abs(d.secs-source) > tol {
+			problems = append(problems, fmt.Sprintf("%s %.3fs, but the source lasts %.3fs (recorded at publish; tolerance %.3fs)", d.what, d.secs, source, tol))
+		}
+	}
+	return problems
 }
 
 func (v *Verifier) get(ctx context.Context, name string) ([]byte, error) {

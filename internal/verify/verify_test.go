@@ -68,3 +68,35 @@ func TestParseDecode(t *testing.T) {
 		t.Error("no audio or video stream accepted")
 	}
 }
+
+// TestSourceDurationProblems: a rendition is held to the source duration
+// recorded at publish, within the pipeline's tolerance, by its playlist and
+// by what it decodes to.
+func TestSourceDurationProblems(t *testing.T) {
+	for _, c := range []struct {
+		name             string
+		playlist, decode float64
+		source           float64
+		want             []string // substrings, one per problem
+	}{
+		{"agrees", 4, 4.02, 4, nil},
+		{"within a second", 3.1, 3.1, 4, nil},
+		{"not recorded", 0.04, 0.04, 0, nil},
+		{"published as one frame of a 4 s source", 0.04, 0.04, 4,
+			[]string{"playlist duration 0.040s, but the source lasts 4.000s", "decoded duration 0.040s, but the source lasts 4.000s"}},
+		{"playlist right, decode short", 4, 2, 4, []string{"decoded duration 2.000s, but the source lasts 4.000s"}},
+		{"far longer than the source", 9, 9, 4, []string{"playlist duration 9.000s", "decoded duration 9.000s"}},
+		{"an hour, 100 s short (under 3 %)", 3500, 3500, 3600, nil},
+	} {
+		got := sourceDurationProblems(RenditionReport{Format: "mpegts", PlaylistDuration: c.playlist, DecodedDuration: c.decode}, c.source)
+		if len(got) != len(c.want) {
+			t.Errorf("%s: %q, want %d problems", c.name, got, len(c.want))
+			continue
+		}
+		for i := range got {
+			if !strings.Contains(got[i], c.want[i]) {
+				t.Errorf("%s: %q, want %q", c.name, got[i], c.want[i])
+			}
+		}
+	}
+}
