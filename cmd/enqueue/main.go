@@ -31,6 +31,7 @@ import (
 	"github.com/hlsvault/hlsvault/internal/catalog"
 	"github.com/hlsvault/hlsvault/internal/config"
 	"github.com/hlsvault/hlsvault/internal/ids"
+	"github.com/hlsvault/hlsvault/internal/keys"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/verify"
 	"github.com/hlsvault/hlsvault/jobs"
@@ -80,6 +81,8 @@ type Config struct {
 	WaitTimeout time.Duration
 	Poll        time.Duration
 	MaxRetry    int
+
+	keyring *keys.Keyring // parsed KEK variables (verify)
 }
 
 // validate checks the settings for subcommand sub (needStorage: it opens
@@ -97,9 +100,7 @@ func (c *Config) validate(p *config.Problems, needStorage, needKEK bool) {
 		p.Check(c.AzureConnection != "", "AZURE_STORAGE_CONNECTION_STRING", "the storage account's connection string (azblob:// storage)")
 	}
 	if needKEK {
-		if _, err := config.Keyring(c.KEK, c.RetiredKEKs); err != nil {
-			p.Addf("KEY_ENCRYPTION_KEY / KEY_ENCRYPTION_KEYS_RETIRED (values hidden): %v; want base64 of 32 random bytes (openssl rand -base64 32)", err)
-		}
+		c.keyring = config.CheckKeyring(p, c.KEK, c.RetiredKEKs)
 	}
 }
 
@@ -348,10 +349,7 @@ func wait(ctx context.Context, c Config, client *jobs.Client, taskID string, std
 }
 
 func runVerify(ctx context.Context, c Config, getenv func(string) string, db *catalog.DB, stdout io.Writer) error {
-	keyring, err := config.Keyring(c.KEK, c.RetiredKEKs)
-	if err != nil {
-		return err
-	}
+	keyring := c.keyring
 	store, err := storage.Open(ctx, c.StorageURL, getenv)
 	if err != nil {
 		return err

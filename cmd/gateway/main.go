@@ -39,6 +39,7 @@ import (
 	"github.com/hlsvault/hlsvault/internal/config"
 	"github.com/hlsvault/hlsvault/internal/gateway"
 	"github.com/hlsvault/hlsvault/internal/ids"
+	"github.com/hlsvault/hlsvault/internal/keys"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/synthetic"
 	"github.com/hlsvault/hlsvault/playback"
@@ -106,6 +107,8 @@ type Config struct {
 	RetiredKEKs       string `env:"KEY_ENCRYPTION_KEYS_RETIRED" secret:"true"`
 	AdminToken        string `env:"GATEWAY_ADMIN_TOKEN" secret:"true"`
 	AzureConnection   string `env:"AZURE_STORAGE_CONNECTION_STRING" secret:"true"`
+
+	keyring *keys.Keyring // parsed KEK variables (serve, bench-fixture)
 }
 
 func validOrigin(o string) bool {
@@ -160,9 +163,7 @@ func (c *Config) validate(cmd string, p *config.Problems) {
 		}
 	}
 	if cmd == "serve" || cmd == "bench-fixture" {
-		if _, err := config.Keyring(c.KEK, c.RetiredKEKs); err != nil {
-			p.Addf("KEY_ENCRYPTION_KEY / KEY_ENCRYPTION_KEYS_RETIRED (values hidden): %v; want base64 of 32 random bytes (openssl rand -base64 32)", err)
-		}
+		c.keyring = config.CheckKeyring(p, c.KEK, c.RetiredKEKs)
 	}
 	if cmd == "serve" && (c.Production || c.TLSCert != "") && c.TLSCert == "" && !strings.HasPrefix(c.PublicURL, "https://") {
 		p.Addf("production mode serves keys over HTTPS only: give GATEWAY_TLS_CERT and GATEWAY_TLS_KEY, or terminate TLS in front and set an https:// GATEWAY_PUBLIC_URL")
@@ -335,10 +336,7 @@ func benchFixture(ctx context.Context, cfg Config, f fixtureFlags, getenv func(s
 	if err := ids.ValidateVideoID(f.video); err != nil {
 		return fmt.Errorf("bench-fixture: --video: %w", err)
 	}
-	keyring, err := config.Keyring(cfg.KEK, cfg.RetiredKEKs)
-	if err != nil {
-		return err
-	}
+	keyring := cfg.keyring
 	db, err := catalog.Open(ctx, cfg.DatabaseURL, log)
 	if err != nil {
 		return err
@@ -369,10 +367,7 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 	if err != nil {
 		return err
 	}
-	keyring, err := config.Keyring(cfg.KEK, cfg.RetiredKEKs)
-	if err != nil {
-		return err
-	}
+	keyring := cfg.keyring
 	// (TLS pair and production mode are checked in validate.)
 	useTLS := cfg.TLSCert != ""
 	production := cfg.Production || useTLS

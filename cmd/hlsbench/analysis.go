@@ -44,10 +44,7 @@ func runAnalysis(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	var c Config
 	fs := flag.NewFlagSet("hlsbench analysis", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.Dir, "dir", ".cache/bench", "work directory (sources are kept between runs)")
-	fs.IntVar(&c.Runs, "runs", 3, "interleaved runs per figure")
-	fs.IntVar(&c.Seconds, "seconds", 20, "duration of the 1080p source")
-	fs.StringVar(&c.Preset, "preset", "veryfast", "x264 preset")
+	sourceFlags(fs, &c)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -72,13 +72,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var c Config
 	fs := flag.NewFlagSet("hlsbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.Dir, "dir", ".cache/bench", "work directory (sources are kept between runs)")
+	sourceFlags(fs, &c)
 	fs.StringVar(&c.Worker, "worker", "bin/worker", "worker binary")
-	fs.IntVar(&c.Runs, "runs", 3, "interleaved runs per figure")
-	fs.IntVar(&c.Seconds, "seconds", 20, "duration of the 1080p source")
 	fs.IntVar(&c.ShortSeconds, "short-seconds", 10, "short source for the RSS figure")
 	fs.IntVar(&c.LongSeconds, "long-seconds", 120, "long source for the RSS figure")
-	fs.StringVar(&c.Preset, "preset", "veryfast", "x264 preset")
 	fs.StringVar(&c.DatabaseURL, "database-url", config.Getenv(getenv, "DATABASE_URL", config.DefaultDatabaseURL), "PostgreSQL")
 	fs.StringVar(&c.RedisURL, "redis-url", config.Getenv(getenv, "REDIS_URL", config.DefaultRedisURL), "Redis")
 	if err := fs.Parse(args); err != nil {
@@ -94,6 +91,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	c.Dir = dir
 	b := &bench{cfg: c, getenv: getenv, out: stdout, log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	return b.run(ctx)
+}
+
+// sourceFlags are the flags of every figure made from the 1080p source:
+// where it is kept, its length, the preset and how many interleaved runs.
+func sourceFlags(fs *flag.FlagSet, c *Config) {
+	fs.StringVar(&c.Dir, "dir", ".cache/bench", "work directory (sources are kept between runs)")
+	fs.IntVar(&c.Runs, "runs", 3, "interleaved runs per figure")
+	fs.IntVar(&c.Seconds, "seconds", 20, "duration of the 1080p source")
+	fs.StringVar(&c.Preset, "preset", "veryfast", "x264 preset")
 }
 
 type bench struct {

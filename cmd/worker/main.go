@@ -40,6 +40,7 @@ import (
 	"github.com/hlsvault/hlsvault/internal/catalog"
 	"github.com/hlsvault/hlsvault/internal/config"
 	"github.com/hlsvault/hlsvault/internal/gc"
+	"github.com/hlsvault/hlsvault/internal/keys"
 	"github.com/hlsvault/hlsvault/internal/pipeline"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/transcode"
@@ -99,7 +100,8 @@ type Config struct {
 	GCInterval        config.Interval `env:"GC_INTERVAL" envDefault:"15m" flag:"gc-interval" help:"how often the garbage collector runs; off disables it in the worker"`
 	AllowShortGrace   bool            `env:"GC_ALLOW_SHORT_GRACE" envDefault:"false" flag:"allow-short-gc-grace" help:"accept a GC_GRACE shorter than the longest possible job (tests only)"`
 
-	ladder transcode.Ladder // parsed LADDER
+	ladder  transcode.Ladder // parsed LADDER
+	keyring *keys.Keyring    // parsed KEK variables (run, rewrap-keys)
 }
 
 // validate checks ranges and forms, for the subcommand cmd, and adds every
@@ -146,9 +148,7 @@ func (c *Config) validate(cmd string, p *config.Problems) {
 		p.Check(c.AzureConnection != "", "AZURE_STORAGE_CONNECTION_STRING", "the storage account's connection string (azblob:// storage)")
 	}
 	if cmd == "run" || cmd == "rewrap-keys" {
-		if _, err := config.Keyring(c.KEK, c.RetiredKEKs); err != nil {
-			p.Addf("KEY_ENCRYPTION_KEY / KEY_ENCRYPTION_KEYS_RETIRED (values hidden): %v; want base64 of 32 random bytes (openssl rand -base64 32)", err)
-		}
+		c.keyring = config.CheckKeyring(p, c.KEK, c.RetiredKEKs)
 	}
 }
 
@@ -264,12 +264,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log *slog.Logger) error {
-	// Refuse to start without a KEK before touching anything else.
-	keyring, err := config.Keyring(cfg.KEK, cfg.RetiredKEKs)
-	if err != nil {
-		return err
-	}
-	ladder := cfg.ladder
+	keyring, ladder := cfg.keyring, cfg.ladder
 	redisOpt, err := config.RedisOpt(cfg.RedisURL)
 	if err != nil {
 		return err
@@ -377,10 +372,7 @@ func runGC(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 // runRewrap rotates the KEK: KEY_ENCRYPTION_KEY is the new KEK and
 // KEY_ENCRYPTION_KEYS_RETIRED holds the old ones until this has run.
 func runRewrap(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) error {
-	keyring, err := config.Keyring(cfg.KEK, cfg.RetiredKEKs)
-	if err != nil {
-		return err
-	}
+	keyring := cfg.keyring
 	db, err := openCatalog(ctx, cfg, log)
 	if err != nil {
 		return err

@@ -57,6 +57,18 @@ func Keyring(primary, retired string) (*keys.Keyring, error) {
 	return keys.NewKeyring(primary, old...)
 }
 
+// CheckKeyring builds the keyring as Keyring does and, when that fails,
+// adds the problem to p without ever showing the values. It returns nil
+// then, so a program keeps what validation parsed instead of parsing again.
+func CheckKeyring(p *Problems, primary, retired string) *keys.Keyring {
+	k, err := Keyring(primary, retired)
+	if err != nil {
+		p.Addf("KEY_ENCRYPTION_KEY / KEY_ENCRYPTION_KEYS_RETIRED (values hidden): %v; want base64 of 32 random bytes (openssl rand -base64 32)", err)
+		return nil
+	}
+	return k
+}
+
 // SlogAsynq adapts a *slog.Logger to asynq.Logger.
 type SlogAsynq struct{ L *slog.Logger }
 

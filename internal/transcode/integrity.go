@@ -73,16 +73,7 @@ func (in Integrity) End() time.Duration { return max(in.VideoEnd, in.AudioEnd) }
 // not decode: the cost is reading the tail of the file. from <= 0 reads the
 // whole file.
 func IntegrityArgs(format, absPath string, from time.Duration) []string {
-	args := []string{
-		"-hide_banner", "-v", "error",
-		"-max_alloc", strconv.Itoa(maxAlloc),
-		"-protocol_whitelist", "file",
-		"-format_whitelist", format,
-		"-f", format,
-		"-probesize", strconv.Itoa(probeSize),
-		"-analyzeduration", strconv.Itoa(analyzeDuration),
-		"-max_probe_packets", strconv.Itoa(maxProbePackets),
-	}
+	args := hardenedProbe(format)
 	if from > 0 {
 		// "+T%": T after the start time, up to the end of the file.
 		// ffprobe seeks to the keyframe at or before it.

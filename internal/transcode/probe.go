@@ -76,6 +76,18 @@ const minSide = 16
 // a file: URL so that no other protocol can be reached, and the demuxer is
 // forced so that ffprobe never guesses.
 func ProbeArgs(format, absPath string) []string {
+	return append(hardenedProbe(format),
+		"-show_format", "-show_streams",
+		"-of", "json",
+		"file:"+absPath,
+	)
+}
+
+// hardenedProbe is how every ffprobe run on an upload starts: only the file
+// protocol, only the sniffed demuxer (forced, so ffprobe never guesses), and
+// bounded allocation and probing. Every ffprobe argv builds on it, so the
+// defences cannot drift apart.
+func hardenedProbe(format string) []string {
 	return []string{
 		"-hide_banner", "-v", "error",
 		"-max_alloc", strconv.Itoa(maxAlloc),
@@ -85,9 +97,6 @@ func ProbeArgs(format, absPath string) []string {
 		"-probesize", strconv.Itoa(probeSize),
 		"-analyzeduration", strconv.Itoa(analyzeDuration),
 		"-max_probe_packets", strconv.Itoa(maxProbePackets),
-		"-show_format", "-show_streams",
-		"-of", "json",
-		"file:" + absPath,
 	}
 }
 
