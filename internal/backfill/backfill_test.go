@@ -129,7 +129,7 @@ func (h *harness) checkConverted(video, legacy string) catalog.Version {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	ck, err := h.keyring.Unwrap(cur.Key.KEKID, cur.Key.KeyID, cur.Key.Wrapped)
+	ck, err := h.keyring.Unwrap(cur.Keys[0].KEKID, cur.Keys[0].KeyID, cur.Keys[0].Wrapped)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func (h *harness) checkNoKeyLeak(videos ...string) {
 		if err != nil {
 			continue
 		}
-		ck, err := h.keyring.Unwrap(cur.Key.KEKID, cur.Key.KeyID, cur.Key.Wrapped)
+		ck, err := h.keyring.Unwrap(cur.Keys[0].KEKID, cur.Keys[0].KeyID, cur.Keys[0].Wrapped)
 		if err != nil {
 			h.t.Fatal(err)
 		}
@@ -460,18 +460,18 @@ func TestBackfillRekey(t *testing.T) {
 			t.Errorf("%s: verify after re-key: %+v %v", v, rep, err)
 		}
 		cur, _ := h.db.CurrentVersion(ctx, v)
-		if cur.Version != 2 || cur.Key.KeyID == old[v].Key.KeyID {
+		if cur.Version != 2 || cur.Keys[0].KeyID == old[v].Keys[0].KeyID {
 			t.Errorf("%s: after re-key %+v, before %+v", v, cur, old[v])
 		}
 		// The old version and its key remain.
-		if _, ver, _, err := h.db.KeyByID(ctx, old[v].Key.KeyID); err != nil || ver != 1 {
+		if _, ver, _, err := h.db.KeyByID(ctx, old[v].Keys[0].KeyID); err != nil || ver != 1 {
 			t.Errorf("%s: old key: v%d %v", v, ver, err)
 		}
-		oldKey, err := h.keyring.Unwrap(old[v].Key.KEKID, old[v].Key.KeyID, old[v].Key.Wrapped)
+		oldKey, err := h.keyring.Unwrap(old[v].Keys[0].KEKID, old[v].Keys[0].KeyID, old[v].Keys[0].Wrapped)
 		if err != nil {
 			t.Fatal(err)
 		}
-		newKey, _ := h.keyring.Unwrap(cur.Key.KEKID, cur.Key.KeyID, cur.Key.Wrapped)
+		newKey, _ := h.keyring.Unwrap(cur.Keys[0].KEKID, cur.Keys[0].KeyID, cur.Keys[0].Wrapped)
 		if bytes.Equal(oldKey.Bytes(), newKey.Bytes()) {
 			t.Errorf("%s: the new key is the old key", v)
 		}

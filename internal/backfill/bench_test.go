@@ -172,8 +172,11 @@ func BenchmarkReencryptStream(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		tasks, _ := plan.tasks()
-		if err := conv.encryptAll(ctx, v, plan.Source, tasks); err != nil {
+		tt, err := plan.tasks(v.PeriodOf)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := conv.encryptAll(ctx, v, plan.Source, tt.all); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"sync/atomic"
 	"time"
 
@@ -51,9 +52,18 @@ type Result struct {
 }
 
 type convTask struct {
-	obj  *object
-	name string // relative to the version prefix
-	out  packager.Stored
+	obj   *object
+	name  string  // relative to the version prefix
+	start float64 // media start of the segment (for an init section, of the one it starts at)
+	out   packager.Stored
+}
+
+// titleTasks are the objects a conversion writes, and for each segment its
+// task and the init section task that starts at it (if any).
+type titleTasks struct {
+	all     []*convTask
+	segment map[*object]*convTask
+	init    map[*object]*convTask // segment → init section starting there
 }
 
 func (c *Converter) concurrency() int {
@@ -65,10 +75,15 @@ func (c *Converter) concurrency() int {
 
 // Convert re-encrypts the plan's objects into v, verifies them, and writes
 // the media playlists and the master. Nothing is published: the caller
-// does that, with v's wrapped key, once Convert has returned without error.
+// does that, with v's wrapped keys, once Convert has returned without
+// error.
 func (c *Converter) Convert(ctx context.Context, p *Plan, v *packager.Version) (*Result, error) {
 	start := time.Now()
-	tasks, byObj := p.tasks()
+	tt, err := p.tasks(v.PeriodOf)
+	if err != nil {
+		return nil, err
+	}
+	tasks := tt.all
 	if err := c.encryptAll(ctx, v, p.Source, tasks); err != nil {
 		return nil, err
 	}
@@ -83,29 +98,59 @@ func (c *Converter) Convert(ctx context.Context, p *Plan, v *packager.Version) (
 		res.PlainBytes += t.out.PlainSize
 		res.EncryptedBytes += t.out.Size
 	}
-	if err := c.writePlaylists(ctx, p, v, byObj, res); err != nil {
+	if err := c.writePlaylists(ctx, p, v, tt, res); err != nil {
 		return nil, err
 	}
 	res.EncryptTime, res.TotalTime = encrypted, time.Since(start)
 	return res, nil
 }
 
-// tasks lists the objects to write: each rendition's init sections, then
-// its segments.
-func (p *Plan) tasks() ([]*convTask, map[*object]*convTask) {
-	var tasks []*convTask
-	byObj := map[*object]*convTask{}
+// tasks lists the objects to write, rendition by rendition, in playlist
+// order, each with its media start (as the new playlist's EXTINF values
+// will place it; periodOf gives its key period). An init section is
+// written once per key period it serves: where a segment starts a new key
+// period while the previous init section still applies, a copy of that
+// section under the new period's key starts at the segment (a new
+// EXT-X-MAP after the new EXT-X-KEY), because RFC 8216 section 4.3.2.5
+// decrypts an init section with the key in effect at its EXT-X-MAP, and
+// one section under one key must not serve two periods. Init sections are
+// numbered in order of appearance.
+func (p *Plan) tasks(periodOf func(start float64) (int, error)) (*titleTasks, error) {
+	tt := &titleTasks{segment: map[*object]*convTask{}, init: map[*object]*convTask{}}
 	for _, r := range p.renditions {
-		for i := range r.inits {
-			t := &convTask{obj: &r.inits[i], name: r.name + "/" + r.inits[i].dest}
-			tasks, byObj[t.obj] = append(tasks, t), t
+		durations := make([]float64, len(r.segments))
+		for i, s := range r.segments {
+			durations[i] = s.duration
 		}
+		starts, err := playlist.Starts(durations)
+		if err != nil {
+			return nil, broken("media playlist %s cannot be rewritten: %v", r.legacy, err)
+		}
+		var (
+			cur       *object // the init section in effect
+			curPeriod int
+			inits     int
+		)
 		for i := range r.segments {
-			t := &convTask{obj: &r.segments[i].obj, name: r.name + "/" + r.segments[i].obj.dest}
-			tasks, byObj[t.obj] = append(tasks, t), t
+			s := &r.segments[i]
+			period, err := periodOf(starts[i])
+			if err != nil {
+				return nil, fmt.Errorf("backfill: %w", err)
+			}
+			if s.init >= 0 {
+				cur = &r.inits[s.init]
+			}
+			if cur != nil && (s.init >= 0 || period != curPeriod) {
+				t := &convTask{obj: cur, name: r.name + "/" + layout.InitName(inits, path.Ext(cur.dest)), start: starts[i]}
+				tt.all, tt.init[&s.obj] = append(tt.all, t), t
+				curPeriod = period
+				inits++
+			}
+			t := &convTask{obj: &s.obj, name: r.name + "/" + s.obj.dest, start: starts[i]}
+			tt.all, tt.segment[&s.obj] = append(tt.all, t), t
 		}
 	}
-	return tasks, byObj
+	return tt, nil
 }
 
 // encryptAll streams every object through the packager into storage, on a
@@ -179,15 +224,16 @@ func (c *Converter) put(ctx context.Context, v *packager.Version, src Source, t 
 		return fmt.Errorf("backfill: read %s: %w", o.src, err)
 	}
 	defer rc.Close()
-	obj := packager.Object{Name: t.name, Body: rc, Size: o.size, SourceSize: o.srcSize,
+	obj := packager.Object{Name: t.name, Body: rc, Size: o.size, SourceSize: o.srcSize, Start: t.start,
 		Check: func(plain io.Reader) io.Reader {
 			return &lengthChecker{r: plain, want: o.size, what: o.what, src: o.src}
 		}}
 	if o.srcIV != nil {
-		if src.Key == nil {
-			return fmt.Errorf("backfill: %s is encrypted but the plan has no key", o.what)
+		k, ok := src.Keys[o.srcKey]
+		if !ok {
+			return fmt.Errorf("backfill: %s is encrypted but the plan has no key %s", o.what, o.srcKey)
 		}
-		obj.SourceKey, obj.SourceIV = src.Key, o.srcIV
+		obj.SourceKey, obj.SourceIV = &k, o.srcIV
 	}
 	st, err := v.Put(ctx, obj)
 	if err != nil {
@@ -210,7 +256,7 @@ func (c *Converter) putError(o *object, t *convTask, err error) error {
 }
 
 // writePlaylists writes each rendition's media playlist, then the master.
-func (c *Converter) writePlaylists(ctx context.Context, p *Plan, v *packager.Version, byObj map[*object]*convTask, res *Result) error {
+func (c *Converter) writePlaylists(ctx context.Context, p *Plan, v *packager.Version, tt *titleTasks, res *Result) error {
 	prefix := v.Prefix()
 	type measured struct{ peak, avg int64 }
 	bw := map[*renditionPlan]measured{}
@@ -220,11 +266,11 @@ func (c *Converter) writePlaylists(ctx context.Context, p *Plan, v *packager.Ver
 		var segs []playlist.Segment
 		for i := range r.segments {
 			s := &r.segments[i]
-			out := byObj[&s.obj].out
-			es := playlist.Segment{URI: s.obj.dest, Duration: s.duration, Size: out.Size, IV: out.IV, Discontinuity: s.discontinuity}
-			if s.init >= 0 {
-				in := &r.inits[s.init]
-				es.Init = &playlist.Init{URI: in.dest, IV: byObj[in].out.IV}
+			out := tt.segment[&s.obj].out
+			es := playlist.Segment{URI: s.obj.dest, Duration: s.duration, Size: out.Size, IV: out.IV, Discontinuity: s.discontinuity,
+				KeyURI: out.Key.URI}
+			if in, ok := tt.init[&s.obj]; ok {
+				es.Init = &playlist.Init{URI: path.Base(in.name), IV: in.out.IV, KeyURI: in.out.Key.URI}
 			}
 			m.Segments = append(m.Segments, es)
 			segs = append(segs, playlist.Segment{URI: s.obj.dest, Duration: s.duration, Size: out.Size})

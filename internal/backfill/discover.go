@@ -154,7 +154,7 @@ func candidate(ctx context.Context, store storage.Store, db *catalog.DB, opts Ru
 		if err != nil {
 			return c, err
 		}
-		src = Source{Playlist: v.Master, KeyID: v.Key.KeyID, URLMap: opts.URLMap}
+		src = Source{Playlist: v.Master, KeyIDs: v.KeyIDs(), URLMap: opts.URLMap}
 		c.Action = ActionRekey
 	} else {
 		pl, reason, err := choosePlaylist(ctx, store, t)

@@ -44,12 +44,13 @@ type Source struct {
 	// Playlist is the object name of the master playlist, or of the single
 	// media playlist of a title without a master.
 	Playlist string
-	// KeyID, when set, says the segments are encrypted now (a re-key of
-	// one of our versions): every EXT-X-KEY must name it, and Key, the key
-	// itself, decrypts each segment with the IV of its EXT-X-KEY. Planning
-	// needs only KeyID; converting needs Key.
-	KeyID string
-	Key   *keys.ContentKey
+	// KeyIDs, when set, says the segments are encrypted now (a re-key of
+	// one of our versions, one key per key period): every EXT-X-KEY must
+	// name one of them, and Keys, the keys themselves by id, decrypt each
+	// segment with the IV of its EXT-X-KEY. Planning needs only KeyIDs;
+	// converting needs Keys.
+	KeyIDs []string
+	Keys   map[string]keys.ContentKey
 	// URLMap maps absolute legacy URLs to object names: a URI starting
 	// with a key (the longest that matches) has it replaced by the value.
 	// Other absolute URLs map to their path.
@@ -67,6 +68,7 @@ type object struct {
 	size    int64
 	srcSize int64     // bytes read from the source: the range, or the whole object
 	srcIV   *[16]byte // set when the source is encrypted
+	srcKey  string    // with srcIV: the id of the source key
 	dest    string    // relative to the rendition's directory
 	what    string    // for messages: "segment 3 of 720p", "init section 0 of 720p"
 }
@@ -414,7 +416,7 @@ func (pl *planner) object(ctx context.Context, playlistName, uri string, br *pla
 	if o.src, err = pl.resolve(playlistName, uri); err != nil {
 		return o, err
 	}
-	if pl.src.KeyID == "" {
+	if len(pl.src.KeyIDs) == 0 {
 		if key != nil {
 			return o, fmt.Errorf("%w: %s has METHOD=%s", ErrAlreadyEncrypted, what, key.Method)
 		}
@@ -422,8 +424,16 @@ func (pl *planner) object(ctx context.Context, playlistName, uri string, br *pla
 		if key == nil || key.Method != "AES-128" {
 			return o, broken("%s is not encrypted with AES-128", what)
 		}
-		if !strings.Contains(key.URI, pl.src.KeyID) {
-			return o, broken("%s names key URI %q, not the version's key %s", what, key.URI, pl.src.KeyID)
+		for _, id := range pl.src.KeyIDs {
+			if strings.Contains(key.URI, id) {
+				if o.srcKey != "" {
+					return o, broken("%s names key URI %q, which names two of the version's keys", what, key.URI)
+				}
+				o.srcKey = id
+			}
+		}
+		if o.srcKey == "" {
+			return o, broken("%s names key URI %q, none of the version's keys %v", what, key.URI, pl.src.KeyIDs)
 		}
 		iv, err := parseIV(key.IV)
 		if err != nil {

@@ -99,7 +99,7 @@ func TestPlanBrokenTitles(t *testing.T) {
 		t.Errorf("encrypted title: %v", err)
 	}
 	// A re-key source must be encrypted under the version's key.
-	if _, err := PlanTitle(context.Background(), fs, Source{Playlist: "b/range/index.m3u8", KeyID: "k_1"}); !IsBroken(err) ||
+	if _, err := PlanTitle(context.Background(), fs, Source{Playlist: "b/range/index.m3u8", KeyIDs: []string{"k_1"}}); !IsBroken(err) ||
 		!strings.Contains(err.Error(), "not encrypted with AES-128") {
 		t.Errorf("re-key of a plain title: %v", err)
 	}

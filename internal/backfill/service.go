@@ -42,6 +42,9 @@ type Config struct {
 	MaxAttempts int
 	// NoYield disables the check for waiting fresh uploads between titles.
 	NoYield bool
+	// KeyPeriod is KEY_PERIOD, as for the pipeline: re-encrypted titles get
+	// a new key every KeyPeriod of media; 0, one key per version.
+	KeyPeriod time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -97,6 +100,9 @@ func New(cfg Config, store storage.Store, db *catalog.DB, keyring *keys.Keyring,
 	if keyring == nil {
 		return nil, errors.New("backfill: no key-encryption key configured")
 	}
+	if cfg.KeyPeriod < 0 {
+		return nil, fmt.Errorf("backfill: negative key period %v", cfg.KeyPeriod)
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -111,6 +117,7 @@ func New(cfg Config, store storage.Store, db *catalog.DB, keyring *keys.Keyring,
 	}
 	s.pkg = packager.New(store, keyring, packager.Options{
 		Concurrency: cfg.Concurrency,
+		KeyPeriod:   cfg.KeyPeriod,
 		NewKey:      func() (keys.ContentKey, error) { return s.newKey() },
 		NewKeyID:    func() (string, error) { return s.newKeyID() },
 	})
@@ -488,11 +495,14 @@ func (s *Service) convert(ctx context.Context, log *slog.Logger, att catalog.Att
 		if err != nil {
 			return nil, false, err
 		}
-		old, err := s.keyring.Unwrap(v.Key.KEKID, v.Key.KeyID, v.Key.Wrapped)
-		if err != nil {
-			return nil, false, err
+		src = Source{Playlist: v.Master, KeyIDs: v.KeyIDs(), Keys: map[string]keys.ContentKey{}, URLMap: opts.URLMap}
+		for _, k := range v.Keys {
+			old, err := s.keyring.Unwrap(k.KEKID, k.KeyID, k.Wrapped)
+			if err != nil {
+				return nil, false, err
+			}
+			src.Keys[k.KeyID] = old
 		}
-		src = Source{Playlist: v.Master, Key: &old, KeyID: v.Key.KeyID, URLMap: opts.URLMap}
 	} else if it.Legacy == "" {
 		return nil, false, broken("no legacy playlist was found for this title")
 	}
@@ -509,12 +519,12 @@ func (s *Service) convert(ctx context.Context, log *slog.Logger, att catalog.Att
 	if err != nil {
 		return nil, false, err
 	}
-	wk, err := v.WrappedKey()
+	wks, err := v.WrappedKeys()
 	if err != nil {
 		return nil, false, fmt.Errorf("backfill: %w", err)
 	}
 	published, err := s.db.Publish(ctx, catalog.PublishParams{
-		Attempt: att, Master: res.Master, Renditions: res.Renditions, Duration: res.Duration, Key: wk,
+		Attempt: att, Master: res.Master, Renditions: res.Renditions, Duration: res.Duration, Keys: wks,
 	})
 	if err != nil {
 		return nil, false, err

@@ -621,13 +621,15 @@ func (db *DB) VersionWithKey(ctx context.Context, videoID string, version int) (
 	var (
 		v    Version
 		rend []byte
+		vk   versionKeys
 	)
 	err := db.pool.QueryRow(ctx, `select ver.video_id, ver.version, ver.prefix, ver.master, ver.renditions, coalesce(ver.duration_s, 0), ver.published_at,
-			k.key_id, k.kek_id, k.wrapped
+			`+versionKeysColumns+`
 		from versions ver
-		join content_keys k on k.video_id = ver.video_id and k.version = ver.version
-		where ver.video_id = $1 and ver.version = $2`, videoID, version).Scan(&v.VideoID, &v.Version, &v.Prefix, &v.Master, &rend, &v.Duration,
-		&v.PublishedAt, &v.Key.KeyID, &v.Key.KEKID, &v.Key.Wrapped)
+		`+versionKeysJoin+`
+		where ver.video_id = $1 and ver.version = $2`, videoID, version).Scan(append([]any{&v.VideoID, &v.Version, &v.Prefix, &v.Master, &rend, &v.Duration,
+		&v.PublishedAt}, vk.dest()...)...)
+	v.Keys = vk.keys()
 	if errors.Is(err, pgx.ErrNoRows) {
 		return v, fmt.Errorf("catalog: version %d of %s: %w", version, videoID, ErrNotFound)
 	}

@@ -70,7 +70,7 @@ func TestPublishBackfillNeverBlocksTranscode(t *testing.T) {
 		t.Fatal("a backfill version blocked a transcode")
 	}
 	cur, _ := db.CurrentVersion(ctx, "leg2")
-	if cur.Version != at.Version || cur.Key.KeyID != key(21).KeyID {
+	if cur.Version != at.Version || cur.Keys[0].KeyID != key(21).KeyID {
 		t.Fatalf("current = %+v, want the transcode's v%d", cur, at.Version)
 	}
 }
@@ -111,15 +111,15 @@ func TestPublishRekeyCompareAndSwap(t *testing.T) {
 		t.Fatal("an older transcode replaced a re-keyed newer upload")
 	}
 	cur, _ := db.CurrentVersion(ctx, "vid")
-	if cur.Version != ar.Version || cur.Key.KeyID != key(31).KeyID {
-		t.Fatalf("current = v%d %s, want v%d", cur.Version, cur.Key.KeyID, ar.Version)
+	if cur.Version != ar.Version || cur.Keys[0].KeyID != key(31).KeyID {
+		t.Fatalf("current = v%d %s, want v%d", cur.Version, cur.Keys[0].KeyID, ar.Version)
 	}
 	// The old version keeps its key, for players still on it.
 	if _, ver, _, err := db.KeyByID(ctx, key(30).KeyID); err != nil || ver != aNew.Version {
 		t.Fatalf("old key: v%d %v", ver, err)
 	}
 	old, err := db.VersionWithKey(ctx, "vid", aNew.Version)
-	if err != nil || old.Key.KeyID != key(30).KeyID {
+	if err != nil || old.Keys[0].KeyID != key(30).KeyID {
 		t.Fatalf("old version: %+v %v", old, err)
 	}
 	// A re-key with a cutoff before the re-keyed version leaves it alone.

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -291,12 +292,59 @@ type Rendition struct {
 	Duration         float64 `json:"duration"`
 }
 
-// WrappedKey is a content key as stored: wrapped under the KEK kekID.
+// WrappedKey is a content key as stored: wrapped under the KEK kekID. A
+// version has one key per key period of its media: Period is its 0-based
+// index (floor(start / KEY_PERIOD); a version made with KEY_PERIOD=0 has
+// period 0 only) and Start the media time in seconds where it begins.
 type WrappedKey struct {
 	KeyID   string
 	KEKID   string
 	Wrapped []byte
+	Period  int
+	Start   float64
 }
+
+// CheckKeys holds a version's keys to what Publish stores: at least one,
+// in strictly increasing period order with non-decreasing non-negative
+// starts, period 0 (if present) starting at 0, and distinct key ids.
+func CheckKeys(ks []WrappedKey) error {
+	if len(ks) == 0 {
+		return errors.New("a version needs at least one key")
+	}
+	ids := map[string]bool{}
+	for i, k := range ks {
+		switch {
+		case k.Period < 0 || k.Start < 0 || math.IsNaN(k.Start) || math.IsInf(k.Start, 0):
+			return fmt.Errorf("key %d: period %d starting at %v", i, k.Period, k.Start)
+		case k.Period == 0 && k.Start != 0:
+			return fmt.Errorf("key %d: period 0 starts at %v, not 0", i, k.Start)
+		case i > 0 && (k.Period <= ks[i-1].Period || k.Start < ks[i-1].Start):
+			return fmt.Errorf("key %d: period %d at %v s does not follow period %d at %v s", i, k.Period, k.Start, ks[i-1].Period, ks[i-1].Start)
+		case ids[k.KeyID]:
+			return fmt.Errorf("key %d: key id %s repeated", i, k.KeyID)
+		}
+		ids[k.KeyID] = true
+	}
+	return nil
+}
+
+// KeyAt returns the index in ks (in period order) of the key that applies
+// at media time t: the last one starting at or before it, allowing
+// PeriodEpsilon for the rounding of summed segment durations.
+func KeyAt(ks []WrappedKey, t float64) int {
+	i := 0
+	for j, k := range ks {
+		if k.Start <= t+PeriodEpsilon {
+			i = j
+		}
+	}
+	return i
+}
+
+// PeriodEpsilon is how far before a period's start (seconds) a segment may
+// start and still count as in it: segment start times are sums of rounded
+// durations (ffmpeg's 6 decimals, EXTINF's 3).
+const PeriodEpsilon = 0.001
 
 // PublishParams is everything that becomes visible together.
 type PublishParams struct {
@@ -304,7 +352,8 @@ type PublishParams struct {
 	Master     string
 	Renditions []Rendition
 	Duration   float64
-	Key        WrappedKey
+	// Keys are every key of the version, in period order (see CheckKeys).
+	Keys []WrappedKey
 }
 
 // Publish makes the attempt's version current, with its key, in one
@@ -322,6 +371,9 @@ type PublishParams struct {
 //     compare-and-swap means a backfill never replaces a fresh upload.
 func (db *DB) Publish(ctx context.Context, p PublishParams) (bool, error) {
 	a := p.Attempt
+	if err := CheckKeys(p.Keys); err != nil {
+		return false, fmt.Errorf("catalog: publish %s v%d: %w", a.Job.VideoID, a.Version, err)
+	}
 	var published bool
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		var (
@@ -379,9 +431,12 @@ func (db *DB) Publish(ctx context.Context, p PublishParams) (bool, error) {
 		if tag.RowsAffected() != 1 {
 			return fmt.Errorf("%w: version %d is no longer pending", ErrVersionGone, a.Version)
 		}
-		if _, err := tx.Exec(ctx, `insert into content_keys (key_id, video_id, version, kek_id, wrapped) values ($1, $2, $3, $4, $5)`,
-			p.Key.KeyID, a.Job.VideoID, a.Version, p.Key.KEKID, p.Key.Wrapped); err != nil {
-			return err
+		for _, k := range p.Keys {
+			if _, err := tx.Exec(ctx, `insert into content_keys (key_id, video_id, version, kek_id, wrapped, period, starts_at_s)
+				values ($1, $2, $3, $4, $5, $6, $7)`,
+				k.KeyID, a.Job.VideoID, a.Version, k.KEKID, k.Wrapped, k.Period, k.Start); err != nil {
+				return err
+			}
 		}
 		if _, err := tx.Exec(ctx, `update versions set retired_at = now()
 			where video_id = $1 and version = (select current_version from videos where id = $1)`, a.Job.VideoID); err != nil {
@@ -412,7 +467,46 @@ type Version struct {
 	Renditions  []Rendition
 	Duration    float64
 	PublishedAt time.Time
-	Key         WrappedKey
+	// Keys are the version's content keys in period order.
+	Keys []WrappedKey
+}
+
+// KeyIDs returns the ids of the version's keys in period order.
+func (v Version) KeyIDs() []string {
+	out := make([]string, len(v.Keys))
+	for i, k := range v.Keys {
+		out[i] = k.KeyID
+	}
+	return out
+}
+
+// versionKeysColumns selects a version's keys as arrays in period order,
+// from a lateral join named k (see scanVersionKeys): one query still reads
+// a version with all its keys.
+const versionKeysColumns = `k.key_ids, k.kek_ids, k.wrapped, k.periods, k.starts`
+
+const versionKeysJoin = `join lateral (select array_agg(key_id order by period) key_ids, array_agg(kek_id order by period) kek_ids,
+			array_agg(wrapped order by period) wrapped, array_agg(period order by period) periods,
+			array_agg(starts_at_s order by period) starts
+		from content_keys where video_id = ver.video_id and version = ver.version having count(*) > 0) k on true`
+
+type versionKeys struct {
+	ids, keks []string
+	wrapped   [][]byte
+	periods   []int32
+	starts    []float64
+}
+
+func (vk *versionKeys) dest() []any {
+	return []any{&vk.ids, &vk.keks, &vk.wrapped, &vk.periods, &vk.starts}
+}
+
+func (vk *versionKeys) keys() []WrappedKey {
+	out := make([]WrappedKey, len(vk.ids))
+	for i := range vk.ids {
+		out[i] = WrappedKey{KeyID: vk.ids[i], KEKID: vk.keks[i], Wrapped: vk.wrapped[i], Period: int(vk.periods[i]), Start: vk.starts[i]}
+	}
+	return out
 }
 
 // CurrentVersion returns the video's current version with its wrapped key.
@@ -420,14 +514,16 @@ func (db *DB) CurrentVersion(ctx context.Context, videoID string) (Version, erro
 	var (
 		v    Version
 		rend []byte
+		vk   versionKeys
 	)
 	err := db.pool.QueryRow(ctx, `select ver.video_id, ver.version, ver.prefix, ver.master, ver.renditions, coalesce(ver.duration_s, 0), ver.published_at,
-			k.key_id, k.kek_id, k.wrapped
+			`+versionKeysColumns+`
 		from videos v
 		join versions ver on ver.video_id = v.id and ver.version = v.current_version
-		join content_keys k on k.video_id = ver.video_id and k.version = ver.version
-		where v.id = $1`, videoID).Scan(&v.VideoID, &v.Version, &v.Prefix, &v.Master, &rend, &v.Duration, &v.PublishedAt,
-		&v.Key.KeyID, &v.Key.KEKID, &v.Key.Wrapped)
+		`+versionKeysJoin+`
+		where v.id = $1`, videoID).Scan(append([]any{&v.VideoID, &v.Version, &v.Prefix, &v.Master, &rend, &v.Duration, &v.PublishedAt},
+		vk.dest()...)...)
+	v.Keys = vk.keys()
 	if errors.Is(err, pgx.ErrNoRows) {
 		return v, fmt.Errorf("catalog: current version of %s: %w", videoID, ErrNotFound)
 	}

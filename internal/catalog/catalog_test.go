@@ -54,7 +54,7 @@ func publish(t *testing.T, db *DB, a Attempt, n int) bool {
 	ok, err := db.Publish(context.Background(), PublishParams{
 		Attempt: a, Master: a.Prefix + "master.m3u8", Duration: 2,
 		Renditions: []Rendition{{Name: "240p", Playlist: a.Prefix + "240p/index.m3u8", Width: 426, Height: 240}},
-		Key:        key(n),
+		Keys:       []WrappedKey{key(n)},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +100,7 @@ func TestPublishLifecycle(t *testing.T) {
 		t.Fatalf("status: %+v %v", st, err)
 	}
 	cur, err := db.CurrentVersion(ctx, "vid1")
-	if err != nil || cur.Key.KeyID != key(2).KeyID {
+	if err != nil || cur.Keys[0].KeyID != key(2).KeyID {
 		t.Fatalf("current key: %+v %v", cur, err)
 	}
 

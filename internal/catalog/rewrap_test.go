@@ -28,7 +28,7 @@ func TestRewrapKeys(t *testing.T) {
 		id, _ := keys.NewKeyID()
 		w, _ := old.Primary().Wrap(id, ck)
 		if _, err := db.Publish(ctx, PublishParams{Attempt: a, Master: a.Prefix + "master.m3u8",
-			Key: WrappedKey{KeyID: id, KEKID: old.Primary().ID(), Wrapped: w}}); err != nil {
+			Keys: []WrappedKey{{KeyID: id, KEKID: old.Primary().ID(), Wrapped: w}}}); err != nil {
 			t.Fatal(err)
 		}
 		content[video] = ck
@@ -66,11 +66,11 @@ func TestRewrapKeys(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := onlyNew.Unwrap(cur.Key.KEKID, cur.Key.KeyID, cur.Key.Wrapped)
+		got, err := onlyNew.Unwrap(cur.Keys[0].KEKID, cur.Keys[0].KeyID, cur.Keys[0].Wrapped)
 		if err != nil || got != want {
 			t.Fatalf("%s: unwrap with the new KEK only: %v (same key: %v)", video, err, got == want)
 		}
-		if _, err := old.Unwrap(cur.Key.KEKID, cur.Key.KeyID, cur.Key.Wrapped); err == nil {
+		if _, err := old.Unwrap(cur.Keys[0].KEKID, cur.Keys[0].KeyID, cur.Keys[0].Wrapped); err == nil {
 			t.Fatalf("%s: the old KEK still opens the rewrapped key", video)
 		}
 	}

@@ -507,9 +507,18 @@ func constantTimeEqual(a, b string) bool {
 type mediaEntry struct {
 	tmpl    *playlist.MediaTemplate
 	objects []string // storage object of each resource
-	keyID   string
-	mu      sync.Mutex
-	signed  atomic.Pointer[signedSet]
+	// keyIDs is the catalog key id each of tmpl.KeyURIs names (a version
+	// has one key per key period).
+	keyIDs []string
+	// Per resource (index into tmpl.Resources and objects): the index in
+	// period order of the version's key that encrypts it, and the media
+	// time (seconds) where that key period ends (the next key's start, or
+	// the end of the playlist for the last), e.g. to bound a segment URL's
+	// lifetime by its key period.
+	period    []int
+	periodEnd []float64
+	mu        sync.Mutex
+	signed    atomic.Pointer[signedSet]
 }
 
 // signedSet is the segment URLs of an entry for one issue time.
@@ -532,7 +541,7 @@ func (s *Server) serveRendition(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	var (
 		version int
-		keyID   string // known only when read from the current version
+		vkeys   []catalog.WrappedKey // known only when read from the current version
 	)
 	if vs := r.URL.Query().Get("v"); vs != "" {
 		n, err := strconv.Atoi(vs)
@@ -551,9 +560,9 @@ func (s *Server) serveRendition(w http.ResponseWriter, r *http.Request) {
 			s.internal(w, r, "current version", err)
 			return
 		}
-		version, keyID = v.Version, v.Key.KeyID
+		version, vkeys = v.Version, v.Keys
 	}
-	e, err := s.mediaEntry(ctx, video, version, rendition, keyID)
+	e, err := s.mediaEntry(ctx, video, version, rendition, vkeys)
 	if errors.Is(err, errNoSuchPlaylist) {
 		s.fail(w, r, http.StatusNotFound, "not_found", "no such rendition")
 		return
@@ -567,14 +576,18 @@ func (s *Server) serveRendition(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, "sign segment URLs", err)
 		return
 	}
-	keyURI := s.base + "/v1/keys/" + e.keyID
-	if q := a.tokenQuery(); q != "" {
-		keyURI += "?" + q
+	keyURIs := make([]string, len(e.keyIDs))
+	q := a.tokenQuery()
+	for i, id := range e.keyIDs {
+		keyURIs[i] = s.base + "/v1/keys/" + id
+		if q != "" {
+			keyURIs[i] += "?" + q
+		}
 	}
-	size := e.tmpl.LiteralLen() + set.total + e.tmpl.KeyHoles()*len(keyURI)
+	size := e.tmpl.LiteralLen() + set.total + e.tmpl.KeyHoles()*len(keyURIs[0]) // key ids have one length
 	out, err := e.tmpl.Expand(make([]byte, 0, size),
 		func(i int) (string, error) { return set.urls[i], nil },
-		func(int) (string, error) { return keyURI, nil })
+		func(i int) (string, error) { return keyURIs[i], nil })
 	if err != nil {
 		s.internal(w, r, "media rewrite", err)
 		return
@@ -608,12 +621,13 @@ func (s *Server) load(ctx context.Context, key string, fn func(context.Context) 
 }
 
 // mediaEntry returns the compiled playlist of (video, version, rendition).
-// A cached one costs nothing. Otherwise the version's key id comes from the
-// catalog (given as keyID when the current version was just read, else one
+// A cached one costs nothing. Otherwise the version's keys come from the
+// catalog (given as vkeys when the current version was just read, else one
 // catalog read, which also proves that the version requested by number was
 // published for this video), and the playlist is read from storage; its
-// key URIs are holes the gateway fills with its own key URI.
-func (s *Server) mediaEntry(ctx context.Context, video string, version int, rendition, keyID string) (*mediaEntry, error) {
+// key URIs are holes the gateway fills with its own key URI of the key each
+// names.
+func (s *Server) mediaEntry(ctx context.Context, video string, version int, rendition string, vkeys []catalog.WrappedKey) (*mediaEntry, error) {
 	key := video + "/" + strconv.Itoa(version) + "/" + rendition
 	if e, ok := s.media.get(key); ok {
 		s.cacheHit.Inc()
@@ -621,8 +635,8 @@ func (s *Server) mediaEntry(ctx context.Context, video string, version int, rend
 	}
 	s.cacheMiss.Inc()
 	res, err := s.load(ctx, "r/"+key, func(ctx context.Context) (any, error) {
-		keyID := keyID
-		if keyID == "" {
+		vkeys := vkeys
+		if len(vkeys) == 0 {
 			v, err := s.db.VersionWithKey(ctx, video, version)
 			if errors.Is(err, catalog.ErrNotFound) {
 				// Not a published version of this video (pending or
@@ -632,7 +646,7 @@ func (s *Server) mediaEntry(ctx context.Context, video string, version int, rend
 			if err != nil {
 				return nil, err
 			}
-			keyID = v.Key.KeyID
+			vkeys = v.Keys
 		}
 		prefix := layout.VersionPrefix(video, version)
 		name := layout.MediaPlaylistName(prefix, rendition)
@@ -650,9 +664,8 @@ func (s *Server) mediaEntry(ctx context.Context, video string, version int, rend
 		if !tmpl.Media.Ended {
 			return nil, fmt.Errorf("%s: not a finished VOD playlist (no EXT-X-ENDLIST)", name)
 		}
-		// A version has one key: every segment must be under it, and so
-		// AES-128; which key the stored URIs name does not matter, the
-		// catalog decides.
+		// Every segment must be under AES-128 and one of the version's
+		// keys (one per key period): each stored key URI must name one.
 		if len(tmpl.KeyURIs) == 0 {
 			return nil, fmt.Errorf("%s: not encrypted", name)
 		}
@@ -661,7 +674,10 @@ func (s *Server) mediaEntry(ctx context.Context, video string, version int, rend
 				return nil, fmt.Errorf("%s: a segment is not encrypted with AES-128", name)
 			}
 		}
-		e := &mediaEntry{tmpl: tmpl, keyID: keyID}
+		e, err := newMediaEntry(tmpl, vkeys)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
 		dir := layout.RenditionDir(prefix, rendition)
 		for _, res := range tmpl.Resources {
 			obj, err := resolveObject(dir, prefix, res.URI)
@@ -677,6 +693,46 @@ func (s *Server) mediaEntry(ctx context.Context, video string, version int, rend
 		return nil, err
 	}
 	return res.(*mediaEntry), nil
+}
+
+// newMediaEntry maps each distinct key URI of tmpl to the key of vkeys (in
+// period order) whose id it contains, refusing a URI that names none or
+// several, and records each resource's key period and its end.
+func newMediaEntry(tmpl *playlist.MediaTemplate, vkeys []catalog.WrappedKey) (*mediaEntry, error) {
+	e := &mediaEntry{tmpl: tmpl}
+	keyPeriod := make([]int, len(tmpl.KeyURIs)) // index into vkeys of each key URI
+	for i, uri := range tmpl.KeyURIs {
+		found := -1
+		for j, k := range vkeys {
+			if strings.Contains(uri, k.KeyID) {
+				if found >= 0 {
+					return nil, fmt.Errorf("key URI %q names two keys of the version", uri)
+				}
+				found = j
+			}
+		}
+		if found < 0 {
+			return nil, fmt.Errorf("key URI %q names none of the version's keys", uri)
+		}
+		keyPeriod[i] = found
+		e.keyIDs = append(e.keyIDs, vkeys[found].KeyID)
+	}
+	var total float64
+	for _, sg := range tmpl.Media.Segments {
+		total += sg.Duration
+	}
+	for _, res := range tmpl.Resources {
+		if res.Key < 0 {
+			return nil, fmt.Errorf("resource %q is not under a key", res.URI)
+		}
+		p := keyPeriod[res.Key]
+		end := total
+		if p+1 < len(vkeys) {
+			end = vkeys[p+1].Start
+		}
+		e.period, e.periodEnd = append(e.period, p), append(e.periodEnd, end)
+	}
+	return e, nil
 }
 
 // resolveObject maps a segment URI of a playlist stored under dir to its

@@ -278,7 +278,7 @@ func (e *env) contentKey(video string) keys.ContentKey {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	ck, err := e.keyring.Unwrap(v.Key.KEKID, v.Key.KeyID, v.Key.Wrapped)
+	ck, err := e.keyring.Unwrap(v.Keys[0].KEKID, v.Keys[0].KeyID, v.Keys[0].Wrapped)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -65,7 +65,7 @@ func TestColdLoadOutlivesFirstCaller(t *testing.T) {
 	}{
 		{"master", func(ctx context.Context) error { _, err := e.srv.masterEntry(ctx, v); return err }},
 		{"media", func(ctx context.Context) error {
-			_, err := e.srv.mediaEntry(ctx, video, fx.Version, "240p", "")
+			_, err := e.srv.mediaEntry(ctx, video, fx.Version, "240p", nil)
 			return err
 		}},
 	} {

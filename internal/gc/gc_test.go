@@ -45,7 +45,7 @@ func (f *fixture) publish(a catalog.Attempt) bool {
 	f.n++
 	ok, err := f.db.Publish(context.Background(), catalog.PublishParams{
 		Attempt: a, Master: a.Prefix + "master.m3u8",
-		Key: catalog.WrappedKey{KeyID: fmt.Sprintf("k_%032x", f.n), KEKID: "kek_x", Wrapped: make([]byte, 45)},
+		Keys: []catalog.WrappedKey{{KeyID: fmt.Sprintf("k_%032x", f.n), KEKID: "kek_x", Wrapped: make([]byte, 45)}},
 	})
 	if err != nil {
 		f.t.Fatal(err)

@@ -1,14 +1,23 @@
 // Package packager is the one place where a content key meets storage: it
-// begins a version (a fresh content key, key id and IVs), encrypts and
-// stores each of its objects, writes its playlists, and wraps its key for
+// begins a version (fresh content keys, key ids and IVs), encrypts and
+// stores each of its objects, writes its playlists, and wraps its keys for
 // the catalog. The transcode pipeline, the backfill's re-encryption and the
 // gateway's synthetic fixture all publish through it, so there is one
 // encryption loop, one set of content types and cache headers (from
 // internal/layout) and one playlist writer.
 //
-// The content key never leaves a Version: it is used to encrypt, to verify
-// and to be wrapped, and it is never returned. What a caller gets back is
-// object names, sizes, digests, IVs and the wrapped key.
+// Key periods: a version is encrypted under a sequence of content keys, one
+// per Options.KeyPeriod of media time (0: one key for the whole version).
+// An object belongs to period floor(start / KeyPeriod), start being the
+// media time where its segment starts; each period has its own random key
+// and key id, created when its first object is put, so a leaked key exposes
+// one period of the title, not all of it. Media playlists name each
+// segment's key (a new EXT-X-KEY URI at each boundary), and an init section
+// is stored once per period it is used in, under that period's key.
+//
+// The content keys never leave a Version: they are used to encrypt, to
+// verify and to be wrapped, and they are never returned. What a caller gets
+// back is object names, sizes, digests, IVs, key ids and the wrapped keys.
 package packager
 
 import (
@@ -19,7 +28,11 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
+	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/hlsvault/hlsvault/internal/catalog"
 	"github.com/hlsvault/hlsvault/internal/keys"
@@ -60,6 +73,11 @@ type Options struct {
 	// NewIV gives the IV of one object, by its name relative to the
 	// version prefix ("720p/seg_00003.ts").
 	NewIV func(name string) ([16]byte, error)
+
+	// KeyPeriod is how much media time one content key encrypts (see the
+	// package comment); 0 means one key per version. New refuses a
+	// negative one.
+	KeyPeriod time.Duration
 }
 
 // RandomIV is the default Options.NewIV: a fresh random IV per object.
@@ -75,8 +93,12 @@ type Packager struct {
 }
 
 // New returns a Packager writing to store, wrapping keys under keyring's
-// primary KEK.
+// primary KEK. It panics on a negative Options.KeyPeriod, which
+// configuration refuses before (a programming error).
 func New(store storage.Store, keyring *keys.Keyring, opts Options) *Packager {
+	if opts.KeyPeriod < 0 {
+		panic(fmt.Sprintf("packager: negative key period %v", opts.KeyPeriod))
+	}
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 8
 	}
@@ -98,18 +120,54 @@ func New(store storage.Store, keyring *keys.Keyring, opts Options) *Packager {
 	return &Packager{store: store, keyring: keyring, opts: opts, slabs: make(chan *[]byte, opts.Concurrency)}
 }
 
-// Version is one version being written: its prefix, its key and what has
-// been stored under it.
+// KeyPeriod is the media time each content key encrypts; 0: one key.
+func (p *Packager) KeyPeriod() time.Duration { return p.opts.KeyPeriod }
+
+// PeriodOf returns the key period of media starting at start seconds:
+// floor(start / KeyPeriod), 0 without periods. A start within
+// catalog.PeriodEpsilon before a boundary counts as after it (segment
+// starts are sums of rounded durations).
+func (p *Packager) PeriodOf(start float64) (int, error) {
+	if math.IsNaN(start) || math.IsInf(start, 0) || start < 0 {
+		return 0, fmt.Errorf("packager: media start %v is not a time", start)
+	}
+	if p.opts.KeyPeriod == 0 {
+		return 0, nil
+	}
+	n := math.Floor((start + catalog.PeriodEpsilon) / p.opts.KeyPeriod.Seconds())
+	if n > math.MaxInt32 {
+		return 0, fmt.Errorf("packager: media start %v s is beyond the last key period", start)
+	}
+	return int(n), nil
+}
+
+// Key is what a caller may know of one of a version's content keys.
+type Key struct {
+	Period int     // 0-based key period
+	Start  float64 // media time (seconds) where the period starts
+	ID     string  // key id
+	URI    string  // the EXT-X-KEY URI naming it
+}
+
+type periodKey struct {
+	Key
+	ck keys.ContentKey
+}
+
+// Version is one version being written: its prefix, its keys (one per key
+// period that has media) and what has been stored under it.
 type Version struct {
 	p      *Packager
 	prefix string
-	key    keys.ContentKey
-	keyID  string
-	keyURI string
+	tmpl   string // key URI template
+	mu     sync.Mutex
+	keys   map[int]*periodKey
+	byID   map[string]*periodKey
 }
 
 // Begin starts a version under prefix (which must end in "/") with a fresh
-// content key and key id. keyURITemplate is the EXT-X-KEY URI with
+// content key and key id for its first period (the others are made as
+// their first object is put). keyURITemplate is the EXT-X-KEY URI with
 // {key_id} in it.
 func (p *Packager) Begin(prefix, keyURITemplate string) (*Version, error) {
 	if !strings.HasSuffix(prefix, "/") {
@@ -121,37 +179,93 @@ func (p *Packager) Begin(prefix, keyURITemplate string) (*Version, error) {
 	if p.keyring == nil {
 		return nil, errors.New("packager: no key-encryption key configured")
 	}
-	ck, err := p.opts.NewKey()
-	if err != nil {
-		return nil, fmt.Errorf("packager: content key: %w", err)
+	v := &Version{p: p, prefix: prefix, tmpl: keyURITemplate, keys: map[int]*periodKey{}, byID: map[string]*periodKey{}}
+	if _, err := v.KeyAt(0); err != nil {
+		return nil, err
 	}
-	keyID, err := p.opts.NewKeyID()
-	if err != nil {
-		return nil, fmt.Errorf("packager: key id: %w", err)
-	}
-	return &Version{p: p, prefix: prefix, key: ck, keyID: keyID,
-		keyURI: strings.ReplaceAll(keyURITemplate, "{key_id}", keyID)}, nil
+	return v, nil
 }
 
 // Prefix is where the version's objects go.
 func (v *Version) Prefix() string { return v.prefix }
 
-// KeyID is the id of the version's content key.
-func (v *Version) KeyID() string { return v.keyID }
+// PeriodOf is the packager's PeriodOf: the key period of media starting
+// at start.
+func (v *Version) PeriodOf(start float64) (int, error) { return v.p.PeriodOf(start) }
 
-// KeyURI is the EXT-X-KEY URI the version's playlists carry.
-func (v *Version) KeyURI() string { return v.keyURI }
-
-// WrappedKey wraps the version's key under the primary KEK, as the catalog
-// stores it. Publish the version with it only once every object and
-// playlist is stored.
-func (v *Version) WrappedKey() (catalog.WrappedKey, error) {
-	kek := v.p.keyring.Primary()
-	wrapped, err := kek.Wrap(v.keyID, v.key)
+// KeyAt returns the key of the period holding media time start, making the
+// period's key (fresh content key and key id) if it has none yet.
+func (v *Version) KeyAt(start float64) (Key, error) {
+	k, err := v.keyAt(start)
 	if err != nil {
-		return catalog.WrappedKey{}, fmt.Errorf("packager: wrap key: %w", err)
+		return Key{}, err
 	}
-	return catalog.WrappedKey{KeyID: v.keyID, KEKID: kek.ID(), Wrapped: wrapped}, nil
+	return k.Key, nil
+}
+
+func (v *Version) keyAt(start float64) (*periodKey, error) {
+	n, err := v.p.PeriodOf(start)
+	if err != nil {
+		return nil, err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if k, ok := v.keys[n]; ok {
+		return k, nil
+	}
+	ck, err := v.p.opts.NewKey()
+	if err != nil {
+		return nil, fmt.Errorf("packager: content key: %w", err)
+	}
+	id, err := v.p.opts.NewKeyID()
+	if err != nil {
+		return nil, fmt.Errorf("packager: key id: %w", err)
+	}
+	if _, dup := v.byID[id]; dup {
+		return nil, fmt.Errorf("packager: key id %s drawn twice", id)
+	}
+	k := &periodKey{ck: ck, Key: Key{Period: n, Start: float64(n) * v.p.opts.KeyPeriod.Seconds(), ID: id,
+		URI: strings.ReplaceAll(v.tmpl, "{key_id}", id)}}
+	v.keys[n], v.byID[id] = k, k
+	return k, nil
+}
+
+// Keys returns the version's keys so far, in period order.
+func (v *Version) Keys() []Key {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	out := make([]Key, 0, len(v.keys))
+	for _, k := range v.keys {
+		out = append(out, k.Key)
+	}
+	slices.SortFunc(out, func(a, b Key) int { return a.Period - b.Period })
+	return out
+}
+
+// WrappedKeys wraps every key of the version under the primary KEK, in
+// period order, as the catalog stores them. Publish the version with them
+// only once every object and playlist is stored.
+func (v *Version) WrappedKeys() ([]catalog.WrappedKey, error) {
+	kek := v.p.keyring.Primary()
+	var out []catalog.WrappedKey
+	for _, k := range v.Keys() {
+		v.mu.Lock()
+		ck := v.keys[k.Period].ck
+		v.mu.Unlock()
+		wrapped, err := kek.Wrap(k.ID, ck)
+		if err != nil {
+			return nil, fmt.Errorf("packager: wrap key %s: %w", k.ID, err)
+		}
+		out = append(out, catalog.WrappedKey{KeyID: k.ID, KEKID: kek.ID(), Wrapped: wrapped, Period: k.Period, Start: k.Start})
+	}
+	return out, nil
+}
+
+func (v *Version) byKeyID(id string) (*periodKey, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	k, ok := v.byID[id]
+	return k, ok
 }
 
 // Object is one media object (segment or init section) to store.
@@ -162,6 +276,10 @@ type Object struct {
 	// Body is read to its end. With SourceKey set it is ciphertext under
 	// that key and SourceIV (a re-key), otherwise plaintext.
 	Body io.Reader
+	// Start is the media time (seconds) where the object's segment starts,
+	// for an init section that of the segment it appears at: it chooses
+	// the key period, hence the key.
+	Start float64
 	// Size is the plaintext length, or -1 when unknown.
 	Size int64
 	// SourceSize bounds the ciphertext when Size is unknown (a re-key: the
@@ -182,14 +300,22 @@ type Stored struct {
 	Size      int64 // stored (encrypted) bytes
 	PlainSize int64
 	SHA256    [sha256.Size]byte // of the plaintext
+	// Key is the key that encrypted it (its period's); a playlist names
+	// Key.URI at the object.
+	Key Key
 }
 
-// Put encrypts one object under the version's key with a fresh IV and
-// stores it, hashing the plaintext on the way. The object is streamed; it
+// Put encrypts one object under the key of its period (o.Start) with a
+// fresh IV and stores it, hashing the plaintext on the way. The object is streamed; it
 // is buffered (into a pooled buffer) only when small enough for a
 // one-request upload, see Options.BufferMax.
 func (v *Version) Put(ctx context.Context, o Object) (Stored, error) {
 	st := Stored{Name: v.prefix + o.Name}
+	key, err := v.keyAt(o.Start)
+	if err != nil {
+		return st, fmt.Errorf("packager: put %q: %w", o.Name, err)
+	}
+	st.Key = key.Key
 	plain := o.Body
 	if o.SourceKey != nil {
 		if o.SourceIV == nil {
@@ -209,7 +335,7 @@ func (v *Version) Put(ctx context.Context, o Object) (Stored, error) {
 	if err != nil {
 		return st, fmt.Errorf("packager: put %q: IV: %w", o.Name, err)
 	}
-	enc, err := segcrypt.NewEncryptReader(h, v.key.Bytes(), iv[:])
+	enc, err := segcrypt.NewEncryptReader(h, key.ck.Bytes(), iv[:])
 	if err != nil {
 		return st, fmt.Errorf("packager: put %q: %w", o.Name, err)
 	}
@@ -251,13 +377,17 @@ func (v *Version) Put(ctx context.Context, o Object) (Stored, error) {
 // Put read: the proof, before publishing, that every object decrypts to the
 // bytes it came from.
 func (v *Version) Verify(ctx context.Context, st Stored) error {
+	key, ok := v.byKeyID(st.Key.ID)
+	if !ok {
+		return fmt.Errorf("packager: verify %s: key %q is not one of the version's", st.Name, st.Key.ID)
+	}
 	rc, err := v.p.store.Get(ctx, st.Name)
 	if err != nil {
 		return fmt.Errorf("packager: verify %s: %w", st.Name, err)
 	}
 	defer rc.Close()
 	cr := &countReader{r: rc}
-	dec, err := segcrypt.NewDecryptReader(cr, v.key.Bytes(), st.IV[:])
+	dec, err := segcrypt.NewDecryptReader(cr, key.ck.Bytes(), st.IV[:])
 	if err != nil {
 		return fmt.Errorf("packager: verify %s: %w", st.Name, err)
 	}
@@ -275,13 +405,20 @@ func (v *Version) Verify(ctx context.Context, st Stored) error {
 	return nil
 }
 
-// WriteMedia writes a rendition's media playlist under the version's key
-// URI (m.KeyURI is set here) and returns its object name and size.
+// WriteMedia writes a rendition's media playlist and returns its object
+// name and size. Every segment and init section names the URI of the key
+// that encrypted it (Stored.Key.URI), and that must be the key of the
+// period where it plays: the segment's start is the sum of the durations
+// before it, and an init section is used only within the period it was
+// stored for (a new period needs its own copy and EXT-X-MAP).
 func (v *Version) WriteMedia(ctx context.Context, rendition string, m playlist.Media) (string, int64, error) {
 	if !layout.ValidRendition(rendition) {
 		return "", 0, fmt.Errorf("packager: media playlist: %w: rendition name %q", ErrInvalidPlaylist, rendition)
 	}
-	m.KeyURI = v.keyURI
+	if err := v.checkKeys(m); err != nil {
+		return "", 0, fmt.Errorf("packager: media playlist %s: %w", rendition, err)
+	}
+	m.KeyURI = ""
 	var buf bytes.Buffer
 	if err := playlist.WriteMedia(&buf, m); err != nil {
 		return "", 0, fmt.Errorf("packager: media playlist %s: %w: %w", rendition, ErrInvalidPlaylist, err)
@@ -293,6 +430,41 @@ func (v *Version) WriteMedia(ctx context.Context, rendition string, m playlist.M
 	}
 	name := layout.MediaPlaylistName(v.prefix, rendition)
 	return name, int64(buf.Len()), v.putPlaylist(ctx, name, buf.Bytes())
+}
+
+// checkKeys holds each segment and init section of m to its period's key.
+func (v *Version) checkKeys(m playlist.Media) error {
+	durations := make([]float64, len(m.Segments))
+	for i, s := range m.Segments {
+		durations[i] = s.Duration
+	}
+	starts, err := playlist.Starts(durations)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidPlaylist, err)
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var initKey string
+	for i, s := range m.Segments {
+		start := starts[i]
+		n, err := v.p.PeriodOf(start)
+		if err != nil {
+			return err
+		}
+		k, ok := v.keys[n]
+		if !ok || s.KeyURI != k.URI {
+			return fmt.Errorf("segment %d (%s) at %.3f s names key URI %q, not that of key period %d", i, s.URI, start, s.KeyURI, n)
+		}
+		if s.Init != nil {
+			if initKey = s.Init.KeyURI; initKey == "" {
+				return fmt.Errorf("segment %d (%s): its init section names no key URI", i, s.URI)
+			}
+		}
+		if initKey != "" && initKey != k.URI {
+			return fmt.Errorf("segment %d (%s) in key period %d would use an init section stored under another period's key %q", i, s.URI, n, initKey)
+		}
+	}
+	return nil
 }
 
 // WriteMaster writes the version's master playlist and returns its object

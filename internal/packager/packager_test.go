@@ -88,8 +88,8 @@ func TestPutVerifyAndPlaylists(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if v.KeyURI() != "https://k.example/k_00000000000000000000000000000007" {
-				t.Fatalf("key URI %s", v.KeyURI())
+			if ks := v.Keys(); len(ks) != 1 || ks[0].URI != "https://k.example/k_00000000000000000000000000000007" || ks[0].Period != 0 {
+				t.Fatalf("keys %+v", ks)
 			}
 			plain := bytes.Repeat([]byte("segment!"), 1000)
 			st, err := v.Put(ctx, Object{Name: "720p/seg_00000.ts", Body: bytes.NewReader(plain), Size: int64(len(plain))})
@@ -141,7 +141,8 @@ func TestPutVerifyAndPlaylists(t *testing.T) {
 			}
 
 			name, _, err := v.WriteMedia(ctx, "720p", playlist.Media{Independent: true, Segments: []playlist.Segment{
-				{URI: "seg_00000.ts", Duration: 4, Size: st.Size, IV: st.IV}, {URI: "seg_00001.ts", Duration: 2, Size: st2.Size, IV: st2.IV}}})
+				{URI: "seg_00000.ts", Duration: 4, Size: st.Size, IV: st.IV, KeyURI: st.Key.URI},
+				{URI: "seg_00001.ts", Duration: 2, Size: st2.Size, IV: st2.IV, KeyURI: st2.Key.URI}}})
 			if err != nil || name != "hls/vid/v1/720p/index.m3u8" {
 				t.Fatalf("media: %s %v", name, err)
 			}
@@ -165,9 +166,13 @@ func TestPutVerifyAndPlaylists(t *testing.T) {
 				t.Fatalf("master: %s %v", master, err)
 			}
 
-			wk, err := v.WrappedKey()
-			if err != nil || wk.KeyID != v.KeyID() || wk.KEKID != s.ring.Primary().ID() {
-				t.Fatalf("wrapped: %+v %v", wk, err)
+			wks, err := v.WrappedKeys()
+			if err != nil || len(wks) != 1 {
+				t.Fatalf("wrapped: %+v %v", wks, err)
+			}
+			wk := wks[0]
+			if wk.KeyID != st.Key.ID || wk.KEKID != s.ring.Primary().ID() || wk.Period != 0 || wk.Start != 0 {
+				t.Fatalf("wrapped: %+v", wk)
 			}
 			back, err := s.ring.Unwrap(wk.KEKID, wk.KeyID, wk.Wrapped)
 			if err != nil || !bytes.Equal(back.Bytes(), s.ck.Bytes()) {

@@ -298,7 +298,7 @@ func (h *harness) decryptRenditions(t *testing.T, video string) []decrypted {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ck, err := h.keyring.Unwrap(cur.Key.KEKID, cur.Key.KeyID, cur.Key.Wrapped)
+	ck, err := h.keyring.Unwrap(cur.Keys[0].KEKID, cur.Keys[0].KeyID, cur.Keys[0].Wrapped)
 	if err != nil {
 		t.Fatal(err)
 	}

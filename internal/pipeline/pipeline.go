@@ -61,6 +61,10 @@ type Config struct {
 	// PollInterval is how often ffmpeg's playlists are read for finished
 	// segments, default 250ms.
 	PollInterval time.Duration
+	// KeyPeriod is how much media one content key encrypts (KEY_PERIOD):
+	// a version gets a new key every KeyPeriod of media; 0, one key per
+	// version. Negative is refused.
+	KeyPeriod time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -123,6 +127,9 @@ func New(cfg Config, store storage.Store, db *catalog.DB, keyring *keys.Keyring,
 	if keyring == nil {
 		return nil, errors.New("pipeline: no key-encryption key configured")
 	}
+	if cfg.KeyPeriod < 0 {
+		return nil, fmt.Errorf("pipeline: negative key period %v", cfg.KeyPeriod)
+	}
 	if m == nil {
 		m = NewMetrics(nil)
 	}
@@ -130,6 +137,7 @@ func New(cfg Config, store storage.Store, db *catalog.DB, keyring *keys.Keyring,
 		newKey: keys.NewContentKey, newKeyID: keys.NewKeyID, newIV: packager.RandomIV}
 	p.pkg = packager.New(store, keyring, packager.Options{
 		Concurrency: cfg.UploadConcurrency,
+		KeyPeriod:   cfg.KeyPeriod,
 		NewKey:      func() (keys.ContentKey, error) { return p.newKey() },
 		NewKeyID:    func() (string, error) { return p.newKeyID() },
 		NewIV:       func(name string) ([16]byte, error) { return p.newIV(name) },
@@ -294,12 +302,12 @@ func (p *Pipeline) run(ctx context.Context, log *slog.Logger, att catalog.Attemp
 	if err != nil {
 		return false, err
 	}
-	wk, err := v.WrappedKey()
+	wks, err := v.WrappedKeys()
 	if err != nil {
 		return false, fmt.Errorf("pipeline: %w", err)
 	}
 	published, err := p.db.Publish(ctx, catalog.PublishParams{
-		Attempt: att, Master: master, Renditions: renditions, Duration: probe.Duration.Seconds(), Key: wk,
+		Attempt: att, Master: master, Renditions: renditions, Duration: probe.Duration.Seconds(), Keys: wks,
 	})
 	if err != nil {
 		return false, err

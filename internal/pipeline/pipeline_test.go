@@ -164,7 +164,7 @@ func TestEndToEnd(t *testing.T) {
 
 			// The key is nowhere but in the database, wrapped.
 			cur, _ := h.db.CurrentVersion(ctx, video)
-			ck, err := h.keyring.Unwrap(cur.Key.KEKID, cur.Key.KeyID, cur.Key.Wrapped)
+			ck, err := h.keyring.Unwrap(cur.Keys[0].KEKID, cur.Keys[0].KeyID, cur.Keys[0].Wrapped)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -452,11 +452,11 @@ func TestSecretsStayInMemory(t *testing.T) {
 	}
 	// The only copy at rest is wrapped, and useless without the KEK.
 	cur, _ := h.db.CurrentVersion(context.Background(), "secret")
-	if leaks(cur.Key.Wrapped) {
+	if leaks(cur.Keys[0].Wrapped) {
 		t.Error("the wrapped key contains the key")
 	}
 	other, _ := keys.NewKeyring(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9, 8}, 16)))
-	if _, err := other.Unwrap(other.Primary().ID(), cur.Key.KeyID, cur.Key.Wrapped); err == nil {
+	if _, err := other.Unwrap(other.Primary().ID(), cur.Keys[0].KeyID, cur.Keys[0].Wrapped); err == nil {
 		t.Error("another KEK unwrapped the key")
 	}
 }

@@ -40,6 +40,7 @@ type segmentJob struct {
 	local    string
 	uri      string
 	duration float64
+	start    float64 // media start, seconds: chooses the key period
 }
 
 // transcodeAndUpload runs ffmpeg and, while it runs, uploads every segment
@@ -71,7 +72,8 @@ func (p *Pipeline) transcodeAndUpload(ctx context.Context, log *slog.Logger, att
 		ffmpegDone <- runner.Run(gctx, args, progress.report)
 	}()
 
-	queued := make([]int, len(res.renditions)) // segments handed to the pool, per rendition
+	queued := make([]int, len(res.renditions))    // segments handed to the pool, per rendition
+	startMs := make([]int64, len(res.renditions)) // media start of the next segment, as the playlist will say it
 	scan := func(final bool) error {
 		for i, r := range res.renditions {
 			dir := filepath.Join(out, r.rendition.Name)
@@ -93,7 +95,13 @@ func (p *Pipeline) transcodeAndUpload(ctx context.Context, log *slog.Logger, att
 				mu.Lock()
 				r.segments = append(r.segments, playlist.Segment{})
 				mu.Unlock()
-				job := segmentJob{r: r, index: queued[i], local: filepath.Join(dir, s.URI), uri: s.URI, duration: s.Duration}
+				ms, err := playlist.DurationMillis(s.Duration)
+				if err != nil {
+					return fmt.Errorf("pipeline: ffmpeg playlist of %s: segment %s: %w", r.rendition.Name, s.URI, err)
+				}
+				job := segmentJob{r: r, index: queued[i], local: filepath.Join(dir, s.URI), uri: s.URI, duration: s.Duration,
+					start: float64(startMs[i]) / 1000}
+				startMs[i] += ms
 				g.Go(func() error { return p.uploadSegment(gctx, v, job, &mu) })
 			}
 		}
@@ -165,13 +173,13 @@ func (p *Pipeline) uploadSegment(ctx context.Context, v *packager.Version, j seg
 	}
 	// A known size lets the packager encrypt into a pooled buffer and
 	// store the segment in one request.
-	st, err := v.Put(ctx, packager.Object{Name: j.r.rendition.Name + "/" + j.uri, Body: f, Size: fi.Size()})
+	st, err := v.Put(ctx, packager.Object{Name: j.r.rendition.Name + "/" + j.uri, Body: f, Size: fi.Size(), Start: j.start})
 	if err != nil {
 		return fmt.Errorf("pipeline: upload segment: %w", err)
 	}
 	p.metrics.uploadedBytes.Add(float64(st.Size))
 	mu.Lock()
-	j.r.segments[j.index] = playlist.Segment{URI: j.uri, Duration: j.duration, Size: st.Size, IV: st.IV}
+	j.r.segments[j.index] = playlist.Segment{URI: j.uri, Duration: j.duration, Size: st.Size, IV: st.IV, KeyURI: st.Key.URI}
 	mu.Unlock()
 	// The plain segment is not needed any more; do not let it outlive its
 	// upload.

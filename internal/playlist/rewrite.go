@@ -91,6 +91,9 @@ type Resource struct {
 	// Duration is the segment's EXTINF; 0 for an EXT-X-MAP.
 	Duration float64
 	Map      bool
+	// Key is the index into KeyURIs of the EXT-X-KEY in effect at the
+	// resource (for an EXT-X-MAP, at its tag), -1 if none.
+	Key int
 }
 
 // MediaTemplate is a media playlist compiled for fast rewriting. It is
@@ -143,8 +146,9 @@ func CompileMedia(data []byte) (*MediaTemplate, error) {
 	keyIndex := map[string]int{}
 	mapIndex := map[string]int{}
 	var (
-		seg   int
-		start float64
+		seg    int
+		start  float64
+		curKey = -1 // index into KeyURIs of the EXT-X-KEY in effect
 	)
 	for off := 0; off < len(text); {
 		end := strings.IndexByte(text[off:], '\n')
@@ -171,7 +175,7 @@ func CompileMedia(data []byte) (*MediaTemplate, error) {
 			}
 			s := pm.Segments[seg]
 			m.t.holes = append(m.t.holes, hole{start: lineStart + lead, end: lineStart + lead + len(trimmed), kind: holeSegment, index: len(m.Resources)})
-			m.Resources = append(m.Resources, Resource{URI: trimmed, Start: start, Duration: s.Duration})
+			m.Resources = append(m.Resources, Resource{URI: trimmed, Start: start, Duration: s.Duration, Key: curKey})
 			start += s.Duration
 			seg++
 			continue
@@ -186,7 +190,10 @@ func CompileMedia(data []byte) (*MediaTemplate, error) {
 			return nil, fmt.Errorf("playlist: rewrite: %s: %w", name, err)
 		}
 		if !ok {
-			continue // e.g. EXT-X-KEY:METHOD=NONE
+			if name == "#EXT-X-KEY" {
+				curKey = -1 // METHOD=NONE
+			}
+			continue
 		}
 		if !rewritten {
 			return nil, fmt.Errorf("playlist: rewrite: %s carries a URI the gateway cannot rewrite", name)
@@ -203,12 +210,13 @@ func CompileMedia(data []byte) (*MediaTemplate, error) {
 				m.KeyURIs = append(m.KeyURIs, uri)
 			}
 			h.index = i
+			curKey = i
 		case holeMap:
 			i, seen := mapIndex[uri]
 			if !seen {
 				i = len(m.Resources)
 				mapIndex[uri] = i
-				m.Resources = append(m.Resources, Resource{URI: uri, Start: start, Map: true})
+				m.Resources = append(m.Resources, Resource{URI: uri, Start: start, Map: true, Key: curKey})
 			}
 			h.index = i
 		}

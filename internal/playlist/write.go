@@ -41,6 +41,9 @@ type Segment struct {
 	// (EXT-X-BYTERANGE). RFC 8216 treats each range as its own encrypted
 	// segment, so the range must have been encrypted on its own.
 	ByteRange *ByteRange
+	// KeyURI is the EXT-X-KEY URI of the key that encrypted the segment
+	// (its key period's); "" means Media.KeyURI.
+	KeyURI string
 }
 
 // Init is an EXT-X-MAP media initialization section stored as its own
@@ -48,11 +51,16 @@ type Segment struct {
 type Init struct {
 	URI string // relative to the playlist, e.g. "init_00000.mp4"
 	IV  [16]byte
+	// KeyURI is the EXT-X-KEY URI of the key that encrypted the section;
+	// "" means the key of the segment it starts at. RFC 8216 section
+	// 4.3.2.5: the EXT-X-KEY in effect at the EXT-X-MAP decrypts it.
+	KeyURI string
 }
 
 // Media is one rendition's VOD playlist. Every segment has its own IV, so
-// an EXT-X-KEY tag is written before every segment; the key URI is the
-// same for all of them.
+// an EXT-X-KEY tag is written before every segment; its URI is the
+// segment's KeyURI (the key of its key period), or KeyURI for segments that
+// name none, so the URI changes where a new key period starts.
 type Media struct {
 	KeyURI   string
 	Segments []Segment
@@ -171,10 +179,10 @@ func keyLine(uri string, iv [16]byte) string {
 //	#EXT-X-PLAYLIST-TYPE:VOD
 //	#EXT-X-MEDIA-SEQUENCE:0
 //	#EXT-X-TARGETDURATION:<max over segments of round-half-up(EXTINF), at least 1>
-//	#EXT-X-KEY:METHOD=AES-128,URI="<KeyURI>",IV=0x<init IV>    (segments that start an init section)
+//	#EXT-X-KEY:METHOD=AES-128,URI="<init key URI>",IV=0x<init IV>    (segments that start an init section)
 //	#EXT-X-DISCONTINUITY                                         (when asked)
 //	#EXT-X-MAP:URI="<init URI>"                                  (segments that start an init section)
-//	#EXT-X-KEY:METHOD=AES-128,URI="<KeyURI>",IV=0x<32 upper-case hex>   (before every segment)
+//	#EXT-X-KEY:METHOD=AES-128,URI="<segment key URI>",IV=0x<32 upper-case hex>   (before every segment)
 //	#EXT-X-BYTERANGE:<length>@<offset>                           (when set)
 //	#EXTINF:<duration, 3 decimals>,
 //	<segment URI>
@@ -183,8 +191,9 @@ func keyLine(uri string, iv [16]byte) string {
 //
 // A segment without Init has a single EXT-X-KEY (its own IV) before its
 // optional EXT-X-DISCONTINUITY. Header tags come in grafov's order; RFC
-// 8216 gives them no order. It returns an error for no segments, an empty
-// or unsafe KeyURI, a segment or init URI that is absolute or contains
+// 8216 gives them no order. It returns an error for no segments, a segment
+// or init section without a key URI (its own, or m.KeyURI), an unsafe key
+// URI, a segment or init URI that is absolute or contains
 // "..", "?", "#", whitespace or control characters, a duration that is NaN,
 // infinite, not positive, rounds to 0.000, or is 8192 s or more (see
 // maxSegmentDuration), a byte range that is empty or negative, or init
@@ -193,8 +202,10 @@ func WriteMedia(w io.Writer, m Media) error {
 	if len(m.Segments) == 0 {
 		return errors.New("playlist: media playlist has no segments")
 	}
-	if err := checkQuotedValue(m.KeyURI); err != nil {
-		return fmt.Errorf("playlist: key URI: %w", err)
+	if m.KeyURI != "" {
+		if err := checkQuotedValue(m.KeyURI); err != nil {
+			return fmt.Errorf("playlist: key URI: %w", err)
+		}
 	}
 	p, err := m3u8.NewMediaPlaylist(0, uint(len(m.Segments))) // sized exactly: grafov never grows a playlist it did not decode
 	if err != nil {
@@ -233,6 +244,13 @@ func WriteMedia(w io.Writer, m Media) error {
 			return fmt.Errorf("playlist: segment %d (%s): %w", i, s.URI, err)
 		}
 		durations[i] = ms
+		keyURI := m.KeyURI
+		if s.KeyURI != "" {
+			keyURI = s.KeyURI
+		}
+		if err := checkQuotedValue(keyURI); err != nil {
+			return fmt.Errorf("playlist: segment %d (%s) key URI: %w", i, s.URI, err)
+		}
 		seg := &m3u8.MediaSegment{
 			URI:           s.URI,
 			Duration:      dur,
@@ -241,7 +259,7 @@ func WriteMedia(w io.Writer, m Media) error {
 			// segment's key whenever it differs from the playlist key, so
 			// every segment gets exactly one EXT-X-KEY and no header copy
 			// duplicates the first.
-			Key: &m3u8.Key{Method: "AES-128", URI: m.KeyURI, IV: formatIV(s.IV)},
+			Key: &m3u8.Key{Method: "AES-128", URI: keyURI, IV: formatIV(s.IV)},
 		}
 		if br := s.ByteRange; br != nil {
 			if br.Length <= 0 || br.Offset < 0 {
@@ -253,9 +271,16 @@ func WriteMedia(w io.Writer, m Media) error {
 			if err := checkRelativeURI(s.Init.URI); err != nil {
 				return fmt.Errorf("playlist: segment %d init URI %q: %w", i, s.Init.URI, err)
 			}
-			seg.Key.IV = formatIV(s.Init.IV)
+			initKey := keyURI
+			if s.Init.KeyURI != "" {
+				initKey = s.Init.KeyURI
+				if err := checkQuotedValue(initKey); err != nil {
+					return fmt.Errorf("playlist: segment %d init key URI: %w", i, err)
+				}
+			}
+			seg.Key = &m3u8.Key{Method: "AES-128", URI: initKey, IV: formatIV(s.Init.IV)}
 			seg.Map = &m3u8.Map{URI: s.Init.URI}
-			seg.Custom = map[string]m3u8.CustomTag{"#EXT-X-KEY": segmentKeyTag{keyLine(m.KeyURI, s.IV)}}
+			seg.Custom = map[string]m3u8.CustomTag{"#EXT-X-KEY": segmentKeyTag{keyLine(keyURI, s.IV)}}
 		}
 		if err := p.AppendSegment(seg); err != nil {
 			return fmt.Errorf("playlist: segment %d: %w", i, err)
@@ -310,6 +335,33 @@ func extinfDuration(d float64) (float64, int64, error) {
 		return 0, 0, fmt.Errorf("duration %v would be written as %s instead of %s", d, got, text)
 	}
 	return rounded, ms, nil
+}
+
+// Starts returns the media start time (seconds) of each of segments of the
+// given durations, as players compute it from the EXTINF values WriteMedia
+// writes: the sum of the earlier durations rounded to milliseconds, summed
+// exactly. Key periods are chosen from these starts, so that a writer, a
+// verifier and the gateway reading the playlist back agree on them. It
+// fails on a duration WriteMedia refuses.
+func Starts(durations []float64) ([]float64, error) {
+	out := make([]float64, len(durations))
+	var ms int64
+	for i, d := range durations {
+		out[i] = float64(ms) / 1000
+		_, n, err := extinfDuration(d)
+		if err != nil {
+			return nil, fmt.Errorf("playlist: segment %d: %w", i, err)
+		}
+		ms += n
+	}
+	return out, nil
+}
+
+// DurationMillis is d as WriteMedia writes it in EXTINF, in milliseconds
+// (see Starts).
+func DurationMillis(d float64) (int64, error) {
+	_, ms, err := extinfDuration(d)
+	return ms, err
 }
 
 // roundHalfUpSeconds rounds a millisecond count to whole seconds, halves up.

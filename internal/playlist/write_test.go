@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -44,6 +45,53 @@ func segments(durations ...float64) []Segment {
 	return segs
 }
 
+const testKeyURI2 = "https://video.example.com/v1/keys/k_fedcba9876543210"
+
+// withKeys gives segment i the key URI uris[i].
+func withKeys(segs []Segment, uris ...string) []Segment {
+	for i := range segs {
+		segs[i].KeyURI = uris[i]
+	}
+	return segs
+}
+
+// TestWriteMediaKeyPerSegment: each segment's EXT-X-KEY names its own key
+// URI, so the URI changes exactly at a key period boundary, and the parser
+// reads each segment's key back.
+func TestWriteMediaKeyPerSegment(t *testing.T) {
+	segs := withKeys(segments(4, 4, 4, 2.5), testKeyURI, testKeyURI, testKeyURI2, testKeyURI2)
+	out := writeMedia(t, Media{Segments: segs})
+	pm, err := ParseMedia(bytes.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range pm.Segments {
+		if s.Key == nil || s.Key.URI != segs[i].KeyURI || s.Key.IV != formatIV(segs[i].IV) {
+			t.Errorf("segment %d key %+v, want %s", i, s.Key, segs[i].KeyURI)
+		}
+	}
+	// A segment with no key URI of its own and none on the playlist.
+	segs[1].KeyURI = ""
+	if err := WriteMedia(io.Discard, Media{Segments: segs}); err == nil {
+		t.Error("a segment without a key URI was written")
+	}
+	segs[1].KeyURI = `https://x/"k`
+	if err := WriteMedia(io.Discard, Media{Segments: segs}); err == nil {
+		t.Error("a segment key URI with a quote was written")
+	}
+}
+
+func TestStarts(t *testing.T) {
+	// Durations summed as written (milliseconds): 3.9996 is written 4.000.
+	got, err := Starts([]float64{3.9996, 4.0004, 2})
+	if err != nil || len(got) != 3 || got[0] != 0 || got[1] != 4 || got[2] != 8 {
+		t.Fatalf("Starts = %v, %v", got, err)
+	}
+	if _, err := Starts([]float64{1, 0}); err == nil {
+		t.Error("a zero duration was accepted")
+	}
+}
+
 func checkGolden(t *testing.T, name string, got []byte) {
 	t.Helper()
 	path := filepath.Join(goldenDir, name)
@@ -81,6 +129,16 @@ func TestWriteMediaGolden(t *testing.T) {
 		// grafov's ceil would give 5.
 		{"media_target_rounding.golden.m3u8", Media{KeyURI: testKeyURI, Independent: true, Segments: segments(4.4, 9.5, 8.5, 1.2)}},
 		{"media_target_round_down.golden.m3u8", Media{KeyURI: testKeyURI, Independent: true, Segments: segments(4.4, 4.2, 3.1)}},
+		// Two key periods of 8 s: the third segment starts the second.
+		{"media_two_periods.golden.m3u8", Media{Independent: true, Segments: withKeys(segments(4, 4, 4, 2.5), testKeyURI, testKeyURI, testKeyURI2, testKeyURI2)}},
+		// An init section re-emitted at the boundary under the new key.
+		{"media_two_periods_map.golden.m3u8", Media{Independent: true, Segments: func() []Segment {
+			segs := withKeys(segments(4, 4, 4), testKeyURI, testKeyURI, testKeyURI2)
+			segs[0].URI, segs[1].URI, segs[2].URI = "seg_00000.m4s", "seg_00001.m4s", "seg_00002.m4s"
+			segs[0].Init = &Init{URI: "init_00000.mp4", IV: fixedIV(100), KeyURI: testKeyURI}
+			segs[2].Init = &Init{URI: "init_00001.mp4", IV: fixedIV(101), KeyURI: testKeyURI2}
+			return segs
+		}()}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.golden, func(t *testing.T) {

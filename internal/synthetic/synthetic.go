@@ -35,13 +35,17 @@ type Title struct {
 	// encrypted under the version's key like any segment (so the object is
 	// up to 16 bytes longer, see segcrypt.EncryptedSize).
 	SegmentBytes int
+	// KeyPeriod > 0 encrypts the title under a new key every KeyPeriod of
+	// media, as KEY_PERIOD does for a real title; 0: one key.
+	KeyPeriod time.Duration
 }
 
 // Result is what Publish published.
 type Result struct {
 	Video      string
 	Version    int
-	KeyID      string
+	KeyID      string   // the key of the first period
+	KeyIDs     []string // every key, in period order
 	Renditions []string
 	Segments   int // per rendition
 }
@@ -73,12 +77,12 @@ func Publish(ctx context.Context, db *catalog.DB, store storage.Store, keyring *
 	if err != nil {
 		return Result{}, err
 	}
-	v, err := packager.New(store, keyring, packager.Options{}).Begin(att.Prefix, f.KeyURITemplate)
+	v, err := packager.New(store, keyring, packager.Options{KeyPeriod: f.KeyPeriod}).Begin(att.Prefix, f.KeyURITemplate)
 	if err != nil {
 		return Result{}, err
 	}
 	n := int((f.Duration + f.Segment - 1) / f.Segment)
-	res := Result{Video: f.Video, Version: att.Version, KeyID: v.KeyID(), Renditions: f.Renditions, Segments: n}
+	res := Result{Video: f.Video, Version: att.Version, Renditions: f.Renditions, Segments: n}
 	var (
 		variants   []playlist.Variant
 		renditions []catalog.Rendition
@@ -91,16 +95,22 @@ func Publish(ctx context.Context, db *catalog.DB, store storage.Store, keyring *
 				d = (f.Duration - time.Duration(n-1)*f.Segment).Seconds()
 			}
 			seg := playlist.Segment{URI: layout.SegmentName(i, ".ts"), Duration: d, Size: 188}
+			start := (time.Duration(i) * f.Segment).Seconds()
 			if f.SegmentBytes > 0 {
 				st, err := v.Put(ctx, packager.Object{Name: name + "/" + seg.URI, Body: io.LimitReader(rand.Reader, int64(f.SegmentBytes)),
-					Size: int64(f.SegmentBytes)})
+					Size: int64(f.SegmentBytes), Start: start})
 				if err != nil {
 					return res, err
 				}
-				seg.IV, seg.Size = st.IV, st.Size
+				seg.IV, seg.Size, seg.KeyURI = st.IV, st.Size, st.Key.URI
 			} else {
 				// No object: the IV only has to look like one.
 				_, _ = rand.Read(seg.IV[:])
+				k, err := v.KeyAt(start)
+				if err != nil {
+					return res, err
+				}
+				seg.KeyURI = k.URI
 			}
 			m.Segments = append(m.Segments, seg)
 		}
@@ -119,12 +129,16 @@ func Publish(ctx context.Context, db *catalog.DB, store storage.Store, keyring *
 	if err != nil {
 		return res, err
 	}
-	wk, err := v.WrappedKey()
+	wks, err := v.WrappedKeys()
 	if err != nil {
 		return res, err
 	}
+	for _, k := range wks {
+		res.KeyIDs = append(res.KeyIDs, k.KeyID)
+	}
+	res.KeyID = res.KeyIDs[0]
 	ok, err := db.Publish(ctx, catalog.PublishParams{Attempt: att, Master: master, Renditions: renditions, Duration: f.Duration.Seconds(),
-		Key: wk})
+		Keys: wks})
 	if err != nil {
 		return res, err
 	}

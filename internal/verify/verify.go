@@ -1,6 +1,6 @@
 // Package verify proves that a video's current version plays: every
 // playlist parses, every segment (and every EXT-X-MAP init section) decrypts
-// with the stored key into valid MPEG-TS or fragmented MP4, and ffprobe
+// with the stored key of its key period into valid MPEG-TS or fragmented MP4, and ffprobe
 // decodes each rendition, alternate audio included, to the expected
 // duration, and to the source's duration recorded when the version was
 // published (so a title published short of its source is reported).
@@ -38,7 +38,8 @@ import (
 type Report struct {
 	Video      string            `json:"video"`
 	Version    int               `json:"version"`
-	KeyID      string            `json:"key_id"`
+	KeyID      string            `json:"key_id"`  // the first period's
+	KeyIDs     []string          `json:"key_ids"` // every period's, in order
 	Master     string            `json:"master"`
 	Renditions []RenditionReport `json:"renditions"`
 	Problems   []string          `json:"problems,omitempty"`
@@ -89,10 +90,17 @@ func (v *Verifier) Verify(ctx context.Context, videoID string) (*Report, error) 
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
-	rep := &Report{Video: videoID, Version: cur.Version, KeyID: cur.Key.KeyID, Master: cur.Master}
-	ck, err := v.Keyring.Unwrap(cur.Key.KEKID, cur.Key.KeyID, cur.Key.Wrapped)
-	if err != nil {
-		return nil, fmt.Errorf("verify: %w", err)
+	if len(cur.Keys) == 0 {
+		return nil, fmt.Errorf("verify: %s v%d has no key", videoID, cur.Version)
+	}
+	rep := &Report{Video: videoID, Version: cur.Version, KeyID: cur.Keys[0].KeyID, KeyIDs: cur.KeyIDs(), Master: cur.Master}
+	ks := &versionKeys{wrapped: cur.Keys}
+	for _, k := range cur.Keys {
+		ck, err := v.Keyring.Unwrap(k.KEKID, k.KeyID, k.Wrapped)
+		if err != nil {
+			return nil, fmt.Errorf("verify: %w", err)
+		}
+		ks.cks = append(ks.cks, ck)
 	}
 	data, err := v.get(ctx, cur.Master)
 	if err != nil {
@@ -122,7 +130,7 @@ func (v *Verifier) Verify(ctx context.Context, videoID string) (*Report, error) 
 			return
 		}
 		seen[name] = true
-		rr := v.rendition(ctx, name, ck, cur.Key.KeyID, filepath.Join(tmp, strconv.Itoa(len(seen))), fps)
+		rr := v.rendition(ctx, name, ks, filepath.Join(tmp, strconv.Itoa(len(seen))), fps)
 		if len(rr.Problems) == 0 {
 			rr.Problems = append(rr.Problems, sourceDurationProblems(rr, cur.Duration)...)
 		}
@@ -171,7 +179,32 @@ func (v *Verifier) get(ctx context.Context, name string) ([]byte, error) {
 	return io.ReadAll(rc)
 }
 
-func (v *Verifier) rendition(ctx context.Context, name string, ck keys.ContentKey, keyID, tmp string, fps float64) RenditionReport {
+// versionKeys are a version's keys, in period order, and the content keys
+// they wrap.
+type versionKeys struct {
+	wrapped []catalog.WrappedKey
+	cks     []keys.ContentKey
+}
+
+// named returns the index of the key a key URI names: the URI must
+// contain exactly one of the version's key ids.
+func (ks *versionKeys) named(uri string) (int, error) {
+	found := -1
+	for i, k := range ks.wrapped {
+		if strings.Contains(uri, k.KeyID) {
+			if found >= 0 {
+				return 0, fmt.Errorf("key URI %q names two keys of the version", uri)
+			}
+			found = i
+		}
+	}
+	if found < 0 {
+		return 0, fmt.Errorf("key URI %q names none of the version's keys", uri)
+	}
+	return found, nil
+}
+
+func (v *Verifier) rendition(ctx context.Context, name string, ks *versionKeys, tmp string, fps float64) RenditionReport {
 	rr := RenditionReport{Name: path.Base(path.Dir(name)), Playlist: name}
 	fail := func(format string, args ...any) RenditionReport {
 		rr.Problems = append(rr.Problems, fmt.Sprintf(format, args...))
@@ -204,6 +237,26 @@ func (v *Verifier) rendition(ctx context.Context, name string, ck keys.ContentKe
 	}
 	if rr.Format == "fmp4" && maps[0].Segment != 0 {
 		return fail("the first segment has no EXT-X-MAP init section")
+	}
+	// Key periods: each segment must be under the key of the period where
+	// it starts (as the playlist's EXTINF values place it), so the
+	// playlist's EXT-X-KEY URIs name the version's keys in period order,
+	// each of them.
+	durations := make([]float64, len(m.Segments))
+	for i, s := range m.Segments {
+		durations[i] = s.Duration
+	}
+	starts, err := playlist.Starts(durations)
+	if err != nil {
+		return fail("playlist: %v", err)
+	}
+	var keyOrder []int // distinct keys in order of appearance
+	segKey := func(i int) int {
+		want := catalog.KeyAt(ks.wrapped, starts[i])
+		if len(keyOrder) == 0 || keyOrder[len(keyOrder)-1] != want {
+			keyOrder = append(keyOrder, want)
+		}
+		return want
 	}
 
 	// Decrypt into one file per init section (one for MPEG-TS): a second
@@ -253,7 +306,7 @@ func (v *Verifier) rendition(ctx context.Context, name string, ck keys.ContentKe
 			if err := openFile(); err != nil {
 				return fail("temp file: %v", err)
 			}
-			n, err := v.decryptObject(ctx, name, "init section", mt.Map.URI, mt.Map.ByteRange, mt.Key, ck, keyID, w, initChecker())
+			n, err := v.decryptObject(ctx, name, "init section", mt.Map.URI, mt.Map.ByteRange, mt.Key, ks, segKey(i), w, initChecker())
 			rr.EncryptedBytes += n
 			if err != nil {
 				rr.Problems = append(rr.Problems, fmt.Sprintf("init section of segment %d (%s): %v", i, mt.Map.URI, err))
@@ -269,7 +322,7 @@ func (v *Verifier) rendition(ctx context.Context, name string, ck keys.ContentKe
 		default:
 			check = &tsChecker{}
 		}
-		n, err := v.decryptObject(ctx, name, "segment", s.URI, s.ByteRange, s.Key, ck, keyID, w, check)
+		n, err := v.decryptObject(ctx, name, "segment", s.URI, s.ByteRange, s.Key, ks, segKey(i), w, check)
 		rr.EncryptedBytes += n
 		if err != nil {
 			rr.Problems = append(rr.Problems, fmt.Sprintf("segment %d (%s): %v", i, s.URI, err))
@@ -277,6 +330,13 @@ func (v *Verifier) rendition(ctx context.Context, name string, ck keys.ContentKe
 	}
 	if err := closeFile(); err != nil {
 		return fail("temp file: %v", err)
+	}
+	if len(keyOrder) != len(ks.wrapped) {
+		ids := make([]string, len(keyOrder))
+		for i, k := range keyOrder {
+			ids[i] = ks.wrapped[k].KeyID
+		}
+		rr.Problems = append(rr.Problems, fmt.Sprintf("the segments' key periods use keys %v, not all %d keys of the version", ids, len(ks.wrapped)))
 	}
 	if len(rr.Problems) > 0 || rr.Format == "webvtt" {
 		return rr
@@ -317,16 +377,23 @@ func (v *Verifier) rendition(ctx context.Context, name string, ck keys.ContentKe
 	return rr
 }
 
-// decryptObject checks that an object (segment or init section) is
-// encrypted with the current key and decrypts it into w.
+// decryptObject checks that an object (segment or init section) names
+// the version's key want (its key period's) and decrypts it with that key
+// into w.
 func (v *Verifier) decryptObject(ctx context.Context, playlistName, what, uri string, br *playlist.ByteRange, key *playlist.Key,
-	ck keys.ContentKey, keyID string, w io.Writer, check formatChecker) (int64, error) {
+	ks *versionKeys, want int, w io.Writer, check formatChecker) (int64, error) {
 	if key == nil || key.Method != "AES-128" {
 		return 0, fmt.Errorf("%s is not encrypted with AES-128", what)
 	}
-	if !strings.Contains(key.URI, keyID) {
-		return 0, fmt.Errorf("%s names key URI %q, not the current key %s", what, key.URI, keyID)
+	got, err := ks.named(key.URI)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", what, err)
 	}
+	if got != want {
+		return 0, fmt.Errorf("%s names key %s (period %d), not %s of its key period %d", what,
+			ks.wrapped[got].KeyID, ks.wrapped[got].Period, ks.wrapped[want].KeyID, ks.wrapped[want].Period)
+	}
+	ck := ks.cks[want]
 	if br != nil {
 		return 0, fmt.Errorf("%s is a byte range; whole-object encryption covers one resource", what)
 	}
