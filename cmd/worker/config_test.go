@@ -54,6 +54,9 @@ func TestConfigBadValues(t *testing.T) {
 		{"SEGMENT_SECONDS", "four", "a number such as 4"},
 		{"SEGMENT_SECONDS", "0", "from 1 to 30"},
 		{"SEGMENT_SECONDS", "60", "from 1 to 30"},
+		{"KEY_PERIOD", "5", "a Go duration"},
+		{"KEY_PERIOD", "-5m", "at least 1s"},
+		{"KEY_PERIOD", "500ms", "at least 1s"},
 		{"X264_PRESET", "warpspeed", "ultrafast"},
 		{"WORKER_CONCURRENCY", "two", "an integer"},
 		{"WORKER_CONCURRENCY", "0", "from 1 to 256"},
@@ -164,7 +167,7 @@ func TestDefaults(t *testing.T) {
 	if c.GCGrace != 48*time.Hour || time.Duration(c.GCInterval) != 15*time.Minute || int64(c.MaxSourceBytes) != lim.MaxBytes ||
 		c.MaxSourceDuration != lim.MaxDuration || !reflect.DeepEqual(c.ladder, transcode.DefaultLadder()) ||
 		c.DatabaseURL != config.DefaultDatabaseURL || c.RedisURL != config.DefaultRedisURL ||
-		c.KeyURITemplate != config.DefaultKeyURITemplate || c.StorageURL != config.DefaultStorageURL() || c.SegmentSeconds != 4 {
+		c.KeyURITemplate != config.DefaultKeyURITemplate || c.StorageURL != config.DefaultStorageURL() || c.SegmentSeconds != 4 || c.KeyPeriod != 5*time.Minute {
 		t.Fatalf("defaults: %+v", c)
 	}
 	if longestJob(c.MaxSourceDuration) != 24*time.Hour+2*time.Minute || c.GCGrace <= longestJob(c.MaxSourceDuration) {
@@ -172,6 +175,18 @@ func TestDefaults(t *testing.T) {
 	}
 	if strings.Contains(config.DefaultDatabaseURL, ":postgres@") {
 		t.Fatal("the default DATABASE_URL holds a password")
+	}
+}
+
+// TestKeyPeriodSetting: KEY_PERIOD=0 means one key per version, and the
+// flag overrides the variable.
+func TestKeyPeriodSetting(t *testing.T) {
+	env := offlineEnv(t)
+	if c, _, _, err := parseConfig(nil, with(env, "KEY_PERIOD", "0").get, &bytes.Buffer{}); err != nil || c.KeyPeriod != 0 {
+		t.Errorf("KEY_PERIOD=0: %v %v", c.KeyPeriod, err)
+	}
+	if c, _, _, err := parseConfig([]string{"--key-period", "2s"}, with(env, "KEY_PERIOD", "10m").get, &bytes.Buffer{}); err != nil || c.KeyPeriod != 2*time.Second {
+		t.Errorf("--key-period 2s: %v %v", c.KeyPeriod, err)
 	}
 }
 

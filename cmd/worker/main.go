@@ -84,6 +84,7 @@ type Config struct {
 	KeyURITemplate    string          `env:"KEY_URI_TEMPLATE" envDefault:"http://127.0.0.1:8080/v1/keys/{key_id}" flag:"key-uri-template" help:"EXT-X-KEY URI with {key_id}"`
 	Ladder            string          `env:"LADDER" envDefault:"1080p:5000k:128k,720p:2800k:128k,480p:1400k:128k,360p:800k:96k" flag:"ladder" help:"ABR ladder: name:video bitrate[:audio bitrate],…"`
 	SegmentSeconds    float64         `env:"SEGMENT_SECONDS" envDefault:"4" flag:"segment-seconds" help:"target segment duration in seconds (1-30)"`
+	KeyPeriod         time.Duration   `env:"KEY_PERIOD" envDefault:"5m" flag:"key-period" help:"media time one content key encrypts; 0: one key per version"`
 	Preset            string          `env:"X264_PRESET" envDefault:"veryfast" flag:"preset" help:"x264 preset (ultrafast … placebo)"`
 	Concurrency       int             `env:"WORKER_CONCURRENCY" envDefault:"1" flag:"concurrency" help:"jobs at once; ffmpeg uses every core, so 1 per machine"`
 	UploadConcurrency int             `env:"UPLOAD_CONCURRENCY" envDefault:"8" flag:"upload-concurrency" help:"parallel segment uploads per job (1-256)"`
@@ -116,6 +117,7 @@ func (c *Config) validate(cmd string, p *config.Problems) {
 		p.Add("LADDER", "rungs as name:video bitrate[:audio bitrate], e.g. 720p:2800k:128k,360p:800k ("+err.Error()+")")
 	}
 	p.Check(c.SegmentSeconds >= 1 && c.SegmentSeconds <= 30, "SEGMENT_SECONDS", "a number of seconds from 1 to 30")
+	p.Check(c.KeyPeriod == 0 || c.KeyPeriod >= time.Second, "KEY_PERIOD", "a Go duration of at least 1s such as 5m, or 0 for one key per version")
 	p.Check(config.ValidPreset(c.Preset), "X264_PRESET", config.FormPreset)
 	p.Check(c.Concurrency >= 1 && c.Concurrency <= 256, "WORKER_CONCURRENCY", "an integer from 1 to 256")
 	p.Check(c.UploadConcurrency >= 1 && c.UploadConcurrency <= 256, "UPLOAD_CONCURRENCY", "an integer from 1 to 256")
@@ -286,13 +288,14 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 		FFmpeg: cfg.FFmpeg, FFprobe: cfg.FFprobe, Ladder: ladder,
 		Segment: time.Duration(cfg.SegmentSeconds * float64(time.Second)), Limits: lim, Preset: cfg.Preset,
 		TempDir: cfg.TempDir, KeyURITemplate: cfg.KeyURITemplate, UploadConcurrency: cfg.UploadConcurrency,
-		TimeoutBase: jobTimeoutBase, TimeoutFactor: jobTimeoutFactor,
+		TimeoutBase: jobTimeoutBase, TimeoutFactor: jobTimeoutFactor, KeyPeriod: cfg.KeyPeriod,
 	}, store, db, keyring, log, pipeline.NewMetrics(reg))
 	if err != nil {
 		return err
 	}
 	bf, err := backfill.New(backfill.Config{
 		Queues: jobs.QueueNames(cfg.QueuePrefix), KeyURITemplate: cfg.KeyURITemplate, Concurrency: cfg.UploadConcurrency,
+		KeyPeriod: cfg.KeyPeriod,
 	}, store, db, keyring, redisOpt, log)
 	if err != nil {
 		return err
