@@ -47,7 +47,7 @@ type harness struct {
 	logs    *bytes.Buffer
 }
 
-func newHarness(t *testing.T, store storage.Store) *harness {
+func newHarness(t *testing.T, store storage.Store, opts ...func(*Config)) *harness {
 	t.Helper()
 	ffmpeg, ffprobe := testenv.FFmpeg(t)
 	db, dbURL := fixtures.CatalogURL(t)
@@ -58,10 +58,14 @@ func newHarness(t *testing.T, store storage.Store) *harness {
 	}
 	logs := &bytes.Buffer{}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(logs, testenv.TestWriter{T: t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	pipe, err := New(Config{
+	cfg := Config{
 		FFmpeg: ffmpeg, FFprobe: ffprobe, Ladder: ladder, Segment: time.Second, Preset: "ultrafast",
 		TempDir: t.TempDir(), KeyURITemplate: "https://video.example.com/v1/keys/{key_id}", PollInterval: 50 * time.Millisecond,
-	}, store, db, keyring, log, nil)
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	pipe, err := New(cfg, store, db, keyring, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,8 +166,12 @@ func TestEndToEnd(t *testing.T) {
 				t.Fatalf("verify: %+v %v", rep, err)
 			}
 
-			// The key is nowhere but in the database, wrapped.
+			// The key is nowhere but in the database, wrapped. Without a
+			// key period, the version has one key.
 			cur, _ := h.db.CurrentVersion(ctx, video)
+			if len(cur.Keys) != 1 || cur.Keys[0].Period != 0 {
+				t.Fatalf("KeyPeriod 0: keys %+v, want one", cur.Keys)
+			}
 			ck, err := h.keyring.Unwrap(cur.Keys[0].KEKID, cur.Keys[0].KeyID, cur.Keys[0].Wrapped)
 			if err != nil {
 				t.Fatal(err)
