@@ -45,7 +45,7 @@ type harness struct {
 	extra   map[string]asynq.Handler // more handlers for the server (the pipeline)
 }
 
-func newHarness(t *testing.T, store storage.Store) *harness {
+func newHarness(t *testing.T, store storage.Store, opts ...func(*Config)) *harness {
 	t.Helper()
 	db, dbURL := fixtures.CatalogURL(t)
 	keyring := fixtures.Keyring(t)
@@ -58,8 +58,11 @@ func newHarness(t *testing.T, store storage.Store) *harness {
 	})
 	redis := fixtures.Redis(t)
 	queues := jobs.QueueNames(testenv.Name("bf"))
-	svc, err := New(Config{Queues: queues, KeyURITemplate: keyURITemplate, TickInterval: time.Second, MaxAttempts: 3},
-		store, db, keyring, redis, log)
+	cfg := Config{Queues: queues, KeyURITemplate: keyURITemplate, TickInterval: time.Second, MaxAttempts: 3}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	svc, err := New(cfg, store, db, keyring, redis, log)
 	if err != nil {
 		t.Fatal(err)
 	}

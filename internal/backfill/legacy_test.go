@@ -262,6 +262,13 @@ func snapshot(t testing.TB, store storage.Store, prefix string) map[string]strin
 // package under test), decrypted when a key is given.
 func mediaHashes(t testing.TB, store storage.Store, top string, ck *keys.ContentKey) []string {
 	t.Helper()
+	return mediaHashesWith(t, store, top, ck != nil, func(*playlist.Key) *keys.ContentKey { return ck })
+}
+
+// mediaHashesWith is mediaHashes with the key of each object chosen by its
+// EXT-X-KEY (encrypted: every object must have one).
+func mediaHashesWith(t testing.TB, store storage.Store, top string, encrypted bool, keyOf func(*playlist.Key) *keys.ContentKey) []string {
+	t.Helper()
 	ctx := context.Background()
 	get := func(name string, br *playlist.ByteRange) []byte {
 		t.Helper()
@@ -301,7 +308,7 @@ func mediaHashes(t testing.TB, store storage.Store, top string, ck *keys.Content
 	}
 	plain := func(b []byte, k *playlist.Key) []byte {
 		t.Helper()
-		if ck == nil {
+		if !encrypted {
 			if k != nil {
 				t.Fatalf("unexpected key %+v", k)
 			}
@@ -309,6 +316,10 @@ func mediaHashes(t testing.TB, store storage.Store, top string, ck *keys.Content
 		}
 		if k == nil || k.Method != "AES-128" {
 			t.Fatalf("object not encrypted: %+v", k)
+		}
+		ck := keyOf(k)
+		if ck == nil {
+			t.Fatalf("no key for %+v", k)
 		}
 		iv, err := hex.DecodeString(strings.TrimPrefix(k.IV, "0x"))
 		if err != nil || len(iv) != 16 {

@@ -27,7 +27,9 @@ import (
 )
 
 // publishReal packages a tiny generated video through the real pipeline
-// (ffmpeg, encryption, publish) on the env's database and store.
+// (ffmpeg, encryption, publish) on the env's database and store, with a
+// key period of 1 s (1 s segments): every second of it is under its own
+// key, so players must follow the EXT-X-KEY changes.
 func (e *env) publishReal(seconds float64) string {
 	t := e.t
 	t.Helper()
@@ -40,6 +42,7 @@ func (e *env) publishReal(seconds float64) string {
 	pipe, err := pipeline.New(pipeline.Config{
 		FFmpeg: ffmpeg, FFprobe: ffprobe, Ladder: ladder, Segment: time.Second, Preset: "ultrafast",
 		TempDir: t.TempDir(), KeyURITemplate: config.DefaultKeyURITemplate, PollInterval: 50 * time.Millisecond,
+		KeyPeriod: time.Second,
 	}, e.store, e.db, e.keyring, testenv.Logger(t), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -165,8 +168,9 @@ func TestPlaybackThroughGateway(t *testing.T) {
 				if frames < 70 {
 					t.Fatalf("ffmpeg decoded %d frames through the gateway, want about 75", frames)
 				}
-				if n := counterValue(e.metrics.keyDeliveries); n < 1 {
-					t.Errorf("no key delivery counted")
+				// One key per 1 s period of the 3 s title, each fetched.
+				if n := counterValue(e.metrics.keyDeliveries); n < 3 {
+					t.Errorf("%v key deliveries counted, want one per key period (3)", n)
 				}
 			})
 
