@@ -359,7 +359,7 @@ func runVerify(ctx context.Context, c Config, getenv func(string) string, db *ca
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "video %s version %d (key %s)\n", rep.Video, rep.Version, rep.KeyID)
+	fmt.Fprintf(stdout, "video %s version %d (%d key periods: %s)\n", rep.Video, rep.Version, len(rep.KeyIDs), strings.Join(rep.KeyIDs, " "))
 	for _, p := range rep.Problems {
 		fmt.Fprintf(stdout, "  PROBLEM %s\n", p)
 	}
