@@ -3,6 +3,8 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -90,5 +92,53 @@ func TestKeyPeriodsThroughGateway(t *testing.T) {
 	}
 	if !strings.Contains(e.logs.String(), "names none of the version's keys") {
 		t.Error("the refusal is not logged")
+	}
+}
+
+// BenchmarkMediaEntry2h compiles a 2-hour rendition (1800 segments of 4 s)
+// into a gateway entry and expands it, with one key and with 5-minute key
+// periods (24 keys): what key periods add to a cold rendition load and to
+// every rendition request.
+func BenchmarkMediaEntry2h(b *testing.B) {
+	for _, periods := range []int{1, 24} {
+		b.Run(strconv.Itoa(periods)+"keys", func(b *testing.B) {
+			vkeys := make([]catalog.WrappedKey, periods)
+			for i := range vkeys {
+				vkeys[i] = catalog.WrappedKey{KeyID: fmt.Sprintf("k_%032x", i+1), Period: i, Start: 300 * float64(i)}
+			}
+			m := playlist.Media{Independent: true}
+			for i := range 1800 {
+				k := catalog.KeyAt(vkeys, 4*float64(i))
+				m.Segments = append(m.Segments, playlist.Segment{URI: fmt.Sprintf("seg_%05d.ts", i), Duration: 4, Size: 1 << 20,
+					KeyURI: "https://video.example.com/v1/keys/" + vkeys[k].KeyID})
+			}
+			var buf bytes.Buffer
+			if err := playlist.WriteMedia(&buf, m); err != nil {
+				b.Fatal(err)
+			}
+			seg := make([]string, 1800)
+			for i := range seg {
+				seg[i] = fmt.Sprintf("/v1/segments/hls/v/v1/720p/seg_%05d.ts?exp=1700000000&sig=0123456789abcdefghijkl", i)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				tmpl, err := playlist.CompileMedia(buf.Bytes())
+				if err != nil {
+					b.Fatal(err)
+				}
+				e, err := newMediaEntry(tmpl, vkeys)
+				if err != nil || len(e.keyIDs) != periods {
+					b.Fatal(err)
+				}
+				keyURIs := make([]string, len(e.keyIDs))
+				for i, id := range e.keyIDs {
+					keyURIs[i] = "/v1/keys/" + id + "?token=t"
+				}
+				if _, err := e.tmpl.Expand(nil, func(i int) (string, error) { return seg[i], nil },
+					func(i int) (string, error) { return keyURIs[i], nil }); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
