@@ -91,7 +91,7 @@ type Config struct {
 	TLSCert            string          `env:"GATEWAY_TLS_CERT" flag:"tls-cert" help:"PEM certificate file; with --tls-key, serve HTTPS"`
 	TLSKey             string          `env:"GATEWAY_TLS_KEY" flag:"tls-key" help:"PEM private key file"`
 	Production         bool            `env:"GATEWAY_PRODUCTION" envDefault:"false" flag:"production" help:"production mode: HTTPS only, HTTPS-only segment URLs; implied by a TLS certificate"`
-	MaxTokenLifetime   time.Duration   `env:"MAX_TOKEN_LIFETIME" envDefault:"24h" flag:"max-token-lifetime" help:"longest token TTL the app server mints; evictions are remembered this long"`
+	MaxTokenLifetime   time.Duration   `env:"MAX_TOKEN_LIFETIME" envDefault:"24h" flag:"max-token-lifetime" help:"longest token TTL the app server mints; a token expiring later than this (+1m skew) is refused, and ended sessions are remembered longer"`
 	PlaylistCacheBytes config.ByteSize `env:"PLAYLIST_CACHE_BYTES" envDefault:"64MiB" flag:"playlist-cache-bytes" help:"memory for compiled playlists, e.g. 64MiB"`
 	PlayerScript       string          `env:"PLAYER_HLSJS" flag:"player-script" help:"path of hls.min.js; when set, /watch/{video}?token=… serves a player page"`
 	RedisPrefix        string          `env:"GATEWAY_REDIS_PREFIX" envDefault:"hlsvault:gw:" flag:"redis-prefix" help:"prefix of the gateway's Redis keys"`
@@ -298,7 +298,7 @@ func mintToken(cfg Config, f tokenFlags, stdout io.Writer) error {
 	if f.session == "" {
 		f.session = playback.NewSessionID()
 	}
-	tok, err := signer.Mint(playback.Claims{Video: f.video, Subject: f.subject, Session: f.session, Expires: time.Now().Add(f.ttl)})
+	tok, err := signer.WithMaxLifetime(cfg.MaxTokenLifetime).Mint(playback.Claims{Video: f.video, Subject: f.subject, Session: f.session, Expires: time.Now().Add(f.ttl)})
 	if err != nil {
 		return err
 	}
@@ -389,7 +389,8 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 	if err != nil {
 		return err
 	}
-	sessions, err := gateway.NewSessions(rdb, gateway.SessionsConfig{Prefix: cfg.RedisPrefix, Limit: cfg.MaxStreams, TTL: cfg.SessionTTL})
+	sessions, err := gateway.NewSessions(rdb, gateway.SessionsConfig{Prefix: cfg.RedisPrefix, Limit: cfg.MaxStreams, TTL: cfg.SessionTTL,
+		MaxTokenLifetime: cfg.MaxTokenLifetime})
 	if err != nil {
 		return err
 	}
