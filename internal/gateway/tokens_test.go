@@ -117,90 +117,100 @@ func TestSessionsBelongToTheirSubject(t *testing.T) {
 	video := testenv.Name("vid")
 	fx := e.publish(video, 8*time.Second, 0)
 	key := "/v1/keys/" + fx.KeyID
-	alice, bob, carol := testenv.Name("alice"), testenv.Name("bob"), testenv.Name("carol")
-	sid := playback.NewSessionID()
-	a := e.token(video, alice, sid, time.Hour)
-	b := e.token(video, bob, sid, time.Hour)
 	ctx := context.Background()
-	active := func(subject string, want int) {
+	active := func(t *testing.T, subject string, want int) {
 		t.Helper()
 		if n, err := e.sessions.Active(ctx, subject); err != nil || n != want {
 			t.Errorf("%s has %d live sessions (%v), want %d", subject, n, err, want)
 		}
 	}
-
-	if r := e.get(withToken(key, a)); r.code != 200 {
-		t.Fatalf("alice: %d %s", r.code, r.body)
-	}
-	// Bob's token with alice's session id is bob's own session.
-	if r := e.get(withToken(key, b)); r.code != 200 {
-		t.Errorf("bob, with the session id alice uses: %d %s, want his own session", r.code, r.body)
-	}
-	active(alice, 1)
-	active(bob, 1)
-
-	// Eviction names the subject and ends only that subject's session.
-	if r := e.do("DELETE", "/v1/sessions/"+sid, admin); r.code != 400 || errorCode(r) != "subject_required" {
-		t.Errorf("evict without a subject: %d %s", r.code, r.body)
-	}
-	if r := e.do("DELETE", "/v1/sessions/"+sid+"?subject="+url.QueryEscape(testenv.Name("nobody")), admin); r.code != 404 {
-		t.Errorf("evict a session id under a subject that never used it: %d %s", r.code, r.body)
-	}
-	if r := e.do("DELETE", "/v1/sessions/"+sid+"?subject="+url.QueryEscape(bob), admin); r.code != 204 {
-		t.Fatalf("evict bob's: %d %s", r.code, r.body)
-	}
-	if r := e.get(withToken(key, b)); r.code != 403 || errorCode(r) != "session_ended" {
-		t.Errorf("bob's evicted session: %d %s", r.code, r.body)
-	}
-	if r := e.get(withToken(key, a)); r.code != 200 {
-		t.Errorf("alice after bob's session of the same id was evicted: %d %s", r.code, r.body)
-	}
-	active(alice, 1)
-
-	// Carol releases "alice's" session id: only her own (never started).
-	if r := e.do("POST", withToken("/v1/sessions/release", e.token(video, carol, sid, time.Hour)), nil); r.code != 204 {
-		t.Fatalf("carol's release: %d", r.code)
-	}
-	if r := e.get(withToken(key, a)); r.code != 200 {
-		t.Errorf("alice after carol released her session id: %d %s", r.code, r.body)
-	}
-	active(alice, 1)
-
-	// The local cache of confirmed sessions is per subject too: right after
-	// alice's session was confirmed, bob's token with its id is still
-	// held to bob's own (full) limit.
-	for range 2 {
-		if r := e.get(withToken(key, e.token(video, bob, playback.NewSessionID(), time.Hour))); r.code != 200 {
-			t.Fatalf("bob's sessions: %d %s", r.code, r.body)
+	play := func(t *testing.T, tok string, want int) {
+		t.Helper()
+		if r := e.get(withToken(key, tok)); r.code != want {
+			t.Fatalf("key: %d %s, want %d", r.code, r.body, want)
 		}
 	}
-	ysid := playback.NewSessionID()
-	if r := e.get(withToken(key, e.token(video, alice, ysid, time.Hour))); r.code != 200 {
-		t.Fatalf("alice's second session: %d %s", r.code, r.body)
-	}
-	if r := e.get(withToken(key, e.token(video, bob, ysid, time.Hour))); r.code != 429 {
-		t.Errorf("bob at his limit, with alice's just-confirmed session id: %d %s, want 429", r.code, r.body)
-	}
 
-	// A subject with characters that need escaping.
-	odd := "user: 7/ä?&x=%"
-	oddTok := e.token(video, odd, sid, time.Hour)
-	if r := e.get(withToken(key, oddTok)); r.code != 200 {
-		t.Fatalf("odd subject: %d %s", r.code, r.body)
-	}
-	if r := e.do("DELETE", "/v1/sessions/"+sid+"?subject="+url.QueryEscape(odd), admin); r.code != 204 {
-		t.Errorf("evict odd subject: %d %s", r.code, r.body)
-	}
-	if r := e.get(withToken(key, oddTok)); r.code != 403 {
-		t.Errorf("odd subject's evicted session: %d", r.code)
-	}
-	if r := e.get(withToken(key, a)); r.code != 200 {
-		t.Errorf("alice: %d", r.code)
-	}
-	if r := e.do("DELETE", "/v1/sessions/"+sid+"?subject="+url.QueryEscape(alice), admin); r.code != 204 {
-		t.Fatalf("evict alice's: %d %s", r.code, r.body)
-	}
-	if r := e.get(withToken(key, a)); r.code != 403 || errorCode(r) != "session_ended" {
-		t.Errorf("alice's evicted session: %d %s", r.code, r.body)
-	}
+	t.Run("release by another subject", func(t *testing.T) {
+		alice, carol, sid := testenv.Name("alice"), testenv.Name("carol"), playback.NewSessionID()
+		a := e.token(video, alice, sid, time.Hour)
+		play(t, a, 200)
+		// Carol releases "alice's" session id: only her own, never started.
+		if r := e.do("POST", withToken("/v1/sessions/release", e.token(video, carol, sid, time.Hour)), nil); r.code != 204 {
+			t.Fatalf("carol's release: %d", r.code)
+		}
+		time.Sleep(1100 * time.Millisecond) // past the local confirmation
+		play(t, a, 200)
+		active(t, alice, 1)
+	})
+
+	t.Run("use by another subject", func(t *testing.T) {
+		alice, bob, sid := testenv.Name("alice"), testenv.Name("bob"), playback.NewSessionID()
+		a, b := e.token(video, alice, sid, time.Hour), e.token(video, bob, sid, time.Hour)
+		play(t, a, 200)
+		// Bob's token with alice's session id is bob's own session, under
+		// bob's own limit.
+		play(t, b, 200)
+		active(t, bob, 1)
+		active(t, alice, 1)
+		time.Sleep(1100 * time.Millisecond)
+		play(t, b, 200)
+		play(t, a, 200)
+		// Bob's release ends bob's session only.
+		if r := e.do("POST", withToken("/v1/sessions/release", b), nil); r.code != 204 {
+			t.Fatalf("bob's release: %d", r.code)
+		}
+		play(t, b, 403)
+		play(t, a, 200)
+		active(t, alice, 1)
+	})
+
+	t.Run("local cache per subject", func(t *testing.T) {
+		// Right after alice's session was confirmed, bob's token with its
+		// id is still held to bob's own (full) limit.
+		alice, bob, sid := testenv.Name("alice"), testenv.Name("bob"), playback.NewSessionID()
+		for range 2 {
+			play(t, e.token(video, bob, playback.NewSessionID(), time.Hour), 200)
+		}
+		play(t, e.token(video, alice, sid, time.Hour), 200)
+		if r := e.get(withToken(key, e.token(video, bob, sid, time.Hour))); r.code != 429 {
+			t.Errorf("bob at his limit, with alice's just-confirmed session id: %d %s, want 429", r.code, r.body)
+		}
+	})
+
+	t.Run("eviction names the subject", func(t *testing.T) {
+		alice, bob, sid := testenv.Name("alice"), testenv.Name("bob"), playback.NewSessionID()
+		a, b := e.token(video, alice, sid, time.Hour), e.token(video, bob, sid, time.Hour)
+		play(t, a, 200)
+		if r := e.do("DELETE", "/v1/sessions/"+sid, admin); r.code != 400 || errorCode(r) != "subject_required" {
+			t.Errorf("evict without a subject: %d %s", r.code, r.body)
+		}
+		if r := e.do("DELETE", "/v1/sessions/"+sid+"?subject="+url.QueryEscape(bob), admin); r.code != 404 {
+			t.Errorf("evict the session id under a subject that never used it: %d %s", r.code, r.body)
+		}
+		play(t, a, 200)
+		play(t, b, 200)
+		if r := e.do("DELETE", "/v1/sessions/"+sid+"?subject="+url.QueryEscape(bob), admin); r.code != 204 {
+			t.Fatalf("evict bob's: %d %s", r.code, r.body)
+		}
+		if r := e.get(withToken(key, b)); r.code != 403 || errorCode(r) != "session_ended" {
+			t.Errorf("bob's evicted session: %d %s", r.code, r.body)
+		}
+		play(t, a, 200)
+		active(t, alice, 1)
+		if r := e.do("DELETE", "/v1/sessions/"+sid+"?subject="+url.QueryEscape(alice), admin); r.code != 204 {
+			t.Fatalf("evict alice's: %d %s", r.code, r.body)
+		}
+		if r := e.get(withToken(key, a)); r.code != 403 || errorCode(r) != "session_ended" || !strings.Contains(string(r.body), "stopped") {
+			t.Errorf("alice's evicted session: %d %s", r.code, r.body)
+		}
+		// A subject with characters that need escaping.
+		odd := "user: 7/ä?&x=%"
+		oddTok := e.token(video, odd, sid, time.Hour)
+		play(t, oddTok, 200)
+		if r := e.do("DELETE", "/v1/sessions/"+sid+"?subject="+url.QueryEscape(odd), admin); r.code != 204 {
+			t.Errorf("evict odd subject: %d %s", r.code, r.body)
+		}
+		play(t, oddTok, 403)
+	})
 }
