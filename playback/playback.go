@@ -26,6 +26,13 @@
 // bytes. Every part is URL-safe, so a token goes into a query string as it
 // is. A token is not bound to the client's IP address: players move between
 // networks in the middle of a stream.
+//
+// Verify reads one spelling of a token only: payload and MAC must be the
+// canonical unpadded base64url of their bytes (no '=', no line breaks, the
+// unused low bits of the last character zero), so a token cannot be made
+// into other strings that verify. A Signer given a maximum lifetime
+// (WithMaxLifetime) refuses to mint, and to accept, a token whose expiry is
+// further ahead than that lifetime (plus ClockSkew when verifying).
 package playback
 
 import (
@@ -57,15 +64,29 @@ const (
 	// MaxSubjectLen and MaxSessionLen bound the claims.
 	MaxSubjectLen = 256
 	MaxSessionLen = 128
+	// ClockSkew is how far beyond now + the maximum lifetime a token's
+	// expiry may be and still verify: the clock of the app server that
+	// minted it may run ahead of the verifier's.
+	ClockSkew = time.Minute
 )
+
+// b64 is the one spelling of payload and MAC: unpadded base64url with the
+// unused trailing bits zero. (Strict still skips '\r' and '\n'; Verify
+// refuses every byte outside the alphabet before decoding.)
+var b64 = base64.RawURLEncoding.Strict()
 
 // Errors returned by Verify. ErrMalformed, ErrUnknownKey and ErrSignature
 // mean the token is not ours (HTTP 401); ErrExpired means it was ours (403).
+// ErrLifetime means the signature is good but the expiry is further ahead
+// than the Signer's maximum lifetime allows: a misconfigured app server or a
+// leaked secret, refused like a token that is not ours (401) and worth a log
+// line.
 var (
 	ErrMalformed  = errors.New("playback: malformed token")
 	ErrUnknownKey = errors.New("playback: token signed with an unknown key id")
 	ErrSignature  = errors.New("playback: bad token signature")
 	ErrExpired    = errors.New("playback: token expired")
+	ErrLifetime   = errors.New("playback: token expiry beyond the maximum token lifetime")
 )
 
 // Claims are what a token says: this subject (an account) may play this
@@ -133,8 +154,9 @@ type Secret struct {
 // Signer mints tokens with its first secret and verifies tokens signed by
 // any of its secrets. It is safe for concurrent use.
 type Signer struct {
-	secrets []Secret
-	byKID   map[string]*macPool
+	secrets     []Secret
+	byKID       map[string]*macPool
+	maxLifetime time.Duration // 0: no bound
 }
 
 // macPool recycles HMAC states: a fresh hmac.New costs two SHA-256 block
@@ -206,6 +228,19 @@ func (s *Signer) Secrets() []Secret {
 	return out
 }
 
+// WithMaxLifetime returns a Signer with the same secrets that refuses to
+// mint a token expiring more than d after now, and to verify one expiring
+// more than d + ClockSkew after the verifier's now (ErrLifetime). d <= 0
+// removes the bound. The receiver is not changed.
+func (s *Signer) WithMaxLifetime(d time.Duration) *Signer {
+	cp := *s
+	cp.maxLifetime = max(d, 0)
+	return &cp
+}
+
+// MaxLifetime is the bound set by WithMaxLifetime (0: none).
+func (s *Signer) MaxLifetime() time.Duration { return s.maxLifetime }
+
 // MintingKeyID is the key id new tokens carry.
 func (s *Signer) MintingKeyID() string { return s.secrets[0].KeyID }
 
@@ -214,14 +249,17 @@ func (s *Signer) Mint(c Claims) (string, error) {
 	if err := c.Validate(); err != nil {
 		return "", err
 	}
+	if s.maxLifetime > 0 && c.Expires.After(time.Now().Add(s.maxLifetime)) {
+		return "", fmt.Errorf("playback: expiry %s is more than the maximum token lifetime (%v) ahead", c.Expires.UTC().Format(time.RFC3339), s.maxLifetime)
+	}
 	body, err := json.Marshal(payload{Video: c.Video, Subject: c.Subject, Session: c.Session, Expires: c.Expires.Unix()})
 	if err != nil {
 		return "", fmt.Errorf("playback: %w", err)
 	}
 	kid := s.secrets[0].KeyID
-	signed := version + "." + kid + "." + base64.RawURLEncoding.EncodeToString(body)
+	signed := version + "." + kid + "." + b64.EncodeToString(body)
 	mac := s.mac(s.byKID[kid], signed)
-	return signed + "." + base64.RawURLEncoding.EncodeToString(mac[:]), nil
+	return signed + "." + b64.EncodeToString(mac[:]), nil
 }
 
 func (s *Signer) mac(p *macPool, signed string) [macSize]byte {
@@ -238,9 +276,10 @@ func (s *Signer) mac(p *macPool, signed string) [macSize]byte {
 // Verify checks the token's signature and expiry at now and returns its
 // claims. An expired token with a good signature returns its claims with
 // ErrExpired, so the caller can tell "yours, but too old" (403) from "not
-// ours" (401).
+// ours" (401). A token whose expiry is beyond the maximum lifetime (see
+// WithMaxLifetime) returns its claims with ErrLifetime, for the log only.
 func (s *Signer) Verify(token string, now time.Time) (Claims, error) {
-	if len(token) > MaxTokenLen {
+	if len(token) > MaxTokenLen || !tokenAlphabet(token) {
 		return Claims{}, ErrMalformed
 	}
 	ver, rest, ok1 := strings.Cut(token, ".")
@@ -254,17 +293,17 @@ func (s *Signer) Verify(token string, now time.Time) (Claims, error) {
 		return Claims{}, ErrUnknownKey
 	}
 	var got [macSize]byte
-	if base64.RawURLEncoding.DecodedLen(len(macText)) != macSize {
+	if len(macText) != b64.EncodedLen(macSize) {
 		return Claims{}, ErrSignature
 	}
-	if n, err := base64.RawURLEncoding.Decode(got[:], []byte(macText)); err != nil || n != macSize {
+	if n, err := b64.Decode(got[:], []byte(macText)); err != nil || n != macSize {
 		return Claims{}, ErrSignature
 	}
 	want := s.mac(p, token[:len(token)-len(macText)-1])
 	if !hmac.Equal(got[:], want[:]) {
 		return Claims{}, ErrSignature
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(body)
+	raw, err := b64.DecodeString(body)
 	if err != nil {
 		return Claims{}, ErrMalformed
 	}
@@ -279,7 +318,23 @@ func (s *Signer) Verify(token string, now time.Time) (Claims, error) {
 	if !now.Before(c.Expires) {
 		return c, ErrExpired
 	}
+	if s.maxLifetime > 0 && c.Expires.Sub(now) > s.maxLifetime+ClockSkew {
+		return c, ErrLifetime
+	}
 	return c, nil
+}
+
+// tokenAlphabet reports whether t has only the bytes of a token: base64url
+// letters and dots (so no '=', '\r' or '\n', which the decoder would
+// skip or accept).
+func tokenAlphabet(t string) bool {
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // TokenParam is the query parameter that carries a token. The gateway also

@@ -91,7 +91,7 @@ type Config struct {
 	TLSCert            string          `env:"GATEWAY_TLS_CERT" flag:"tls-cert" help:"PEM certificate file; with --tls-key, serve HTTPS"`
 	TLSKey             string          `env:"GATEWAY_TLS_KEY" flag:"tls-key" help:"PEM private key file"`
 	Production         bool            `env:"GATEWAY_PRODUCTION" envDefault:"false" flag:"production" help:"production mode: HTTPS only, HTTPS-only segment URLs; implied by a TLS certificate"`
-	MaxTokenLifetime   time.Duration   `env:"MAX_TOKEN_LIFETIME" envDefault:"24h" flag:"max-token-lifetime" help:"longest token TTL the app server mints; evictions are remembered this long"`
+	MaxTokenLifetime   time.Duration   `env:"MAX_TOKEN_LIFETIME" envDefault:"24h" flag:"max-token-lifetime" help:"longest token TTL the app server mints; a token expiring later than this (+1m skew) is refused, and ended sessions are remembered longer"`
 	PlaylistCacheBytes config.ByteSize `env:"PLAYLIST_CACHE_BYTES" envDefault:"64MiB" flag:"playlist-cache-bytes" help:"memory for compiled playlists, e.g. 64MiB"`
 	PlayerScript       string          `env:"PLAYER_HLSJS" flag:"player-script" help:"path of hls.min.js; when set, /watch/{video}?token=… serves a player page"`
 	RedisPrefix        string          `env:"GATEWAY_REDIS_PREFIX" envDefault:"hlsvault:gw:" flag:"redis-prefix" help:"prefix of the gateway's Redis keys"`
@@ -298,7 +298,7 @@ func mintToken(cfg Config, f tokenFlags, stdout io.Writer) error {
 	if f.session == "" {
 		f.session = playback.NewSessionID()
 	}
-	tok, err := signer.Mint(playback.Claims{Video: f.video, Subject: f.subject, Session: f.session, Expires: time.Now().Add(f.ttl)})
+	tok, err := signer.WithMaxLifetime(cfg.MaxTokenLifetime).Mint(playback.Claims{Video: f.video, Subject: f.subject, Session: f.session, Expires: time.Now().Add(f.ttl)})
 	if err != nil {
 		return err
 	}
@@ -389,7 +389,8 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 	if err != nil {
 		return err
 	}
-	sessions, err := gateway.NewSessions(rdb, gateway.SessionsConfig{Prefix: cfg.RedisPrefix, Limit: cfg.MaxStreams, TTL: cfg.SessionTTL})
+	sessions, err := gateway.NewSessions(rdb, gateway.SessionsConfig{Prefix: cfg.RedisPrefix, Limit: cfg.MaxStreams, TTL: cfg.SessionTTL,
+		MaxTokenLifetime: cfg.MaxTokenLifetime})
 	if err != nil {
 		return err
 	}
@@ -403,34 +404,17 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 	if err != nil {
 		return err
 	}
-	health := func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-		defer cancel()
-		var problems []string
-		if err := db.Ping(ctx); err != nil {
-			problems = append(problems, "postgres: "+err.Error())
-		}
-		if err := rdb.Ping(ctx).Err(); err != nil {
-			problems = append(problems, "redis: "+err.Error())
-		}
-		w.Header().Set("Cache-Control", "no-store")
-		if len(problems) > 0 {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintln(w, strings.Join(problems, "\n"))
-			return
-		}
-		fmt.Fprintln(w, "ok")
+	deps := []dependency{
+		{"postgres", db.Ping},
+		{"redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", health)
-	mux.Handle("/", gw)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
 	}
 	srv := &http.Server{
-		Handler:           mux,
+		Handler:           publicHandler(gw, healthHandler(deps, false, log), production),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      5 * time.Minute, // a large segment over a slow link
@@ -465,7 +449,7 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 		}
 		mm := http.NewServeMux()
 		mm.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mm.HandleFunc("GET /healthz", health)
+		mm.Handle("GET /healthz", healthHandler(deps, true, log))
 		msrv = &http.Server{Handler: mm, ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := msrv.Serve(mln); !errors.Is(err, http.ErrServerClosed) {
@@ -496,4 +480,69 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// dependency is a backend the gateway cannot serve without.
+type dependency struct {
+	name string
+	ping func(context.Context) error
+}
+
+// healthHandler answers /healthz: 200 "ok", or 503 when a dependency does
+// not answer within 3 s. The public listener's answer (detailed false) is
+// only "unavailable": error texts name database users and internal
+// addresses, so they go to the log and, with detailed, to the metrics
+// listener's /healthz, one "name: error" line per failing dependency.
+func healthHandler(deps []dependency, detailed bool, log *slog.Logger) http.Handler {
+	listener := "public"
+	if detailed {
+		listener = "metrics"
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		var problems []string
+		for _, d := range deps {
+			if err := d.ping(ctx); err != nil {
+				problems = append(problems, d.name+": "+err.Error())
+			}
+		}
+		h := w.Header()
+		h.Set("Cache-Control", "no-store")
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h.Set("X-Content-Type-Options", "nosniff")
+		if len(problems) == 0 {
+			fmt.Fprintln(w, "ok")
+			return
+		}
+		log.Warn("health check failed", "listener", listener, "problems", problems)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		if !detailed {
+			fmt.Fprintln(w, "unavailable")
+			return
+		}
+		fmt.Fprintln(w, strings.Join(problems, "\n"))
+	})
+}
+
+// hsts is the Strict-Transport-Security value of production mode: a year,
+// the gateway's subdomains included (a plain-HTTP subdomain could otherwise
+// set cookies the gateway reads tokens from). No "preload": that commits
+// the whole registrable domain to the browsers' preload list, the domain
+// owner's decision, not one service's.
+const hsts = "max-age=31536000; includeSubDomains"
+
+// publicHandler is what the public listener serves: the gateway and the
+// terse /healthz; in production every response carries HSTS.
+func publicHandler(gw, health http.Handler, production bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /healthz", health)
+	mux.Handle("/", gw)
+	if !production {
+		return mux
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Strict-Transport-Security", hsts)
+		mux.ServeHTTP(w, r)
+	})
 }

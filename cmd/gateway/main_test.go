@@ -197,6 +197,9 @@ func TestServeTLS(t *testing.T) {
 	if resp.StatusCode != 200 || len(b) != 16 || resp.TLS == nil {
 		t.Fatalf("key over TLS: %d", resp.StatusCode)
 	}
+	if got := resp.Header.Get("Strict-Transport-Security"); got != "max-age=31536000; includeSubDomains" {
+		t.Errorf("TLS (production) without HSTS: %q", got)
+	}
 	// Plain HTTP to the TLS listener is refused, never answered with a key.
 	if resp, err := http.Get("http://" + env["GATEWAY_ADDR"] + "/v1/keys/" + res["key_id"].(string) + "?token=" + tok); err == nil {
 		resp.Body.Close()

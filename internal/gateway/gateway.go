@@ -79,10 +79,13 @@ type Config struct {
 	Production bool
 	// TLS says the gateway itself serves HTTPS.
 	TLS bool
-	// AdminToken authorizes DELETE /v1/sessions/{id}; empty disables it.
+	// AdminToken authorizes DELETE /v1/sessions/{session}?subject=…;
+	// empty disables it.
 	AdminToken string
-	// MaxTokenLifetime bounds how long an evicted session is remembered
-	// (default 24h): set it to the longest TTL the app server mints.
+	// MaxTokenLifetime is the longest TTL the app server mints (default
+	// 24h): a token expiring more than this (plus playback.ClockSkew) after
+	// now is refused (401 invalid_token; playback.ErrLifetime in the log).
+	// The Sessions must remember ended sessions at least this long.
 	MaxTokenLifetime time.Duration
 	// PlaylistCacheBytes bounds the compiled playlists kept (default 64 MiB).
 	PlaylistCacheBytes int64
@@ -138,6 +141,10 @@ func New(cfg Config, db Catalog, store storage.Store, keyring *keys.Keyring, ses
 	if cfg.MaxTokenLifetime <= 0 {
 		cfg.MaxTokenLifetime = 24 * time.Hour
 	}
+	if sessions.MaxTokenLifetime() < cfg.MaxTokenLifetime {
+		return nil, fmt.Errorf("gateway: sessions remember an ended session for a token lifetime of %v, shorter than MAX_TOKEN_LIFETIME %v", sessions.MaxTokenLifetime(), cfg.MaxTokenLifetime)
+	}
+	cfg.Tokens = cfg.Tokens.WithMaxLifetime(cfg.MaxTokenLifetime)
 	if cfg.PlaylistCacheBytes <= 0 {
 		cfg.PlaylistCacheBytes = 64 << 20
 	}
@@ -195,7 +202,7 @@ func (s *Server) routes() http.Handler {
 	s.handle(mux, "GET /v1/segments/{object...}", "segment", s.serveSegment)
 	s.handle(mux, "POST /v1/sessions/heartbeat", "heartbeat", s.serveHeartbeat)
 	s.handle(mux, "POST /v1/sessions/release", "release", s.serveRelease)
-	s.handle(mux, "DELETE /v1/sessions/{session}", "evict", s.serveEvict)
+	s.handle(mux, "DELETE /v1/sessions/{session}", "evict", s.serveEvict) // ?subject=…
 	s.handle(mux, "OPTIONS /", "preflight", s.servePreflight)
 	if s.cfg.PlayerScript != "" {
 		s.handle(mux, "GET /watch/{video}", "player", s.servePlayerPage)
@@ -328,6 +335,12 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (auth, boo
 	case errors.Is(err, playback.ErrExpired):
 		s.fail(w, r, http.StatusForbidden, "token_expired", "this playback link has expired; reload the page")
 		return auth{}, false
+	case errors.Is(err, playback.ErrLifetime):
+		// A good signature on an expiry the app server must never mint:
+		// a misconfigured app server, or a leaked token secret.
+		s.log.Warn("token refused: expiry beyond MAX_TOKEN_LIFETIME", "err", err, "video", c.Video, "subject", c.Subject,
+			"session", c.Session, "expires", c.Expires.UTC().Format(time.RFC3339), "max_token_lifetime", s.cfg.MaxTokenLifetime.String())
+		fallthrough
 	case err != nil:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="hlsvault", error="invalid_token"`)
 		s.fail(w, r, http.StatusUnauthorized, "invalid_token", "the playback token is not valid")
@@ -874,7 +887,7 @@ func (s *Server) serveRelease(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	live, err := s.sessions.Release(r.Context(), a.claims.Subject, a.claims.Session, a.claims.Expires)
+	live, err := s.sessions.Release(r.Context(), a.claims.Subject, a.claims.Session)
 	if err != nil {
 		s.log.Error("session store", "err", err)
 		s.fail(w, r, http.StatusServiceUnavailable, "unavailable", "try again")
@@ -893,8 +906,18 @@ func (s *Server) serveEvict(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusUnauthorized, "unauthorized", "an admin token is required")
 		return
 	}
-	session := r.PathValue("session")
-	err := s.sessions.Evict(r.Context(), session, s.cfg.MaxTokenLifetime)
+	// A session is (subject, session id): the eviction names both, so it
+	// ends exactly one subject's session.
+	session, subject := r.PathValue("session"), r.URL.Query().Get("subject")
+	if subject == "" {
+		s.fail(w, r, http.StatusBadRequest, "subject_required", "name the session's subject: DELETE /v1/sessions/{session}?subject=…")
+		return
+	}
+	if (playback.Claims{Video: "v", Subject: subject, Session: session, Expires: time.Unix(1, 0)}).Validate() != nil {
+		s.fail(w, r, http.StatusNotFound, "not_found", "no such live session")
+		return
+	}
+	err := s.sessions.Evict(r.Context(), subject, session)
 	if errors.Is(err, ErrUnknownSession) {
 		s.fail(w, r, http.StatusNotFound, "not_found", "no such live session")
 		return
@@ -904,7 +927,7 @@ func (s *Server) serveEvict(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusServiceUnavailable, "unavailable", "try again")
 		return
 	}
-	s.log.Info("session evicted", "session", session)
+	s.log.Info("session evicted", "subject", subject, "session", session)
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -489,10 +489,11 @@ func TestStreamLimit(t *testing.T) {
 
 	// Eviction by an operator.
 	claims, _ := e.tokens.Verify(admitted[1], time.Now())
-	if r := e.do("DELETE", "/v1/sessions/"+claims.Session, nil); r.code != 401 {
+	evictURL := "/v1/sessions/" + claims.Session + "?subject=" + url.QueryEscape(subject)
+	if r := e.do("DELETE", evictURL, nil); r.code != 401 {
 		t.Errorf("evict without admin token: %d", r.code)
 	}
-	if r := e.do("DELETE", "/v1/sessions/"+claims.Session, map[string]string{"Authorization": "Bearer admin-secret"}); r.code != 204 {
+	if r := e.do("DELETE", evictURL, map[string]string{"Authorization": "Bearer admin-secret"}); r.code != 204 {
 		t.Errorf("evict: %d %s", r.code, r.body)
 	}
 	if r := e.get(withToken("/v1/videos/"+video+"/240p/index.m3u8", admitted[1])); r.code != 403 || !strings.Contains(string(r.body), "stopped") {

@@ -9,17 +9,24 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/hlsvault/hlsvault/playback"
 )
 
 // Sessions enforces the concurrent-stream limit in Redis.
 //
+// A session is the pair (subject, session id): the id comes from a token the
+// app server signed for that subject, and another subject's token carrying
+// the same id is another session, which can neither use nor end the first.
 // Each subject (account) has a sorted set of its live playback session ids,
 // scored by the time each was last seen (Redis's own clock, so gateways with
-// skewed clocks agree). Each session also has a marker key that remembers it
-// was admitted ("a:<subject>") or ended ("released", "evicted"), kept until
-// the token that carries the session id has expired. One Lua script, run
-// with EVALSHA, does the whole decision atomically, so 100 parallel starts
-// for one subject admit exactly the limit:
+// skewed clocks agree). Each session also has a marker key, named by session
+// id and subject, that remembers it was admitted ("a:<subject>", kept until
+// the admitting token has expired) or ended ("released", "evicted", kept for
+// MaxTokenLifetime + playback.ClockSkew + TTL: longer than any token that
+// can carry the session, so an ended session never comes back). One Lua
+// script, run with EVALSHA, does the whole decision atomically, so 100
+// parallel starts for one subject admit exactly the limit:
 //
 //   - an ended session is refused (it lost playlist and key access);
 //   - members not seen for the TTL are removed (released by timeout);
@@ -32,23 +39,31 @@ import (
 // burst of key and playlist requests of one session costs one round trip;
 // an eviction therefore takes effect within a second on every gateway.
 type Sessions struct {
-	rdb        redis.UniversalClient
-	prefix     string
-	limit      int
-	ttl        time.Duration
-	keepFor    time.Duration // how long a session marker outlives its token
-	localFor   time.Duration
-	now        func() time.Time
-	mu         sync.Mutex
-	recent     map[string]time.Time // session id → when Redis last confirmed it live
-	lastPruned time.Time
+	rdb         redis.UniversalClient
+	prefix      string
+	limit       int
+	ttl         time.Duration
+	keepFor     time.Duration // how long a session marker outlives its token
+	maxLifetime time.Duration // the longest a token may live (MAX_TOKEN_LIFETIME)
+	localFor    time.Duration
+	now         func() time.Time
+	mu          sync.Mutex
+	recent      map[sessionKey]time.Time // when Redis last confirmed the session live
+	lastPruned  time.Time
 }
+
+// sessionKey names a session in this process's memory.
+type sessionKey struct{ subject, session string }
 
 // SessionsConfig configures Sessions.
 type SessionsConfig struct {
 	Prefix string        // key prefix, default "hlsvault:gw:"
 	Limit  int           // sessions per subject, at least 1
 	TTL    time.Duration // a session without requests for this long is released
+	// MaxTokenLifetime is the longest life of a token the gateway accepts
+	// (MAX_TOKEN_LIFETIME, default 24h): an ended session is remembered
+	// for that long plus playback.ClockSkew and TTL.
+	MaxTokenLifetime time.Duration
 	// LocalConfirm is how long this process trusts Redis's last "live"
 	// answer for a session (default 1s; negative disables).
 	LocalConfirm time.Duration
@@ -138,6 +153,12 @@ func NewSessions(rdb redis.UniversalClient, cfg SessionsConfig) (*Sessions, erro
 	if cfg.TTL < time.Second {
 		return nil, fmt.Errorf("gateway: SESSION_TTL must be at least 1s, got %v", cfg.TTL)
 	}
+	if cfg.MaxTokenLifetime < 0 {
+		return nil, fmt.Errorf("gateway: MAX_TOKEN_LIFETIME must be positive, got %v", cfg.MaxTokenLifetime)
+	}
+	if cfg.MaxTokenLifetime == 0 {
+		cfg.MaxTokenLifetime = 24 * time.Hour
+	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = "hlsvault:gw:"
 	}
@@ -149,7 +170,7 @@ func NewSessions(rdb redis.UniversalClient, cfg SessionsConfig) (*Sessions, erro
 		cfg.Now = time.Now
 	}
 	return &Sessions{rdb: rdb, prefix: cfg.Prefix, limit: cfg.Limit, ttl: cfg.TTL, keepFor: cfg.TTL,
-		localFor: cfg.LocalConfirm, now: cfg.Now, recent: map[string]time.Time{}}, nil
+		maxLifetime: cfg.MaxTokenLifetime, localFor: cfg.LocalConfirm, now: cfg.Now, recent: map[sessionKey]time.Time{}}, nil
 }
 
 // Limit is the configured number of sessions per subject.
@@ -158,13 +179,31 @@ func (s *Sessions) Limit() int { return s.limit }
 // TTL is how long a session lives without requests.
 func (s *Sessions) TTL() time.Duration { return s.ttl }
 
-func (s *Sessions) streamsKey(subject string) string { return s.prefix + "streams:" + subject }
-func (s *Sessions) markerKey(session string) string  { return s.prefix + "session:" + session }
+// MaxTokenLifetime is how long a token may live; ended sessions are
+// remembered longer than that.
+func (s *Sessions) MaxTokenLifetime() time.Duration { return s.maxLifetime }
 
-// markerTTL keeps a marker until the token carrying the session has expired
-// (after which the token is refused anyway), plus the session TTL.
+func (s *Sessions) streamsKey(subject string) string { return s.prefix + "streams:" + subject }
+
+// markerKey names the marker of (subject, session). A session id has no
+// ':' (playback.Claims.Validate), so the name is unambiguous whatever the
+// subject holds.
+func (s *Sessions) markerKey(subject, session string) string {
+	return s.prefix + "session:" + session + ":" + subject
+}
+
+// markerTTL keeps an admission marker until the token carrying the session
+// has expired (after which the token is refused anyway), plus the session
+// TTL.
 func (s *Sessions) markerTTL(tokenExpires time.Time) time.Duration {
 	return max(tokenExpires.Sub(s.now()), 0) + s.keepFor
+}
+
+// endedTTL keeps the marker of an ended session longer than any token that
+// can carry it: one minted now for the longest lifetime, verified by a
+// clock up to playback.ClockSkew behind, kept alive for one more TTL.
+func (s *Sessions) endedTTL() time.Duration {
+	return s.maxLifetime + playback.ClockSkew + s.keepFor
 }
 
 // Admit admits or refreshes the session; with admit false (a heartbeat) it
@@ -173,7 +212,7 @@ func (s *Sessions) Admit(ctx context.Context, subject, session string, tokenExpi
 	now := s.now()
 	if s.localFor > 0 {
 		s.mu.Lock()
-		t, ok := s.recent[session]
+		t, ok := s.recent[sessionKey{subject, session}]
 		s.mu.Unlock()
 		if ok && now.Sub(t) < s.localFor {
 			return Decision{Outcome: Refreshed}, nil
@@ -183,7 +222,7 @@ func (s *Sessions) Admit(ctx context.Context, subject, session string, tokenExpi
 	if admit {
 		mode = "admit"
 	}
-	res, err := admitScript.Run(ctx, s.rdb, []string{s.streamsKey(subject), s.markerKey(session)},
+	res, err := admitScript.Run(ctx, s.rdb, []string{s.streamsKey(subject), s.markerKey(subject, session)},
 		session, s.ttl.Milliseconds(), s.limit, s.markerTTL(tokenExpires).Milliseconds(), subject, mode).Slice()
 	if err != nil {
 		return Decision{}, fmt.Errorf("gateway: session admission: %w", err)
@@ -201,7 +240,7 @@ func (s *Sessions) Admit(ctx context.Context, subject, session string, tokenExpi
 		}
 		n, _ := res[1].(int64)
 		d.Active = int(n)
-		s.remember(session, now)
+		s.remember(sessionKey{subject, session}, now)
 	case -1:
 		n, _ := res[1].(int64)
 		d = Decision{Outcome: Refused, Active: int(n)}
@@ -214,13 +253,13 @@ func (s *Sessions) Admit(ctx context.Context, subject, session string, tokenExpi
 	return d, nil
 }
 
-func (s *Sessions) remember(session string, now time.Time) {
+func (s *Sessions) remember(k sessionKey, now time.Time) {
 	if s.localFor <= 0 {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.recent[session] = now
+	s.recent[k] = now
 	if now.Sub(s.lastPruned) > 10*s.localFor || len(s.recent) > 100_000 {
 		for k, t := range s.recent {
 			if now.Sub(t) >= s.localFor {
@@ -231,45 +270,45 @@ func (s *Sessions) remember(session string, now time.Time) {
 	}
 }
 
-func (s *Sessions) forget(session string) {
+func (s *Sessions) forget(k sessionKey) {
 	s.mu.Lock()
-	delete(s.recent, session)
+	delete(s.recent, k)
 	s.mu.Unlock()
 }
 
-// Release ends a session at the player's request (it stopped playing): its
-// place is freed at once and it cannot be admitted again.
-func (s *Sessions) Release(ctx context.Context, subject, session string, tokenExpires time.Time) (bool, error) {
-	return s.end(ctx, subject, session, EndReleased, s.markerTTL(tokenExpires))
+// Release ends the subject's session at the player's request (it stopped
+// playing): its place is freed at once and it cannot be admitted again by
+// any token. Only the subject's own session is touched.
+func (s *Sessions) Release(ctx context.Context, subject, session string) (bool, error) {
+	return s.end(ctx, subject, session, EndReleased)
 }
 
 // ErrUnknownSession means an eviction named a session that is not live.
 var ErrUnknownSession = errors.New("gateway: no such live session")
 
-// Evict ends a session by id, for an operator or the app server (a
-// "sign out this device" button). The session's subject is read from its
-// marker. The marker of an ended session is kept for maxTokenLifetime, the
-// longest a token can still be used.
-func (s *Sessions) Evict(ctx context.Context, session string, maxTokenLifetime time.Duration) error {
-	m, err := s.rdb.Get(ctx, s.markerKey(session)).Result()
+// Evict ends the subject's session, for an operator or the app server (a
+// "sign out this device" button); ErrUnknownSession when that subject has
+// no such admitted, not yet ended session. Another subject's session with
+// the same id is not touched.
+func (s *Sessions) Evict(ctx context.Context, subject, session string) error {
+	m, err := s.rdb.Get(ctx, s.markerKey(subject, session)).Result()
 	if errors.Is(err, redis.Nil) {
 		return ErrUnknownSession
 	}
 	if err != nil {
 		return fmt.Errorf("gateway: evict: %w", err)
 	}
-	subject, ok := strings.CutPrefix(m, "a:")
-	if !ok {
+	if !strings.HasPrefix(m, "a:") {
 		return ErrUnknownSession // already ended
 	}
-	_, err = s.end(ctx, subject, session, EndEvicted, maxTokenLifetime+s.keepFor)
+	_, err = s.end(ctx, subject, session, EndEvicted)
 	return err
 }
 
-func (s *Sessions) end(ctx context.Context, subject, session string, state EndReason, keep time.Duration) (bool, error) {
-	s.forget(session)
-	n, err := endScript.Run(ctx, s.rdb, []string{s.streamsKey(subject), s.markerKey(session)},
-		session, string(state), keep.Milliseconds()).Int64()
+func (s *Sessions) end(ctx context.Context, subject, session string, state EndReason) (bool, error) {
+	s.forget(sessionKey{subject, session})
+	n, err := endScript.Run(ctx, s.rdb, []string{s.streamsKey(subject), s.markerKey(subject, session)},
+		session, string(state), s.endedTTL().Milliseconds()).Int64()
 	if err != nil {
 		return false, fmt.Errorf("gateway: end session: %w", err)
 	}
