@@ -75,8 +75,8 @@ func longestJob(d time.Duration) time.Duration {
 // overrides it (none for secrets) and its help. README.md's tables are
 // checked against it (TestREADMEConfigTable).
 type Config struct {
-	RedisURL          string          `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0" flag:"redis-url" help:"Redis URL"`
-	DatabaseURL       string          `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable" flag:"database-url" help:"PostgreSQL URL"`
+	RedisURL          string          `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0" flag:"redis-url" help:"Redis URL" file:"true"`
+	DatabaseURL       string          `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable" flag:"database-url" help:"PostgreSQL URL" file:"true"`
 	StorageURL        string          `env:"STORAGE_URL,expand" envDefault:"file://$TMPDIR/hlsvault/storage" flag:"storage-url" help:"file:///abs/dir or azblob://container"`
 	AzureConnection   string          `env:"AZURE_STORAGE_CONNECTION_STRING" secret:"true"`
 	KEK               string          `env:"KEY_ENCRYPTION_KEY" secret:"true"`
@@ -274,7 +274,7 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 		return err
 	}
 	defer db.Close()
-	store, err := storage.Open(ctx, cfg.StorageURL, getenv)
+	store, err := storage.Open(ctx, cfg.StorageURL, config.WithValues(getenv, "AZURE_STORAGE_CONNECTION_STRING", cfg.AzureConnection))
 	if err != nil {
 		return err
 	}
@@ -348,7 +348,7 @@ func runGC(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 		return err
 	}
 	defer db.Close()
-	store, err := storage.Open(ctx, cfg.StorageURL, getenv)
+	store, err := storage.Open(ctx, cfg.StorageURL, config.WithValues(getenv, "AZURE_STORAGE_CONNECTION_STRING", cfg.AzureConnection))
 	if err != nil {
 		return err
 	}

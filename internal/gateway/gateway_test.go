@@ -293,7 +293,7 @@ func TestAuthorization(t *testing.T) {
 	good := e.token(video, "bob", playback.NewSessionID(), time.Hour)
 	expired := e.token(video, "bob", playback.NewSessionID(), -time.Minute)
 	otherVideo := e.token(other, "bob", playback.NewSessionID(), time.Hour)
-	foreign, _ := playback.ParseSecrets("t1:" + strings.Repeat("x", 40))
+	foreign, _ := playback.ParseSecrets("t1:foreign-secret-not-the-gateways-0123456789")
 	forged, _ := foreign.Mint(playback.Claims{Video: video, Subject: "bob", Session: "s1", Expires: time.Now().Add(time.Hour)})
 	parts := strings.Split(good, ".")
 	tamperedPayload := base64.RawURLEncoding.EncodeToString([]byte(`{"vid":"` + video + `","sub":"mallory","sid":"s2","exp":4000000000}`))
