@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/hlsvault/hlsvault/internal/secretcheck"
@@ -254,6 +255,19 @@ func NewKeyring(primary string, retired ...string) (*Keyring, error) {
 
 // Primary returns the KEK that wraps new keys.
 func (r *Keyring) Primary() *KEK { return r.primary }
+
+// IDs lists the ids of every KEK the keyring holds: the primary first,
+// then the retired ones in order of id.
+func (r *Keyring) IDs() []string {
+	out := make([]string, 0, len(r.byID))
+	for id := range r.byID {
+		if id != r.primary.ID() {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return append([]string{r.primary.ID()}, out...)
+}
 
 // Unwrap opens a wrapped key with the KEK named kekID.
 func (r *Keyring) Unwrap(kekID, keyID string, wrapped []byte) (ContentKey, error) {
