@@ -397,6 +397,17 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 		return err
 	}
 	defer db.Close()
+	// The KEKs this gateway holds, for rewrap-keys' check (kek_holders; the
+	// gateway's database role needs insert, update and delete on it).
+	holder, err := catalog.NewKEKHolder("gateway", keyring.IDs())
+	if err != nil {
+		return err
+	}
+	beat, err := db.StartHeartbeat(ctx, holder, catalog.HeartbeatInterval, log)
+	if err != nil {
+		return err
+	}
+	defer beat.Stop(ctx)
 	store, err := storage.Open(ctx, cfg.StorageURL, config.WithValues(getenv, "AZURE_STORAGE_CONNECTION_STRING", cfg.AzureConnection))
 	if err != nil {
 		return err
