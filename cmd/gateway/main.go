@@ -9,7 +9,8 @@
 //
 // Secrets come from the environment only, never from flags (argv is
 // visible to every user of the machine): PLAYBACK_TOKEN_SECRETS,
-// KEY_ENCRYPTION_KEY, SEGMENT_URL_SECRET, GATEWAY_ADMIN_TOKEN.
+// KEY_ENCRYPTION_KEY, SEGMENT_URL_SECRET, GATEWAY_ADMIN_TOKEN, each also as
+// NAME_FILE (a file of mode 600), and each refused when weak.
 package main
 
 import (

@@ -130,7 +130,11 @@ func TestEnqueueAndWorker(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var stderr testenv.SyncBuffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, env.get, io.Discard, &stderr) }()
+	// The worker already holds the next KEK as retired (step 2 of the
+	// rotation runbook), so that the rotation below may rewrap under it.
+	workerEnv := maps.Clone(env)
+	workerEnv["KEY_ENCRYPTION_KEYS_RETIRED"] = testenv.SeededKEK(100)
+	go func() { done <- run(ctx, nil, workerEnv.get, io.Discard, &stderr) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

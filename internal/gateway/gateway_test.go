@@ -72,7 +72,7 @@ func newEnv(t *testing.T, store storage.Store, opt envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Tokens: tokens, AdminToken: "admin-secret"}
+	cfg := Config{Tokens: tokens, AdminToken: "gateway-test-admin-token-0123456789abcdef"}
 	if opt.cfg != nil {
 		opt.cfg(&cfg)
 	}
@@ -492,7 +492,7 @@ func TestStreamLimit(t *testing.T) {
 	if r := e.do("DELETE", "/v1/sessions/"+claims.Session, nil); r.code != 401 {
 		t.Errorf("evict without admin token: %d", r.code)
 	}
-	if r := e.do("DELETE", "/v1/sessions/"+claims.Session, map[string]string{"Authorization": "Bearer admin-secret"}); r.code != 204 {
+	if r := e.do("DELETE", "/v1/sessions/"+claims.Session, map[string]string{"Authorization": "Bearer gateway-test-admin-token-0123456789abcdef"}); r.code != 204 {
 		t.Errorf("evict: %d %s", r.code, r.body)
 	}
 	if r := e.get(withToken("/v1/videos/"+video+"/240p/index.m3u8", admitted[1])); r.code != 403 || !strings.Contains(string(r.body), "stopped") {

@@ -455,7 +455,7 @@ func TestSecretsStayInMemory(t *testing.T) {
 	if leaks(cur.Key.Wrapped) {
 		t.Error("the wrapped key contains the key")
 	}
-	other, _ := keys.NewKeyring(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9, 8}, 16)))
+	other, _ := keys.NewKeyring(testenv.SeededKEK(98))
 	if _, err := other.Unwrap(other.Primary().ID(), cur.Key.KeyID, cur.Key.Wrapped); err == nil {
 		t.Error("another KEK unwrapped the key")
 	}
