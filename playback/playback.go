@@ -49,6 +49,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hlsvault/hlsvault/internal/secretcheck"
 )
 
 const (
@@ -178,7 +180,8 @@ func (p *macPool) put(h hash.Hash) { p.pool.Put(h) }
 
 // NewSigner builds a Signer; secrets[0] mints. Key ids must be distinct,
 // 1-32 letters, digits, '-' or '_', and every secret at least MinSecretLen
-// bytes.
+// bytes with at least 10 distinct characters (secretcheck.MinTextDistinct:
+// 32 identical letters are refused, `openssl rand -base64 32` passes).
 func NewSigner(secrets ...Secret) (*Signer, error) {
 	if len(secrets) == 0 {
 		return nil, errors.New("playback: no token secret configured (PLAYBACK_TOKEN_SECRETS)")
@@ -188,8 +191,8 @@ func NewSigner(secrets ...Secret) (*Signer, error) {
 		if !validID(sec.KeyID, maxKIDLen) {
 			return nil, fmt.Errorf("playback: key id %q: want 1-%d letters, digits, '-' or '_'", sec.KeyID, maxKIDLen)
 		}
-		if len(sec.Secret) < MinSecretLen {
-			return nil, fmt.Errorf("playback: secret %q is %d bytes, want at least %d (e.g. `openssl rand -base64 32`)", sec.KeyID, len(sec.Secret), MinSecretLen)
+		if err := secretcheck.Text(sec.Secret, MinSecretLen); err != nil {
+			return nil, fmt.Errorf("playback: secret %q %v", sec.KeyID, err)
 		}
 		if _, dup := s.byKID[sec.KeyID]; dup {
 			return nil, fmt.Errorf("playback: key id %q listed twice", sec.KeyID)

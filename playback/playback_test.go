@@ -3,6 +3,7 @@ package playback
 import (
 	"encoding/base64"
 	"errors"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -88,6 +89,29 @@ func flip(c byte) string {
 		return "B"
 	}
 	return "A"
+}
+
+// TestWeakSecretsRefused: a token secret of few distinct characters is
+// refused without showing it; what operators are told to generate passes.
+func TestWeakSecretsRefused(t *testing.T) {
+	for _, weak := range []string{strings.Repeat("a", 32), strings.Repeat("ab", 20), strings.Repeat("12345678", 5)} {
+		_, err := ParseSecrets("k1:" + secretA + ",k2:" + weak)
+		if err == nil || !strings.Contains(err.Error(), `secret "k2" has only`) || !strings.Contains(err.Error(), "distinct characters") {
+			t.Errorf("%q: %v", weak, err)
+		}
+		if err != nil && strings.Contains(err.Error(), weak) {
+			t.Errorf("the secret is in the error: %v", err)
+		}
+	}
+	for range 10 {
+		out, err := exec.Command("openssl", "rand", "-base64", "32").Output()
+		if err != nil {
+			t.Fatalf("openssl: %v", err)
+		}
+		if _, err := ParseSecrets("k1:" + strings.TrimSpace(string(out))); err != nil {
+			t.Fatalf("openssl rand -base64 32: %v", err)
+		}
+	}
 }
 
 func TestValidation(t *testing.T) {

@@ -9,12 +9,13 @@ demo=.cache/demo
 mkdir -p "$demo"
 chmod 700 "$demo"
 
-# A demo KEK, kept so that later runs (and verify) can unwrap earlier keys.
-# Production reads KEY_ENCRYPTION_KEY from a secret store.
-if [ -z "${KEY_ENCRYPTION_KEY:-}" ]; then
+# A demo KEK, kept so that later runs (and verify) can unwrap earlier keys,
+# and read from its file (mode 600) as production should: the environment
+# then holds only the path (KEY_ENCRYPTION_KEY_FILE).
+if [ -z "${KEY_ENCRYPTION_KEY:-}" ] && [ -z "${KEY_ENCRYPTION_KEY_FILE:-}" ]; then
   [ -s "$demo/kek" ] || (umask 077 && openssl rand -base64 32 > "$demo/kek")
-  KEY_ENCRYPTION_KEY=$(cat "$demo/kek")
-  export KEY_ENCRYPTION_KEY
+  chmod 600 "$demo/kek"
+  export KEY_ENCRYPTION_KEY_FILE="$demo/kek"
 fi
 export STORAGE_URL="${STORAGE_URL:-azblob://hlsvault-demo}"
 export METRICS_ADDR="${METRICS_ADDR:-127.0.0.1:9464}"

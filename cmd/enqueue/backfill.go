@@ -167,7 +167,7 @@ func runBackfill(ctx context.Context, args []string, getenv func(string) string,
 	}
 	var store storage.Store
 	if sub == "start" {
-		if store, err = storage.Open(ctx, *storageURL, getenv); err != nil {
+		if store, err = storage.Open(ctx, *storageURL, config.WithValues(getenv, "AZURE_STORAGE_CONNECTION_STRING", cfg.AzureConnection)); err != nil {
 			return err
 		}
 	}

@@ -143,6 +143,10 @@ func TestREADMEConfigTable(t *testing.T) {
 	for _, d := range config.CompareDoc(config.Fields(Config{}), nil, tables[0]) {
 		t.Error(d)
 	}
+	// Which settings accept NAME_FILE is said in the tables.
+	for _, d := range config.CompareFileDoc(config.Fields(Config{}), config.DocFileVars(string(md))) {
+		t.Error(d)
+	}
 }
 
 // TestVersion: a binary built with go build prints the git revision.

@@ -65,8 +65,8 @@ var commands = map[string]string{
 // table of enqueue's settings (README.md is checked against it), from the
 // environment, overridden by flags; the others are the subcommands' flags.
 type Config struct {
-	RedisURL        string `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0" flag:"redis-url" help:"Redis URL"`
-	DatabaseURL     string `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable" flag:"database-url" help:"PostgreSQL URL"`
+	RedisURL        string `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0" flag:"redis-url" help:"Redis URL" file:"true"`
+	DatabaseURL     string `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable" flag:"database-url" help:"PostgreSQL URL" file:"true"`
 	StorageURL      string `env:"STORAGE_URL,expand" envDefault:"file://$TMPDIR/hlsvault/storage" flag:"storage-url" help:"file:///abs/dir or azblob://container"`
 	FFprobe         string `env:"FFPROBE" envDefault:"ffprobe" flag:"ffprobe" help:"ffprobe binary"`
 	QueuePrefix     string `env:"QUEUE_PREFIX" envDefault:"hls" flag:"queue-prefix" help:"queue names are PREFIX-transcode and PREFIX-background"`
@@ -244,7 +244,7 @@ func runTranscode(ctx context.Context, c Config, getenv func(string) string, db 
 	}
 	source := c.Source
 	if st, err := os.Stat(c.Source); err == nil && st.Mode().IsRegular() {
-		store, err := storage.Open(ctx, c.StorageURL, getenv)
+		store, err := storage.Open(ctx, c.StorageURL, config.WithValues(getenv, "AZURE_STORAGE_CONNECTION_STRING", c.AzureConnection))
 		if err != nil {
 			return err
 		}
@@ -350,7 +350,7 @@ func wait(ctx context.Context, c Config, client *jobs.Client, taskID string, std
 
 func runVerify(ctx context.Context, c Config, getenv func(string) string, db *catalog.DB, stdout io.Writer) error {
 	keyring := c.keyring
-	store, err := storage.Open(ctx, c.StorageURL, getenv)
+	store, err := storage.Open(ctx, c.StorageURL, config.WithValues(getenv, "AZURE_STORAGE_CONNECTION_STRING", c.AzureConnection))
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -194,11 +196,99 @@ func TestREADMEConfigTable(t *testing.T) {
 	for _, d := range config.CompareDoc(config.Fields(Config{}), tables[1], tables[0]) {
 		t.Error(d)
 	}
+	// Which settings accept NAME_FILE is said in the tables.
+	for _, d := range config.CompareFileDoc(config.Fields(Config{}), config.DocFileVars(string(md))) {
+		t.Error(d)
+	}
 }
 
 // TestVersion: a binary built with go build prints the git revision.
 func TestVersion(t *testing.T) {
 	if out := testenv.BuildAndVersion(t, "gateway"); !strings.Contains(out, "github.com/hlsvault/hlsvault") {
 		t.Fatalf("--version: %s", out)
+	}
+}
+
+// TestWeakSecretsRefused: weak token secrets, admin tokens, segment
+// secrets and KEKs refuse to start, naming the variable and the reason,
+// never the value.
+func TestWeakSecretsRefused(t *testing.T) {
+	base := offlineEnv(t)
+	password := "cGFzc3dvcmRwYXNzd29yZHBhc3N3b3JkcGFzc3dvcmQ=" // base64 of passwordpasswordpasswordpassword
+	for _, tc := range []struct {
+		key, value, want string
+	}{
+		{"PLAYBACK_TOKEN_SECRETS", "k1:" + strings.Repeat("a", 32), "only 1 distinct characters"},
+		{"GATEWAY_ADMIN_TOKEN", strings.Repeat("a", 32), "GATEWAY_ADMIN_TOKEN (value hidden) has only 1 distinct characters"},
+		{"GATEWAY_ADMIN_TOKEN", "admin-secret", "GATEWAY_ADMIN_TOKEN (value hidden) is 12 bytes, want at least 32"},
+		{"SEGMENT_URL_SECRET", strings.Repeat("xy", 20), "SEGMENT_URL_SECRET (value hidden) has only 2 distinct"},
+		{"KEY_ENCRYPTION_KEY", password, "printable ASCII"},
+		{"KEY_ENCRYPTION_KEYS_RETIRED", password, "printable ASCII"},
+	} {
+		err := run(context.Background(), nil, getenvFrom(with(base, tc.key, tc.value)), &bytes.Buffer{}, &bytes.Buffer{})
+		var ce *config.Error
+		if !errors.As(err, &ce) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want a configuration error saying %q", tc.key, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), strings.TrimPrefix(tc.value, "k1:")) {
+			t.Errorf("%s: the value is shown: %v", tc.key, err)
+		}
+	}
+	// Real generated secrets pass.
+	gen := func() string {
+		out, err := exec.Command("openssl", "rand", "-base64", "32").Output()
+		if err != nil {
+			t.Fatalf("openssl: %v", err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	good := with(base, "PLAYBACK_TOKEN_SECRETS", "k1:"+gen(), "GATEWAY_ADMIN_TOKEN", gen(), "SEGMENT_URL_SECRET", gen(), "KEY_ENCRYPTION_KEY", gen())
+	s := config.NewSettings(&Config{}, getenvFrom(good))
+	var c Config
+	p := s.Parse(&c)
+	c.validate("serve", p)
+	if err := p.Err(); err != nil {
+		t.Fatalf("generated secrets: %v", err)
+	}
+}
+
+// TestSecretsFromFiles: every secret of the gateway may come from
+// NAME_FILE (a 0600 file); the token command mints with a secret read from
+// one; a group-readable file is refused with chmod 600.
+func TestSecretsFromFiles(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name, content string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content+"\n"), mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(p, mode)
+		return p
+	}
+	env := with(offlineEnv(t), "PLAYBACK_TOKEN_SECRETS", "", "KEY_ENCRYPTION_KEY", "", "DATABASE_URL", "")
+	env["PLAYBACK_TOKEN_SECRETS_FILE"] = file("tokens", secrets, 0o600)
+	env["KEY_ENCRYPTION_KEY_FILE"] = file("kek", testenv.SeededKEK(3), 0o400)
+	env["GATEWAY_ADMIN_TOKEN_FILE"] = file("admin", "admin-token-from-a-file-0123456789abcdef", 0o600)
+	env["DATABASE_URL_FILE"] = file("db", "postgres://postgres:filepw@127.0.0.1:1/none?sslmode=disable", 0o600)
+	var c Config
+	p := config.NewSettings(&c, getenvFrom(env)).Parse(&c)
+	c.validate("serve", p)
+	if err := p.Err(); err != nil || c.TokenSecrets != secrets || c.AdminToken != "admin-token-from-a-file-0123456789abcdef" ||
+		c.keyring == nil || !strings.Contains(c.DatabaseURL, ":filepw@") {
+		t.Fatalf("from files: %v", err)
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"token", "--video", "v", "--subject", "s"}, getenvFrom(env), &out, &out); err != nil || !strings.HasPrefix(out.String(), "v1.k1.") {
+		t.Fatalf("token with PLAYBACK_TOKEN_SECRETS_FILE: %v %s", err, out.String())
+	}
+	os.Chmod(env["KEY_ENCRYPTION_KEY_FILE"], 0o440)
+	err := run(context.Background(), nil, getenvFrom(env), &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "KEY_ENCRYPTION_KEY_FILE: "+env["KEY_ENCRYPTION_KEY_FILE"]+" has mode 0440") ||
+		!strings.Contains(err.Error(), "chmod 600") || strings.Contains(err.Error(), "KEY_ENCRYPTION_KEYS_RETIRED") {
+		t.Fatalf("group-readable KEK file: %v", err)
+	}
+	env["KEY_ENCRYPTION_KEY"] = testenv.SeededKEK(3)
+	if err := run(context.Background(), nil, getenvFrom(env), &bytes.Buffer{}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "KEY_ENCRYPTION_KEY and KEY_ENCRYPTION_KEY_FILE are both set") {
+		t.Fatalf("both: %v", err)
 	}
 }

@@ -9,7 +9,8 @@
 //
 // Secrets come from the environment only, never from flags (argv is
 // visible to every user of the machine): PLAYBACK_TOKEN_SECRETS,
-// KEY_ENCRYPTION_KEY, SEGMENT_URL_SECRET, GATEWAY_ADMIN_TOKEN.
+// KEY_ENCRYPTION_KEY, SEGMENT_URL_SECRET, GATEWAY_ADMIN_TOKEN, each also as
+// NAME_FILE (a file of mode 600), and each refused when weak.
 package main
 
 import (
@@ -40,6 +41,7 @@ import (
 	"github.com/hlsvault/hlsvault/internal/gateway"
 	"github.com/hlsvault/hlsvault/internal/ids"
 	"github.com/hlsvault/hlsvault/internal/keys"
+	"github.com/hlsvault/hlsvault/internal/secretcheck"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/synthetic"
 	"github.com/hlsvault/hlsvault/playback"
@@ -80,8 +82,8 @@ type Config struct {
 	Addr               string          `env:"GATEWAY_ADDR" envDefault:"127.0.0.1:8080" flag:"addr" help:"listen address"`
 	PublicURL          string          `env:"GATEWAY_PUBLIC_URL" flag:"public-url" help:"URL players use to reach the gateway; empty writes root-relative URIs"`
 	MetricsAddr        string          `env:"GATEWAY_METRICS_ADDR" envDefault:"127.0.0.1:9465" flag:"metrics-addr" help:"address of /metrics and /healthz, off disables"`
-	RedisURL           string          `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0" flag:"redis-url" help:"Redis URL"`
-	DatabaseURL        string          `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable" flag:"database-url" help:"PostgreSQL URL"`
+	RedisURL           string          `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0" flag:"redis-url" help:"Redis URL" file:"true"`
+	DatabaseURL        string          `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable" flag:"database-url" help:"PostgreSQL URL" file:"true"`
 	StorageURL         string          `env:"STORAGE_URL,expand" envDefault:"file://$TMPDIR/hlsvault/storage" flag:"storage-url" help:"file:///abs/dir or azblob://container"`
 	KeyURITemplate     string          `env:"KEY_URI_TEMPLATE" envDefault:"http://127.0.0.1:8080/v1/keys/{key_id}" flag:"key-uri-template" help:"EXT-X-KEY URI with {key_id} (bench-fixture)"`
 	MaxStreams         int             `env:"MAX_STREAMS_PER_SUBJECT" envDefault:"3" flag:"max-streams" help:"concurrent playback sessions per subject"`
@@ -157,9 +159,20 @@ func (c *Config) validate(cmd string, p *config.Problems) {
 	p.Check(c.RedisPrefix != "", "GATEWAY_REDIS_PREFIX", "a non-empty key prefix such as hlsvault:gw:")
 	p.Check(c.ShutdownTimeout > 0, "SHUTDOWN_TIMEOUT", "a positive Go duration such as 20s")
 	p.Check(config.ValidLogLevel(c.LogLevel), "LOG_LEVEL", config.FormLogLevel)
-	if cmd == "serve" || cmd == "token" {
+	if (cmd == "serve" || cmd == "token") && !p.Failed("PLAYBACK_TOKEN_SECRETS") && !p.Failed("PLAYBACK_TOKEN_SECRET") {
 		if _, err := playback.ParseSecrets(c.TokenSecrets); err != nil {
-			p.Addf("PLAYBACK_TOKEN_SECRETS (value hidden): %v; want kid:secret,… with each secret at least 32 bytes", err)
+			p.Addf("PLAYBACK_TOKEN_SECRETS (value hidden): %v; want kid:secret,… with each secret at least 32 bytes of at least 10 distinct characters", err)
+		}
+	}
+	if cmd == "serve" {
+		// Optional secrets: when given, as strong as the token secrets.
+		for _, s := range []struct{ key, value string }{{"GATEWAY_ADMIN_TOKEN", c.AdminToken}, {"SEGMENT_URL_SECRET", c.SegmentSecret}} {
+			if s.value == "" || p.Failed(s.key) {
+				continue
+			}
+			if err := secretcheck.Text([]byte(s.value), playback.MinSecretLen); err != nil {
+				p.Addf("%s (value hidden) %v", s.key, err)
+			}
 		}
 	}
 	if cmd == "serve" || cmd == "bench-fixture" {
@@ -345,7 +358,7 @@ func benchFixture(ctx context.Context, cfg Config, f fixtureFlags, getenv func(s
 	if err := db.Migrate(ctx); err != nil {
 		return err
 	}
-	store, err := storage.Open(ctx, cfg.StorageURL, getenv)
+	store, err := storage.Open(ctx, cfg.StorageURL, config.WithValues(getenv, "AZURE_STORAGE_CONNECTION_STRING", cfg.AzureConnection))
 	if err != nil {
 		return err
 	}
@@ -385,7 +398,18 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 		return err
 	}
 	defer db.Close()
-	store, err := storage.Open(ctx, cfg.StorageURL, getenv)
+	// The KEKs this gateway holds, for rewrap-keys' check (kek_holders; the
+	// gateway's database role needs insert, update and delete on it).
+	holder, err := catalog.NewKEKHolder("gateway", keyring.IDs())
+	if err != nil {
+		return err
+	}
+	beat, err := db.StartHeartbeat(ctx, holder, catalog.HeartbeatInterval, log)
+	if err != nil {
+		return err
+	}
+	defer beat.Stop(ctx)
+	store, err := storage.Open(ctx, cfg.StorageURL, config.WithValues(getenv, "AZURE_STORAGE_CONNECTION_STRING", cfg.AzureConnection))
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hlsvault/hlsvault/internal/catalog"
+	"github.com/hlsvault/hlsvault/internal/keys"
 	"github.com/hlsvault/hlsvault/internal/testenv"
 	"github.com/hlsvault/hlsvault/playback"
 )
@@ -268,5 +270,38 @@ func TestRefusesToStart(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"nonsense"}, getenvFrom(env), io.Discard, io.Discard); err == nil {
 		t.Error("unknown command accepted")
+	}
+}
+
+// TestServeRecordsKEKHeartbeat: a serving gateway has a kek_holders row
+// with every KEK id of its keyring, removed on a clean shutdown; without
+// the table (migrations not applied) it refuses to start.
+func TestServeRecordsKEKHeartbeat(t *testing.T) {
+	ctx := context.Background()
+	env := baseEnv(t)
+	if err := run(ctx, nil, getenvFrom(env), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "worker migrate") {
+		t.Fatalf("serve without migrations: %v", err)
+	}
+	env["KEY_ENCRYPTION_KEYS_RETIRED"] = testenv.SeededKEK(4)
+	fixture(t, env, "hbvid") // applies the migrations
+	db, err := catalog.Open(ctx, env["DATABASE_URL"], testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { // after the gateway's own cleanup stopped it
+		if live, err := db.LiveKEKHolders(ctx); err != nil || len(live) != 0 {
+			t.Errorf("after shutdown: %+v %v", live, err)
+		}
+		db.Close()
+	})
+	start(t, env, http.DefaultClient, "http")
+	kr, _ := keys.NewKeyring(env["KEY_ENCRYPTION_KEY"], env["KEY_ENCRYPTION_KEYS_RETIRED"])
+	live, err := db.LiveKEKHolders(ctx)
+	if err != nil || len(live) != 1 {
+		t.Fatalf("live holders: %+v %v", live, err)
+	}
+	if h := live[0]; h.Program != "gateway" || h.PID != os.Getpid() || h.PrimaryKEK != kr.Primary().ID() ||
+		strings.Join(h.KEKs, ",") != strings.Join(kr.IDs(), ",") || len(h.KEKs) != 2 {
+		t.Fatalf("row %+v, want the keyring %v", h, kr.IDs())
 	}
 }

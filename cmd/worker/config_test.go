@@ -153,6 +153,28 @@ func TestSecrets(t *testing.T) {
 			t.Errorf("a secret was printed: %v", err)
 		}
 	}
+	// base64 of passwordpasswordpasswordpassword: refused, not shown.
+	weak := "cGFzc3dvcmRwYXNzd29yZHBhc3N3b3JkcGFzc3dvcmQ="
+	for _, k := range []string{"KEY_ENCRYPTION_KEY", "KEY_ENCRYPTION_KEYS_RETIRED"} {
+		_, _, _, err := parseConfig([]string{"rewrap-keys"}, with(base, k, weak).get, &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), "printable ASCII") || strings.Contains(err.Error(), weak) {
+			t.Errorf("weak %s: %v", k, err)
+		}
+	}
+	// The KEK and the connection string from 0600 files.
+	dir := t.TempDir()
+	kekFile, csFile := filepath.Join(dir, "kek"), filepath.Join(dir, "cs")
+	os.WriteFile(kekFile, []byte(testenv.SeededKEK(5)+"\n"), 0o600)
+	os.WriteFile(csFile, []byte("AccountName=x;AccountKey=eA==\n"), 0o600)
+	fromFiles := with(base, "KEY_ENCRYPTION_KEY", "", "KEY_ENCRYPTION_KEY_FILE", kekFile, "AZURE_STORAGE_CONNECTION_STRING_FILE", csFile)
+	c, _, _, err := parseConfig([]string{"rewrap-keys"}, fromFiles.get, &bytes.Buffer{})
+	if err != nil || c.keyring == nil || c.AzureConnection != "AccountName=x;AccountKey=eA==" {
+		t.Fatalf("from files: %v", err)
+	}
+	os.Chmod(kekFile, 0o644)
+	if _, _, _, err := parseConfig([]string{"rewrap-keys"}, fromFiles.get, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("world-readable KEK file: %v", err)
+	}
 	if err := run(context.Background(), []string{"--key-encryption-key", testenv.SeededKEK(0)}, base.get, &bytes.Buffer{}, &bytes.Buffer{}); config.ExitCode(err) != 2 {
 		t.Errorf("a secret as a flag: %v", err)
 	}
@@ -300,6 +322,10 @@ func TestREADMEConfigTable(t *testing.T) {
 		t.Fatalf("tables: %v (%d)", err, len(tables))
 	}
 	for _, d := range config.CompareDoc(config.Fields(Config{}), tables[0]) {
+		t.Error(d)
+	}
+	// Which settings accept NAME_FILE is said in the tables.
+	for _, d := range config.CompareFileDoc(config.Fields(Config{}), config.DocFileVars(string(md))) {
 		t.Error(d)
 	}
 }

@@ -75,8 +75,8 @@ func longestJob(d time.Duration) time.Duration {
 // overrides it (none for secrets) and its help. README.md's tables are
 // checked against it (TestREADMEConfigTable).
 type Config struct {
-	RedisURL          string          `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0" flag:"redis-url" help:"Redis URL"`
-	DatabaseURL       string          `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable" flag:"database-url" help:"PostgreSQL URL"`
+	RedisURL          string          `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0" flag:"redis-url" help:"Redis URL" file:"true"`
+	DatabaseURL       string          `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable" flag:"database-url" help:"PostgreSQL URL" file:"true"`
 	StorageURL        string          `env:"STORAGE_URL,expand" envDefault:"file://$TMPDIR/hlsvault/storage" flag:"storage-url" help:"file:///abs/dir or azblob://container"`
 	AzureConnection   string          `env:"AZURE_STORAGE_CONNECTION_STRING" secret:"true"`
 	KEK               string          `env:"KEY_ENCRYPTION_KEY" secret:"true"`
@@ -159,7 +159,7 @@ var commands = map[string]string{
 	"run":         "worker [run] [flags]\n  Run the worker: consume jobs until SIGTERM (the default command).",
 	"migrate":     "worker migrate [flags]\n  Apply the database migrations and exit.",
 	"gc":          "worker gc [flags]\n  One garbage-collection pass: remove versions retired and legacy objects re-encrypted more than GC_GRACE ago, then exit.",
-	"rewrap-keys": "worker rewrap-keys [flags]\n  Wrap every content key under the primary KEK (KEY_ENCRYPTION_KEY), after a rotation.",
+	"rewrap-keys": "worker rewrap-keys [flags]\n  Wrap every content key under the primary KEK (KEY_ENCRYPTION_KEY), after a rotation.\n  Refused, before anything changes, while a live worker or gateway (kek_holders heartbeat) does not hold that KEK.",
 }
 
 const usageHead = `usage: worker [command] [flags]
@@ -276,7 +276,18 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 		return err
 	}
 	defer db.Close()
-	store, err := storage.Open(ctx, cfg.StorageURL, getenv)
+	// The KEKs this worker holds, for rewrap-keys' check; the row is
+	// deleted again on shutdown (deferred before db.Close runs).
+	holder, err := catalog.NewKEKHolder("worker", keyring.IDs())
+	if err != nil {
+		return err
+	}
+	beat, err := db.StartHeartbeat(ctx, holder, catalog.HeartbeatInterval, log)
+	if err != nil {
+		return err
+	}
+	defer beat.Stop(ctx)
+	store, err := storage.Open(ctx, cfg.StorageURL, config.WithValues(getenv, "AZURE_STORAGE_CONNECTION_STRING", cfg.AzureConnection))
 	if err != nil {
 		return err
 	}
@@ -351,7 +362,7 @@ func runGC(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 		return err
 	}
 	defer db.Close()
-	store, err := storage.Open(ctx, cfg.StorageURL, getenv)
+	store, err := storage.Open(ctx, cfg.StorageURL, config.WithValues(getenv, "AZURE_STORAGE_CONNECTION_STRING", cfg.AzureConnection))
 	if err != nil {
 		return err
 	}
@@ -382,6 +393,18 @@ func runRewrap(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writ
 	}
 	defer db.Close()
 	primary := keyring.Primary()
+	live, err := db.LiveKEKHolders(ctx)
+	if err != nil {
+		return err
+	}
+	// Refused inside RewrapKeys, before anything changes, when a live worker
+	// or gateway lacks the new KEK. A live worker whose primary is another
+	// KEK still wraps its new keys under that one: say so.
+	for _, h := range live {
+		if h.Program == "worker" && h.PrimaryKEK != primary.ID() && h.Holds(primary.ID()) {
+			fmt.Fprintf(stdout, "note: %s still wraps new keys under %s; after switching it, run rewrap-keys again\n", h, h.PrimaryKEK)
+		}
+	}
 	n, err := db.RewrapKeys(ctx, primary.ID(), 500, func(kekID, keyID string, wrapped []byte) (string, []byte, error) {
 		ck, err := keyring.Unwrap(kekID, keyID, wrapped)
 		if err != nil {
@@ -397,6 +420,7 @@ func runRewrap(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writ
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(stdout, "checked %d live workers and gateways: all hold %s\n", len(live), primary.ID())
 	fmt.Fprintf(stdout, "rewrapped %d keys under %s; keys by KEK: %v\n", n, primary.ID(), usage)
 	return nil
 }

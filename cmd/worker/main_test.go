@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/hlsvault/hlsvault/internal/catalog"
 	"github.com/hlsvault/hlsvault/internal/gc"
+	"github.com/hlsvault/hlsvault/internal/keys"
 	"github.com/hlsvault/hlsvault/internal/testenv"
 	"github.com/hlsvault/hlsvault/jobs"
 )
@@ -128,7 +130,11 @@ func TestEnqueueAndWorker(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var stderr testenv.SyncBuffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, env.get, io.Discard, &stderr) }()
+	// The worker already holds the next KEK as retired (step 2 of the
+	// rotation runbook), so that the rotation below may rewrap under it.
+	workerEnv := maps.Clone(env)
+	workerEnv["KEY_ENCRYPTION_KEYS_RETIRED"] = testenv.SeededKEK(100)
+	go func() { done <- run(ctx, nil, workerEnv.get, io.Discard, &stderr) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -380,5 +386,99 @@ func TestGCCommand(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestHeartbeatAndRewrapRefusal: a running worker records the KEKs it
+// holds; rewrap-keys under a KEK it lacks is refused naming it, changes
+// nothing, and runs once the worker holds the KEK; a clean shutdown removes
+// the row.
+func TestHeartbeatAndRewrapRefusal(t *testing.T) {
+	env := envMap(testEnv(t))
+	env["KEY_ENCRYPTION_KEYS_RETIRED"] = testenv.SeededKEK(4)
+	ctx := context.Background()
+	db, err := catalog.Open(ctx, env["DATABASE_URL"], testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	kr, _ := keys.NewKeyring(env["KEY_ENCRYPTION_KEY"], env["KEY_ENCRYPTION_KEYS_RETIRED"])
+
+	startWorker := func(env envMap) (stop func()) {
+		wctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- run(wctx, nil, env.get, io.Discard, io.Discard) }()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			live, err := db.LiveKEKHolders(ctx)
+			if err == nil && len(live) == 1 {
+				break
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("worker exited: %v", err)
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no kek_holders row: %v %v", live, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("worker: %v", err)
+			}
+		}
+	}
+	stop := startWorker(env)
+	live, _ := db.LiveKEKHolders(ctx)
+	host, _ := os.Hostname()
+	if h := live[0]; h.Program != "worker" || h.PID != os.Getpid() || h.Host != host || h.PrimaryKEK != kr.Primary().ID() ||
+		strings.Join(h.KEKs, ",") != strings.Join(kr.IDs(), ",") {
+		t.Fatalf("row: %+v, want the keyring %v", h, kr.IDs())
+	}
+
+	// A key under the current KEK, then a rotation to a KEK the running
+	// worker does not hold.
+	old, _ := keys.NewKeyring(env["KEY_ENCRYPTION_KEY"])
+	if _, _, err := db.UpsertJob(ctx, "rw1", "uploads/x", "t-rw1"); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := db.StartAttempt(ctx, "t-rw1")
+	ck, _ := keys.NewContentKey()
+	id, _ := keys.NewKeyID()
+	w, _ := old.Primary().Wrap(id, ck)
+	if _, err := db.Publish(ctx, catalog.PublishParams{Attempt: a, Master: a.Prefix + "master.m3u8",
+		Keys: []catalog.WrappedKey{{KeyID: id, KEKID: old.Primary().ID(), Wrapped: w}}}); err != nil {
+		t.Fatal(err)
+	}
+	rotated := maps.Clone(env)
+	rotated["KEY_ENCRYPTION_KEY"], rotated["KEY_ENCRYPTION_KEYS_RETIRED"] = testenv.SeededKEK(9), env["KEY_ENCRYPTION_KEY"]
+	next, _ := keys.NewKeyring(rotated["KEY_ENCRYPTION_KEY"])
+	var out bytes.Buffer
+	err = run(ctx, []string{"rewrap-keys"}, rotated.get, &out, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "refusing to rewrap under "+next.Primary().ID()) ||
+		!strings.Contains(err.Error(), fmt.Sprintf("worker on %s pid %d", host, os.Getpid())) || !strings.Contains(err.Error(), "nothing was rewrapped") {
+		t.Fatalf("rewrap with a live worker lacking the KEK: %v\n%s", err, out.String())
+	}
+	if usage, _ := db.KEKUsage(ctx); usage[old.Primary().ID()] != 1 {
+		t.Fatalf("a refused rewrap changed keys: %v", usage)
+	}
+	// Restart the worker with the new KEK retired: now the rewrap runs.
+	stop()
+	if live, _ := db.LiveKEKHolders(ctx); len(live) != 0 {
+		t.Fatalf("a clean shutdown left its row: %+v", live)
+	}
+	withNew := maps.Clone(env)
+	withNew["KEY_ENCRYPTION_KEYS_RETIRED"] = rotated["KEY_ENCRYPTION_KEY"]
+	stop = startWorker(withNew)
+	defer stop()
+	out.Reset()
+	if err := run(ctx, []string{"rewrap-keys"}, rotated.get, &out, io.Discard); err != nil || !strings.Contains(out.String(), "rewrapped 1 keys under "+next.Primary().ID()) {
+		t.Fatalf("rewrap with every holder updated: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "still wraps new keys under "+old.Primary().ID()) {
+		t.Errorf("no note about the worker whose primary is the old KEK:\n%s", out.String())
 	}
 }

@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -17,6 +18,11 @@ type RewrapFunc func(kekID, keyID string, wrapped []byte) (newKEKID string, rewr
 // with SKIP LOCKED, so two operators running it at once do not collide). It
 // returns how many keys it rewrapped. Readers keep working throughout: a row
 // is always either wholly old or wholly new.
+//
+// Before the first batch changes anything, and again in every batch, it
+// refuses with a *KEKNotHeldError when a live worker or gateway (a
+// kek_holders row with a fresh heartbeat) does not hold primaryKEKID: that
+// process could no longer open the keys it rewraps.
 func (db *DB) RewrapKeys(ctx context.Context, primaryKEKID string, batch int, rewrap RewrapFunc) (int, error) {
 	if batch <= 0 {
 		batch = 500
@@ -25,6 +31,9 @@ func (db *DB) RewrapKeys(ctx context.Context, primaryKEKID string, batch int, re
 	for {
 		n := 0
 		err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+			if err := checkHolders(ctx, tx, primaryKEKID); err != nil {
+				return err
+			}
 			rows, err := tx.Query(ctx, `select key_id, kek_id, wrapped from content_keys
 				where kek_id <> $1 order by key_id limit $2 for update skip locked`, primaryKEKID, batch)
 			if err != nil {
@@ -54,6 +63,11 @@ func (db *DB) RewrapKeys(ctx context.Context, primaryKEKID string, batch int, re
 			n = len(todo)
 			return nil
 		})
+		var notHeld *KEKNotHeldError
+		if errors.As(err, &notHeld) {
+			notHeld.Rewrapped = total
+			return total, err
+		}
 		if err != nil {
 			return total, fmt.Errorf("catalog: rewrap keys: %w", err)
 		}

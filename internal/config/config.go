@@ -61,12 +61,32 @@ func Keyring(primary, retired string) (*keys.Keyring, error) {
 // adds the problem to p without ever showing the values. It returns nil
 // then, so a program keeps what validation parsed instead of parsing again.
 func CheckKeyring(p *Problems, primary, retired string) *keys.Keyring {
+	if p.Failed("KEY_ENCRYPTION_KEY") || p.Failed("KEY_ENCRYPTION_KEYS_RETIRED") {
+		return nil // a _FILE that could not be read: already said
+	}
 	k, err := Keyring(primary, retired)
 	if err != nil {
 		p.Addf("KEY_ENCRYPTION_KEY / KEY_ENCRYPTION_KEYS_RETIRED (values hidden): %v; want base64 of 32 random bytes (openssl rand -base64 32)", err)
 		return nil
 	}
 	return k
+}
+
+// WithValues returns getenv with the given key, value pairs in front of it,
+// so that a library reading a variable (storage.Open reads
+// AZURE_STORAGE_CONNECTION_STRING) sees the value that was parsed, also
+// when it came from a _FILE.
+func WithValues(getenv func(string) string, kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string {
+		if v, ok := m[k]; ok {
+			return v
+		}
+		return getenv(k)
+	}
 }
 
 // SlogAsynq adapts a *slog.Logger to asynq.Logger.

@@ -3,6 +3,8 @@ package config
 import (
 	"errors"
 	"flag"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -159,6 +161,128 @@ func TestDocTables(t *testing.T) {
 	}
 	diffs := CompareDoc([]Field{{Env: "A", Default: "2"}, {Env: "E", Default: "x,y"}, {Env: "Q"}}, tables[0], tables[1])
 	if len(diffs) != 5 { // A's default; Q missing; B, C, D not settings
+		t.Fatalf("diffs = %q", diffs)
+	}
+}
+
+type fileConfig struct {
+	URL    string `env:"T_URL" envDefault:"postgres://u@h/db" flag:"url" help:"url" file:"true"`
+	Secret string `env:"T_SECRET" secret:"true"`
+	Plain  string `env:"T_PLAIN" flag:"plain" help:"plain"`
+}
+
+func loadFile(t *testing.T, env map[string]string, args ...string) (fileConfig, error) {
+	t.Helper()
+	var c fileConfig
+	s := NewSettings(&c, func(k string) string { return env[k] })
+	fs := NewFlagSet("test")
+	s.Register(fs)
+	if _, err := ParseArgs(fs, args); err != nil {
+		return c, err
+	}
+	p := s.Parse(&c)
+	if c.Secret == "" {
+		p.Check(false, "T_SECRET", "a secret") // as validation does: after a refused file, said once
+	}
+	return c, p.Err()
+}
+
+func writeSecret(t *testing.T, content string, mode os.FileMode) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(path, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil { // past the umask
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestSecretFiles: NAME_FILE gives a secret's (or a file:"true" setting's)
+// value from a file, one trailing newline trimmed; both NAME and NAME_FILE,
+// an unreadable file and a file others may read are refused with the path
+// and the reason, and the value is never shown.
+func TestSecretFiles(t *testing.T) {
+	const value = "s3cr3t-value-from-a-file"
+	ok := writeSecret(t, value+"\n", 0o600)
+	c, err := loadFile(t, map[string]string{"T_SECRET_FILE": ok, "T_URL_FILE": writeSecret(t, "postgres://u:pw@h/db\r\n", 0o400)})
+	if err != nil || c.Secret != value || c.URL != "postgres://u:pw@h/db" {
+		t.Fatalf("from files: %+v %v", c, err)
+	}
+	// Only one newline is trimmed; a value's own spaces stay.
+	if c, err := loadFile(t, map[string]string{"T_SECRET_FILE": writeSecret(t, " a b ", 0o600)}); err != nil || c.Secret != " a b " {
+		t.Fatalf("spaces: %q %v", c.Secret, err)
+	}
+	// A flag overrides the variable and its file alike.
+	if c, err := loadFile(t, map[string]string{"T_SECRET_FILE": ok, "T_URL_FILE": "/nonexistent/url"}, "--url", "postgres://x@y/z"); err != nil || c.URL != "postgres://x@y/z" {
+		t.Fatalf("flag over file: %+v %v", c, err)
+	}
+	// Only settings that accept a file read one.
+	if c, err := loadFile(t, map[string]string{"T_SECRET_FILE": ok, "T_PLAIN_FILE": ok}); err != nil || c.Plain != "" {
+		t.Fatalf("T_PLAIN_FILE: %+v %v", c, err)
+	}
+
+	dir := t.TempDir()
+	for name, tc := range map[string]struct {
+		env  map[string]string
+		want []string
+	}{
+		"both":      {map[string]string{"T_SECRET": value, "T_SECRET_FILE": ok}, []string{"T_SECRET and T_SECRET_FILE are both set", "give one"}},
+		"missing":   {map[string]string{"T_SECRET_FILE": "/nonexistent/kek"}, []string{"T_SECRET_FILE", "/nonexistent/kek", "no such file"}},
+		"directory": {map[string]string{"T_SECRET_FILE": dir}, []string{dir, "not a regular file"}},
+		"world":     {map[string]string{"T_SECRET_FILE": writeSecret(t, value, 0o644)}, []string{"mode 0644", "chmod 600"}},
+		"group":     {map[string]string{"T_SECRET_FILE": writeSecret(t, value, 0o640)}, []string{"mode 0640", "chmod 600"}},
+		"empty":     {map[string]string{"T_SECRET_FILE": writeSecret(t, "\n", 0o600)}, []string{"is empty"}},
+		"lines":     {map[string]string{"T_SECRET_FILE": writeSecret(t, value+"\n"+value+"\n", 0o600)}, []string{"more than one line"}},
+		"url both":  {map[string]string{"T_SECRET_FILE": ok, "T_URL": "postgres://u:" + value + "@h/db", "T_URL_FILE": ok}, []string{"T_URL and T_URL_FILE are both set"}},
+		"url world": {map[string]string{"T_SECRET_FILE": ok, "T_URL_FILE": writeSecret(t, "postgres://u:"+value+"@h/db", 0o604)}, []string{"T_URL_FILE", "mode 0604"}},
+	} {
+		_, err := loadFile(t, tc.env)
+		var ce *Error
+		if !errors.As(err, &ce) || len(ce.Problems) != 1 {
+			t.Errorf("%s: err = %v, want one problem", name, err)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: %q lacks %q", name, err, w)
+			}
+		}
+		if strings.Contains(err.Error(), value) {
+			t.Errorf("%s: the value is shown: %v", name, err)
+		}
+	}
+	// A value from a file that fails validation is named by its file, hidden.
+	var c2 fileConfig
+	s := NewSettings(&c2, envs{"T_URL_FILE": ok}.get)
+	p := s.Parse(&c2)
+	p.Add("T_URL", "a URL")
+	if msg := p.Err().Error(); !strings.Contains(msg, "T_URL (from T_URL_FILE=\""+ok+"\", value hidden): want a URL") || strings.Contains(msg, value) {
+		t.Fatalf("hidden: %s", msg)
+	}
+	// Usage says which settings accept a file.
+	var b strings.Builder
+	fs := NewFlagSet("t")
+	s.Register(fs)
+	s.PrintFlags(&b, fs)
+	if !strings.Contains(b.String(), "NAME_FILE") || !strings.Contains(b.String(), "T_URL, T_SECRET") {
+		t.Fatalf("usage:\n%s", b.String())
+	}
+}
+
+type envs map[string]string
+
+func (e envs) get(k string) string { return e[k] }
+
+func TestDocFileVars(t *testing.T) {
+	md := "x\n## Configuration\n| `T_URL` | `x` | or `T_URL_FILE` |\n| `T_PLAIN_FILE` |\n## Other\n`T_SECRET_FILE`\n"
+	doc := DocFileVars(md)
+	if !doc["T_URL"] || !doc["T_PLAIN"] || doc["T_SECRET"] {
+		t.Fatalf("doc = %v", doc)
+	}
+	diffs := CompareFileDoc(Fields(fileConfig{}), doc)
+	if len(diffs) != 2 { // T_SECRET not named; T_PLAIN named but no file
 		t.Fatalf("diffs = %q", diffs)
 	}
 }

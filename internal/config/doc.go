@@ -86,3 +86,36 @@ func CompareDoc(fields []Field, own map[string]string, shared ...map[string]stri
 	}
 	return diffs
 }
+
+// DocFileVars lists the NAME_FILE variables that README.md's
+// "## Configuration" section names (in backticks), by NAME.
+func DocFileVars(markdown string) map[string]bool {
+	_, sec, _ := strings.Cut(markdown, "\n## Configuration\n")
+	if i := strings.Index(sec, "\n## "); i >= 0 {
+		sec = sec[:i]
+	}
+	out := map[string]bool{}
+	for _, m := range backticked.FindAllStringSubmatch(sec, -1) {
+		if name, ok := strings.CutSuffix(m[1], "_FILE"); ok && name != "" && !strings.ContainsAny(name, " =/") {
+			out[name] = true
+		}
+	}
+	return out
+}
+
+// CompareFileDoc lists the differences between the settings that may come
+// from a file and the NAME_FILE variables the README names: every such
+// setting's NAME_FILE is named, and a named NAME_FILE of one of these
+// settings is one that accepts a file.
+func CompareFileDoc(fields []Field, documented map[string]bool) []string {
+	var diffs []string
+	for _, f := range fields {
+		switch {
+		case f.File && !documented[f.Env]:
+			diffs = append(diffs, f.Env+": accepts "+f.Env+"_FILE, which README.md's configuration section does not name")
+		case !f.File && documented[f.Env]:
+			diffs = append(diffs, f.Env+": README.md names "+f.Env+"_FILE, but the setting does not accept a file")
+		}
+	}
+	return diffs
+}

@@ -14,6 +14,11 @@ package config
 // registered as a raw string that replaces the environment's value before
 // the single parse, so a flag and its variable parse identically, and an
 // error names whichever was given: GC_GRACE="1d" or --gc-grace="1d".
+//
+// A secret (and a setting tagged file:"true", such as DATABASE_URL, whose
+// value may hold a password) can instead be read from a file named by
+// NAME_FILE: see readSecretFile for what is accepted. Giving both NAME and
+// NAME_FILE is refused; a flag, where the setting has one, overrides both.
 
 import (
 	"errors"
@@ -91,6 +96,7 @@ type Field struct {
 	Default string // envDefault
 	Help    string
 	Secret  bool
+	File    bool   // may come from the file named by Env+"_FILE" (every secret, and file:"true")
 	Form    string // the accepted form, for error messages
 	bool    bool
 }
@@ -114,6 +120,7 @@ func Fields(cfg any) []Field {
 			Help: sf.Tag.Get("help"), Secret: sf.Tag.Get("secret") == "true", Form: sf.Tag.Get("form"),
 			bool: sf.Type.Kind() == reflect.Bool,
 		}
+		f.File = f.Secret || sf.Tag.Get("file") == "true"
 		if f.Secret && f.Flag != "" {
 			panic("config: secret " + key + " must not have a flag")
 		}
@@ -159,6 +166,9 @@ type Settings struct {
 	byName  map[string]*Field
 	raw     map[string]string // variable → value given; absent: default
 	flagged map[string]bool   // variable → the value came from its flag
+	inEnv   map[string]bool   // variable → set in the environment itself
+	files   map[string]string // variable → path given in VARIABLE_FILE
+	read    map[string]bool   // variable → the value was read from its file
 	version bool
 }
 
@@ -166,12 +176,17 @@ type Settings struct {
 // variable is unset.
 func NewSettings(cfg any, getenv func(string) string) *Settings {
 	s := &Settings{fields: Fields(cfg), byEnv: map[string]*Field{}, byName: map[string]*Field{},
-		raw: map[string]string{}, flagged: map[string]bool{}}
+		raw: map[string]string{}, flagged: map[string]bool{}, inEnv: map[string]bool{}, files: map[string]string{}, read: map[string]bool{}}
 	for i := range s.fields {
 		f := &s.fields[i]
 		s.byEnv[f.Env], s.byName[f.Name] = f, f
 		if v := getenv(f.Env); v != "" {
-			s.raw[f.Env] = v
+			s.raw[f.Env], s.inEnv[f.Env] = v, true
+		}
+		if f.File {
+			if p := getenv(f.Env + "_FILE"); p != "" {
+				s.files[f.Env] = p
+			}
 		}
 	}
 	return s
@@ -230,6 +245,9 @@ func (s *Settings) Name(envKey string) string {
 // never shown.
 func (s *Settings) Bad(envKey, form string) string {
 	v := s.raw[envKey]
+	if s.read[envKey] {
+		return fmt.Sprintf("%s (from %s_FILE=%q, value hidden): want %s", envKey, envKey, s.files[envKey], form)
+	}
 	if f := s.byEnv[envKey]; f != nil && f.Secret {
 		if v == "" {
 			return fmt.Sprintf("%s is not set: want %s", envKey, form)
@@ -249,6 +267,7 @@ func (s *Settings) Bad(envKey, form string) string {
 // setting; the fields of bad settings are left zero.
 func (s *Settings) Parse(cfg any) *Problems {
 	p := &Problems{s: s, bad: map[string]bool{}}
+	s.readFiles(p)
 	envMap := map[string]string{}
 	for k, v := range s.raw {
 		envMap[k] = v
@@ -278,6 +297,73 @@ func (s *Settings) Parse(cfg any) *Problems {
 	return p
 }
 
+// readFiles reads the value of every NAME given as NAME_FILE. A flag
+// overrides both; NAME and NAME_FILE together are refused, and so is a file
+// that cannot be read or that others may read. A refused setting is marked
+// failed, so that validation does not also call it unset.
+func (s *Settings) readFiles(p *Problems) {
+	for _, f := range s.fields {
+		path, ok := s.files[f.Env]
+		if !ok || s.flagged[f.Env] {
+			continue
+		}
+		if s.inEnv[f.Env] {
+			p.fail(f.Env, fmt.Sprintf("%s and %s_FILE are both set (values hidden): give one of them", f.Env, f.Env))
+			continue
+		}
+		v, err := readSecretFile(path)
+		if err != nil {
+			p.fail(f.Env, fmt.Sprintf("%s_FILE: %v", f.Env, err))
+			continue
+		}
+		s.raw[f.Env], s.read[f.Env] = v, true
+	}
+}
+
+// maxSecretFile bounds what readSecretFile reads: a connection string or a
+// list of keys is far shorter.
+const maxSecretFile = 64 << 10
+
+// readSecretFile returns the contents of a secret's file, without one
+// trailing newline. It refuses what is not a regular file, a file that
+// group or others may read or write (the decoder, or any other user of the
+// machine, could read the secret or replace it: chmod 600), an empty file,
+// one larger than 64 KiB and one of several lines. Its errors name the path
+// and the reason, never the contents.
+func readSecretFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err // *fs.PathError: "open PATH: reason"
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	if !st.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file", path)
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		return "", fmt.Errorf("%s has mode %04o: group or others may read or change it; chmod 600 %s", path, perm, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(b) > maxSecretFile {
+		return "", fmt.Errorf("%s is larger than %d bytes", path, maxSecretFile)
+	}
+	v := strings.TrimSuffix(string(b), "\n")
+	v = strings.TrimSuffix(v, "\r")
+	switch {
+	case v == "":
+		return "", fmt.Errorf("%s is empty", path)
+	case strings.ContainsAny(v, "\r\n"):
+		return "", fmt.Errorf("%s holds more than one line: want the value alone, with at most one trailing newline", path)
+	}
+	return v, nil
+}
+
 // Problems collects every bad setting; Err is one error listing them all.
 type Problems struct {
 	s    *Settings
@@ -294,6 +380,15 @@ func (p *Problems) Add(envKey, form string) {
 	}
 	p.bad[envKey] = true
 	p.list = append(p.list, p.s.Bad(envKey, form))
+}
+
+// fail records msg as the problem of envKey.
+func (p *Problems) fail(envKey, msg string) {
+	if p.bad[envKey] {
+		return
+	}
+	p.bad[envKey] = true
+	p.list = append(p.list, msg)
 }
 
 // Check adds a problem unless ok.
@@ -419,13 +514,19 @@ func (s *Settings) PrintFlags(w io.Writer, fs *flag.FlagSet) {
 	for _, l := range lines {
 		fmt.Fprintln(w, l)
 	}
-	var envOnly []string
+	var envOnly, files []string
 	for _, f := range s.fields {
 		if f.Flag == "" {
 			envOnly = append(envOnly, f.Env)
 		}
+		if f.File {
+			files = append(files, f.Env)
+		}
 	}
 	if len(envOnly) > 0 {
 		fmt.Fprintf(w, "environment only (never printed): %s\n", strings.Join(envOnly, ", "))
+	}
+	if len(files) > 0 {
+		fmt.Fprintf(w, "also read from the file named by NAME_FILE (mode 600, one trailing newline trimmed): %s\n", strings.Join(files, ", "))
 	}
 }

@@ -72,7 +72,7 @@ func newEnv(t *testing.T, store storage.Store, opt envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Tokens: tokens, AdminToken: "admin-secret"}
+	cfg := Config{Tokens: tokens, AdminToken: "gateway-test-admin-token-0123456789abcdef"}
 	if opt.cfg != nil {
 		opt.cfg(&cfg)
 	}
@@ -293,7 +293,7 @@ func TestAuthorization(t *testing.T) {
 	good := e.token(video, "bob", playback.NewSessionID(), time.Hour)
 	expired := e.token(video, "bob", playback.NewSessionID(), -time.Minute)
 	otherVideo := e.token(other, "bob", playback.NewSessionID(), time.Hour)
-	foreign, _ := playback.ParseSecrets("t1:" + strings.Repeat("x", 40))
+	foreign, _ := playback.ParseSecrets("t1:foreign-secret-not-the-gateways-0123456789")
 	forged, _ := foreign.Mint(playback.Claims{Video: video, Subject: "bob", Session: "s1", Expires: time.Now().Add(time.Hour)})
 	parts := strings.Split(good, ".")
 	tamperedPayload := base64.RawURLEncoding.EncodeToString([]byte(`{"vid":"` + video + `","sub":"mallory","sid":"s2","exp":4000000000}`))
@@ -493,7 +493,7 @@ func TestStreamLimit(t *testing.T) {
 	if r := e.do("DELETE", evictURL, nil); r.code != 401 {
 		t.Errorf("evict without admin token: %d", r.code)
 	}
-	if r := e.do("DELETE", evictURL, map[string]string{"Authorization": "Bearer admin-secret"}); r.code != 204 {
+	if r := e.do("DELETE", evictURL, map[string]string{"Authorization": "Bearer gateway-test-admin-token-0123456789abcdef"}); r.code != 204 {
 		t.Errorf("evict: %d %s", r.code, r.body)
 	}
 	if r := e.get(withToken("/v1/videos/"+video+"/240p/index.m3u8", admitted[1])); r.code != 403 || !strings.Contains(string(r.body), "stopped") {

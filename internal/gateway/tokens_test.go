@@ -12,7 +12,7 @@ import (
 	"github.com/hlsvault/hlsvault/playback"
 )
 
-var admin = map[string]string{"Authorization": "Bearer admin-secret"}
+var admin = map[string]string{"Authorization": "Bearer gateway-test-admin-token-0123456789abcdef"}
 
 // A token whose expiry is further ahead than MAX_TOKEN_LIFETIME (plus the
 // one-minute skew) is refused on every route as invalid, and logged.

@@ -32,7 +32,10 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strings"
+
+	"github.com/hlsvault/hlsvault/internal/secretcheck"
 )
 
 // Size is the length of a content key in bytes (AES-128).
@@ -134,8 +137,15 @@ type KEK struct {
 	aead cipher.AEAD
 }
 
+// MinKEKDistinct is the fewest distinct byte values a KEK's 32 bytes may
+// have. 32 random bytes have about 30; fewer than 16 happens by chance with
+// probability 3.2e-17 (and all 32 printable ASCII with probability 1.7e-14).
+const MinKEKDistinct = 16
+
 // ParseKEK decodes a KEK given as standard base64 of 32 random bytes (what
-// `openssl rand -base64 32` prints).
+// `openssl rand -base64 32` prints). It refuses bytes that are not random:
+// all printable ASCII (a password, base64 of a phrase) or fewer than
+// MinKEKDistinct distinct values. Errors never show the KEK.
 func ParseKEK(b64 string) (*KEK, error) {
 	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(b64))
 	if err != nil {
@@ -144,8 +154,11 @@ func ParseKEK(b64 string) (*KEK, error) {
 	if len(raw) != 32 {
 		return nil, fmt.Errorf("%w: must decode to 32 bytes, got %d", ErrBadKEK, len(raw))
 	}
-	if allSame(raw) {
-		return nil, fmt.Errorf("%w: all bytes equal; generate one with `openssl rand -base64 32`", ErrBadKEK)
+	if allPrintable(raw) {
+		return nil, fmt.Errorf("%w: its 32 bytes are all printable ASCII, text rather than random bytes (base64 of a passphrase?); generate one with `openssl rand -base64 32`", ErrBadKEK)
+	}
+	if d := secretcheck.Distinct(raw); d < MinKEKDistinct {
+		return nil, fmt.Errorf("%w: its 32 bytes have only %d distinct values, want at least %d (random bytes have about 30); generate one with `openssl rand -base64 32`", ErrBadKEK, d, MinKEKDistinct)
 	}
 	block, err := aes.NewCipher(raw)
 	if err != nil {
@@ -158,9 +171,9 @@ func ParseKEK(b64 string) (*KEK, error) {
 	return &KEK{id: KEKID(raw), aead: aead}, nil
 }
 
-func allSame(b []byte) bool {
-	for _, c := range b[1:] {
-		if c != b[0] {
+func allPrintable(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
 			return false
 		}
 	}
@@ -242,6 +255,19 @@ func NewKeyring(primary string, retired ...string) (*Keyring, error) {
 
 // Primary returns the KEK that wraps new keys.
 func (r *Keyring) Primary() *KEK { return r.primary }
+
+// IDs lists the ids of every KEK the keyring holds: the primary first,
+// then the retired ones in order of id.
+func (r *Keyring) IDs() []string {
+	out := make([]string, 0, len(r.byID))
+	for id := range r.byID {
+		if id != r.primary.ID() {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return append([]string{r.primary.ID()}, out...)
+}
 
 // Unwrap opens a wrapped key with the KEK named kekID.
 func (r *Keyring) Unwrap(kekID, keyID string, wrapped []byte) (ContentKey, error) {

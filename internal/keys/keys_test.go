@@ -2,6 +2,7 @@ package keys
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -128,6 +129,55 @@ func TestParseKEK(t *testing.T) {
 		}
 		if err != nil && !errors.Is(err, ErrBadKEK) {
 			t.Errorf("ParseKEK(%q) err = %v, want ErrBadKEK", tc.in, err)
+		}
+	}
+}
+
+// TestParseKEKRefusesWeakKEKs: a KEK whose 32 bytes are text, or have few
+// distinct values, is refused with the reason and without the value;
+// random 32-byte KEKs pass.
+func TestParseKEKRefusesWeakKEKs(t *testing.T) {
+	printable := make([]byte, 32)
+	for i := range printable {
+		printable[i] = byte(0x21 + i*2) // 32 distinct values, all printable
+	}
+	few := make([]byte, 32)
+	for i := range few {
+		few[i] = byte(0x80 + i%15) // 15 distinct values, none printable
+	}
+	for name, tc := range map[string]struct {
+		raw  []byte
+		want string
+	}{
+		"base64 of a password": {[]byte("passwordpasswordpasswordpassword"), "printable ASCII"},
+		"printable bytes":      {printable, "printable ASCII"},
+		"few distinct":         {few, "only 15 distinct values, want at least 16"},
+		"one value":            {bytes.Repeat([]byte{0xff}, 32), "only 1 distinct"},
+	} {
+		in := base64.StdEncoding.EncodeToString(tc.raw)
+		_, err := ParseKEK(in)
+		if !errors.Is(err, ErrBadKEK) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "openssl rand -base64 32") {
+			t.Errorf("%s: err = %v, want ErrBadKEK saying %q", name, err, tc.want)
+		}
+		if err != nil && (strings.Contains(err.Error(), in) || strings.Contains(err.Error(), "passwordpassword")) {
+			t.Errorf("%s: the KEK is in the error: %v", name, err)
+		}
+		if _, err := NewKeyring(testenv.SeededKEK(0), in); !errors.Is(err, ErrBadKEK) {
+			t.Errorf("%s as a retired KEK: %v", name, err)
+		}
+	}
+	edge := make([]byte, 32)
+	for i := range edge {
+		edge[i] = byte(0x80 + i%16) // exactly 16 distinct values: accepted
+	}
+	if _, err := ParseKEK(base64.StdEncoding.EncodeToString(edge)); err != nil {
+		t.Errorf("16 distinct values: %v", err)
+	}
+	for range 100000 {
+		raw := make([]byte, 32)
+		rand.Read(raw)
+		if _, err := ParseKEK(base64.StdEncoding.EncodeToString(raw)); err != nil {
+			t.Fatalf("random KEK refused: %v", err)
 		}
 	}
 }

@@ -463,7 +463,7 @@ func TestSecretsStayInMemory(t *testing.T) {
 	if leaks(cur.Keys[0].Wrapped) {
 		t.Error("the wrapped key contains the key")
 	}
-	other, _ := keys.NewKeyring(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9, 8}, 16)))
+	other, _ := keys.NewKeyring(testenv.SeededKEK(98))
 	if _, err := other.Unwrap(other.Primary().ID(), cur.Keys[0].KeyID, cur.Keys[0].Wrapped); err == nil {
 		t.Error("another KEK unwrapped the key")
 	}

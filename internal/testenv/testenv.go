@@ -212,12 +212,14 @@ func KEK(t testing.TB) string {
 	return SeededKEK(0)
 }
 
-// SeededKEK returns a base64 key-encryption key of bytes seed, seed+1, …:
-// distinct seeds give distinct KEKs, for rotation tests.
+// SeededKEK returns a base64 key-encryption key of bytes seed, seed+9,
+// seed+18, … (mod 256): distinct seeds give distinct KEKs, for rotation
+// tests, and every one has 32 distinct byte values spread over the whole
+// range, as keys.ParseKEK requires of a KEK.
 func SeededKEK(seed byte) string {
 	raw := make([]byte, 32)
 	for i := range raw {
-		raw[i] = seed + byte(i)
+		raw[i] = seed + byte(i)*9
 	}
 	return base64.StdEncoding.EncodeToString(raw)
 }
