@@ -91,6 +91,7 @@ func getBody(t *testing.T, u string) (int, http.Header, string) {
 // to the metrics listener's /healthz.
 func TestHealthzPublicSaysOnlyUnavailable(t *testing.T) {
 	env := baseEnv(t)
+	migrate(t, env)
 	du, err := url.Parse(env["DATABASE_URL"])
 	if err != nil {
 		t.Fatal(err)
@@ -137,6 +138,7 @@ func TestHSTSInProduction(t *testing.T) {
 	routes := []string{"/healthz", "/v1/keys/k_0123456789abcdef0123456789abcdef", "/no/such/route", "/v1/videos/v/master.m3u8?token=garbage"}
 	for _, production := range []bool{true, false} {
 		env := baseEnv(t)
+		migrate(t, env)
 		if production {
 			// TLS terminated in front of the gateway.
 			env["GATEWAY_PRODUCTION"] = "true"

@@ -96,6 +96,21 @@ func start(t *testing.T, env map[string]string, client *http.Client, scheme stri
 	return nil
 }
 
+// migrate applies the catalog's migrations to env's database, as `worker
+// migrate` does before a gateway serves.
+func migrate(t *testing.T, env map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := catalog.Open(ctx, env["DATABASE_URL"], testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func fixture(t *testing.T, env map[string]string, video string) map[string]any {
 	t.Helper()
 	var out bytes.Buffer
