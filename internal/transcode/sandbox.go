@@ -12,6 +12,12 @@ import (
 	"time"
 )
 
+// Program names for Command.
+const (
+	FFmpeg  = "ffmpeg"
+	FFprobe = "ffprobe"
+)
+
 // Decoder sandbox modes (DECODER_SANDBOX).
 const (
 	// SandboxBwrap runs every ffmpeg and ffprobe under bubblewrap: its own
@@ -62,9 +68,10 @@ type Mount struct {
 type Exec struct {
 	mode    string
 	bwrap   string // absolute path to bwrap, in SandboxBwrap mode
-	ffmpeg  string // absolute paths
+	ffmpeg  string // absolute paths; empty when not found
 	ffprobe string
-	system  []Mount // the host's system files, as shown in the sandbox
+	missing map[string]error // why a program was not found
+	system  []Mount          // the host's system files, as shown in the sandbox
 }
 
 // ExecConfig configures NewExec.
@@ -76,7 +83,8 @@ type ExecConfig struct {
 }
 
 // NewExec resolves the binaries and the system view. It does not run
-// anything: Check does.
+// anything: Check does. A decoder that is not found is an error when it is
+// used (Command, Check), so a tool that runs only ffprobe needs no ffmpeg.
 func NewExec(c ExecConfig) (*Exec, error) {
 	if c.Sandbox == "" {
 		c.Sandbox = SandboxBwrap
@@ -84,19 +92,25 @@ func NewExec(c ExecConfig) (*Exec, error) {
 	if c.Sandbox != SandboxBwrap && c.Sandbox != SandboxNone {
 		return nil, fmt.Errorf("transcode: decoder sandbox %q: want %s or %s", c.Sandbox, SandboxBwrap, SandboxNone)
 	}
-	x := &Exec{mode: c.Sandbox}
+	x := &Exec{mode: c.Sandbox, missing: map[string]error{}}
 	var err error
-	if x.ffmpeg, err = resolve(c.FFmpeg, "ffmpeg"); err != nil {
-		return nil, err
+	if x.ffmpeg, err = resolve(c.FFmpeg, FFmpeg); err != nil {
+		x.missing[FFmpeg] = err
 	}
-	if x.ffprobe, err = resolve(c.FFprobe, "ffprobe"); err != nil {
-		return nil, err
+	if x.ffprobe, err = resolve(c.FFprobe, FFprobe); err != nil {
+		x.missing[FFprobe] = err
 	}
 	if x.mode == SandboxBwrap {
 		if x.bwrap, err = resolve(c.Bwrap, "bwrap"); err != nil {
 			return nil, fmt.Errorf("%w (install the bubblewrap package, or set DECODER_SANDBOX=none to run the decoder unsandboxed)", err)
 		}
-		x.system = systemView(x.ffmpeg, x.ffprobe)
+		var bins []string
+		for _, b := range []string{x.ffmpeg, x.ffprobe} {
+			if b != "" {
+				bins = append(bins, b)
+			}
+		}
+		x.system = systemView(bins...)
 	}
 	return x, nil
 }
@@ -210,12 +224,6 @@ func BwrapArgs(system []Mount, read, write []string, prog string, args []string)
 	return append(a, args...)
 }
 
-// Program names for Command.
-const (
-	FFmpeg  = "ffmpeg"
-	FFprobe = "ffprobe"
-)
-
 // Command returns the command that runs prog (FFmpeg or FFprobe) with args.
 // read are the files or directories it reads (the input), write the
 // directories it writes to; all absolute. In SandboxBwrap mode nothing else
@@ -233,6 +241,9 @@ func (x *Exec) Command(ctx context.Context, prog string, args, read, write []str
 		bin = x.ffprobe
 	default:
 		return nil, fmt.Errorf("transcode: unknown decoder %q", prog)
+	}
+	if err := x.missing[prog]; err != nil {
+		return nil, err
 	}
 	for _, p := range append(append([]string(nil), read...), write...) {
 		if !filepath.IsAbs(p) {
@@ -253,12 +264,16 @@ func (x *Exec) Command(ctx context.Context, prog string, args, read, write []str
 	return cmd, nil
 }
 
-// Check runs "ffmpeg -version" and "ffprobe -version" the way every job
-// will, so that a sandbox that cannot start (no user namespaces for this
-// user, a seccomp profile refusing them, a library outside the system
-// view) stops the worker at start rather than failing every job.
-func (x *Exec) Check(ctx context.Context) error {
-	for _, prog := range []string{FFmpeg, FFprobe} {
+// Check runs "-version" of each of progs (default: ffmpeg and ffprobe)
+// the way every job will, so that a sandbox that cannot start (no user
+// namespaces for this user, a seccomp profile refusing them, a library
+// outside the system view) stops the worker at start rather than failing
+// every job.
+func (x *Exec) Check(ctx context.Context, progs ...string) error {
+	if len(progs) == 0 {
+		progs = []string{FFmpeg, FFprobe}
+	}
+	for _, prog := range progs {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		cmd, err := x.Command(cctx, prog, []string{"-hide_banner", "-version"}, nil, nil)
 		if err != nil {
