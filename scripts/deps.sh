@@ -48,6 +48,8 @@ pg_bindir() {
 }
 
 present_ffmpeg() { have ffmpeg && have ffprobe; }
+# bubblewrap: the worker's decoder sandbox (DECODER_SANDBOX=bwrap, the default).
+present_bubblewrap() { have bwrap; }
 present_postgresql() { have pg_ctlcluster && have psql && have pg_isready && [ -n "$(pg_bindir)" ]; }
 present_redis() { have redis-server && have redis-cli; }
 present_nodejs() { have node; }
@@ -60,6 +62,7 @@ present_chromium() { [ -x /usr/bin/chromium ]; }
 present_wrk() { have wrk; }
 
 version_ffmpeg() { ffmpeg -hide_banner -version 2>/dev/null | awk 'NR==1 {print $3}'; }
+version_bubblewrap() { bwrap --version | awk '{print $2}'; }
 version_postgresql() { "$(pg_bindir)/postgres" --version | awk '{print $3}'; }
 version_redis() { redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'; }
 version_nodejs() { node --version | sed 's/^v//'; }
@@ -74,6 +77,7 @@ version_wrk() { wrk -v 2>&1 | awk 'NR==1 {print $2}'; }
 # component name -> apt package
 declare -A PKG=(
 	[ffmpeg]=ffmpeg
+	[bubblewrap]=bubblewrap
 	[postgresql]=postgresql
 	[redis]=redis-server
 	[nodejs]=nodejs
@@ -87,7 +91,7 @@ declare -A PKG=(
 )
 # npm is handled in a second pass: a nodejs from NodeSource already ships npm,
 # and Debian's npm package would conflict with it.
-COMPONENTS=(ffmpeg postgresql redis nodejs curl ca-certificates openssl make chromium wrk)
+COMPONENTS=(ffmpeg bubblewrap postgresql redis nodejs curl ca-certificates openssl make chromium wrk)
 
 declare -A STATUS=()
 

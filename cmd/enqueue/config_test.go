@@ -52,6 +52,7 @@ func TestConfigBadValues(t *testing.T) {
 		{"DATABASE_URL", "postgres://h:port/db", "PostgreSQL URL", nil},
 		{"STORAGE_URL", "file://relative", "file:///absolute/dir or azblob://container", nil},
 		{"FFPROBE", "/nonexistent/ffprobe", "an ffprobe executable", []string{"verify", "--video", "v"}},
+		{"DECODER_SANDBOX", "firejail", "bwrap (ffprobe in a bubblewrap sandbox) or none", []string{"verify", "--video", "v"}},
 		{"QUEUE_PREFIX", "a b", "without spaces", nil},
 	}
 	covered := map[string]bool{}
@@ -62,7 +63,7 @@ func TestConfigBadValues(t *testing.T) {
 			args = []string{"status", "--video", "v"}
 		}
 		for _, a := range [][]string{args, {"backfill", "status"}} {
-			if tc.key == "FFPROBE" && a[0] == "backfill" {
+			if (tc.key == "FFPROBE" || tc.key == "DECODER_SANDBOX") && a[0] == "backfill" {
 				continue
 			}
 			_, err := runWith(with(base, tc.key, tc.value), a...)

@@ -33,6 +33,7 @@ import (
 	"github.com/hlsvault/hlsvault/internal/ids"
 	"github.com/hlsvault/hlsvault/internal/keys"
 	"github.com/hlsvault/hlsvault/internal/storage"
+	"github.com/hlsvault/hlsvault/internal/transcode"
 	"github.com/hlsvault/hlsvault/internal/verify"
 	"github.com/hlsvault/hlsvault/jobs"
 )
@@ -69,6 +70,7 @@ type Config struct {
 	DatabaseURL     string `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable" flag:"database-url" help:"PostgreSQL URL" file:"true"`
 	StorageURL      string `env:"STORAGE_URL,expand" envDefault:"file://$TMPDIR/hlsvault/storage" flag:"storage-url" help:"file:///abs/dir or azblob://container"`
 	FFprobe         string `env:"FFPROBE" envDefault:"ffprobe" flag:"ffprobe" help:"ffprobe binary"`
+	DecoderSandbox  string `env:"DECODER_SANDBOX" envDefault:"bwrap" flag:"decoder-sandbox" help:"how verify runs ffprobe: bwrap (bubblewrap sandbox) or none (weaker isolation)"`
 	QueuePrefix     string `env:"QUEUE_PREFIX" envDefault:"hls" flag:"queue-prefix" help:"queue names are PREFIX-transcode and PREFIX-background"`
 	AzureConnection string `env:"AZURE_STORAGE_CONNECTION_STRING" secret:"true"`
 	KEK             string `env:"KEY_ENCRYPTION_KEY" secret:"true"`
@@ -94,6 +96,8 @@ func (c *Config) validate(p *config.Problems, needStorage, needKEK bool) {
 	if needKEK { // verify: runs ffprobe
 		_, err := exec.LookPath(c.FFprobe)
 		p.Check(err == nil, "FFPROBE", "an ffprobe executable: a name on PATH or a path")
+		p.Check(c.DecoderSandbox == transcode.SandboxBwrap || c.DecoderSandbox == transcode.SandboxNone, "DECODER_SANDBOX",
+			"bwrap (ffprobe in a bubblewrap sandbox) or none (no sandbox: weaker isolation)")
 	}
 	p.Check(c.QueuePrefix != "" && !strings.ContainsAny(c.QueuePrefix, " \t\n:"), "QUEUE_PREFIX", "a name without spaces or colons such as hls")
 	if needStorage && strings.HasPrefix(c.StorageURL, "azblob:") {
@@ -354,7 +358,16 @@ func runVerify(ctx context.Context, c Config, getenv func(string) string, db *ca
 	if err != nil {
 		return err
 	}
-	v := &verify.Verifier{Store: store, DB: db, Keyring: keyring, FFprobe: c.FFprobe}
+	// verify holds the KEK and decodes what it decrypts: ffprobe runs in
+	// the same sandbox as the worker's.
+	x, err := transcode.NewExec(transcode.ExecConfig{Sandbox: c.DecoderSandbox, FFprobe: c.FFprobe})
+	if err != nil {
+		return err
+	}
+	if err := x.Check(ctx, transcode.FFprobe); err != nil {
+		return err
+	}
+	v := &verify.Verifier{Store: store, DB: db, Keyring: keyring, Exec: x}
 	rep, err := v.Verify(ctx, c.Video)
 	if err != nil {
 		return err

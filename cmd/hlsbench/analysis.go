@@ -21,18 +21,18 @@ import (
 // matters is their sum against the transcode's.
 type analysisStep struct {
 	name string
-	run  func(ctx context.Context, src string, p *transcode.Probe) error
+	run  func(ctx context.Context, x *transcode.Exec, src string, p *transcode.Probe) error
 }
 
 // analysisSteps are the pre-transcode checks, in the pipeline's order. A new
 // check is one more entry here.
 var analysisSteps = []analysisStep{
-	{"integrity (packets near the declared end)", func(ctx context.Context, src string, p *transcode.Probe) error {
-		_, err := transcode.CheckIntegrity(ctx, "ffprobe", src, p, transcode.DefaultLimits())
+	{"integrity (packets near the declared end)", func(ctx context.Context, x *transcode.Exec, src string, p *transcode.Probe) error {
+		_, err := transcode.CheckIntegrity(ctx, x, src, p, transcode.DefaultLimits())
 		return err
 	}},
-	{"interlace check (idet sample)", func(ctx context.Context, src string, p *transcode.Probe) error {
-		_, err := transcode.DetectScan(ctx, "ffmpeg", src, p, transcode.DefaultLimits())
+	{"interlace check (idet sample)", func(ctx context.Context, x *transcode.Exec, src string, p *transcode.Probe) error {
+		_, err := transcode.DetectScan(ctx, x, src, p, transcode.DefaultLimits())
 		return err
 	}},
 }
@@ -59,12 +59,16 @@ func runAnalysis(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	c.Dir = dir
-	b := &bench{cfg: c, out: stdout, log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	x, err := transcode.NewExec(transcode.ExecConfig{Sandbox: c.Sandbox})
+	if err != nil {
+		return err
+	}
+	b := &bench{cfg: c, exec: x, out: stdout, log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	src, err := b.source(ctx, "src_1080p", 1920, 1080, c.Seconds)
 	if err != nil {
 		return err
 	}
-	probe, err := transcode.ProbeFile(ctx, "ffprobe", src, transcode.DefaultLimits())
+	probe, err := transcode.ProbeFile(ctx, b.exec, src, transcode.DefaultLimits())
 	if err != nil {
 		return err
 	}
@@ -82,7 +86,7 @@ func runAnalysis(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		var sum float64
 		for j, s := range analysisSteps {
 			start := time.Now()
-			if err := s.run(ctx, src, probe); err != nil {
+			if err := s.run(ctx, b.exec, src, probe); err != nil {
 				return fmt.Errorf("%s: %w", s.name, err)
 			}
 			d := time.Since(start).Seconds()

@@ -58,6 +58,7 @@ type Config struct {
 	ShortSeconds int
 	LongSeconds  int
 	Preset       string
+	Sandbox      string // DECODER_SANDBOX of the bare ffmpeg and the probes
 	DatabaseURL  string
 	RedisURL     string
 }
@@ -89,7 +90,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	c.Dir = dir
-	b := &bench{cfg: c, getenv: getenv, out: stdout, log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	x, err := transcode.NewExec(transcode.ExecConfig{Sandbox: c.Sandbox})
+	if err != nil {
+		return err
+	}
+	b := &bench{cfg: c, exec: x, getenv: getenv, out: stdout, log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	return b.run(ctx)
 }
 
@@ -100,10 +105,12 @@ func sourceFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.Runs, "runs", 3, "interleaved runs per figure")
 	fs.IntVar(&c.Seconds, "seconds", 20, "duration of the 1080p source")
 	fs.StringVar(&c.Preset, "preset", "veryfast", "x264 preset")
+	fs.StringVar(&c.Sandbox, "decoder-sandbox", transcode.SandboxBwrap, "decoder sandbox of the probes and the bare ffmpeg, as the worker's DECODER_SANDBOX (bwrap or none)")
 }
 
 type bench struct {
 	cfg    Config
+	exec   *transcode.Exec
 	getenv func(string) string
 	out    io.Writer
 	log    *slog.Logger
@@ -136,7 +143,7 @@ func (b *bench) run(ctx context.Context) error {
 	defer b.db.Close()
 	defer b.client.Close()
 
-	probe, err := transcode.ProbeFile(ctx, "ffprobe", src, transcode.DefaultLimits())
+	probe, err := transcode.ProbeFile(ctx, b.exec, src, transcode.DefaultLimits())
 	if err != nil {
 		return err
 	}
@@ -268,7 +275,10 @@ func (b *bench) ffmpeg(ctx context.Context, plan transcode.Plan, src string) (fl
 	if err != nil {
 		return 0, 0, err
 	}
-	cmd := exec.CommandContext(ctx, "ffmpeg", args...)
+	cmd, err := b.exec.Command(ctx, transcode.FFmpeg, args, []string{src}, []string{out})
+	if err != nil {
+		return 0, 0, err
+	}
 	start := time.Now()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return 0, 0, fmt.Errorf("ffmpeg: %v: %s", err, out)

@@ -82,6 +82,7 @@ func TestConfigBadValues(t *testing.T) {
 		{"GC_ALLOW_SHORT_GRACE", "yes", "true or false"},
 		{"FFMPEG", "/nonexistent/ffmpeg", "an ffmpeg executable"},
 		{"FFPROBE", "no-such-ffprobe", "an ffprobe executable"},
+		{"DECODER_SANDBOX", "firejail", "bwrap (ffmpeg and ffprobe in a bubblewrap sandbox) or none"},
 	}
 	for _, tc := range cases {
 		_, _, _, err := parseConfig([]string{"run"}, with(base, tc.key, tc.value).get, &bytes.Buffer{})

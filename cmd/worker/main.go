@@ -49,6 +49,9 @@ import (
 )
 
 func main() {
+	// Everything the worker writes (the job's source and ffmpeg's
+	// segments, file:// objects) is private to its user.
+	syscall.Umask(0o077)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
@@ -95,6 +98,7 @@ type Config struct {
 	TempDir           string          `env:"TMPDIR" envDefault:"/tmp" flag:"temp-dir" help:"private work directories go here (absolute path)"`
 	FFmpeg            string          `env:"FFMPEG" envDefault:"ffmpeg" flag:"ffmpeg" help:"ffmpeg binary"`
 	FFprobe           string          `env:"FFPROBE" envDefault:"ffprobe" flag:"ffprobe" help:"ffprobe binary"`
+	DecoderSandbox    string          `env:"DECODER_SANDBOX" envDefault:"bwrap" flag:"decoder-sandbox" help:"how ffmpeg and ffprobe run: bwrap (bubblewrap sandbox) or none (weaker isolation)"`
 	LogLevel          string          `env:"LOG_LEVEL" envDefault:"info" flag:"log-level" help:"debug, info, warn or error"`
 	QueuePrefix       string          `env:"QUEUE_PREFIX" envDefault:"hls" flag:"queue-prefix" help:"queue names are PREFIX-transcode and PREFIX-background"`
 	GCGrace           time.Duration   `env:"GC_GRACE" envDefault:"48h" flag:"gc-grace" help:"a retired version stays playable this long before it is removed; must exceed the longest job"`
@@ -131,6 +135,8 @@ func (c *Config) validate(cmd string, p *config.Problems) {
 		p.Check(err == nil, "FFMPEG", "an ffmpeg executable: a name on PATH or a path")
 		_, err = exec.LookPath(c.FFprobe)
 		p.Check(err == nil, "FFPROBE", "an ffprobe executable: a name on PATH or a path")
+		p.Check(c.DecoderSandbox == transcode.SandboxBwrap || c.DecoderSandbox == transcode.SandboxNone, "DECODER_SANDBOX",
+			"bwrap (ffmpeg and ffprobe in a bubblewrap sandbox) or none (no sandbox: weaker isolation)")
 	}
 	p.Check(config.ValidLogLevel(c.LogLevel), "LOG_LEVEL", config.FormLogLevel)
 	p.Check(c.QueuePrefix != "" && !strings.ContainsAny(c.QueuePrefix, " \t\n:"), "QUEUE_PREFIX", "a name without spaces or colons such as hls")
@@ -265,8 +271,33 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 }
 
+// decoder builds the one Exec that starts every ffmpeg and ffprobe, and
+// checks once that it can run them: a sandbox that does not work here (no
+// bubblewrap, no user namespaces for this user) stops the worker.
+func decoder(ctx context.Context, cfg Config, log *slog.Logger) (*transcode.Exec, error) {
+	x, err := transcode.NewExec(transcode.ExecConfig{Sandbox: cfg.DecoderSandbox, FFmpeg: cfg.FFmpeg, FFprobe: cfg.FFprobe})
+	if err != nil {
+		return nil, err
+	}
+	if err := x.Check(ctx); err != nil {
+		return nil, err
+	}
+	if x.Mode() == transcode.SandboxNone {
+		log.Warn("DECODER_SANDBOX=none: ffmpeg and ffprobe run unsandboxed; they get only PATH and LANG, but share the worker's "+
+			"user, files and /proc, so a decoder exploit can read the worker's environment (its secrets): isolation is weaker",
+			"uid", os.Getuid())
+	} else {
+		log.Info("decoder sandbox ready", "sandbox", x.Mode(), "ffmpeg", x.FFmpeg(), "ffprobe", x.FFprobe())
+	}
+	return x, nil
+}
+
 func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log *slog.Logger) error {
 	keyring, ladder := cfg.keyring, cfg.ladder
+	dec, err := decoder(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
 	redisOpt, err := config.RedisOpt(cfg.RedisURL)
 	if err != nil {
 		return err
@@ -296,7 +327,7 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 	lim := transcode.DefaultLimits()
 	lim.MaxBytes, lim.MaxDuration = int64(cfg.MaxSourceBytes), cfg.MaxSourceDuration
 	pipe, err := pipeline.New(pipeline.Config{
-		FFmpeg: cfg.FFmpeg, FFprobe: cfg.FFprobe, Ladder: ladder,
+		Exec: dec, Ladder: ladder,
 		Segment: time.Duration(cfg.SegmentSeconds * float64(time.Second)), Limits: lim, Preset: cfg.Preset,
 		TempDir: cfg.TempDir, KeyURITemplate: cfg.KeyURITemplate, UploadConcurrency: cfg.UploadConcurrency,
 		TimeoutBase: jobTimeoutBase, TimeoutFactor: jobTimeoutFactor, KeyPeriod: cfg.KeyPeriod,

@@ -20,6 +20,7 @@ import (
 	"github.com/hlsvault/hlsvault/internal/keys"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/testenv"
+	"github.com/hlsvault/hlsvault/internal/testenv/decoder"
 	"github.com/hlsvault/hlsvault/internal/testenv/fixtures"
 	"github.com/hlsvault/hlsvault/internal/verify"
 	"github.com/hlsvault/hlsvault/internal/worker"
@@ -112,8 +113,7 @@ func (h *harness) start(o StartOptions) StartResult {
 }
 
 func (h *harness) verifier() *verify.Verifier {
-	_, ffprobe := testenv.FFmpeg(h.t)
-	return &verify.Verifier{Store: h.store, DB: h.db, Keyring: h.keyring, FFprobe: ffprobe, TempDir: h.t.TempDir()}
+	return &verify.Verifier{Store: h.store, DB: h.db, Keyring: h.keyring, Exec: decoder.Exec(h.t), TempDir: h.t.TempDir()}
 }
 
 // checkConverted asserts that video's current version verifies and plays
@@ -511,8 +511,7 @@ func TestBackfillRetranscode(t *testing.T) {
 	}
 	h := newHarness(t, fs)
 	ctx := context.Background()
-	ffmpeg, ffprobe := testenv.FFmpeg(t)
-	pipe := newTestPipeline(t, h, ffmpeg, ffprobe)
+	pipe := newTestPipeline(t, h)
 	h.extra[jobs.TypeTranscode] = pipe
 	uploadLegacy(t, fs, "legacy/", "rt1="+titleFMP4, "rt2="+titleFMP4)
 	source := testenv.MakeSource(t, t.TempDir(), testenv.Source{Width: 320, Height: 240, Seconds: 2, Audio: true})

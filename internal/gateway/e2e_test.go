@@ -19,6 +19,7 @@ import (
 	"github.com/hlsvault/hlsvault/internal/pipeline"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/testenv"
+	"github.com/hlsvault/hlsvault/internal/testenv/decoder"
 	"github.com/hlsvault/hlsvault/internal/testenv/fixtures"
 	"github.com/hlsvault/hlsvault/internal/transcode"
 	"github.com/hlsvault/hlsvault/internal/worker"
@@ -34,13 +35,12 @@ func (e *env) publishReal(seconds float64) string {
 	t := e.t
 	t.Helper()
 	ctx := context.Background()
-	ffmpeg, ffprobe := testenv.FFmpeg(t)
 	ladder, err := transcode.ParseLadder("240p:300k:64k,144p:150k:64k")
 	if err != nil {
 		t.Fatal(err)
 	}
 	pipe, err := pipeline.New(pipeline.Config{
-		FFmpeg: ffmpeg, FFprobe: ffprobe, Ladder: ladder, Segment: time.Second, Preset: "ultrafast",
+		Exec: decoder.Exec(t), Ladder: ladder, Segment: time.Second, Preset: "ultrafast",
 		TempDir: t.TempDir(), KeyURITemplate: config.DefaultKeyURITemplate, PollInterval: 50 * time.Millisecond,
 		KeyPeriod: time.Second,
 	}, e.store, e.db, e.keyring, testenv.Logger(t), nil)

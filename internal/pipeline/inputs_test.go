@@ -18,11 +18,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/hlsvault/hlsvault/internal/catalog"
 	"github.com/hlsvault/hlsvault/internal/playlist"
 	"github.com/hlsvault/hlsvault/internal/segcrypt"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/testenv"
+	"github.com/hlsvault/hlsvault/internal/testenv/decoder"
 	"github.com/hlsvault/hlsvault/internal/transcode"
 	"github.com/hlsvault/hlsvault/internal/verify"
 )
@@ -96,6 +99,9 @@ func TestBadInputCorpus(t *testing.T) {
 	}
 	h.startWorker()
 	ctx := context.Background()
+	namedSource := 0 // reasons that quote the decoder on the source's path
+	insp := asynq.NewInspector(h.redis)
+	defer insp.Close()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			video := testenv.Name("bad")
@@ -108,6 +114,16 @@ func TestBadInputCorpus(t *testing.T) {
 			if j.State != catalog.Failed || !strings.Contains(j.Error, tc.reason) || j.Attempts != 1 {
 				t.Errorf("job %+v: want failed after one attempt with %q in the reason", j, tc.reason)
 			}
+			// The reason names no local path: the job's directory is <job>.
+			if strings.Contains(j.Error, h.pipe.cfg.TempDir) || strings.Contains(j.Error, "hlsvault-job-") {
+				t.Errorf("job error names a local path: %s", j.Error)
+			}
+			if strings.Contains(j.Error, "<job>/source") {
+				namedSource++
+			}
+			if task, err := insp.GetTaskInfo(h.queues.Transcode, res.TaskID); err != nil || strings.Contains(task.LastErr, h.pipe.cfg.TempDir) {
+				t.Errorf("asynq task: %v, last error %q", err, task.LastErr)
+			}
 			if objs := h.objects("hls/" + video + "/"); len(objs) != 0 {
 				t.Errorf("objects left: %d", len(objs))
 			}
@@ -115,6 +131,12 @@ func TestBadInputCorpus(t *testing.T) {
 				t.Errorf("a version was published: %v", err)
 			}
 		})
+	}
+	if namedSource == 0 {
+		t.Error("no reason quoted the decoder on the source: the path check above ran on nothing")
+	}
+	if strings.Contains(h.logs.String(), h.pipe.cfg.TempDir) {
+		t.Errorf("the worker's log names the job's temp dir %s", h.pipe.cfg.TempDir)
 	}
 	passwd, err := os.ReadFile("/etc/passwd")
 	if err != nil {
@@ -216,7 +238,7 @@ func TestAwkwardInputs(t *testing.T) {
 		}
 		tasks[video], sources[video], expect[video] = res.TaskID, out(in.name), in.want
 	}
-	ver := &verify.Verifier{Store: h.store, DB: h.db, Keyring: h.keyring}
+	ver := &verify.Verifier{Store: h.store, DB: h.db, Keyring: h.keyring, Exec: decoder.Exec(t)}
 	for video, task := range tasks {
 		t.Run(video, func(t *testing.T) {
 			if j := h.waitJob(task); j.State != catalog.Published {
@@ -226,7 +248,7 @@ func TestAwkwardInputs(t *testing.T) {
 			if err != nil || !rep.OK() {
 				t.Fatalf("verify: %+v %v", rep, err)
 			}
-			src, err := transcode.ProbeFile(ctx, ffprobe, sources[video], transcode.Limits{})
+			src, err := transcode.ProbeFile(ctx, decoder.Exec(t), sources[video], transcode.Limits{})
 			if err != nil {
 				t.Fatal(err)
 			}

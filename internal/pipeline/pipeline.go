@@ -43,12 +43,14 @@ var ErrBadInput = errors.New("bad input")
 
 // Config tunes the pipeline. Zero values take the defaults noted.
 type Config struct {
-	FFmpeg, FFprobe string           // default "ffmpeg", "ffprobe"
-	Ladder          transcode.Ladder // default transcode.DefaultLadder()
-	Segment         time.Duration    // target segment duration, default 4s
-	Limits          transcode.Limits // default transcode.DefaultLimits()
-	Preset          string           // x264 preset, default "veryfast"
-	TempDir         string           // default os.TempDir()
+	// Exec starts every ffmpeg and ffprobe of a job, in the decoder
+	// sandbox (required).
+	Exec    *transcode.Exec
+	Ladder  transcode.Ladder // default transcode.DefaultLadder()
+	Segment time.Duration    // target segment duration, default 4s
+	Limits  transcode.Limits // default transcode.DefaultLimits()
+	Preset  string           // x264 preset, default "veryfast"
+	TempDir string           // default os.TempDir()
 	// KeyURITemplate is the EXT-X-KEY URI with {key_id} in it, e.g.
 	// "https://video.example.com/v1/keys/{key_id}".
 	KeyURITemplate string
@@ -68,12 +70,6 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.FFmpeg == "" {
-		c.FFmpeg = "ffmpeg"
-	}
-	if c.FFprobe == "" {
-		c.FFprobe = "ffprobe"
-	}
 	if len(c.Ladder) == 0 {
 		c.Ladder = transcode.DefaultLadder()
 	}
@@ -129,6 +125,9 @@ func New(cfg Config, store storage.Store, db *catalog.DB, keyring *keys.Keyring,
 	}
 	if cfg.KeyPeriod < 0 {
 		return nil, fmt.Errorf("pipeline: negative key period %v", cfg.KeyPeriod)
+	}
+	if cfg.Exec == nil {
+		return nil, errors.New("pipeline: no decoder Exec configured")
 	}
 	if m == nil {
 		m = NewMetrics(nil)
@@ -230,19 +229,57 @@ func badInput(err error) error {
 	return fmt.Errorf("%w: %w", ErrBadInput, err)
 }
 
+// jobDirToken stands for the job's temp directory in errors that leave
+// the handler (jobs.error, asynq, logs): a local path tells the creator of
+// a video nothing, and an attacker where the worker keeps its files.
+const jobDirToken = "<job>"
+
+// pathFreeError is an error whose message names no local path; it still
+// unwraps to the original, so errors.Is sees ErrBadInput, a cancellation
+// or asynq.SkipRetry as before.
+type pathFreeError struct {
+	msg string
+	err error
+}
+
+func (e *pathFreeError) Error() string { return e.msg }
+func (e *pathFreeError) Unwrap() error { return e.err }
+
+// withoutPath replaces dir (and so every path under it) with jobDirToken
+// in err's message.
+func withoutPath(err error, dir string) error {
+	if err == nil || dir == "" || !strings.Contains(err.Error(), dir) {
+		return err
+	}
+	return &pathFreeError{msg: strings.ReplaceAll(err.Error(), dir, jobDirToken), err: err}
+}
+
 // run does one attempt. It reports whether the version became current.
+// Its error names no path of the job's temp directory.
 func (p *Pipeline) run(ctx context.Context, log *slog.Logger, att catalog.Attempt, payload jobs.TranscodePayload) (bool, error) {
 	dir, err := os.MkdirTemp(p.cfg.TempDir, "hlsvault-job-")
 	if err != nil {
-		return false, fmt.Errorf("pipeline: temp dir: %w", err)
+		log.Error("cannot create the job's temp dir", "err", err)
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the reason, without TMPDIR's path
+		}
+		return false, fmt.Errorf("pipeline: cannot create the job's temp dir in TMPDIR: %w", err)
 	}
 	defer os.RemoveAll(dir)
+	published, err := p.runIn(ctx, log, dir, att, payload)
+	return published, withoutPath(err, dir)
+}
+
+// runIn does the attempt in the private directory dir (0700): the source
+// is dir/source (0600), ffmpeg's output dir/out.
+func (p *Pipeline) runIn(ctx context.Context, log *slog.Logger, dir string, att catalog.Attempt, payload jobs.TranscodePayload) (bool, error) {
 
 	src := filepath.Join(dir, "source")
 	if err := p.download(ctx, payload.Source, src); err != nil {
 		return false, err
 	}
-	probe, err := transcode.ProbeFile(ctx, p.cfg.FFprobe, src, p.cfg.Limits)
+	probe, err := transcode.ProbeFile(ctx, p.cfg.Exec, src, p.cfg.Limits)
 	if err != nil {
 		if errors.Is(err, transcode.ErrInvalidInput) {
 			return false, badInput(err)
@@ -251,7 +288,7 @@ func (p *Pipeline) run(ctx context.Context, log *slog.Logger, att catalog.Attemp
 	}
 	// The container's declared duration is not proof that the media is
 	// there: an upload cut short keeps a fast-start MP4's moov intact.
-	integrity, err := transcode.CheckIntegrity(ctx, p.cfg.FFprobe, src, probe, p.cfg.Limits)
+	integrity, err := transcode.CheckIntegrity(ctx, p.cfg.Exec, src, probe, p.cfg.Limits)
 	if err != nil {
 		if errors.Is(err, transcode.ErrInvalidInput) {
 			return false, badInput(err)
@@ -320,12 +357,12 @@ func (p *Pipeline) run(ctx context.Context, log *slog.Logger, att catalog.Attemp
 // timeout, a decoder error that the transcode will then report) the flag's
 // verdict stands: the check refines the plan, it does not gate the job.
 func (p *Pipeline) detectScan(ctx context.Context, log *slog.Logger, src string, probe *transcode.Probe) error {
-	r, err := transcode.DetectScan(ctx, p.cfg.FFmpeg, src, probe, p.cfg.Limits)
+	r, err := transcode.DetectScan(ctx, p.cfg.Exec, src, probe, p.cfg.Limits)
 	if err != nil {
 		if ctx.Err() != nil {
 			return err
 		}
-		log.Warn("interlace check failed; following the field order flag", "flag", r.Flag, "err", err)
+		log.Warn("interlace check failed; following the field order flag", "flag", r.Flag, "err", withoutPath(err, filepath.Dir(src)))
 		return nil
 	}
 	probe.Video.Scan = r.Scan

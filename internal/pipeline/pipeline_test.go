@@ -22,6 +22,7 @@ import (
 	"github.com/hlsvault/hlsvault/internal/keys"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/testenv"
+	"github.com/hlsvault/hlsvault/internal/testenv/decoder"
 	"github.com/hlsvault/hlsvault/internal/testenv/fixtures"
 	"github.com/hlsvault/hlsvault/internal/transcode"
 	"github.com/hlsvault/hlsvault/internal/verify"
@@ -49,7 +50,6 @@ type harness struct {
 
 func newHarness(t *testing.T, store storage.Store, opts ...func(*Config)) *harness {
 	t.Helper()
-	ffmpeg, ffprobe := testenv.FFmpeg(t)
 	db, dbURL := fixtures.CatalogURL(t)
 	keyring := fixtures.Keyring(t)
 	ladder, err := transcode.ParseLadder("240p:300k:64k,144p:150k:64k")
@@ -59,7 +59,7 @@ func newHarness(t *testing.T, store storage.Store, opts ...func(*Config)) *harne
 	logs := &bytes.Buffer{}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(logs, testenv.TestWriter{T: t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg := Config{
-		FFmpeg: ffmpeg, FFprobe: ffprobe, Ladder: ladder, Segment: time.Second, Preset: "ultrafast",
+		Exec: decoder.Exec(t), Ladder: ladder, Segment: time.Second, Preset: "ultrafast",
 		TempDir: t.TempDir(), KeyURITemplate: "https://video.example.com/v1/keys/{key_id}", PollInterval: 50 * time.Millisecond,
 	}
 	for _, o := range opts {
@@ -160,7 +160,7 @@ func TestEndToEnd(t *testing.T) {
 			if err != nil || st.State != catalog.Published || st.Master != "hls/"+video+"/v1/master.m3u8" || len(st.Renditions) != 2 || st.Progress != 100 {
 				t.Fatalf("status: %+v %v", st, err)
 			}
-			ver := &verify.Verifier{Store: h.store, DB: h.db, Keyring: h.keyring}
+			ver := &verify.Verifier{Store: h.store, DB: h.db, Keyring: h.keyring, Exec: decoder.Exec(t)}
 			rep, err := ver.Verify(ctx, video)
 			if err != nil || !rep.OK() {
 				t.Fatalf("verify: %+v %v", rep, err)
@@ -354,7 +354,7 @@ func TestDuplicateDelivery(t *testing.T) {
 	if states["published"] != 1 || states["superseded"] != 1 {
 		t.Fatalf("versions by state %v, want exactly 1 published and 1 superseded", states)
 	}
-	rep, err := (&verify.Verifier{Store: h.store, DB: h.db, Keyring: h.keyring}).Verify(ctx, "dup")
+	rep, err := (&verify.Verifier{Store: h.store, DB: h.db, Keyring: h.keyring, Exec: decoder.Exec(t)}).Verify(ctx, "dup")
 	if err != nil || !rep.OK() {
 		t.Fatalf("verify: %+v %v", rep, err)
 	}

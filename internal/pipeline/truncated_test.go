@@ -13,6 +13,7 @@ import (
 	"github.com/hlsvault/hlsvault/internal/catalog"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/testenv"
+	"github.com/hlsvault/hlsvault/internal/testenv/decoder"
 	"github.com/hlsvault/hlsvault/internal/verify"
 )
 
@@ -102,7 +103,7 @@ func TestTruncatedSources(t *testing.T) {
 			}
 		})
 	}
-	ver := &verify.Verifier{Store: h.store, DB: h.db, Keyring: h.keyring}
+	ver := &verify.Verifier{Store: h.store, DB: h.db, Keyring: h.keyring, Exec: decoder.Exec(t)}
 	for _, tc := range published {
 		t.Run(tc.name, func(t *testing.T) {
 			video, j := enqueue(t, tc.path)

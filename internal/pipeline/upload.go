@@ -64,8 +64,8 @@ func (p *Pipeline) transcodeAndUpload(ctx context.Context, log *slog.Logger, att
 	// Uploaded segments are deleted, so what is on disk at once is a few
 	// segments per rendition: a hostile input that makes ffmpeg write far
 	// more than its own size is stopped.
-	runner := transcode.Runner{FFmpeg: p.cfg.FFmpeg, Logger: log, KillGrace: 2 * time.Second,
-		OutDir: out, MaxOutputBytes: 2*srcSize + 1<<30}
+	runner := transcode.Runner{Exec: p.cfg.Exec, Logger: log, KillGrace: 2 * time.Second,
+		Input: src, OutDir: out, MaxOutputBytes: 2*srcSize + 1<<30}
 	progress := &progressReporter{p: p, ctx: gctx, jobID: att.Job.ID, duration: plan.Duration}
 	started := time.Now()
 	go func() {

@@ -28,13 +28,24 @@ import (
 // that supports them; that is what makes "never overwrite" atomic without a
 // lock. Because an object is a file, "a" and "a/b" cannot both exist on FS,
 // while Azure allows it.
+//
+// Objects are private to the storing user: files 0600 in directories 0700
+// (an uploaded source, stored by enqueue, is a creator's unpublished video).
+// Whatever reads them (the worker, the gateway serving filesystem
+// segments) runs as that user.
 type FS struct {
 	dir string
 }
 
+// Modes of what FS creates.
+const (
+	objectPerm = 0o600
+	dirPerm    = 0o700
+)
+
 var _ Store = (*FS)(nil)
 
-// NewFS returns an FS rooted at dir, creating it (0o755) if missing. A
+// NewFS returns an FS rooted at dir, creating it (0o700) if missing. A
 // relative dir is made absolute now, so that a later chdir cannot move the
 // store.
 func NewFS(dir string) (*FS, error) {
@@ -45,7 +56,7 @@ func NewFS(dir string) (*FS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: new fs %q: %w", dir, err)
 	}
-	if err := os.MkdirAll(abs, 0o755); err != nil {
+	if err := os.MkdirAll(abs, dirPerm); err != nil {
 		return nil, fmt.Errorf("storage: new fs: %w", err)
 	}
 	fi, err := os.Stat(abs)
@@ -121,9 +132,9 @@ func (f *FS) Put(ctx context.Context, name string, r io.Reader, size int64, _ Pu
 	if _, err := io.Copy(tmp, &guardedReader{ctx: ctx, r: r, size: size}); err != nil {
 		return err
 	}
-	// CreateTemp makes the file 0o600 so nobody reads it while it grows;
-	// published objects are world-readable like any served file.
-	if err := tmp.Chmod(0o644); err != nil {
+	// CreateTemp makes the file 0o600 already; the mode is set anyway, so
+	// that what is published never depends on CreateTemp or the umask.
+	if err := tmp.Chmod(objectPerm); err != nil {
 		return err
 	}
 	if err := tmp.Sync(); err != nil {
@@ -165,7 +176,7 @@ var errIsDir = errors.New("name is a directory holding other objects")
 func createTemp(dir string) (*os.File, error) {
 	var err error
 	for range 3 {
-		if err = os.MkdirAll(dir, 0o755); err != nil {
+		if err = os.MkdirAll(dir, dirPerm); err != nil {
 			if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, fs.ErrExist) {
 				return nil, fmt.Errorf("a prefix of the name is an object: %w", err)
 			}

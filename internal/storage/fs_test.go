@@ -30,8 +30,18 @@ func TestFSLayout(t *testing.T) {
 	if err != nil {
 		t.Fatalf("object is not at dir/name: %v", err)
 	}
-	if perm := fi.Mode().Perm(); perm != 0o644 {
-		t.Errorf("object mode %v, want 0644", perm)
+	// Private to the storing user, whatever the umask.
+	if perm := fi.Mode().Perm(); perm != 0o600 {
+		t.Errorf("object mode %v, want 0600", perm)
+	}
+	fresh, err := NewFS(filepath.Join(t.TempDir(), "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{fresh.dir, filepath.Join(f.dir, "hls"), filepath.Join(f.dir, "hls", "v1")} {
+		if di, err := os.Stat(d); err != nil || di.Mode().Perm() != 0o700 {
+			t.Errorf("directory %s: %v %v, want mode 0700", d, di, err)
+		}
 	}
 	if want := "file://" + f.dir; f.String() != want {
 		t.Errorf("String() = %q, want %q", f.String(), want)

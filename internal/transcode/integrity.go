@@ -143,16 +143,19 @@ func secondsDuration(s float64) time.Duration {
 // A source that ends well before its declared duration yields an error
 // wrapping ErrInvalidInput (CheckTruncation); so does ffprobe refusing the
 // file. A timeout is not bad input, as in ProbeFile.
-func CheckIntegrity(ctx context.Context, ffprobe, path string, p *Probe, lim Limits) (Integrity, error) {
+func CheckIntegrity(ctx context.Context, x *Exec, path string, p *Probe, lim Limits) (Integrity, error) {
 	lim = lim.withDefaults()
 	in := Integrity{Declared: p.Duration, From: integrityFrom(p.Duration)}
+	if x == nil {
+		return in, errNoExec
+	}
 	if !filepath.IsAbs(path) {
 		return in, fmt.Errorf("transcode: integrity: path %q is not absolute", path)
 	}
 	if !allowedFormat(p.Format) {
 		return in, invalid("container %q is not allowed (%s)", p.Format, allowedContainers)
 	}
-	if err := readPackets(ctx, ffprobe, path, p, &in, lim); err != nil {
+	if err := readPackets(ctx, x, path, p, &in, lim); err != nil {
 		return in, err
 	}
 	err := CheckTruncation(in)
@@ -164,7 +167,7 @@ func CheckIntegrity(ctx context.Context, ffprobe, path string, p *Probe, lim Lim
 	// tell the creator; this pass costs what the file holds, and only a
 	// file being refused pays it.
 	whole := Integrity{Declared: in.Declared}
-	switch rerr := readPackets(ctx, ffprobe, path, p, &whole, lim); {
+	switch rerr := readPackets(ctx, x, path, p, &whole, lim); {
 	case rerr == nil:
 		return whole, CheckTruncation(whole)
 	case ctx.Err() != nil:
@@ -175,7 +178,7 @@ func CheckIntegrity(ctx context.Context, ffprobe, path string, p *Probe, lim Lim
 }
 
 // readPackets runs IntegrityArgs from in.From and fills in the ends.
-func readPackets(ctx context.Context, ffprobe, path string, p *Probe, in *Integrity, lim Limits) error {
+func readPackets(ctx context.Context, x *Exec, path string, p *Probe, in *Integrity, lim Limits) error {
 	audio := -1
 	if p.Audio != nil {
 		audio = p.Audio.Index
@@ -184,13 +187,15 @@ func readPackets(ctx context.Context, ffprobe, path string, p *Probe, in *Integr
 
 	pctx, cancel := context.WithTimeout(ctx, lim.ProbeTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(pctx, ffprobe, IntegrityArgs(p.Format, path, in.From)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd, err := x.Command(pctx, FFprobe, IntegrityArgs(p.Format, path, in.From), []string{path}, nil)
+	if err != nil {
+		return err
+	}
 	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second
 	stderr := newTail(2 << 10)
 	cmd.Stdout, cmd.Stderr = scan, stderr
-	err := cmd.Run()
+	err = cmd.Run()
 	if cmd.Process != nil {
 		_ = killGroup(cmd.Process.Pid, syscall.SIGKILL) // nothing of the group may outlive us
 	}

@@ -139,7 +139,6 @@ func TestPacketScanner(t *testing.T) {
 // TestCheckIntegrity runs the check with the real ffprobe on a fast-start
 // MP4, whole and cut at several points, and on Matroska and MPEG-TS.
 func TestCheckIntegrity(t *testing.T) {
-	_, ffprobe := testenv.FFmpeg(t)
 	dir := t.TempDir()
 	ctx := testContext(t)
 	src := testenv.MakeSource(t, dir, testenv.Source{Width: 160, Height: 120, Seconds: 4, Audio: true,
@@ -188,11 +187,11 @@ func TestCheckIntegrity(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := ProbeFile(ctx, ffprobe, tc.path, Limits{})
+			p, err := ProbeFile(ctx, testExec(t), tc.path, Limits{})
 			if err != nil {
 				t.Fatalf("probe: %v", err)
 			}
-			in, err := CheckIntegrity(ctx, ffprobe, tc.path, p, Limits{})
+			in, err := CheckIntegrity(ctx, testExec(t), tc.path, p, Limits{})
 			t.Logf("%+v", in)
 			if tc.want == "" {
 				if err != nil {
@@ -212,7 +211,7 @@ func TestCheckIntegrity(t *testing.T) {
 		})
 	}
 	t.Run("relative path", func(t *testing.T) {
-		if _, err := CheckIntegrity(ctx, ffprobe, "a.mp4", &Probe{Format: "mov", Duration: time.Second}, Limits{}); err == nil {
+		if _, err := CheckIntegrity(ctx, testExec(t), "a.mp4", &Probe{Format: "mov", Duration: time.Second}, Limits{}); err == nil {
 			t.Error("accepted")
 		}
 	})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -192,9 +191,12 @@ func ParseIdet(stderr string) (IdetCounts, error) {
 // decoded pictures and DecideScan weighs both. It runs under lim's
 // ProbeTimeout. An error means the content could not be measured; the
 // caller may fall back to the flag (p.Video.Scan).
-func DetectScan(ctx context.Context, ffmpeg, path string, p *Probe, lim Limits) (ScanReport, error) {
+func DetectScan(ctx context.Context, x *Exec, path string, p *Probe, lim Limits) (ScanReport, error) {
 	lim = lim.withDefaults()
 	flag := scanFromFlag(p.Video.FieldOrder)
+	if x == nil {
+		return ScanReport{Flag: flag, Scan: flag}, errNoExec
+	}
 	if !filepath.IsAbs(path) {
 		return ScanReport{Flag: flag, Scan: flag}, fmt.Errorf("transcode: idet: path %q is not absolute", path)
 	}
@@ -203,15 +205,17 @@ func DetectScan(ctx context.Context, ffmpeg, path string, p *Probe, lim Limits) 
 	}
 	ictx, cancel := context.WithTimeout(ctx, lim.ProbeTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ictx, ffmpeg, IdetArgs(p, path)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd, err := x.Command(ictx, FFmpeg, IdetArgs(p, path), []string{path}, nil)
+	if err != nil {
+		return ScanReport{Flag: flag, Scan: flag}, err
+	}
 	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second
 	// The summary comes last; the input description before it can be
 	// long (tags), so only a tail is kept.
 	stderr := newTail(16 << 10)
 	cmd.Stderr = stderr
-	err := cmd.Run()
+	err = cmd.Run()
 	if cmd.Process != nil {
 		_ = killGroup(cmd.Process.Pid, syscall.SIGKILL)
 	}

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/hlsvault/hlsvault/internal/testenv"
 )
 
 func TestScanFromFlag(t *testing.T) {
@@ -121,7 +119,7 @@ func TestIdetArgs(t *testing.T) {
 // interlaced, the same fields flagged progressive (the lying flag), and a
 // progressive clip flagged interlaced.
 func TestDetectScan(t *testing.T) {
-	ff, _ := testenv.FFmpeg(t)
+	x := testExec(t)
 	dir := t.TempDir()
 	ctx := testContext(t)
 	weave := "testsrc2=size=320x240:rate=50:duration=1,tinterlace=mode=interleave_top"
@@ -145,15 +143,14 @@ func TestDetectScan(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(dir, tc.name)
 			ffmpegRun(t, append(append(tc.src, "-c:v", "libx264", "-preset", "ultrafast", "-r", "25"), path)...)
-			_, fp := testenv.FFmpeg(t)
-			p, err := ProbeFile(ctx, fp, path, Limits{})
+			p, err := ProbeFile(ctx, x, path, Limits{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if p.Video.Scan != tc.flag {
 				t.Fatalf("flag reads %s (field_order %q), want %s", p.Video.Scan, p.Video.FieldOrder, tc.flag)
 			}
-			r, err := DetectScan(ctx, ff, path, p, Limits{})
+			r, err := DetectScan(ctx, x, path, p, Limits{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -169,16 +166,16 @@ func TestDetectScan(t *testing.T) {
 		p.Video.FieldOrder, p.Video.Scan = "tt", TopFieldFirst
 		garbage := filepath.Join(dir, "garbage.mp4")
 		ffmpegRun(t, "-f", "lavfi", "-i", "sine=duration=1", garbage) // no video stream 0:0 to decode
-		r, err := DetectScan(ctx, ff, garbage, p, Limits{})
+		r, err := DetectScan(ctx, x, garbage, p, Limits{})
 		if err == nil || !strings.HasPrefix(err.Error(), "transcode: idet: ") || r.Scan != TopFieldFirst {
 			t.Fatalf("DetectScan = %+v, %v: want an error and the flag's verdict", r, err)
 		}
-		if _, err := DetectScan(ctx, ff, "rel.mp4", p, Limits{}); err == nil {
+		if _, err := DetectScan(ctx, x, "rel.mp4", p, Limits{}); err == nil {
 			t.Fatal("relative path accepted")
 		}
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()
-		if _, err := DetectScan(cctx, ff, garbage, p, Limits{}); !errors.Is(err, context.Canceled) {
+		if _, err := DetectScan(cctx, x, garbage, p, Limits{}); !errors.Is(err, context.Canceled) {
 			t.Fatalf("cancelled: %v", err)
 		}
 	})

@@ -23,9 +23,11 @@ var update = flag.Bool("update", false, "rewrite golden files")
 // goldenDir holds golden files and fixtures shared with the lead's tools.
 const goldenDir = "../../testdata/transcode"
 
-// helperEnv makes the test binary act as a stubborn fake ffmpeg (see
-// stubbornHelper), the os/exec test idiom for child processes.
-const helperEnv = "TRANSCODE_TEST_HELPER"
+// helperArg, as the first argument, makes the test binary act as a
+// stubborn fake ffmpeg (see stubbornHelper), the os/exec test idiom for
+// child processes. An argument rather than a variable: the decoder gets
+// no variable of ours.
+const helperArg = "-transcode-test-helper="
 
 var shared struct {
 	dir string // removed after all tests
@@ -36,10 +38,8 @@ var shared struct {
 }
 
 func TestMain(m *testing.M) {
-	switch os.Getenv(helperEnv) {
-	case "":
-	default:
-		stubbornHelper(os.Getenv(helperEnv))
+	if len(os.Args) > 1 && strings.HasPrefix(os.Args[1], helperArg) {
+		stubbornHelper(strings.TrimPrefix(os.Args[1], helperArg))
 		return
 	}
 	flag.Parse()
@@ -60,8 +60,7 @@ func TestMain(m *testing.M) {
 func stubbornHelper(role string) {
 	signal.Ignore(syscall.SIGTERM)
 	if role == "parent" {
-		child := exec.Command(os.Args[0])
-		child.Env = append(os.Environ(), helperEnv+"=child")
+		child := exec.Command(os.Args[0], helperArg+"child")
 		child.Stdout = os.Stdout
 		if err := child.Start(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -150,6 +149,18 @@ func longSource(t *testing.T) string {
 		t.Fatal(shared.longErr)
 	}
 	return shared.long
+}
+
+// testExec is the decoder Exec of the tests: the test's ffmpeg and ffprobe
+// in the bwrap sandbox, as the worker runs them by default.
+func testExec(t testing.TB) *Exec {
+	t.Helper()
+	ff, fp := testenv.FFmpeg(t)
+	x, err := NewExec(ExecConfig{FFmpeg: ff, FFprobe: fp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x
 }
 
 // testContext is cancelled when the test ends or after a generous deadline.

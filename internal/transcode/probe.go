@@ -390,8 +390,11 @@ func parseSeconds(s string) (float64, bool) {
 // forced and a ProbeTimeout deadline, and validates the result with
 // ParseProbe. ffprobe refusing the file is bad input; a timeout is not, since
 // a loaded machine is as likely a cause as a hostile file.
-func ProbeFile(ctx context.Context, ffprobe, path string, lim Limits) (*Probe, error) {
+func ProbeFile(ctx context.Context, x *Exec, path string, lim Limits) (*Probe, error) {
 	lim = lim.withDefaults()
+	if x == nil {
+		return nil, errNoExec
+	}
 	if !filepath.IsAbs(path) {
 		return nil, fmt.Errorf("transcode: probe: path %q is not absolute", path)
 	}
@@ -419,8 +422,10 @@ func ProbeFile(ctx context.Context, ffprobe, path string, lim Limits) (*Probe, e
 
 	pctx, cancel := context.WithTimeout(ctx, lim.ProbeTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(pctx, ffprobe, ProbeArgs(format, path)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd, err := x.Command(pctx, FFprobe, ProbeArgs(format, path), []string{path}, nil)
+	if err != nil {
+		return nil, err
+	}
 	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second
 	stdout := &capBuffer{max: maxProbeOutput}

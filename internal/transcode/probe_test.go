@@ -202,7 +202,6 @@ func TestProbeArgs(t *testing.T) {
 }
 
 func TestProbeFile(t *testing.T) {
-	_, ffprobe := testenv.FFmpeg(t)
 	dir := t.TempDir()
 	ctx := testContext(t)
 	write := func(name string, data []byte) string {
@@ -215,7 +214,7 @@ func TestProbeFile(t *testing.T) {
 
 	t.Run("mkv", func(t *testing.T) {
 		src := testenv.MakeSource(t, dir, testenv.Source{Width: 160, Height: 120, Seconds: 1, FPS: 10, Audio: true, Ext: "mkv"})
-		p, err := ProbeFile(ctx, ffprobe, src, Limits{})
+		p, err := ProbeFile(ctx, testExec(t), src, Limits{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -239,7 +238,7 @@ func TestProbeFile(t *testing.T) {
 	}
 	for _, tc := range badInput {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := ProbeFile(ctx, ffprobe, tc.path, Limits{})
+			p, err := ProbeFile(ctx, testExec(t), tc.path, Limits{})
 			if !errors.Is(err, ErrInvalidInput) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("ProbeFile = %+v, %v; want bad input mentioning %q", p, err, tc.want)
 			}
@@ -249,13 +248,13 @@ func TestProbeFile(t *testing.T) {
 
 	t.Run("too big", func(t *testing.T) {
 		src := write("big.mp4", make([]byte, 2000))
-		_, err := ProbeFile(ctx, ffprobe, src, Limits{MaxBytes: 1000})
+		_, err := ProbeFile(ctx, testExec(t), src, Limits{MaxBytes: 1000})
 		if !errors.Is(err, ErrInvalidInput) || !strings.Contains(err.Error(), "file is 2000 bytes, the limit is 1000") {
 			t.Fatalf("error %v", err)
 		}
 	})
 	t.Run("relative path", func(t *testing.T) {
-		_, err := ProbeFile(ctx, ffprobe, "a.mp4", Limits{})
+		_, err := ProbeFile(ctx, testExec(t), "a.mp4", Limits{})
 		if err == nil || errors.Is(err, ErrInvalidInput) {
 			t.Fatalf("error %v: want a programming error", err)
 		}
@@ -264,7 +263,7 @@ func TestProbeFile(t *testing.T) {
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()
 		src := write("c.ts", tsGarbage(3)) // sniffs fine, so ffprobe is reached
-		_, err := ProbeFile(cctx, ffprobe, src, Limits{})
+		_, err := ProbeFile(cctx, testExec(t), src, Limits{})
 		if !errors.Is(err, context.Canceled) || errors.Is(err, ErrInvalidInput) {
 			t.Fatalf("error %v: want context.Canceled", err)
 		}

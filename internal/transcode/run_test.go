@@ -21,8 +21,7 @@ import (
 // prepare probes src and builds the plan and argv for a ladder.
 func prepare(t *testing.T, src, ladder string, segment time.Duration) (*Probe, Plan, []string, string) {
 	t.Helper()
-	_, ffprobe := testenv.FFmpeg(t)
-	probe, err := ProbeFile(testContext(t), ffprobe, src, Limits{})
+	probe, err := ProbeFile(testContext(t), testExec(t), src, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +149,6 @@ func checkOutput(t *testing.T, plan Plan, out string, wantSegments int) {
 }
 
 func TestTranscodeLadder(t *testing.T) {
-	ff, _ := testenv.FFmpeg(t)
 	for _, audio := range []bool{true, false} {
 		name := map[bool]string{true: "audio", false: "no audio"}[audio]
 		t.Run(name, func(t *testing.T) {
@@ -164,7 +162,7 @@ func TestTranscodeLadder(t *testing.T) {
 			}
 			var last Progress
 			var blocks int
-			r := Runner{FFmpeg: ff, Logger: testenv.Logger(t), Timeout: 30 * time.Second, MaxOutputBytes: 50 << 20, OutDir: out}
+			r := Runner{Exec: testExec(t), Input: src, Logger: testenv.Logger(t), Timeout: 30 * time.Second, MaxOutputBytes: 50 << 20, OutDir: out}
 			if err := r.Run(testContext(t), args, func(p Progress) { last = p; blocks++ }); err != nil {
 				t.Fatal(err)
 			}
@@ -177,7 +175,6 @@ func TestTranscodeLadder(t *testing.T) {
 }
 
 func TestTranscodeRotated(t *testing.T) {
-	ff, _ := testenv.FFmpeg(t)
 	// ffmpeg 5.1 has no -display_rotation, and -metadata:s:v rotate=90 is
 	// dropped when encoding: only a stream-copy remux turns the legacy tag
 	// into the mp4 display matrix.
@@ -193,7 +190,7 @@ func TestTranscodeRotated(t *testing.T) {
 	if r := plan.Renditions[0]; r.Width != 240 || r.Height != 320 {
 		t.Fatalf("rendition %+v, want portrait 240x320", r)
 	}
-	r := Runner{FFmpeg: ff, Logger: testenv.Logger(t)}
+	r := Runner{Exec: testExec(t), Input: src, OutDir: out, Logger: testenv.Logger(t)}
 	if err := r.Run(testContext(t), args, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -204,13 +201,12 @@ func TestTranscodeRotated(t *testing.T) {
 // at 15 fps): fps= makes it constant, so a keyframe every GOP frames is a
 // keyframe every second on every rung.
 func TestTranscodeVFR(t *testing.T) {
-	ff, _ := testenv.FFmpeg(t)
 	src := filepath.Join(t.TempDir(), "vfr.mkv")
 	ffmpegRun(t, "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30:duration=2",
 		"-vf", "setpts='(N+max(N-30,0))/30/TB'", "-fps_mode", "passthrough",
 		"-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", src)
 	_, plan, args, out := prepare(t, src, "240p:300k,144p:150k", time.Second)
-	r := Runner{FFmpeg: ff, Logger: testenv.Logger(t)}
+	r := Runner{Exec: testExec(t), Input: src, OutDir: out, Logger: testenv.Logger(t)}
 	if err := r.Run(testContext(t), args, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -280,10 +276,9 @@ func stopTest(t *testing.T, r Runner, args []string, stop func(cancel context.Ca
 }
 
 func TestRunCancel(t *testing.T) {
-	ff, _ := testenv.FFmpeg(t)
-	_, _, args, _ := prepare(t, longSource(t), "360p:800k,240p:400k", 2*time.Second)
+	_, _, args, out := prepare(t, longSource(t), "360p:800k,240p:400k", 2*time.Second)
 	grace := time.Second
-	err := stopTest(t, Runner{FFmpeg: ff, Logger: testenv.Logger(t), KillGrace: grace}, args,
+	err := stopTest(t, Runner{Exec: testExec(t), Input: longSource(t), OutDir: out, Logger: testenv.Logger(t), KillGrace: grace}, args,
 		func(cancel context.CancelFunc) { cancel() }, grace+time.Second)
 	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrInvalidInput) {
 		t.Fatalf("error %v, want context.Canceled", err)
@@ -291,9 +286,8 @@ func TestRunCancel(t *testing.T) {
 }
 
 func TestRunTimeout(t *testing.T) {
-	ff, _ := testenv.FFmpeg(t)
-	_, _, args, _ := prepare(t, longSource(t), "360p:800k,240p:400k", 2*time.Second)
-	r := Runner{FFmpeg: ff, Logger: testenv.Logger(t), KillGrace: time.Second, Timeout: 1500 * time.Millisecond}
+	_, _, args, out := prepare(t, longSource(t), "360p:800k,240p:400k", 2*time.Second)
+	r := Runner{Exec: testExec(t), Input: longSource(t), OutDir: out, Logger: testenv.Logger(t), KillGrace: time.Second, Timeout: 1500 * time.Millisecond}
 	start := time.Now()
 	err := stopTest(t, r, args, nil, r.Timeout+r.KillGrace+time.Second)
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "deadline of 1.5s exceeded") {
@@ -305,9 +299,8 @@ func TestRunTimeout(t *testing.T) {
 }
 
 func TestRunOutputCap(t *testing.T) {
-	ff, _ := testenv.FFmpeg(t)
 	_, _, args, out := prepare(t, longSource(t), "360p:800k,240p:400k", 1*time.Second)
-	r := Runner{FFmpeg: ff, Logger: testenv.Logger(t), KillGrace: time.Second, MaxOutputBytes: 100_000, OutDir: out}
+	r := Runner{Exec: testExec(t), Input: longSource(t), Logger: testenv.Logger(t), KillGrace: time.Second, MaxOutputBytes: 100_000, OutDir: out}
 	err := stopTest(t, r, args, nil, outputPoll+r.KillGrace+3*time.Second)
 	if !errors.Is(err, ErrInvalidInput) || !strings.Contains(err.Error(), "output exceeded 100000 bytes") {
 		t.Fatalf("error %v, want the output cap", err)
@@ -318,9 +311,15 @@ func TestRunOutputCap(t *testing.T) {
 // a child holding its stdout: Run must still return after the grace, with
 // the whole group gone.
 func TestRunStubbornGroup(t *testing.T) {
-	t.Setenv(helperEnv, "parent")
 	grace := 500 * time.Millisecond
-	err := stopTest(t, Runner{FFmpeg: os.Args[0], Logger: testenv.Logger(t), KillGrace: grace}, nil,
+	// The fake ffmpeg is the test binary: unsandboxed, since the test
+	// binary lives where the sandbox need not show it.
+	x, err := NewExec(ExecConfig{Sandbox: SandboxNone, FFmpeg: os.Args[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	err = stopTest(t, Runner{Exec: x, Input: dir, OutDir: dir, Logger: testenv.Logger(t), KillGrace: grace}, []string{helperArg + "parent"},
 		func(cancel context.CancelFunc) { cancel() }, grace+time.Second)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("error %v, want context.Canceled", err)
@@ -328,17 +327,17 @@ func TestRunStubbornGroup(t *testing.T) {
 }
 
 func TestRunFailure(t *testing.T) {
-	ff, _ := testenv.FFmpeg(t)
-	r := Runner{FFmpeg: ff}
+	dir := t.TempDir()
+	r := Runner{Exec: testExec(t), Input: dir, OutDir: dir}
 	err := r.Run(testContext(t), []string{"-hide_banner", "-nostdin", "-loglevel", "error",
 		"-f", "lavfi", "-i", "nullsrc=d=0.1", "-c:v", "no_such_encoder", "-f", "null", "-"}, nil)
 	if err == nil || !strings.HasPrefix(err.Error(), "transcode: ffmpeg: exit status 1: ") || !strings.Contains(err.Error(), "no_such_encoder") {
 		t.Fatalf("error %v, want exit status and stderr tail", err)
 	}
 	if err := (&Runner{}).Run(testContext(t), nil, nil); err == nil {
-		t.Fatal("empty FFmpeg accepted")
+		t.Fatal("Runner without Exec accepted")
 	}
-	if err := (&Runner{FFmpeg: ff, MaxOutputBytes: 1}).Run(testContext(t), nil, nil); err == nil {
-		t.Fatal("output cap without OutDir accepted")
+	if err := (&Runner{Exec: testExec(t), Input: dir, MaxOutputBytes: 1}).Run(testContext(t), nil, nil); err == nil {
+		t.Fatal("Runner without OutDir accepted")
 	}
 }

@@ -7,17 +7,21 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"os/exec"
+	"os"
 	"path/filepath"
 	"syscall"
 	"time"
 )
 
-// Runner runs ffmpeg. The zero value is not usable: FFmpeg must be set.
-// A Runner holds no state between runs; copy it to vary fields per job.
+// Runner runs ffmpeg. The zero value is not usable: Exec, Input and
+// OutDir must be set. A Runner holds no state between runs; copy it to
+// vary fields per job.
 type Runner struct {
-	FFmpeg string       // path to the ffmpeg binary
+	Exec   *Exec        // starts ffmpeg (in the decoder sandbox)
 	Logger *slog.Logger // nil discards
+	// Input is the source file given to Args: the only file ffmpeg may
+	// read, read-only.
+	Input string
 	// Timeout is the wall-clock deadline for the whole run (0 = none); the
 	// caller derives it from the source duration.
 	Timeout time.Duration
@@ -26,8 +30,8 @@ type Runner struct {
 	// is on disk, so if the pipeline deletes uploaded segments it caps disk
 	// use rather than the total output.
 	MaxOutputBytes int64
-	// OutDir is the directory MaxOutputBytes watches: the outDir given to
-	// Args. Required when MaxOutputBytes is set.
+	// OutDir is the outDir given to Args: the only directory ffmpeg may
+	// write to, and the one MaxOutputBytes watches.
 	OutDir string
 	// KillGrace is how long ffmpeg gets to finish after SIGTERM (it flushes
 	// and closes its files) before the process group is SIGKILLed;
@@ -58,11 +62,15 @@ var errOutputCap = errors.New("output cap exceeded")
 // playlists on SIGTERM, #EXT-X-ENDLIST included: only a nil error means the
 // ladder is complete.
 func (r *Runner) Run(ctx context.Context, args []string, onProgress func(Progress)) error {
-	if r.FFmpeg == "" {
-		return errors.New("transcode: ffmpeg path is empty")
+	if r.Exec == nil {
+		return errNoExec
 	}
-	if r.MaxOutputBytes > 0 && !filepath.IsAbs(r.OutDir) {
-		return fmt.Errorf("transcode: output cap needs an absolute OutDir, got %q", r.OutDir)
+	if !filepath.IsAbs(r.OutDir) || !filepath.IsAbs(r.Input) {
+		return fmt.Errorf("transcode: ffmpeg needs an absolute Input and OutDir, got %q and %q", r.Input, r.OutDir)
+	}
+	// The sandbox binds OutDir, so it must exist; private to the worker.
+	if err := os.MkdirAll(r.OutDir, 0o700); err != nil {
+		return fmt.Errorf("transcode: ffmpeg output: %w", err)
 	}
 	log := r.Logger
 	if log == nil {
@@ -82,11 +90,13 @@ func (r *Runner) Run(ctx context.Context, args []string, onProgress func(Progres
 		defer cancelT()
 	}
 
-	cmd := exec.CommandContext(runCtx, r.FFmpeg, args...)
-	// Pdeathsig is tied to the starting OS thread; Go only retires threads
-	// of goroutines that exit while locked to them, which we never do.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd, err := r.Exec.Command(runCtx, FFmpeg, args, []string{r.Input}, []string{r.OutDir})
+	if err != nil {
+		return err
+	}
 	// ffmpeg treats SIGTERM like q: it stops reading, flushes and exits.
+	// (In the sandbox the group is bwrap's: SIGTERM ends bwrap, and its
+	// pid namespace, ffmpeg included, goes with it.)
 	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid, syscall.SIGTERM) }
 	// After the grace, exec SIGKILLs ffmpeg and stops waiting for its pipes;
 	// the rest of the group is killed below.

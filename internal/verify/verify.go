@@ -18,7 +18,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"slices"
@@ -79,8 +78,8 @@ type Verifier struct {
 	Store   storage.Store
 	DB      *catalog.DB
 	Keyring *keys.Keyring
-	FFprobe string // default "ffprobe"
-	TempDir string // default os.TempDir()
+	Exec    *transcode.Exec // starts ffprobe (in the decoder sandbox); required
+	TempDir string          // default os.TempDir()
 }
 
 // Verify checks the current version of videoID. A non-nil error means the
@@ -346,7 +345,7 @@ func (v *Verifier) rendition(ctx context.Context, name string, ks *versionKeys, 
 		format = "mp4"
 	}
 	for _, f := range files {
-		dec, err := probeDecode(ctx, v.ffprobe(), format, f)
+		dec, err := probeDecode(ctx, v.Exec, format, f)
 		if err != nil {
 			return fail("ffprobe: %v", err)
 		}
@@ -430,13 +429,6 @@ type formatChecker interface {
 	err() error
 }
 
-func (v *Verifier) ffprobe() string {
-	if v.FFprobe == "" {
-		return "ffprobe"
-	}
-	return v.FFprobe
-}
-
 func parseIV(s string) ([]byte, error) {
 	h, ok := strings.CutPrefix(strings.ToLower(s), "0x")
 	if !ok {
@@ -510,9 +502,15 @@ type decoded struct {
 	videoFrames, audioFrames int64
 }
 
-func probeDecode(ctx context.Context, ffprobe, format, file string) (decoded, error) {
+func probeDecode(ctx context.Context, x *transcode.Exec, format, file string) (decoded, error) {
+	if x == nil {
+		return decoded{}, errors.New("no decoder Exec configured")
+	}
 	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, ffprobe, DecodeAllArgs(format, file)...)
+	cmd, err := x.Command(ctx, transcode.FFprobe, DecodeAllArgs(format, file), []string{file}, nil)
+	if err != nil {
+		return decoded{}, err
+	}
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {

@@ -77,6 +77,8 @@ type cfg struct {
 	preset        string
 	databaseURL   string
 	redisURL      string
+	sandbox       string
+	exec          *transcode.Exec // every ffprobe and ffmpeg on the source
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -91,6 +93,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&c.azureMB, "azure-mb", "32,256", "the same on Azurite (an in-memory Azurite keeps what it held: keep these small)")
 	fs.IntVar(&c.rssRuns, "rss-runs", 3, "child processes per RSS figure (median)")
 	fs.StringVar(&c.preset, "preset", "veryfast", "x264 preset of the re-transcode and of the legacy packaging")
+	fs.StringVar(&c.sandbox, "decoder-sandbox", transcode.SandboxBwrap, "decoder sandbox, as the worker's DECODER_SANDBOX (bwrap or none)")
 	fs.StringVar(&c.databaseURL, "database-url", config.Getenv(os.Getenv, "DATABASE_URL", config.DefaultDatabaseURL), "PostgreSQL")
 	fs.StringVar(&c.redisURL, "redis-url", config.Getenv(os.Getenv, "REDIS_URL", config.DefaultRedisURL), "Redis")
 	if err := fs.Parse(args); err != nil {
@@ -100,6 +103,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	var err error
+	if c.exec, err = transcode.NewExec(transcode.ExecConfig{Sandbox: c.sandbox}); err != nil {
+		return err
+	}
 	if c.dir, err = filepath.Abs(c.dir); err != nil {
 		return err
 	}
@@ -188,7 +194,7 @@ func legacyTitle(ctx context.Context, c cfg, progress func(string, ...any)) (str
 	if _, err := os.Stat(filepath.Join(out, "master.m3u8")); err == nil {
 		return out, nil
 	}
-	probe, err := transcode.ProbeFile(ctx, "ffprobe", c.source, transcode.DefaultLimits())
+	probe, err := transcode.ProbeFile(ctx, c.exec, c.source, transcode.DefaultLimits())
 	if err != nil {
 		return "", err
 	}
@@ -206,7 +212,11 @@ func legacyTitle(ctx context.Context, c cfg, progress func(string, ...any)) (str
 		return "", err
 	}
 	progress("packaging the legacy title (plain HLS, %d renditions)", len(plan.Renditions))
-	if out, err := exec.CommandContext(ctx, "ffmpeg", args...).CombinedOutput(); err != nil {
+	cmd, err := c.exec.Command(ctx, transcode.FFmpeg, args, []string{c.source}, []string{tmp})
+	if err != nil {
+		return "", err
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("ffmpeg: %v: %s", err, out)
 	}
 	var m strings.Builder
@@ -305,7 +315,7 @@ func ratio(ctx context.Context, c cfg, progress func(string, ...any)) (enc, tc [
 		enc = append(enc, secs)
 	}
 
-	pipe, err := pipeline.New(pipeline.Config{Preset: c.preset, TempDir: c.dir, KeyURITemplate: keyURI}, store, db, keyring, log, nil)
+	pipe, err := pipeline.New(pipeline.Config{Exec: c.exec, Preset: c.preset, TempDir: c.dir, KeyURITemplate: keyURI}, store, db, keyring, log, nil)
 	if err != nil {
 		return nil, nil, err
 	}
