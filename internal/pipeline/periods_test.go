@@ -18,6 +18,7 @@ import (
 	"github.com/hlsvault/hlsvault/internal/segcrypt"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/testenv"
+	"github.com/hlsvault/hlsvault/internal/testenv/decoder"
 	"github.com/hlsvault/hlsvault/internal/verify"
 )
 
@@ -62,7 +63,7 @@ func TestKeyPeriods(t *testing.T) {
 		}
 	}
 
-	rep, err := (&verify.Verifier{Store: h.store, DB: h.db, Keyring: h.keyring}).Verify(ctx, video)
+	rep, err := (&verify.Verifier{Store: h.store, DB: h.db, Keyring: h.keyring, Exec: decoder.Exec(t)}).Verify(ctx, video)
 	if err != nil || !rep.OK() {
 		t.Fatalf("verify: %+v %v", rep, err)
 	}
@@ -129,7 +130,7 @@ func TestKeyPeriods(t *testing.T) {
 	if err := h.store.Put(ctx, r.Playlist, bytes.NewReader(tampered), int64(len(tampered)), storage.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	rep, err = (&verify.Verifier{Store: h.store, DB: h.db, Keyring: h.keyring}).Verify(ctx, video)
+	rep, err = (&verify.Verifier{Store: h.store, DB: h.db, Keyring: h.keyring, Exec: decoder.Exec(t)}).Verify(ctx, video)
 	if err != nil || rep.OK() || !strings.Contains(strings.Join(rep.Renditions[0].Problems, "\n")+strings.Join(rep.Renditions[1].Problems, "\n"), "of its key period 1") {
 		t.Fatalf("verify of a playlist naming the wrong period's key: %+v %v", rep, err)
 	}
