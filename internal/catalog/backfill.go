@@ -616,7 +616,8 @@ func (db *DB) PrepareBackfillJob(ctx context.Context, videoID, source, taskID st
 }
 
 // VersionWithKey returns one version of a video (published, or once
-// published) with its wrapped key: the version a re-key reads.
+// published, and not deleted) with its wrapped key: the version a re-key
+// reads.
 func (db *DB) VersionWithKey(ctx context.Context, videoID string, version int) (Version, error) {
 	var (
 		v    Version
@@ -626,7 +627,7 @@ func (db *DB) VersionWithKey(ctx context.Context, videoID string, version int) (
 			k.key_id, k.kek_id, k.wrapped
 		from versions ver
 		join content_keys k on k.video_id = ver.video_id and k.version = ver.version
-		where ver.video_id = $1 and ver.version = $2`, videoID, version).Scan(&v.VideoID, &v.Version, &v.Prefix, &v.Master, &rend, &v.Duration,
+		where ver.video_id = $1 and ver.version = $2 and ver.state <> 'deleted'`, videoID, version).Scan(&v.VideoID, &v.Version, &v.Prefix, &v.Master, &rend, &v.Duration,
 		&v.PublishedAt, &v.Key.KeyID, &v.Key.KEKID, &v.Key.Wrapped)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return v, fmt.Errorf("catalog: version %d of %s: %w", version, videoID, ErrNotFound)
