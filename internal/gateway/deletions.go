@@ -34,6 +34,8 @@ func (s *Server) WatchDeletions(ctx context.Context, rdb redis.UniversalClient, 
 			continue
 		}
 		backoff = 100 * time.Millisecond
+		// A read on the subscription does not end with ctx: closing does.
+		stopClose := context.AfterFunc(ctx, func() { _ = ps.Close() })
 		s.forgetAll()
 		s.log.Debug("deletion notices: subscribed", "channel", channel)
 		for {
@@ -51,6 +53,7 @@ func (s *Server) WatchDeletions(ctx context.Context, rdb redis.UniversalClient, 
 			}
 			s.Forget(video, version)
 		}
+		stopClose()
 		_ = ps.Close()
 	}
 }
