@@ -28,6 +28,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -38,6 +39,7 @@ import (
 
 	"github.com/hlsvault/hlsvault/internal/catalog"
 	"github.com/hlsvault/hlsvault/internal/config"
+	"github.com/hlsvault/hlsvault/internal/deletions"
 	"github.com/hlsvault/hlsvault/internal/gateway"
 	"github.com/hlsvault/hlsvault/internal/ids"
 	"github.com/hlsvault/hlsvault/internal/keys"
@@ -89,6 +91,8 @@ type Config struct {
 	MaxStreams         int             `env:"MAX_STREAMS_PER_SUBJECT" envDefault:"3" flag:"max-streams" help:"concurrent playback sessions per subject"`
 	SessionTTL         time.Duration   `env:"SESSION_TTL" envDefault:"2m" flag:"session-ttl" help:"a session without playlist, key or heartbeat requests for this long is released"`
 	SegmentURLTTL      time.Duration   `env:"SEGMENT_URL_TTL" envDefault:"10m" flag:"segment-url-ttl" help:"life of a segment URL beyond the time linear playback reaches the segment"`
+	SASMaxLifetime     time.Duration   `env:"SAS_MAX_LIFETIME" envDefault:"5m" flag:"sas-max-lifetime" help:"Azure: media a playlist's direct SAS URLs may cover beyond SEGMENT_URL_TTL, and the life of a SAS the gateway redirects to"`
+	KeyCacheTTL        time.Duration   `env:"KEY_CACHE_TTL" envDefault:"60s" flag:"key-cache-ttl" help:"how long a cached key or compiled playlist is trusted when a deletion notice is missed"`
 	AllowedOrigins     string          `env:"ALLOWED_ORIGINS" flag:"allowed-origins" help:"comma-separated browser origins allowed by CORS, with credentials"`
 	TLSCert            string          `env:"GATEWAY_TLS_CERT" flag:"tls-cert" help:"PEM certificate file; with --tls-key, serve HTTPS"`
 	TLSKey             string          `env:"GATEWAY_TLS_KEY" flag:"tls-key" help:"PEM private key file"`
@@ -138,6 +142,8 @@ func (c *Config) validate(cmd string, p *config.Problems) {
 	p.Check(c.MaxStreams >= 1 && c.MaxStreams <= 1000, "MAX_STREAMS_PER_SUBJECT", "an integer from 1 to 1000")
 	p.Check(c.SessionTTL > 0, "SESSION_TTL", "a positive Go duration such as 2m")
 	p.Check(c.SegmentURLTTL > 0, "SEGMENT_URL_TTL", "a positive Go duration such as 10m")
+	p.Check(c.SASMaxLifetime >= 10*time.Second, "SAS_MAX_LIFETIME", "a Go duration of at least 10s, such as 5m")
+	p.Check(c.KeyCacheTTL > 0 && c.KeyCacheTTL <= time.Hour, "KEY_CACHE_TTL", "a positive Go duration of at most 1h, such as 60s")
 	for _, o := range splitList(c.AllowedOrigins) {
 		if !validOrigin(o) {
 			p.Add("ALLOWED_ORIGINS", "comma-separated exact origins such as https://app.example.com,http://localhost:3000 (no wildcards, no paths)")
@@ -424,10 +430,18 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 		PublicURL: cfg.PublicURL, Tokens: tokens, SegmentSecret: []byte(cfg.SegmentSecret), SegmentURLTTL: cfg.SegmentURLTTL,
 		AllowedOrigins: splitList(cfg.AllowedOrigins), Production: production, TLS: useTLS, AdminToken: cfg.AdminToken,
 		MaxTokenLifetime: cfg.MaxTokenLifetime, PlaylistCacheBytes: int64(cfg.PlaylistCacheBytes), PlayerScript: cfg.PlayerScript,
+		KeyCacheTTL: cfg.KeyCacheTTL, SASMaxLifetime: cfg.SASMaxLifetime,
 	}, db, store, keyring, sessions, gateway.NewMetrics(reg), log)
 	if err != nil {
 		return err
 	}
+	// Deletion notices from the garbage collector: a destroyed key is
+	// dropped from the cache at once.
+	var watching sync.WaitGroup
+	defer watching.Wait()
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	watching.Go(func() { gw.WatchDeletions(watchCtx, rdb, deletions.Channel) })
 	deps := []dependency{
 		{"postgres", db.Ping},
 		{"redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},

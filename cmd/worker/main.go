@@ -35,10 +35,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/hlsvault/hlsvault/internal/backfill"
 	"github.com/hlsvault/hlsvault/internal/catalog"
 	"github.com/hlsvault/hlsvault/internal/config"
+	"github.com/hlsvault/hlsvault/internal/deletions"
 	"github.com/hlsvault/hlsvault/internal/gc"
 	"github.com/hlsvault/hlsvault/internal/keys"
 	"github.com/hlsvault/hlsvault/internal/pipeline"
@@ -364,8 +366,13 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 		defer stopHTTP()
 	}
 	if !cfg.GCInterval.Off() {
+		notify, closeNotify, err := deletionNotifier(cfg)
+		if err != nil {
+			return err
+		}
+		defer closeNotify()
 		collector, err := gc.New(gc.Config{Grace: cfg.GCGrace, Interval: time.Duration(cfg.GCInterval),
-			Legacy: backfill.NewPurger(db, store, log)}, db, store, log)
+			Legacy: backfill.NewPurger(db, store, log)}, db, store, notify, log)
 		if err != nil {
 			return err
 		}
@@ -387,6 +394,22 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 	return nil
 }
 
+// deletionNotifier publishes the garbage collector's deletion notices on
+// REDIS_URL, for the gateways (package deletions).
+func deletionNotifier(cfg Config) (*deletions.Publisher, func(), error) {
+	opt, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(opt)
+	p, err := deletions.NewPublisher(rdb, deletions.Channel)
+	if err != nil {
+		rdb.Close()
+		return nil, nil, err
+	}
+	return p, func() { rdb.Close() }, nil
+}
+
 func runGC(ctx context.Context, cfg Config, getenv func(string) string, log *slog.Logger, stdout io.Writer) error {
 	db, err := openCatalog(ctx, cfg, log)
 	if err != nil {
@@ -397,7 +420,12 @@ func runGC(ctx context.Context, cfg Config, getenv func(string) string, log *slo
 	if err != nil {
 		return err
 	}
-	collector, err := gc.New(gc.Config{Grace: cfg.GCGrace, Legacy: backfill.NewPurger(db, store, log)}, db, store, log)
+	notify, closeNotify, err := deletionNotifier(cfg)
+	if err != nil {
+		return err
+	}
+	defer closeNotify()
+	collector, err := gc.New(gc.Config{Grace: cfg.GCGrace, Legacy: backfill.NewPurger(db, store, log)}, db, store, notify, log)
 	if err != nil {
 		return err
 	}

@@ -371,7 +371,7 @@ func TestGCCommand(t *testing.T) {
 	}
 	defer db.Close()
 	p := holdingPurger{held: make(chan struct{}), release: make(chan struct{})}
-	other, err := gc.New(gc.Config{Legacy: p}, db, nil, testenv.Logger(t))
+	other, err := gc.New(gc.Config{Legacy: p}, db, nil, nil, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

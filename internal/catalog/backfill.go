@@ -616,7 +616,8 @@ func (db *DB) PrepareBackfillJob(ctx context.Context, videoID, source, taskID st
 }
 
 // VersionWithKey returns one version of a video (published, or once
-// published) with its wrapped key: the version a re-key reads.
+// published, and not deleted) with its wrapped key: the version a re-key
+// reads.
 func (db *DB) VersionWithKey(ctx context.Context, videoID string, version int) (Version, error) {
 	var (
 		v    Version
@@ -627,7 +628,7 @@ func (db *DB) VersionWithKey(ctx context.Context, videoID string, version int) (
 			`+versionKeysColumns+`
 		from versions ver
 		`+versionKeysJoin+`
-		where ver.video_id = $1 and ver.version = $2`, videoID, version).Scan(append([]any{&v.VideoID, &v.Version, &v.Prefix, &v.Master, &rend, &v.Duration,
+		where ver.video_id = $1 and ver.version = $2 and ver.state <> 'deleted'`, videoID, version).Scan(append([]any{&v.VideoID, &v.Version, &v.Prefix, &v.Master, &rend, &v.Duration,
 		&v.PublishedAt}, vk.dest()...)...)
 	v.Keys = vk.keys()
 	if errors.Is(err, pgx.ErrNoRows) {

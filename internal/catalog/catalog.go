@@ -568,9 +568,15 @@ func (db *DB) VideoStatus(ctx context.Context, videoID string) (Status, error) {
 	return s, nil
 }
 
-// KeyByID returns a wrapped key and the video and version it belongs to.
+// KeyByID returns a wrapped key and the video and version it belongs to;
+// ErrNotFound for a key of a deleted version (GC destroys those keys in the
+// transaction that deletes the version; this holds even if a row
+// survived).
 func (db *DB) KeyByID(ctx context.Context, keyID string) (videoID string, version int, k WrappedKey, err error) {
-	err = db.pool.QueryRow(ctx, `select video_id, version, key_id, kek_id, wrapped from content_keys where key_id = $1`, keyID).
+	err = db.pool.QueryRow(ctx, `select k.video_id, k.version, k.key_id, k.kek_id, k.wrapped
+		from content_keys k
+		join versions v on v.video_id = k.video_id and v.version = k.version
+		where k.key_id = $1 and v.state <> 'deleted'`, keyID).
 		Scan(&videoID, &version, &k.KeyID, &k.KEKID, &k.Wrapped)
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = ErrNotFound

@@ -92,9 +92,26 @@ type Config struct {
 	// PlayerScript is the path of hls.js (hls.min.js); when set, the
 	// gateway serves a player page at /watch/{video}?token=….
 	PlayerScript string
+	// KeyCacheTTL is how long a wrapped key or a compiled playlist is kept
+	// without asking the catalog again (default 60s): the bound on how
+	// long a gateway that missed a deletion notice (Forget) still serves a
+	// destroyed key.
+	KeyCacheTTL time.Duration
+	// SASMaxLifetime bounds Azure SAS URLs when the key period is not known
+	// (a version with one key; default 5m): a playlist's direct SAS URLs
+	// cover at most this much media beyond SegmentURLTTL, and a SAS the
+	// gateway redirects to lives this long.
+	SASMaxLifetime time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
+
+// Unknown key ids are remembered this long, at most this many, so that a
+// scanner trying key ids does not cost a catalog query each.
+const (
+	unknownKeyTTL  = 10 * time.Second
+	unknownKeysMax = 10_000
+)
 
 // Server is the gateway's HTTP handler.
 type Server struct {
@@ -104,7 +121,8 @@ type Server struct {
 	store    storage.Store
 	keyring  *keys.Keyring
 	sessions *Sessions
-	segments segmentSigner
+	urls     *urlSigner
+	az       *storage.Azure // nil: the filesystem backend, served here
 	metrics  *Metrics
 	log      *slog.Logger
 	now      func() time.Time
@@ -113,6 +131,7 @@ type Server struct {
 	media   *lru[*mediaEntry]
 	masters *lru[*masterEntry]
 	keys    *lru[keyEntry]
+	unknown *lru[struct{}] // key ids the catalog does not have
 	sf      singleflight.Group
 
 	sessOutcome [4]interface{ Inc() }
@@ -151,6 +170,15 @@ func New(cfg Config, db Catalog, store storage.Store, keyring *keys.Keyring, ses
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.KeyCacheTTL <= 0 {
+		cfg.KeyCacheTTL = time.Minute
+	}
+	if cfg.SASMaxLifetime <= 0 {
+		cfg.SASMaxLifetime = 5 * time.Minute
+	}
+	if cfg.SASMaxLifetime < 10*time.Second {
+		return nil, fmt.Errorf("gateway: SAS_MAX_LIFETIME %v is shorter than 10s", cfg.SASMaxLifetime)
+	}
 	if m == nil {
 		m = NewMetrics(nil)
 	}
@@ -161,19 +189,20 @@ func New(cfg Config, db Catalog, store storage.Store, keyring *keys.Keyring, ses
 	if cfg.Production && base != "" && !strings.HasPrefix(base, "https://") {
 		return nil, fmt.Errorf("gateway: GATEWAY_PUBLIC_URL %q must be https:// in production", cfg.PublicURL)
 	}
-	signer, err := newSegmentSigner(store, cfg)
+	urls, az, secure, err := newURLSigner(store, cfg)
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Production && !signer.secure() {
+	if cfg.Production && !secure {
 		return nil, fmt.Errorf("gateway: production needs HTTPS-only segment URLs, but %s would sign plain-HTTP ones (an http:// blob endpoint, or no TLS and no https:// GATEWAY_PUBLIC_URL)", store)
 	}
 	s := &Server{
-		cfg: cfg, base: base, db: db, store: store, keyring: keyring, sessions: sessions, segments: signer,
+		cfg: cfg, base: base, db: db, store: store, keyring: keyring, sessions: sessions, urls: urls, az: az,
 		metrics: m, log: log, now: cfg.Now, origins: map[string]bool{},
-		media:   newLRU[*mediaEntry](cfg.PlaylistCacheBytes),
-		masters: newLRU[*masterEntry](cfg.PlaylistCacheBytes / 8),
-		keys:    newLRU[keyEntry](100_000),
+		media:   newLRU[*mediaEntry](cfg.PlaylistCacheBytes, cfg.KeyCacheTTL, cfg.Now),
+		masters: newLRU[*masterEntry](cfg.PlaylistCacheBytes/8, cfg.KeyCacheTTL, cfg.Now),
+		keys:    newLRU[keyEntry](100_000, cfg.KeyCacheTTL, cfg.Now),
+		unknown: newLRU[struct{}](unknownKeysMax, unknownKeyTTL, cfg.Now),
 	}
 	for _, o := range cfg.AllowedOrigins {
 		if o = strings.TrimRight(strings.TrimSpace(o), "/"); o != "" {
@@ -364,7 +393,14 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, video string)
 
 // admit applies the stream limit; see Sessions.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, a auth, admit bool) bool {
-	d, err := s.sessions.Admit(r.Context(), a.claims.Subject, a.claims.Session, a.claims.Expires, admit)
+	return s.admitSession(w, r, a.claims.Video, a.claims.Subject, a.claims.Session, a.claims.Expires, admit)
+}
+
+// admitSession applies the stream limit to a session: with admit true it
+// may start one under the limit, with admit false it only refreshes a live
+// one. It answers the request when it refuses.
+func (s *Server) admitSession(w http.ResponseWriter, r *http.Request, video, subject, session string, expires time.Time, admit bool) bool {
+	d, err := s.sessions.Admit(r.Context(), subject, session, expires, admit)
 	if err != nil {
 		s.log.Error("session store", "err", err)
 		s.fail(w, r, http.StatusServiceUnavailable, "unavailable", "playback is temporarily unavailable; try again")
@@ -373,9 +409,9 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, a auth, admit boo
 	s.sessOutcome[d.Outcome].Inc()
 	switch d.Outcome {
 	case Admitted:
-		s.log.Info("session admitted", "video", a.claims.Video, "subject", a.claims.Subject, "session", a.claims.Session, "active", d.Active)
+		s.log.Info("session admitted", "video", video, "subject", subject, "session", session, "active", d.Active)
 	case Refused:
-		s.log.Info("session refused: stream limit", "video", a.claims.Video, "subject", a.claims.Subject, "session", a.claims.Session, "active", d.Active)
+		s.log.Info("session refused: stream limit", "video", video, "subject", subject, "session", session, "active", d.Active)
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(s.sessions.TTL().Seconds()))))
 		s.fail(w, r, http.StatusTooManyRequests, "stream_limit",
 			fmt.Sprintf("This account is already watching on %d devices, the most allowed at once. Stop playback on another device, then try again.", s.sessions.Limit()))
@@ -530,6 +566,9 @@ type mediaEntry struct {
 	// lifetime by its key period.
 	period    []int
 	periodEnd []float64
+	// keyPeriod is the media time under the first content key (0: one key
+	// for the version): the horizon of direct Azure SAS URLs (sasHorizon).
+	keyPeriod time.Duration
 	mu        sync.Mutex
 	signed    atomic.Pointer[signedSet]
 }
@@ -538,7 +577,9 @@ type mediaEntry struct {
 type signedSet struct {
 	issued int64 // Unix seconds
 	urls   []string
-	total  int // sum of len(urls)
+	gated  []bool // urls[i] is a gateway URL: the request's session part follows it
+	total  int    // sum of len(urls)
+	nGated int
 }
 
 func (s *Server) serveRendition(w http.ResponseWriter, r *http.Request) {
@@ -597,9 +638,13 @@ func (s *Server) serveRendition(w http.ResponseWriter, r *http.Request) {
 			keyURIs[i] += "?" + q
 		}
 	}
-	size := e.tmpl.LiteralLen() + set.total + e.tmpl.KeyHoles()*len(keyURIs[0]) // key ids have one length
-	out, err := e.tmpl.Expand(make([]byte, 0, size),
-		func(i int) (string, error) { return set.urls[i], nil },
+	var sess string
+	if set.nGated > 0 {
+		sess = s.urls.sessionSuffix(a.claims.Subject, a.claims.Session, a.claims.Expires)
+	}
+	size := e.tmpl.LiteralLen() + set.total + set.nGated*len(sess) + e.tmpl.KeyHoles()*len(keyURIs[0]) // key ids have one length
+	out, err := e.tmpl.ExpandSuffixed(make([]byte, 0, size),
+		func(i int) (string, bool, error) { return set.urls[i], set.gated[i], nil }, sess,
 		func(i int) (string, error) { return keyURIs[i], nil })
 	if err != nil {
 		s.internal(w, r, "media rewrite", err)
@@ -730,6 +775,9 @@ func newMediaEntry(tmpl *playlist.MediaTemplate, vkeys []catalog.WrappedKey) (*m
 		keyPeriod[i] = found
 		e.keyIDs = append(e.keyIDs, vkeys[found].KeyID)
 	}
+	if len(vkeys) > 1 {
+		e.keyPeriod = time.Duration(vkeys[1].Start * float64(time.Second))
+	}
 	var total float64
 	for _, sg := range tmpl.Media.Segments {
 		total += sg.Duration
@@ -769,14 +817,31 @@ func (s *Server) urlGranularity() time.Duration {
 	return min(max(s.cfg.SegmentURLTTL/10, time.Second), time.Minute)
 }
 
+// sasHorizon is how far into the media direct Azure SAS URLs reach: the
+// key period, or SASMaxLifetime for a version with one key.
+func (s *Server) sasHorizon(e *mediaEntry) time.Duration {
+	if e.keyPeriod > 0 {
+		return e.keyPeriod
+	}
+	return s.cfg.SASMaxLifetime
+}
+
 // mediaURLs returns the entry's signed segment URLs. Segment i of a VOD
 // playlist is needed when linear playback reaches it, so its URL expires at
-// issued + SegmentURLTTL + the segment's start time: a 2-hour title plays
+// issued + SegmentURLTTL + the segment's end time: a 2-hour title plays
 // through from one playlist fetch, while each URL lives no longer than that
 // bound. The URLs are issued at the start of a time bucket (a tenth of the
 // TTL, between 1 s and 1 min) and shared by every request in the bucket, so
 // signing 1800 segments happens once per bucket, not per request; a URL
-// therefore lives between TTL − bucket and TTL beyond its segment's start.
+// therefore lives between TTL − bucket and TTL beyond its segment's end.
+//
+// A URL must not let a session that has ended watch on: gateway URLs
+// (every filesystem segment) check the session at each fetch, through the
+// session part the request appends (urlSigner). An Azure segment is a
+// direct SAS, which nobody can revoke, only while its expiry stays within
+// issued + SegmentURLTTL + sasHorizon (the segments of the first key
+// period); later segments get a gateway URL that checks the session and
+// redirects to a SAS living SASMaxLifetime.
 func (s *Server) mediaURLs(e *mediaEntry) (*signedSet, error) {
 	g := int64(s.urlGranularity() / time.Second)
 	issued := s.now().Unix() / g * g
@@ -790,10 +855,22 @@ func (s *Server) mediaURLs(e *mediaEntry) (*signedSet, error) {
 	}
 	it := time.Unix(issued, 0)
 	ttl := int64(s.cfg.SegmentURLTTL / time.Second)
-	set := &signedSet{issued: issued, urls: make([]string, len(e.objects))}
+	horizon := int64(s.sasHorizon(e) / time.Second)
+	set := &signedSet{issued: issued, urls: make([]string, len(e.objects)), gated: make([]bool, len(e.objects))}
 	for i, obj := range e.objects {
-		start := int64(math.Ceil(e.tmpl.Resources[i].Start + e.tmpl.Resources[i].Duration))
-		u, err := s.segments.sign(obj, it, time.Unix(issued+ttl+start, 0))
+		end := int64(math.Ceil(e.tmpl.Resources[i].Start + e.tmpl.Resources[i].Duration))
+		exp := time.Unix(issued+ttl+end, 0)
+		var (
+			u   string
+			err error
+		)
+		if s.az != nil && end <= horizon {
+			u, err = s.az.SignedURL(obj, exp.Sub(it), it)
+		} else {
+			u, err = s.urls.sign(obj, exp)
+			set.gated[i] = true
+			set.nGated++
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -812,14 +889,21 @@ type keyEntry struct {
 	wrapped catalog.WrappedKey
 }
 
-// lookupKey returns a wrapped key and its owner; keys never change, so
-// they are cached (wrapped: the raw key is unwrapped per request and never
-// kept).
+// lookupKey returns a wrapped key and its owner. Found keys are cached
+// (wrapped: the raw key is unwrapped per request and never kept) for
+// KeyCacheTTL or until Forget; unknown ids are remembered for
+// unknownKeyTTL.
 func (s *Server) lookupKey(ctx context.Context, keyID string) (string, int, catalog.WrappedKey, error) {
 	if e, ok := s.keys.get(keyID); ok {
 		return e.video, e.version, e.wrapped, nil
 	}
+	if _, ok := s.unknown.get(keyID); ok {
+		return "", 0, catalog.WrappedKey{}, fmt.Errorf("gateway: key %s: %w", keyID, catalog.ErrNotFound)
+	}
 	video, version, wk, err := s.db.KeyByID(ctx, keyID)
+	if errors.Is(err, catalog.ErrNotFound) {
+		s.unknown.add(keyID, struct{}{}, 1)
+	}
 	if err != nil {
 		return "", 0, wk, err
 	}
@@ -827,6 +911,34 @@ func (s *Server) lookupKey(ctx context.Context, keyID string) (string, int, cata
 	return video, version, wk, nil
 }
 
+// Forget drops what this gateway keeps of a version (its keys, its compiled
+// playlists) once the version has been deleted and its keys destroyed:
+// the next request asks the catalog, which no longer has them. See
+// WatchDeletions.
+func (s *Server) Forget(video string, version int) {
+	prefix := video + "/" + strconv.Itoa(version)
+	n := s.keys.removeIf(func(_ string, e keyEntry) bool { return e.video == video && e.version == version })
+	n += s.masters.removeIf(func(k string, _ *masterEntry) bool { return k == prefix })
+	n += s.media.removeIf(func(k string, _ *mediaEntry) bool { return strings.HasPrefix(k, prefix+"/") })
+	if n > 0 {
+		s.log.Info("deleted version forgotten", "video", video, "version", version, "entries", n)
+	}
+}
+
+// forgetAll drops every cached key and playlist: deletion notices may have
+// been missed.
+func (s *Server) forgetAll() {
+	s.keys.removeIf(func(string, keyEntry) bool { return true })
+	s.masters.removeIf(func(string, *masterEntry) bool { return true })
+	s.media.removeIf(func(string, *mediaEntry) bool { return true })
+}
+
+// serveKey answers GET /v1/keys/{key_id}. The key goes only to a token of
+// the video that owns it, of a session that is live (admitted before by a
+// playlist request, not released, evicted or idle): a session that has
+// ended gets no further key, so it can watch at most the rest of the key
+// period it holds. Another video's key and an unknown one get the same 404,
+// so the endpoint tells nobody which key ids exist.
 func (s *Server) serveKey(w http.ResponseWriter, r *http.Request) {
 	keyID := r.PathValue("key_id")
 	a, ok := s.authenticate(w, r)
@@ -834,12 +946,12 @@ func (s *Server) serveKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !keys.ValidKeyID(keyID) {
-		s.fail(w, r, http.StatusNotFound, "not_found", "no such key")
+		s.noSuchKey(w, r)
 		return
 	}
 	video, version, wk, err := s.lookupKey(r.Context(), keyID)
 	if errors.Is(err, catalog.ErrNotFound) {
-		s.fail(w, r, http.StatusNotFound, "not_found", "no such key")
+		s.noSuchKey(w, r)
 		return
 	}
 	if err != nil {
@@ -847,10 +959,10 @@ func (s *Server) serveKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if a.claims.Video != video {
-		s.fail(w, r, http.StatusForbidden, "wrong_video", "the playback token is for another video")
+		s.noSuchKey(w, r)
 		return
 	}
-	if !s.admit(w, r, a, true) {
+	if !s.admit(w, r, a, false) {
 		return
 	}
 	ck, err := s.keyring.Unwrap(wk.KEKID, wk.KeyID, wk.Wrapped)
@@ -869,6 +981,12 @@ func (s *Server) serveKey(w http.ResponseWriter, r *http.Request) {
 	b := ck.Bytes()
 	_, _ = w.Write(b)
 	clear(b)
+}
+
+// noSuchKey is the one answer for a key this token may not have: unknown,
+// destroyed, or another video's.
+func (s *Server) noSuchKey(w http.ResponseWriter, r *http.Request) {
+	s.fail(w, r, http.StatusNotFound, "not_found", "no such key")
 }
 
 // --- sessions -------------------------------------------------------------

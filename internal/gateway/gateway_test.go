@@ -299,6 +299,11 @@ func TestAuthorization(t *testing.T) {
 	tamperedPayload := base64.RawURLEncoding.EncodeToString([]byte(`{"vid":"` + video + `","sub":"mallory","sid":"s2","exp":4000000000}`))
 	tampered := parts[0] + "." + parts[1] + "." + tamperedPayload + "." + parts[3]
 
+	// The good token's session is admitted by its first playlist request;
+	// a key request alone never admits one.
+	if r := e.get(withToken("/v1/videos/"+video+"/master.m3u8", good)); r.code != 200 {
+		t.Fatalf("master: %d %s", r.code, r.body)
+	}
 	paths := map[string]string{
 		"master":    "/v1/videos/" + video + "/master.m3u8",
 		"rendition": "/v1/videos/" + video + "/240p/index.m3u8",
@@ -322,24 +327,30 @@ func TestAuthorization(t *testing.T) {
 			if tc.tok != "" {
 				path = withToken(p, tc.tok)
 			}
+			code, errc := tc.code, tc.err
+			if route == "key" && tc.name == "other video" {
+				// Not this token's key: the same 404 as an unknown key.
+				code, errc = 404, "not_found"
+			}
 			r := e.get(path)
-			if r.code != tc.code || (tc.err != "" && errorCode(r) != tc.err) {
-				t.Errorf("%s with %s token: %d %s, want %d %s", route, tc.name, r.code, r.body, tc.code, tc.err)
+			if r.code != code || (errc != "" && errorCode(r) != errc) {
+				t.Errorf("%s with %s token: %d %s, want %d %s", route, tc.name, r.code, r.body, code, errc)
 			}
 			if tc.code != 200 && r.header.Get("Cache-Control") != "no-store" {
 				t.Errorf("%s %s: error response cacheable", route, tc.name)
 			}
 		}
 	}
-	// The other video's key with this video's token; unknown key and video.
-	if r := e.get(withToken("/v1/keys/"+fxOther.KeyID, good)); r.code != 403 {
-		t.Errorf("other video's key: %d", r.code)
-	}
-	if r := e.get(withToken("/v1/keys/k_0123456789abcdef0123456789abcdef", good)); r.code != 404 {
-		t.Errorf("unknown key: %d", r.code)
-	}
-	if r := e.get(withToken("/v1/keys/not-a-key", good)); r.code != 404 {
-		t.Errorf("malformed key id: %d", r.code)
+	// The other video's key with this video's token, an unknown key and a
+	// malformed id get the same answer: the endpoint is no oracle of which
+	// key ids exist.
+	other404 := e.get(withToken("/v1/keys/"+fxOther.KeyID, good))
+	unknown404 := e.get(withToken("/v1/keys/k_0123456789abcdef0123456789abcdef", good))
+	malformed404 := e.get(withToken("/v1/keys/not-a-key", good))
+	for name, r := range map[string]response{"other video's key": other404, "unknown key": unknown404, "malformed key id": malformed404} {
+		if r.code != 404 || !bytes.Equal(r.body, unknown404.body) || r.header.Get("Content-Type") != unknown404.header.Get("Content-Type") {
+			t.Errorf("%s: %d %s, want the unknown key's 404 %s", name, r.code, r.body, unknown404.body)
+		}
 	}
 	missing := testenv.Name("nothing")
 	if r := e.get(withToken("/v1/videos/"+missing+"/master.m3u8", e.token(missing, "bob", "s", time.Hour))); r.code != 404 {
@@ -368,20 +379,37 @@ func TestAuthorization(t *testing.T) {
 	}
 }
 
+// segmentURL is a gateway segment URL for object until exp, bound to the
+// session of tok, as a playlist request writes it.
+func (e *env) segmentURL(object string, exp time.Time, tok string) string {
+	e.t.Helper()
+	c, err := e.tokens.Verify(tok, time.Now())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	u, err := e.srv.urls.sign(object, exp)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return u + e.srv.urls.sessionSuffix(c.Subject, c.Session, c.Expires)
+}
+
 func TestSegmentURLs(t *testing.T) {
 	e := newEnv(t, fixtures.FS(t), envOptions{})
 	video := testenv.Name("vid")
 	fx := e.publish(video, 8*time.Second, 500)
 	obj := fmt.Sprintf("hls/%s/v%d/240p/seg_00000.ts", video, fx.Version)
+	subject := testenv.Name("erin")
+	tok := e.token(video, subject, playback.NewSessionID(), time.Hour)
+	if r := e.get(withToken("/v1/videos/"+video+"/master.m3u8", tok)); r.code != 200 {
+		t.Fatalf("master: %d", r.code)
+	}
 	now := time.Now()
-	fresh, err := e.srv.segments.sign(obj, now, now.Add(time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
+	fresh := e.ts.URL + e.segmentURL(obj, now.Add(time.Minute), tok)
 	if r := e.get(fresh); r.code != 200 || !bytes.Equal(r.body, e.object(obj)) {
-		t.Fatalf("fresh URL: %d", r.code)
+		t.Fatalf("fresh URL: %d %s", r.code, r.body)
 	}
-	stale, _ := e.srv.segments.sign(obj, now.Add(-time.Hour), now.Add(-time.Second))
+	stale := e.ts.URL + e.segmentURL(obj, now.Add(-time.Second), tok)
 	if r := e.get(stale); r.code != 403 || errorCode(r) != "url_expired" {
 		t.Errorf("expired URL: %d %s", r.code, r.body)
 	}
@@ -389,15 +417,43 @@ func TestSegmentURLs(t *testing.T) {
 	q := u.Query()
 	other := strings.Replace(fresh, "seg_00000.ts", "seg_00001.ts", 1)
 	later := strings.Replace(fresh, "exp="+q.Get("exp"), "exp="+strconv.FormatInt(now.Add(time.Hour).Unix(), 10), 1)
-	for name, bad := range map[string]string{"other object": other, "extended expiry": later, "no signature": strings.Split(fresh, "&sig=")[0]} {
+	sess := strings.Split(q.Get("s"), ".")
+	mallory := base64.RawURLEncoding.EncodeToString([]byte("mallory"))
+	for name, bad := range map[string]string{
+		"other object":       other,
+		"extended expiry":    later,
+		"no signature":       strings.Split(fresh, "&sig=")[0],
+		"no session":         strings.Split(fresh, "&s=")[0],
+		"another subject":    strings.Replace(fresh, "s="+sess[0]+".", "s="+mallory+".", 1),
+		"another session":    strings.Replace(fresh, "."+sess[1]+".", ".other-session.", 1),
+		"later token expiry": strings.Replace(fresh, "."+sess[2]+".", "."+strconv.FormatInt(now.Add(48*time.Hour).Unix(), 10)+".", 1),
+	} {
 		if r := e.get(bad); r.code != 403 || errorCode(r) != "bad_signature" {
 			t.Errorf("%s: %d %s", name, r.code, r.body)
 		}
 	}
 	// A URL signed for a name that does not exist is a 404, not a leak.
-	ghost, _ := e.srv.segments.sign("hls/"+video+"/v1/240p/seg_09999.ts", now, now.Add(time.Minute))
+	ghost := e.ts.URL + e.segmentURL("hls/"+video+"/v1/240p/seg_09999.ts", now.Add(time.Minute), tok)
 	if r := e.get(ghost); r.code != 404 {
 		t.Errorf("missing object: %d", r.code)
+	}
+	// A session that was never admitted, and one that has been released,
+	// get no segment.
+	stranger := e.token(video, subject, playback.NewSessionID(), time.Hour)
+	if r := e.get(e.ts.URL + e.segmentURL(obj, now.Add(time.Minute), stranger)); r.code != 403 || errorCode(r) != "session_ended" {
+		t.Errorf("a session never admitted: %d %s", r.code, r.body)
+	}
+	if r := e.do("POST", withToken("/v1/sessions/release", tok), nil); r.code != 204 {
+		t.Fatalf("release: %d", r.code)
+	}
+	if r := e.get(fresh); r.code != 403 || errorCode(r) != "session_ended" {
+		t.Errorf("released session's segment: %d %s", r.code, r.body)
+	}
+	// An expired token's session part is refused even with a fresh URL.
+	u2, _ := e.srv.urls.sign(obj, now.Add(time.Minute))
+	expired := u2 + e.srv.urls.sessionSuffix(subject, "sess-expired", now.Add(-time.Second))
+	if r := e.get(e.ts.URL + expired); r.code != 403 || errorCode(r) != "token_expired" {
+		t.Errorf("expired token's session: %d %s", r.code, r.body)
 	}
 }
 
@@ -406,6 +462,9 @@ func TestCORS(t *testing.T) {
 	video := testenv.Name("vid")
 	fx := e.publish(video, 8*time.Second, 0)
 	tok := e.token(video, "carol", playback.NewSessionID(), time.Hour)
+	if r := e.get(withToken("/v1/videos/"+video+"/master.m3u8", tok)); r.code != 200 {
+		t.Fatalf("master: %d", r.code)
+	}
 	r := e.do("GET", withToken("/v1/keys/"+fx.KeyID, tok), map[string]string{"Origin": "https://app.example.com"})
 	if r.code != 200 || r.header.Get("Access-Control-Allow-Origin") != "https://app.example.com" || r.header.Get("Access-Control-Allow-Credentials") != "true" {
 		t.Errorf("allowed origin: %d %v", r.code, r.header)
@@ -483,8 +542,14 @@ func TestStreamLimit(t *testing.T) {
 		t.Errorf("released session's key: %d %s", r.code, r.body)
 	}
 	newcomer := e.token(video, subject, playback.NewSessionID(), time.Hour)
-	if r := e.get(withToken("/v1/keys/"+fx.KeyID, newcomer)); r.code != 200 {
+	if r := e.get(withToken("/v1/keys/"+fx.KeyID, newcomer)); r.code != 403 || errorCode(r) != "session_ended" {
+		t.Errorf("a key before any playlist (no session admitted): %d %s", r.code, r.body)
+	}
+	if r := e.get(withToken("/v1/videos/"+video+"/master.m3u8", newcomer)); r.code != 200 {
 		t.Errorf("after a release, a new session: %d %s", r.code, r.body)
+	}
+	if r := e.get(withToken("/v1/keys/"+fx.KeyID, newcomer)); r.code != 200 {
+		t.Errorf("after a release, the new session's key: %d %s", r.code, r.body)
 	}
 
 	// Eviction by an operator.
@@ -546,6 +611,7 @@ func TestAzureSignedURLs(t *testing.T) {
 	}
 	account := "devstoreaccount1"
 	cs := testenv.AzuriteConnectionString(t)
+	blobHost := regexp.MustCompile(`BlobEndpoint=https?://([^/;]+)`).FindStringSubmatch(cs)[1]
 	accountKey := regexp.MustCompile(`AccountKey=([^;]+)`).FindStringSubmatch(cs)[1]
 	if bytes.Contains(r.body, []byte(accountKey)) || bytes.Contains(r.body, []byte("sr=c")) {
 		t.Fatal("a playlist carries the account key or a container SAS")
@@ -556,7 +622,7 @@ func TestAzureSignedURLs(t *testing.T) {
 			t.Fatal(err)
 		}
 		q := u.Query()
-		if u.Host != "127.0.0.1:10000" || !strings.HasPrefix(u.Path, "/"+account+"/") || !strings.HasSuffix(u.Path, fmt.Sprintf("/144p/seg_%05d.ts", i)) ||
+		if u.Host != blobHost || !strings.HasPrefix(u.Path, "/"+account+"/") || !strings.HasSuffix(u.Path, fmt.Sprintf("/144p/seg_%05d.ts", i)) ||
 			q.Get("sr") != "b" || q.Get("sp") != "r" || q.Get("sig") == "" {
 			t.Fatalf("segment %d: %s", i, s.URI)
 		}

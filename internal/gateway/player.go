@@ -106,11 +106,10 @@ const watchJS = `(function () {
 // storageOrigin is where players fetch segments from when it is not the
 // gateway (Azure), for the page's Content-Security-Policy.
 func (s *Server) storageOrigin() string {
-	a, ok := s.segments.(azureSigner)
-	if !ok {
+	if s.az == nil {
 		return ""
 	}
-	raw, err := a.az.SignedURL(layout.VersionPrefix("probe", 1)+"probe.ts", time.Minute, time.Now())
+	raw, err := s.az.SignedURL(layout.VersionPrefix("probe", 1)+"probe.ts", time.Minute, time.Now())
 	if err != nil {
 		return ""
 	}

@@ -20,26 +20,10 @@ import (
 	"github.com/hlsvault/hlsvault/playback"
 )
 
-// A segmentSigner turns an object name into a URL that lets anyone holding
-// it read that one object, and nothing else, until exp. issued is when the
-// URL is made (Azure back-dates its start from it for clock skew).
-type segmentSigner interface {
-	sign(object string, issued, exp time.Time) (string, error)
-	// scheme is "https" when every URL it makes is HTTPS-only.
-	secure() bool
-}
-
-// azureSigner makes a service SAS for one blob, read-only.
-type azureSigner struct{ az *storage.Azure }
-
-func (a azureSigner) sign(object string, issued, exp time.Time) (string, error) {
-	return a.az.SignedURL(object, exp.Sub(issued), issued)
-}
-
-// secure signs a probe and checks that the SAS allows HTTPS only (Azurite,
-// an http endpoint, gets "https,http").
-func (a azureSigner) secure() bool {
-	u, err := a.az.SignedURL(layout.VersionPrefix("probe", 1)+"probe.ts", time.Minute, time.Now())
+// azureSecure signs a probe and checks that the SAS allows HTTPS only
+// (Azurite, an http endpoint, gets "https,http").
+func azureSecure(az *storage.Azure) bool {
+	u, err := az.SignedURL(layout.VersionPrefix("probe", 1)+"probe.ts", time.Minute, time.Now())
 	if err != nil {
 		return false
 	}
@@ -47,20 +31,39 @@ func (a azureSigner) secure() bool {
 	return err == nil && p.Scheme == "https" && p.Query().Get("spr") == "https"
 }
 
-// fsSigner makes gateway URLs for the filesystem backend:
+// urlSigner makes and checks the gateway's own segment URLs, which every
+// filesystem segment and the Azure segments beyond the SAS horizon (see
+// Server.mediaURLs) use:
 //
-//	{base}/v1/segments/{object}?exp={unix seconds}&sig={mac}
+//	{base}/v1/segments/{object}?exp={unix seconds}&sig={mac}&s={session}
 //
 // mac is base64url (no padding) of the first 16 bytes of
-// HMAC-SHA256(key, "hlsvault/segment-url/v1\n" + object + "\n" + exp). The
-// first key signs; every key verifies, so secrets can rotate.
-type fsSigner struct {
+// HMAC-SHA256(key, "hlsvault/segment-url/v1\n" + object + "\n" + exp): one
+// per object and time bucket, shared by every player. session names the
+// playback session the playlist was issued to:
+//
+//	base64url(subject) "." session id "." token expiry (unix s) "." tag
+//
+// tag is the first 16 bytes of HMAC-SHA256(key, "hlsvault/segment-session/v1\n"
+// + subject + "\n" + session + "\n" + expiry), one per playlist request.
+// The two MACs are separate so that a 2-hour playlist costs one HMAC per
+// request, not 1800: moving a session part onto another URL the gateway
+// signed gives nothing that the session's token did not already give. The
+// gateway checks that the session is live before serving (or redirecting
+// to) the segment, so a released, evicted or idle session gets no further
+// segment. The first key signs; every key verifies, so secrets can rotate.
+type urlSigner struct {
 	base  string
 	keys  [][]byte
 	https bool
 }
 
-const segmentMACLabel = "hlsvault/segment-url/v1\n"
+const (
+	segmentMACLabel     = "hlsvault/segment-url/v1\n"
+	segmentSessionLabel = "hlsvault/segment-session/v1\n"
+	// sessionParam is the query parameter of the session part.
+	sessionParam = "s"
+)
 
 // DeriveSegmentKey derives the segment URL key from a playback token secret,
 // with domain separation (HMAC-SHA256 keyed by the secret over a fixed
@@ -82,7 +85,19 @@ func segmentMAC(key []byte, object string, exp int64) string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
 }
 
-func (f *fsSigner) sign(object string, _, exp time.Time) (string, error) {
+func sessionTag(key []byte, subject, session, texp string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(segmentSessionLabel))
+	m.Write([]byte(subject))
+	m.Write([]byte{'\n'})
+	m.Write([]byte(session))
+	m.Write([]byte{'\n'})
+	m.Write([]byte(texp))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
+}
+
+// sign returns the URL of object until exp, without its session part.
+func (f *urlSigner) sign(object string, exp time.Time) (string, error) {
 	if err := storage.ValidateName(object); err != nil {
 		return "", err
 	}
@@ -90,15 +105,22 @@ func (f *fsSigner) sign(object string, _, exp time.Time) (string, error) {
 	return f.base + "/v1/segments/" + escapePath(object) + "?exp=" + strconv.FormatInt(e, 10) + "&sig=" + segmentMAC(f.keys[0], object, e), nil
 }
 
-func (f *fsSigner) secure() bool { return f.https }
+// sessionSuffix is the query suffix that binds a URL made by sign to a
+// playback session.
+func (f *urlSigner) sessionSuffix(subject, session string, tokenExpires time.Time) string {
+	texp := strconv.FormatInt(tokenExpires.Unix(), 10)
+	return "&" + sessionParam + "=" + base64.RawURLEncoding.EncodeToString([]byte(subject)) + "." + session + "." + texp + "." +
+		sessionTag(f.keys[0], subject, session, texp)
+}
 
 var (
-	errURLExpired = errors.New("segment URL expired")
-	errURLBad     = errors.New("segment URL signature invalid")
+	errURLExpired   = errors.New("segment URL expired")
+	errURLBad       = errors.New("segment URL signature invalid")
+	errTokenExpired = errors.New("the playback token of the segment URL's session expired")
 )
 
 // verify checks a segment URL's signature and expiry.
-func (f *fsSigner) verify(object, expText, sig string, now time.Time) error {
+func (f *urlSigner) verify(object, expText, sig string, now time.Time) error {
 	exp, err := strconv.ParseInt(expText, 10, 64)
 	if err != nil || sig == "" {
 		return errURLBad
@@ -118,6 +140,35 @@ func (f *fsSigner) verify(object, expText, sig string, now time.Time) error {
 	return nil
 }
 
+// verifySession checks a session part and returns the session it names.
+func (f *urlSigner) verifySession(param string, now time.Time) (subject, session string, tokenExpires time.Time, err error) {
+	parts := strings.Split(param, ".")
+	if len(parts) != 4 {
+		return "", "", time.Time{}, errURLBad
+	}
+	sub, err := base64.RawURLEncoding.Strict().DecodeString(parts[0])
+	if err != nil || len(sub) == 0 {
+		return "", "", time.Time{}, errURLBad
+	}
+	texp, err := strconv.ParseInt(parts[2], 10, 64)
+	if err != nil {
+		return "", "", time.Time{}, errURLBad
+	}
+	ok := false
+	for _, k := range f.keys {
+		if hmac.Equal([]byte(sessionTag(k, string(sub), parts[1], parts[2])), []byte(parts[3])) {
+			ok = true
+		}
+	}
+	if !ok {
+		return "", "", time.Time{}, errURLBad
+	}
+	if now.Unix() >= texp {
+		return "", "", time.Time{}, errTokenExpired
+	}
+	return string(sub), parts[1], time.Unix(texp, 0), nil
+}
+
 // escapePath escapes each segment of an object name for a URL path.
 func escapePath(name string) string {
 	if !strings.ContainsFunc(name, func(r rune) bool {
@@ -132,22 +183,45 @@ func escapePath(name string) string {
 	return strings.Join(segs, "/")
 }
 
-// serveSegment serves GET /v1/segments/{object...} for the filesystem
-// backend: a signed, expiring URL for one object, with Range support.
+// serveSegment serves GET /v1/segments/{object...}: a signed, expiring URL
+// for one object, bound to a playback session that must still be live (a
+// segment fetch keeps it alive, as a heartbeat does). The filesystem
+// backend's object is served here, with Range support; an Azure object is
+// a 302 to a fresh SAS for that one blob, living SAS_MAX_LIFETIME.
 func (s *Server) serveSegment(w http.ResponseWriter, r *http.Request) {
-	f, ok := s.segments.(*fsSigner)
-	if !ok {
-		s.fail(w, r, http.StatusNotFound, "not_found", "segments are served by the storage service")
-		return
-	}
 	object := r.PathValue("object")
 	q := r.URL.Query()
-	switch err := f.verify(object, q.Get("exp"), q.Get("sig"), s.now()); {
+	now := s.now()
+	err := s.urls.verify(object, q.Get("exp"), q.Get("sig"), now)
+	var (
+		subject, session string
+		texp             time.Time
+	)
+	if err == nil {
+		subject, session, texp, err = s.urls.verifySession(q.Get(sessionParam), now)
+	}
+	switch {
 	case errors.Is(err, errURLExpired):
 		s.fail(w, r, http.StatusForbidden, "url_expired", "this segment URL has expired; reload the playlist")
 		return
+	case errors.Is(err, errTokenExpired):
+		s.fail(w, r, http.StatusForbidden, "token_expired", "this playback link has expired; reload the page")
+		return
 	case err != nil:
 		s.fail(w, r, http.StatusForbidden, "bad_signature", "this segment URL is not valid")
+		return
+	}
+	if !s.admitSession(w, r, "", subject, session, texp, false) {
+		return
+	}
+	if s.az != nil {
+		u, err := s.az.SignedURL(object, s.cfg.SASMaxLifetime, now)
+		if err != nil {
+			s.internal(w, r, "sign segment URL", err)
+			return
+		}
+		w.Header().Set("Cache-Control", "private, no-store")
+		http.Redirect(w, r, u, http.StatusFound)
 		return
 	}
 	ctx := r.Context()
@@ -232,25 +306,27 @@ func (r *storeReadSeeker) Close() error {
 	return nil
 }
 
-// newSegmentSigner picks the signer for the store.
-func newSegmentSigner(store storage.Store, cfg Config) (segmentSigner, error) {
+// newURLSigner builds the gateway's segment URL signer, and says whether
+// every segment URL the store's playlists would carry is HTTPS-only.
+func newURLSigner(store storage.Store, cfg Config) (*urlSigner, *storage.Azure, bool, error) {
+	var ks [][]byte
+	if len(cfg.SegmentSecret) > 0 {
+		if len(cfg.SegmentSecret) < playback.MinSecretLen {
+			return nil, nil, false, fmt.Errorf("gateway: SEGMENT_URL_SECRET must be at least %d bytes", playback.MinSecretLen)
+		}
+		ks = append(ks, DeriveSegmentKey(cfg.SegmentSecret))
+	}
+	for _, sec := range cfg.Tokens.Secrets() {
+		ks = append(ks, DeriveSegmentKey(sec.Secret))
+	}
+	u := &urlSigner{base: strings.TrimRight(cfg.PublicURL, "/"), keys: ks,
+		https: strings.HasPrefix(cfg.PublicURL, "https://") || cfg.TLS}
 	switch st := store.(type) {
 	case *storage.Azure:
-		return azureSigner{az: st}, nil
+		return u, st, u.https && azureSecure(st), nil
 	case *storage.FS:
-		var ks [][]byte
-		if len(cfg.SegmentSecret) > 0 {
-			if len(cfg.SegmentSecret) < playback.MinSecretLen {
-				return nil, fmt.Errorf("gateway: SEGMENT_URL_SECRET must be at least %d bytes", playback.MinSecretLen)
-			}
-			ks = append(ks, DeriveSegmentKey(cfg.SegmentSecret))
-		}
-		for _, sec := range cfg.Tokens.Secrets() {
-			ks = append(ks, DeriveSegmentKey(sec.Secret))
-		}
-		return &fsSigner{base: strings.TrimRight(cfg.PublicURL, "/"), keys: ks,
-			https: strings.HasPrefix(cfg.PublicURL, "https://") || cfg.TLS}, nil
+		return u, nil, u.https, nil
 	default:
-		return nil, fmt.Errorf("gateway: no segment URL signer for store %s", store)
+		return nil, nil, false, fmt.Errorf("gateway: no segment URL signer for store %s", store)
 	}
 }

@@ -46,17 +46,29 @@ type LegacyPurger interface {
 	PurgeLegacy(ctx context.Context, grace time.Duration, limit int) (titles, objects int, err error)
 }
 
+// Notifier tells the running gateways that a version was deleted and its
+// keys destroyed, so that they stop serving their cached copy of the keys
+// at once (deletions.Publisher, on Redis). It is declared here so that gc
+// needs nothing of Redis.
+type Notifier interface {
+	VersionDeleted(ctx context.Context, video string, version int) error
+}
+
 // Collector is the garbage collector. Several workers may run one each: an
 // advisory lock lets one work at a time.
 type Collector struct {
-	cfg   Config
-	db    *catalog.DB
-	store storage.Store
-	log   *slog.Logger
+	cfg    Config
+	db     *catalog.DB
+	store  storage.Store
+	notify Notifier
+	log    *slog.Logger
 }
 
-// New builds a Collector.
-func New(cfg Config, db *catalog.DB, store storage.Store, log *slog.Logger) (*Collector, error) {
+// New builds a Collector. notify is told of every version deleted, after
+// the transaction that deleted it and its keys has committed; nil tells
+// nobody (then gateways drop a destroyed key only when their cache entry
+// expires).
+func New(cfg Config, db *catalog.DB, store storage.Store, notify Notifier, log *slog.Logger) (*Collector, error) {
 	cfg.Grace = cmp.Or(cfg.Grace, GraceDefault)
 	cfg.Interval = cmp.Or(cfg.Interval, IntervalDefault)
 	cfg.Timeout = cmp.Or(cfg.Timeout, TimeoutDefault)
@@ -71,7 +83,7 @@ func New(cfg Config, db *catalog.DB, store storage.Store, log *slog.Logger) (*Co
 	case cfg.BatchSize < 0:
 		return nil, fmt.Errorf("gc: batch size %d is negative", cfg.BatchSize)
 	}
-	return &Collector{cfg: cfg, db: db, store: store, log: log.With("component", "gc")}, nil
+	return &Collector{cfg: cfg, db: db, store: store, notify: notify, log: log.With("component", "gc")}, nil
 }
 
 // Result counts what one pass did.
@@ -137,6 +149,15 @@ func (c *Collector) versions(ctx context.Context, res *Result) error {
 		}
 		for _, d := range doomed {
 			c.log.Info("version doomed", "video", d.VideoID, "version", d.Version, "was", d.Was)
+			// Committed: the keys are gone from the catalog. A notice that
+			// does not get through leaves the gateways' cache TTL as the
+			// bound, so it does not fail the pass.
+			if c.notify != nil {
+				if err := c.notify.VersionDeleted(ctx, d.VideoID, d.Version); err != nil {
+					c.log.Warn("deletion notice not sent; gateways drop the key when their cache entry expires",
+						"video", d.VideoID, "version", d.Version, "err", err)
+				}
+			}
 		}
 		if len(doomed) < c.cfg.BatchSize {
 			break

@@ -87,7 +87,7 @@ func TestCollector(t *testing.T) {
 	log := testenv.Logger(t)
 	collector := func(cfg Config) *Collector {
 		t.Helper()
-		c, err := New(cfg, db, fs, log)
+		c, err := New(cfg, db, fs, nil, log)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,7 +169,7 @@ func TestLegacyPurgeUnderLock(t *testing.T) {
 	p := &blockingPurger{entered: make(chan struct{}), release: make(chan struct{})}
 	var cs [2]*Collector
 	for i := range cs {
-		c, err := New(Config{Legacy: p}, db, fs, log)
+		c, err := New(Config{Legacy: p}, db, fs, nil, log)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -212,7 +212,7 @@ func TestConfigValidate(t *testing.T) {
 		"timeout":  {Timeout: -time.Second},
 		"batch":    {BatchSize: -1},
 	} {
-		if _, err := New(cfg, nil, nil, testenv.Logger(t)); err == nil {
+		if _, err := New(cfg, nil, nil, nil, testenv.Logger(t)); err == nil {
 			t.Errorf("%s: New accepted %+v", name, cfg)
 		}
 	}

@@ -38,7 +38,7 @@ func TestCollectorDestroysEveryPeriodKey(t *testing.T) {
 	cur := publish(f.attempt("kp", "tkp2"), 2000)
 
 	time.Sleep(20 * time.Millisecond)
-	c, err := New(Config{Grace: 10 * time.Millisecond}, db, fs, testenv.Logger(t))
+	c, err := New(Config{Grace: 10 * time.Millisecond}, db, fs, nil, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -544,6 +545,12 @@ func (a *Azure) Delete(ctx context.Context, name string) error {
 // start time is back-dated 5 minutes because the service rejects a SAS that
 // starts in its future, and clocks drift. The URL is HTTPS-only unless the
 // endpoint itself is plain HTTP (Azurite).
+//
+// The SAS also overrides the response's Cache-Control (the rscc parameter,
+// part of the signature) with SASCacheControl(ttl): the blob's own header
+// is "public, max-age=31536000, immutable", and a CDN in front of the
+// storage account would otherwise keep the segment for a year, long after
+// the SAS expired.
 func (a *Azure) SignedURL(name string, ttl time.Duration, now time.Time) (string, error) {
 	if err := checkName("sign", name); err != nil {
 		return "", err
@@ -565,11 +572,19 @@ func (a *Azure) SignedURL(name string, ttl time.Duration, now time.Time) (string
 		Permissions:   (&sas.BlobPermissions{Read: true}).String(),
 		ContainerName: a.container,
 		BlobName:      name,
+		CacheControl:  SASCacheControl(ttl),
 	}.SignWithSharedKey(a.cred)
 	if err != nil {
 		return "", fmt.Errorf("storage: sign %q: %w", name, err)
 	}
 	return a.blobURL(name) + "?" + qp.Encode(), nil
+}
+
+// SASCacheControl is the Cache-Control a SAS of this lifetime makes the
+// service answer with: private (no shared cache may keep it) and fresh for
+// at most a minute, never beyond the SAS's own life.
+func SASCacheControl(ttl time.Duration) string {
+	return "private, max-age=" + strconv.FormatInt(int64(max(min(ttl, time.Minute), 0)/time.Second), 10)
 }
 
 // wrap maps service errors to the package's sentinels and adds the

@@ -143,7 +143,7 @@ func TestAzureSignedURL(t *testing.T) {
 	a := newTestAzure(t)
 	names := []string{"hls/vid/v1/seg_00001.ts", "hls/vid/v1/seg_00002.ts", "hls/vid é/v1/a+b c.ts"}
 	for _, n := range names {
-		mustPut(t, a, n, []byte("body of "+n), PutOptions{ContentType: "video/mp2t", CacheControl: "public, max-age=60"})
+		mustPut(t, a, n, []byte("body of "+n), PutOptions{ContentType: "video/mp2t", CacheControl: "public, max-age=31536000, immutable"})
 	}
 	get := func(t *testing.T, u string) (*http.Response, []byte) {
 		t.Helper()
@@ -170,9 +170,18 @@ func TestAzureSignedURL(t *testing.T) {
 			if ct := resp.Header.Get("Content-Type"); ct != "video/mp2t" {
 				t.Errorf("Content-Type %q", ct)
 			}
-			if cc := resp.Header.Get("Cache-Control"); cc != "public, max-age=60" {
-				t.Errorf("Cache-Control %q", cc)
+			// The SAS overrides the blob's year-long public Cache-Control
+			// (rscc), so a CDN cannot keep the segment past the SAS.
+			if cc := resp.Header.Get("Cache-Control"); cc != "private, max-age=60" {
+				t.Errorf("Cache-Control %q, want the SAS's private, max-age=60", cc)
 			}
+		}
+		short, err := a.SignedURL(names[0], 20*time.Second, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp, _ := get(t, short); resp.StatusCode != http.StatusOK || resp.Header.Get("Cache-Control") != "private, max-age=20" {
+			t.Errorf("a 20 s SAS: %d, Cache-Control %q, want private, max-age=20", resp.StatusCode, resp.Header.Get("Cache-Control"))
 		}
 	})
 
