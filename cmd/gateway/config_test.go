@@ -73,6 +73,10 @@ func TestConfigBadValues(t *testing.T) {
 		{"SHUTDOWN_TIMEOUT", "20", "a Go duration such as 20s"},
 		{"LOG_LEVEL", "verbose", "debug, info, warn or error"},
 		{"PLAYBACK_TOKEN_KEY_ID", "k:1", "a key id without"},
+		{"SAS_MAX_LIFETIME", "5", "a Go duration such as 5m"},
+		{"SAS_MAX_LIFETIME", "2s", "at least 10s"},
+		{"KEY_CACHE_TTL", "60", "a Go duration such as 60s"},
+		{"KEY_CACHE_TTL", "2h", "at most 1h"},
 	}
 	covered := map[string]bool{}
 	for _, tc := range cases {

@@ -167,6 +167,10 @@ func TestServe(t *testing.T) {
 	if code, body := get(master); code != 200 || !bytes.Contains(body, []byte("/v1/videos/cmdvid/720p/index.m3u8?v=1&token=")) {
 		t.Fatalf("master: %d %s", code, body)
 	}
+	// A key is served only to a live session: tok's starts at its master.
+	if code, _ := get(base + "/v1/videos/cmdvid/master.m3u8?token=" + tok); code != 200 {
+		t.Fatalf("master with tok: %d", code)
+	}
 	if code, body := get(base + "/v1/keys/" + res["key_id"].(string) + "?token=" + tok); code != 200 || len(body) != 16 {
 		t.Fatalf("key: %d", code)
 	}
@@ -205,6 +209,11 @@ func TestServeTLS(t *testing.T) {
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	start(t, env, client, "https")
 	tok := mint(t, env, "--video", "tlsvid", "--subject", "frank")
+	if resp, err := client.Get("https://" + env["GATEWAY_ADDR"] + "/v1/videos/tlsvid/master.m3u8?token=" + tok); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("master over TLS: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	resp, err := client.Get("https://" + env["GATEWAY_ADDR"] + "/v1/keys/" + res["key_id"].(string) + "?token=" + tok)
 	if err != nil {
 		t.Fatal(err)

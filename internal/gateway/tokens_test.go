@@ -40,6 +40,9 @@ func TestTokenBeyondMaxLifetime(t *testing.T) {
 	if !strings.Contains(e.logs.String(), "expiry beyond MAX_TOKEN_LIFETIME") || !strings.Contains(e.logs.String(), `"subject":"mallory"`) {
 		t.Errorf("refusal not logged:\n%s", e.logs)
 	}
+	if r := e.get(withToken("/v1/videos/"+video+"/master.m3u8", withinSkew)); r.code != 200 {
+		t.Errorf("master with a token within the lifetime plus skew: %d %s", r.code, r.body)
+	}
 	if r := e.get(withToken("/v1/keys/"+fx.KeyID, withinSkew)); r.code != 200 {
 		t.Errorf("a token within the lifetime plus skew: %d %s", r.code, r.body)
 	}
@@ -65,9 +68,11 @@ func TestEndedSessionsStayEnded(t *testing.T) {
 		sessions: func(c *SessionsConfig) { c.TTL = time.Second; c.MaxTokenLifetime = lifetime },
 	})
 	video := testenv.Name("vid")
-	fx := e.publish(video, 8*time.Second, 0)
+	e.publish(video, 8*time.Second, 0)
 	subject := testenv.Name("subject")
-	key := "/v1/keys/" + fx.KeyID
+	// Sessions start at the master playlist (a key fetch only serves a
+	// session that is already live).
+	key := "/v1/videos/" + video + "/master.m3u8"
 
 	// Tokens as long as the gateway accepts: the lifetime plus most of the
 	// clock-skew allowance (an app server whose clock runs ahead).
@@ -115,8 +120,10 @@ func TestEndedSessionsStayEnded(t *testing.T) {
 func TestSessionsBelongToTheirSubject(t *testing.T) {
 	e := newEnv(t, fixtures.FS(t), envOptions{sessions: func(c *SessionsConfig) { c.Limit = 2 }})
 	video := testenv.Name("vid")
-	fx := e.publish(video, 8*time.Second, 0)
-	key := "/v1/keys/" + fx.KeyID
+	e.publish(video, 8*time.Second, 0)
+	// Sessions start at the master playlist (a key fetch only serves a
+	// session that is already live).
+	key := "/v1/videos/" + video + "/master.m3u8"
 	ctx := context.Background()
 	active := func(t *testing.T, subject string, want int) {
 		t.Helper()
