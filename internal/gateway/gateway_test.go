@@ -98,8 +98,16 @@ func (e *env) token(video, subject, session string, ttl time.Duration) string {
 
 func (e *env) publish(video string, d time.Duration, segBytes int) synthetic.Result {
 	e.t.Helper()
+	return e.publishPeriods(video, d, segBytes, 0)
+}
+
+// publishPeriods publishes a synthetic title under one key per keyPeriod
+// of media (0: one key).
+func (e *env) publishPeriods(video string, d time.Duration, segBytes int, keyPeriod time.Duration) synthetic.Result {
+	e.t.Helper()
 	res, err := synthetic.Publish(context.Background(), e.db, e.store, e.keyring, synthetic.Title{
-		Video: video, Duration: d, Segment: 4 * time.Second, Renditions: []string{"240p", "144p"}, SegmentBytes: segBytes})
+		Video: video, Duration: d, Segment: 4 * time.Second, Renditions: []string{"240p", "144p"}, SegmentBytes: segBytes,
+		KeyPeriod: keyPeriod})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -24,19 +24,23 @@ import (
 	"github.com/hlsvault/hlsvault/playback"
 )
 
-// stream is one player: its token, its rendition playlist, its key URI.
+// stream is one player: its token, its rendition playlist, the key URIs
+// of its first and last key periods.
 type stream struct {
 	tok     string
 	media   *playlist.ParsedMedia
 	keyURI  string
+	lastKey string
 	segment []string
 }
 
 // TestCapLimitsWatching: with MAX_STREAMS_PER_SUBJECT=N, N+1 streams of
 // one subject start; each admitted one fetches master, rendition, its key
 // and a segment, then lets go of its session (N-1 release it, the last
-// idles past SESSION_TTL). None of them gets the key again, nor a further
-// segment, and the refused one never gets a key. On the old gateway the
+// idles past SESSION_TTL). None of them gets the key again, nor the second
+// key period's key, nor a further segment, and the refused one never gets
+// a key. A new session admitted afterwards does get the second period's
+// key (the refusals are the sessions', not the keys'). On the old gateway the
 // key endpoint admitted any session under the cap and segment URLs were
 // bearer URLs, so every one of them kept watching.
 func TestCapLimitsWatching(t *testing.T) {
@@ -44,7 +48,10 @@ func TestCapLimitsWatching(t *testing.T) {
 	ttl := 2 * time.Second
 	e := newEnv(t, fixtures.FS(t), envOptions{sessions: func(c *SessionsConfig) { c.Limit = limit; c.TTL = ttl }})
 	video := testenv.Name("vid")
-	fx := e.publish(video, 40*time.Second, 300)
+	fx := e.publishPeriods(video, 40*time.Second, 300, 20*time.Second)
+	if len(fx.KeyIDs) != 2 {
+		t.Fatalf("key periods: %v, want 2", fx.KeyIDs)
+	}
 	subject := testenv.Name("sharer")
 
 	var admitted []stream
@@ -74,7 +81,10 @@ func TestCapLimitsWatching(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := stream{tok: tok, media: media, keyURI: media.Segments[0].Key.URI}
+		s := stream{tok: tok, media: media, keyURI: media.Segments[0].Key.URI, lastKey: media.Segments[len(media.Segments)-1].Key.URI}
+		if s.lastKey == s.keyURI || !strings.Contains(s.lastKey, fx.KeyIDs[1]) {
+			t.Fatalf("stream %d: last segment's key %s, want the second period's %s", i, s.lastKey, fx.KeyIDs[1])
+		}
 		for _, sg := range media.Segments {
 			s.segment = append(s.segment, sg.URI)
 		}
@@ -102,8 +112,10 @@ func TestCapLimitsWatching(t *testing.T) {
 	time.Sleep(ttl + 500*time.Millisecond)
 
 	for i, s := range admitted {
-		if r := e.get(s.keyURI); r.code != 403 || errorCode(r) != "session_ended" {
-			t.Errorf("stream %d after letting go of its session: key %d %s", i, r.code, r.body)
+		for _, k := range []string{s.keyURI, s.lastKey} {
+			if r := e.get(k); r.code != 403 || errorCode(r) != "session_ended" {
+				t.Errorf("stream %d after letting go of its session: key %s: %d %s", i, k, r.code, r.body)
+			}
 		}
 		for _, u := range []string{s.segment[1], s.segment[len(s.segment)-1]} {
 			if r := e.get(u); r.code != 403 || errorCode(r) != "session_ended" {
@@ -111,8 +123,15 @@ func TestCapLimitsWatching(t *testing.T) {
 			}
 		}
 	}
-	if r := e.get(withToken("/v1/keys/"+fx.KeyID, refused)); r.code != 403 {
-		t.Errorf("the refused stream, later: key %d %s", r.code, r.body)
+	if r := e.get(withToken("/v1/keys/"+fx.KeyIDs[1], refused)); r.code != 403 {
+		t.Errorf("the refused stream, later: second period's key %d %s", r.code, r.body)
+	}
+	fresh := e.token(video, subject, playback.NewSessionID(), time.Hour)
+	if m := e.get(withToken("/v1/videos/"+video+"/master.m3u8", fresh)); m.code != 200 {
+		t.Fatalf("a new session once the others ended: master %d %s", m.code, m.body)
+	}
+	if r := e.get(withToken("/v1/keys/"+fx.KeyIDs[1], fresh)); r.code != 200 || len(r.body) != 16 {
+		t.Errorf("a live session: second period's key %d %s", r.code, r.body)
 	}
 }
 
