@@ -61,7 +61,7 @@ func main() {
 const usage = `usage:
   gateway [serve] [flags]
   gateway token --video ID --subject S [--ttl 4h] [--session SID] [--print token|master|watch] [--base URL]
-  gateway bench-fixture --video ID [--duration 2h] [--segment 4s] [--renditions 1080p,720p,480p,360p]
+  gateway bench-fixture --video ID [--duration 2h] [--segment 4s] [--renditions 1080p,720p,480p,360p] [--segment-bytes N]
   gateway storage-cors --origins https://app.example.com[,…]
   gateway help [command]`
 
@@ -69,7 +69,7 @@ const usage = `usage:
 var commands = map[string]string{
 	"serve":         "gateway [serve] [flags]\n  Run the playback gateway (the default command).",
 	"token":         "gateway token --video ID --subject S [--ttl 4h] [--session SID] [--print token|master|watch] [--base URL]\n  Mint a playback token (PLAYBACK_TOKEN_SECRETS).",
-	"bench-fixture": "gateway bench-fixture --video ID [--duration 2h] [--segment 4s] [--renditions 1080p,720p,480p,360p]\n  Publish a synthetic title (no ffmpeg).",
+	"bench-fixture": "gateway bench-fixture --video ID [--duration 2h] [--segment 4s] [--renditions 1080p,720p,480p,360p] [--segment-bytes N]\n  Publish a synthetic title (no ffmpeg).",
 	"storage-cors":  "gateway storage-cors --origins https://app.example.com[,…]\n  Let browsers on these origins read segments from Azure Blob.",
 }
 
@@ -243,6 +243,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fs.DurationVar(&fix.duration, "duration", 2*time.Hour, "title duration")
 		fs.DurationVar(&fix.segment, "segment", 4*time.Second, "segment duration")
 		fs.StringVar(&fix.renditions, "renditions", "1080p,720p,480p,360p", "rendition names")
+		fs.IntVar(&fix.segmentBytes, "segment-bytes", 0, "store every segment with this many random bytes, encrypted (0: playlists only)")
 	case "storage-cors":
 		fs.StringVar(&originArg, "origins", "", "comma-separated origins (required)")
 	default:
@@ -349,11 +350,15 @@ func mintToken(cfg Config, f tokenFlags, stdout io.Writer) error {
 type fixtureFlags struct {
 	video, renditions string
 	duration, segment time.Duration
+	segmentBytes      int
 }
 
 func benchFixture(ctx context.Context, cfg Config, f fixtureFlags, getenv func(string) string, log *slog.Logger, stdout io.Writer) error {
 	if err := ids.ValidateVideoID(f.video); err != nil {
 		return fmt.Errorf("bench-fixture: --video: %w", err)
+	}
+	if f.segmentBytes < 0 || f.segmentBytes > 64<<20 {
+		return fmt.Errorf("bench-fixture: --segment-bytes %d: want 0 to 64 MiB", f.segmentBytes)
 	}
 	keyring := cfg.keyring
 	db, err := catalog.Open(ctx, cfg.DatabaseURL, log)
@@ -370,7 +375,7 @@ func benchFixture(ctx context.Context, cfg Config, f fixtureFlags, getenv func(s
 	}
 	res, err := synthetic.Publish(ctx, db, store, keyring, synthetic.Title{
 		Video: f.video, Duration: f.duration, Segment: f.segment, Renditions: splitList(f.renditions),
-		KeyURITemplate: cfg.KeyURITemplate,
+		KeyURITemplate: cfg.KeyURITemplate, SegmentBytes: f.segmentBytes,
 	})
 	if err != nil {
 		return err
