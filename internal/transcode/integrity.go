@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -191,14 +190,9 @@ func readPackets(ctx context.Context, x *Exec, path string, p *Probe, in *Integr
 	if err != nil {
 		return err
 	}
-	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = time.Second
 	stderr := newTail(2 << 10)
 	cmd.Stdout, cmd.Stderr = scan, stderr
-	err = cmd.Run()
-	if cmd.Process != nil {
-		_ = killGroup(cmd.Process.Pid, syscall.SIGKILL) // nothing of the group may outlive us
-	}
+	err = runGroup(cmd)
 	if err != nil {
 		switch {
 		case ctx.Err() != nil:

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"syscall"
 	"time"
 )
 
@@ -209,16 +208,11 @@ func DetectScan(ctx context.Context, x *Exec, path string, p *Probe, lim Limits)
 	if err != nil {
 		return ScanReport{Flag: flag, Scan: flag}, err
 	}
-	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = time.Second
 	// The summary comes last; the input description before it can be
 	// long (tags), so only a tail is kept.
 	stderr := newTail(16 << 10)
 	cmd.Stderr = stderr
-	err = cmd.Run()
-	if cmd.Process != nil {
-		_ = killGroup(cmd.Process.Pid, syscall.SIGKILL)
-	}
+	err = runGroup(cmd)
 	if err != nil {
 		switch {
 		case ctx.Err() != nil:

@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -426,15 +425,10 @@ func ProbeFile(ctx context.Context, x *Exec, path string, lim Limits) (*Probe, e
 	if err != nil {
 		return nil, err
 	}
-	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = time.Second
 	stdout := &capBuffer{max: maxProbeOutput}
 	stderr := newTail(2 << 10)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	err = cmd.Run()
-	if cmd.Process != nil {
-		_ = killGroup(cmd.Process.Pid, syscall.SIGKILL) // nothing of the group may outlive us
-	}
+	err = runGroup(cmd)
 	if err != nil {
 		switch {
 		case ctx.Err() != nil:

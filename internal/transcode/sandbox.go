@@ -230,8 +230,10 @@ func BwrapArgs(system []Mount, read, write []string, prog string, args []string)
 // of the host's files is visible but the system view. The command has the
 // allowlisted environment (the bwrap process too: the sandbox's pid 1 is
 // its copy, and /proc/1/environ is visible inside), its own process group,
-// and is SIGKILLed if the worker's thread dies (Pdeathsig). The caller
-// sets Cancel, WaitDelay and the output streams.
+// and is SIGKILLed if the worker's thread dies (Pdeathsig). Cancelling ctx
+// SIGKILLs the whole group and stops waiting for its pipes after a second
+// (the runner overrides that with a graceful SIGTERM); run it with
+// runGroup. The caller sets the output streams.
 func (x *Exec) Command(ctx context.Context, prog string, args, read, write []string) (*exec.Cmd, error) {
 	var bin string
 	switch prog {
@@ -261,7 +263,19 @@ func (x *Exec) Command(ctx context.Context, prog string, args, read, write []str
 	// Pdeathsig is tied to the starting OS thread; Go only retires threads
 	// of goroutines that exit while locked to them, which we never do.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = time.Second
 	return cmd, nil
+}
+
+// runGroup runs cmd to its end, then kills what is left of its process
+// group: nothing a decoder started may outlive the call.
+func runGroup(cmd *exec.Cmd) error {
+	err := cmd.Run()
+	if cmd.Process != nil {
+		_ = killGroup(cmd.Process.Pid, syscall.SIGKILL)
+	}
+	return err
 }
 
 // Check runs "-version" of each of progs (default: ffmpeg and ffprobe)
