@@ -131,7 +131,8 @@ type Server struct {
 	media   *lru[*mediaEntry]
 	masters *lru[*masterEntry]
 	keys    *lru[keyEntry]
-	unknown *lru[struct{}] // key ids the catalog does not have
+	unknown *lru[struct{}]        // key ids the catalog does not have
+	tokens  *lru[playback.Claims] // tokens that verified, by their exact text
 	sf      singleflight.Group
 
 	sessOutcome [4]interface{ Inc() }
@@ -203,6 +204,7 @@ func New(cfg Config, db Catalog, store storage.Store, keyring *keys.Keyring, ses
 		masters: newLRU[*masterEntry](cfg.PlaylistCacheBytes/8, cfg.KeyCacheTTL, cfg.Now),
 		keys:    newLRU[keyEntry](100_000, cfg.KeyCacheTTL, cfg.Now),
 		unknown: newLRU[struct{}](unknownKeysMax, unknownKeyTTL, cfg.Now),
+		tokens:  newLRU[playback.Claims](verifiedTokensMax, 0, cfg.Now),
 	}
 	for _, o := range cfg.AllowedOrigins {
 		if o = strings.TrimRight(strings.TrimSpace(o), "/"); o != "" {
@@ -359,7 +361,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (auth, boo
 		s.fail(w, r, http.StatusUnauthorized, "unauthorized", "a playback token is required")
 		return auth{}, false
 	}
-	c, err := s.cfg.Tokens.Verify(tok, s.now())
+	c, err := s.verify(tok)
 	switch {
 	case errors.Is(err, playback.ErrExpired):
 		s.fail(w, r, http.StatusForbidden, "token_expired", "this playback link has expired; reload the page")
@@ -376,6 +378,30 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (auth, boo
 		return auth{}, false
 	}
 	return auth{claims: c, token: tok, inQuery: inQuery}, true
+}
+
+// verifiedTokensMax bounds the tokens remembered as verified (about 300
+// bytes each).
+const verifiedTokensMax = 50_000
+
+// verify is Tokens.Verify for a token seen before, without its MAC and JSON
+// again: a player sends the same token with every playlist, key and
+// heartbeat for hours, and verifying is most of a key request's work. Only
+// tokens that verified are remembered, by their exact text (the same bytes
+// verify the same way under the same secrets, which never change in a
+// running gateway); the expiry is still checked on every use, and an
+// expired one goes back through Verify for its ErrExpired. The lifetime
+// bound needs no second look: a token's remaining lifetime only shrinks.
+func (s *Server) verify(tok string) (playback.Claims, error) {
+	now := s.now()
+	if c, ok := s.tokens.get(tok); ok && now.Before(c.Expires) {
+		return c, nil
+	}
+	c, err := s.cfg.Tokens.Verify(tok, now)
+	if err == nil {
+		s.tokens.add(tok, c, 1)
+	}
+	return c, err
 }
 
 // authorize authenticates and checks the token is for video.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -220,4 +221,40 @@ func TestSessionsBelongToTheirSubject(t *testing.T) {
 		}
 		play(t, oddTok, 403)
 	})
+}
+
+// A token remembered as verified is still refused once it has expired: the
+// cache skips the MAC and the JSON, never the expiry.
+func TestVerifiedTokenExpires(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	e := newEnv(t, fixtures.FS(t), envOptions{cfg: func(c *Config) { c.Now = clock }})
+	video := testenv.Name("vid")
+	fx := e.publish(video, 8*time.Second, 0)
+	tok := e.token(video, "bob", playback.NewSessionID(), 10*time.Minute)
+	if r := e.get(withToken("/v1/videos/"+video+"/master.m3u8", tok)); r.code != 200 {
+		t.Fatalf("master: %d %s", r.code, r.body)
+	}
+	for i := 0; i < 2; i++ { // the second one is served from the cache
+		if r := e.get(withToken("/v1/keys/"+fx.KeyID, tok)); r.code != 200 {
+			t.Fatalf("key %d: %d %s", i, r.code, r.body)
+		}
+	}
+	if _, ok := e.srv.tokens.get(tok); !ok {
+		t.Fatal("a verified token was not remembered")
+	}
+	mu.Lock()
+	now = now.Add(11 * time.Minute)
+	mu.Unlock()
+	if r := e.get(withToken("/v1/keys/"+fx.KeyID, tok)); r.code != 403 || errorCode(r) != "token_expired" {
+		t.Errorf("an expired token remembered as verified: %d %s, want 403 token_expired", r.code, r.body)
+	}
+	// A token that never verified is never remembered.
+	if r := e.get(withToken("/v1/keys/"+fx.KeyID, tok+"x")); r.code != 401 {
+		t.Errorf("a tampered token: %d", r.code)
+	}
+	if _, ok := e.srv.tokens.get(tok + "x"); ok {
+		t.Error("a token that failed verification was remembered")
+	}
 }
