@@ -32,7 +32,12 @@ echo "== worker vs bare ffmpeg (1080p, 4 rungs)"
 
 echo
 echo "== playback gateway (wrk)"
-bash scripts/gateway-bench.sh
+# Against a baseline when there is one: GATEWAY_BENCH_BASELINE as given, or
+# the merge base with main when this tree is a branch that differs from it.
+if [ -z "${GATEWAY_BENCH_BASELINE:-}" ] && base="$(git merge-base HEAD main 2>/dev/null)" && [ "$base" != "$(git rev-parse HEAD)" ]; then
+	GATEWAY_BENCH_BASELINE="$base"
+fi
+GATEWAY_BENCH_BASELINE="${GATEWAY_BENCH_BASELINE:-}" bash scripts/gateway-bench.sh
 
 echo
 echo "== load: 200 small jobs across two worker processes"
