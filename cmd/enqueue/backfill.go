@@ -427,10 +427,19 @@ func progressLine(st backfill.Status) string {
 	bar := strings.Repeat("#", filled) + strings.Repeat("-", width-filled)
 	eta := "-"
 	if st.ETASeconds != nil {
-		eta = (time.Duration(*st.ETASeconds) * time.Second).Round(time.Second).String()
+		eta = formatETA(time.Duration(*st.ETASeconds * float64(time.Second)))
 	}
 	return fmt.Sprintf("run %d %-9s [%s] %d/%d done  %d failed  %d skipped  %d remaining  %.1f MB/s  ETA %s",
 		st.Run.ID, st.Run.State, bar, st.Done, total, st.Failed, st.Skipped, st.Remaining, st.ThroughputMBps, eta)
+}
+
+// formatETA rounds an ETA to what is worth reading: seconds under an
+// hour ("4m10s"), hours and minutes above ("2h23m").
+func formatETA(d time.Duration) string {
+	if d < time.Hour {
+		return d.Round(time.Second).String()
+	}
+	return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
 }
 
 func humanBytes(n int64) string {

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hlsvault/hlsvault/internal/backfill"
 	"github.com/hlsvault/hlsvault/internal/catalog"
@@ -219,6 +220,19 @@ func TestBackfillWatchExitStatus(t *testing.T) {
 		var st backfill.Status
 		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &st); err != nil || st.Run.State != catalog.RunDone || st.ETASeconds != nil {
 			t.Errorf("last watch line: %v %s", err, lines[len(lines)-1])
+		}
+	}
+}
+
+func TestFormatETA(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		1500 * time.Millisecond:                       "2s",
+		4*time.Minute + 10*time.Second:                "4m10s",
+		2*time.Hour + 23*time.Minute + 29*time.Second: "2h23m",
+		50 * time.Hour:                                "50h0m",
+	} {
+		if got := formatETA(d); got != want {
+			t.Errorf("formatETA(%v) = %q, want %q", d, got, want)
 		}
 	}
 }

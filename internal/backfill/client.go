@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -346,9 +347,17 @@ func Estimate(in ETAInput) ETAEstimate {
 	default:
 		return e
 	}
+	// A rate so slow that the ETA exceeds a decade (or does not fit a
+	// Duration) says nothing an operator can plan with.
+	if math.IsNaN(secs) || secs > maxETASeconds {
+		return e
+	}
 	e.ETA, e.Known = time.Duration(secs*float64(time.Second)), true
 	return e
 }
+
+// maxETASeconds is the longest ETA reported: ten years.
+const maxETASeconds = 10 * 365 * 24 * 3600
 
 // ListRuns returns the latest runs, newest first, with their counts.
 func (c *Client) ListRuns(ctx context.Context, limit int) ([]catalog.BackfillRunSummary, error) {

@@ -27,6 +27,7 @@ func TestEstimate(t *testing.T) {
 			true, 10 * time.Second, 0},
 		{"paused", ETAInput{Running: false, Remaining: 3, Worked: 1, Busy: 100 * time.Second, BytesDone: 100e6, BytesRemaining: 300e6},
 			false, 0, 1},
+		{"hopelessly slow", ETAInput{Running: true, Remaining: 1e6, Worked: 1, Busy: 1e6 * time.Second}, false, 0, 0},
 		{"finished", ETAInput{Running: true, Remaining: 0, Worked: 4, Busy: 200 * time.Second, BytesDone: 400e6}, false, 0, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
