@@ -99,6 +99,8 @@ func TestCollector(t *testing.T) {
 	if err := srv.Start(runCtx); err != nil {
 		t.Fatal(err)
 	}
+	// asynq moves the task to retry after the handler returns and offers
+	// no event for it: poll the condition, with a deadline.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		info, err := insp.GetQueueInfo(names.Background)
