@@ -29,6 +29,7 @@ const backfillUsage = `usage:
                          [--batch-size 10] [--max-inflight 2] [--dry-run] [--json]
                          [--rekey [--label L]] [--retranscode [--source-template 'uploads/{video}.mp4']]
                          [--keep-legacy] [--url-map https://cdn.example.com/=legacy/ ...]
+  enqueue backfill list [--limit 20] [--json]
   enqueue backfill status [RUN] [--watch] [--json]
   enqueue backfill items RUN [--state done|failed|skipped|pending|queued|running] [--json]
   enqueue backfill pause|resume|cancel|retry-failed RUN`
@@ -78,6 +79,7 @@ func runBackfill(ctx context.Context, args []string, getenv func(string) string,
 		watch   bool
 		every   time.Duration
 		state   string
+		limit   int
 	)
 	switch sub {
 	case "start":
@@ -99,6 +101,8 @@ func runBackfill(ctx context.Context, args []string, getenv func(string) string,
 		fs.DurationVar(&every, "interval", time.Second, "refresh interval of --watch")
 	case "items":
 		fs.StringVar(&state, "state", "", "only the titles in this state")
+	case "list":
+		fs.IntVar(&limit, "limit", 20, "the latest N runs")
 	case "pause", "resume", "cancel", "retry-failed":
 	default:
 		return config.Usagef("unknown backfill command %q\n%s", sub, backfillUsage)
@@ -121,9 +125,9 @@ func runBackfill(ctx context.Context, args []string, getenv func(string) string,
 	}
 	var runID int64
 	switch {
-	case sub == "start" && len(pos) > 0:
+	case (sub == "start" || sub == "list") && len(pos) > 0:
 		return config.Usagef("unexpected argument %q\n%s", pos[0], backfillUsage)
-	case sub == "start":
+	case sub == "start" || sub == "list":
 	case len(pos) > 1:
 		return config.Usagef("unexpected argument %q\n%s", pos[1], backfillUsage)
 	case len(pos) == 1:
@@ -142,6 +146,9 @@ func runBackfill(ctx context.Context, args []string, getenv func(string) string,
 		if o.MaxInflight < 1 {
 			p.Addf("--max-inflight=%d: want an integer ≥ 1", o.MaxInflight)
 		}
+	}
+	if sub == "list" && (limit < 1 || limit > 10000) {
+		p.Addf("--limit=%d: want an integer from 1 to 10000", limit)
 	}
 	if sub == "status" && every <= 0 {
 		p.Addf("--interval=%v: want a positive Go duration such as 1s", every)
@@ -198,6 +205,12 @@ func runBackfill(ctx context.Context, args []string, getenv func(string) string,
 			o.URLMap = urlMap
 		}
 		return backfillStart(ctx, c, o, *asJSON, stdout)
+	case "list":
+		runs, err := c.ListRuns(ctx, limit)
+		if err != nil {
+			return err
+		}
+		return backfillList(runs, *asJSON, stdout)
 	case "status":
 		return backfillStatus(ctx, c, runID, watch, every, *asJSON || !isTerminal(stdout), stdout)
 	case "items":
@@ -341,6 +354,12 @@ func backfillStatus(ctx context.Context, c *backfill.Client, runID int64, watch 
 					fmt.Fprintf(stdout, "  failed %s: %s\n", f.Video, f.Error)
 				}
 			}
+			if watch && st.Failed > 0 {
+				// A script that waits on --watch learns that the run
+				// did not convert everything.
+				return fmt.Errorf("run %d %s with %d failed %s; list them with: enqueue backfill items %d --state failed",
+					st.Run.ID, finishedVerb(st.Run.State), st.Failed, plural(st.Failed, "title", "titles"), st.Run.ID)
+			}
 			return nil
 		}
 		select {
@@ -352,6 +371,47 @@ func backfillStatus(ctx context.Context, c *backfill.Client, runID int64, watch 
 		case <-tick.C:
 		}
 	}
+}
+
+func finishedVerb(state string) string {
+	if state == catalog.RunCancelled {
+		return "was cancelled"
+	}
+	return "finished"
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// backfillList prints the runs, newest first: a table, or JSON.
+func backfillList(runs []catalog.BackfillRunSummary, asJSON bool, stdout io.Writer) error {
+	if asJSON {
+		if runs == nil {
+			runs = []catalog.BackfillRunSummary{}
+		}
+		return printJSON(stdout, runs)
+	}
+	if len(runs) == 0 {
+		fmt.Fprintln(stdout, "no backfill run was ever started")
+		return nil
+	}
+	stamp := func(t *time.Time) string {
+		if t == nil {
+			return "-"
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "RUN\tSTATE\tCREATED\tFINISHED\tDONE\tFAILED\tSKIPPED\tTOTAL")
+	for _, r := range runs {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\n", r.ID, r.State, stamp(&r.CreatedAt), stamp(r.FinishedAt),
+			r.Done, r.Failed, r.Skipped, r.Total)
+	}
+	return tw.Flush()
 }
 
 // progressLine is the one-line bar: state, bar, done, failed, remaining,
@@ -367,10 +427,19 @@ func progressLine(st backfill.Status) string {
 	bar := strings.Repeat("#", filled) + strings.Repeat("-", width-filled)
 	eta := "-"
 	if st.ETASeconds != nil {
-		eta = (time.Duration(*st.ETASeconds) * time.Second).Round(time.Second).String()
+		eta = formatETA(time.Duration(*st.ETASeconds * float64(time.Second)))
 	}
 	return fmt.Sprintf("run %d %-9s [%s] %d/%d done  %d failed  %d skipped  %d remaining  %.1f MB/s  ETA %s",
 		st.Run.ID, st.Run.State, bar, st.Done, total, st.Failed, st.Skipped, st.Remaining, st.ThroughputMBps, eta)
+}
+
+// formatETA rounds an ETA to what is worth reading: seconds under an
+// hour ("4m10s"), hours and minutes above ("2h23m").
+func formatETA(d time.Duration) string {
+	if d < time.Hour {
+		return d.Round(time.Second).String()
+	}
+	return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
 }
 
 func humanBytes(n int64) string {

@@ -4,12 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hlsvault/hlsvault/internal/backfill"
+	"github.com/hlsvault/hlsvault/internal/catalog"
+	"github.com/hlsvault/hlsvault/internal/config"
 	"github.com/hlsvault/hlsvault/internal/testenv"
 )
 
@@ -99,7 +104,135 @@ func TestBackfillCommands(t *testing.T) {
 	if _, err = cli("start"); err == nil || !strings.Contains(err.Error(), "exactly one of") {
 		t.Fatalf("start without candidates: %v", err)
 	}
-	if line := progressLine(status("1")); !strings.Contains(line, "run 1 cancelled") || !strings.Contains(line, "1 remaining") {
+	if line := progressLine(status("1")); !strings.Contains(line, "run 1 cancelled") || !strings.Contains(line, "1 remaining") ||
+		!strings.HasSuffix(line, "ETA -") {
 		t.Fatalf("progress line: %s", line)
+	}
+	// --watch of a run that ended with a failed title exits non-zero and
+	// says how to see it; plain status only reports.
+	if out, err = cli("status", "1", "--watch"); err == nil ||
+		!strings.Contains(err.Error(), "run 1 was cancelled with 1 failed title; list them with: enqueue backfill items 1 --state failed") {
+		t.Fatalf("watch of a cancelled run with a failure: %v\n%s", err, out)
+	}
+
+	// list: the runs, newest first, with their counts.
+	if out, err = cli("list"); err != nil || !regexp.MustCompile(`(?m)^RUN\s+STATE\s+CREATED\s+FINISHED\s+DONE\s+FAILED\s+SKIPPED\s+TOTAL$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^1\s+cancelled\s+\d{4}-\d\d-\d\dT\S+Z\s+\d{4}-\d\d-\d\dT\S+Z\s+0\s+1\s+0\s+2$`).MatchString(out) {
+		t.Fatalf("list: %v\n%s", err, out)
+	}
+	out, err = cli("list", "--json", "--limit", "1")
+	var runs []catalog.BackfillRunSummary
+	if err != nil || json.Unmarshal([]byte(out), &runs) != nil || len(runs) != 1 || runs[0].ID != 1 || runs[0].State != "cancelled" ||
+		runs[0].Done != 0 || runs[0].Failed != 1 || runs[0].Total != 2 || runs[0].FinishedAt == nil {
+		t.Fatalf("list --json: %v\n%s", err, out)
+	}
+	if _, err = cli("list", "--limit", "0"); err == nil || !strings.Contains(err.Error(), "--limit=0") {
+		t.Fatalf("list --limit 0: %v", err)
+	}
+}
+
+// TestBackfillWatchExitStatus follows runs with --watch while they finish
+// (their titles are driven through the catalog, as a worker would): a run
+// that ends with a failed title exits non-zero, naming how many and how to
+// list them; a run that converts everything exits 0.
+func TestBackfillWatchExitStatus(t *testing.T) {
+	dir := t.TempDir()
+	dbURL := testenv.DatabaseURL(t)
+	env := map[string]string{
+		"DATABASE_URL": dbURL,
+		"REDIS_URL":    "redis://" + testenv.RedisAddr(t) + "/0",
+		"STORAGE_URL":  "file://" + dir,
+		"QUEUE_PREFIX": testenv.Name("q"),
+	}
+	for _, title := range []string{"bad/w1", "bad/w2", "good/w3"} {
+		p := filepath.Join(dir, "legacy", title)
+		os.MkdirAll(p, 0o755)
+		os.WriteFile(filepath.Join(p, "index.m3u8"), []byte("#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\na.ts\n#EXT-X-ENDLIST\n"), 0o644)
+		os.WriteFile(filepath.Join(p, "a.ts"), bytes.Repeat([]byte{0x47}, 188), 0o644)
+	}
+	cli := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		err := run(context.Background(), append([]string{"backfill"}, args...), func(k string) string { return env[k] }, &out, &out)
+		return out.String(), err
+	}
+	ctx := context.Background()
+	db, err := catalog.Open(ctx, dbURL, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+
+	for _, tc := range []struct {
+		prefix string
+		run    int64
+		fail   map[string]bool
+		want   string // in the error; "" for none
+	}{
+		{"legacy/bad", 1, map[string]bool{"w2": true}, "run 1 finished with 1 failed title; list them with: enqueue backfill items 1 --state failed"},
+		{"legacy/good", 2, nil, ""},
+	} {
+		if out, err := cli("start", "--prefix", tc.prefix); err != nil || !strings.Contains(out, fmt.Sprintf("started backfill run %d", tc.run)) {
+			t.Fatalf("start %s: %v\n%s", tc.prefix, err, out)
+		}
+		type result struct {
+			out string
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			out, err := cli("status", fmt.Sprint(tc.run), "--watch", "--interval", "20ms")
+			done <- result{out, err}
+		}()
+		// The titles end as a worker would end them, then the driver's
+		// step finds nothing left and marks the run done.
+		_, batches, err := db.ScheduleBackfillBatches(ctx, tc.run)
+		if err != nil || len(batches) != 1 {
+			t.Fatalf("schedule: %+v %v", batches, err)
+		}
+		items, err := db.BackfillItems(ctx, tc.run, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range items {
+			if _, err := db.ClaimBackfillItem(ctx, tc.run, batches[0].Batch, it.ID, 3); err != nil {
+				t.Fatal(err)
+			}
+			o := catalog.BackfillOutcome{State: catalog.ItemDone, Bytes: 188, Segments: 1}
+			if tc.fail[it.VideoID] {
+				o = catalog.BackfillOutcome{State: catalog.ItemFailed, Error: "segment a.ts changed"}
+			}
+			if err := db.FinishBackfillItem(ctx, it.ID, o); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if r, _, err := db.ScheduleBackfillBatches(ctx, tc.run); err != nil || r.State != catalog.RunDone {
+			t.Fatalf("run after its titles: %+v %v", r, err)
+		}
+		res := <-done
+		switch {
+		case tc.want == "" && res.err != nil:
+			t.Errorf("watch of run %d: %v\n%s", tc.run, res.err, res.out)
+		case tc.want != "" && (res.err == nil || !strings.Contains(res.err.Error(), tc.want) || config.ExitCode(res.err) != 1):
+			t.Errorf("watch of run %d: %v, want %q (exit 1)\n%s", tc.run, res.err, tc.want, res.out)
+		}
+		// The last JSON line is the finished run.
+		lines := strings.Split(strings.TrimSpace(res.out), "\n")
+		var st backfill.Status
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &st); err != nil || st.Run.State != catalog.RunDone || st.ETASeconds != nil {
+			t.Errorf("last watch line: %v %s", err, lines[len(lines)-1])
+		}
+	}
+}
+
+func TestFormatETA(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		1500 * time.Millisecond:                       "2s",
+		4*time.Minute + 10*time.Second:                "4m10s",
+		2*time.Hour + 23*time.Minute + 29*time.Second: "2h23m",
+		50 * time.Hour:                                "50h0m",
+	} {
+		if got := formatETA(d); got != want {
+			t.Errorf("formatETA(%v) = %q, want %q", d, got, want)
+		}
 	}
 }

@@ -3,7 +3,7 @@
 //	enqueue transcode --video ID --source SRC [--wait] [--force]
 //	enqueue status --video ID
 //	enqueue verify --video ID
-//	enqueue backfill start|status|items|pause|resume|cancel|retry-failed …
+//	enqueue backfill start|list|status|items|pause|resume|cancel|retry-failed …
 //
 // SRC is an object name in the configured storage (uploads/abc.mp4) or a
 // local file, which is uploaded to storage first under a name derived from
@@ -51,7 +51,7 @@ const usage = `usage:
   enqueue transcode --video ID --source SRC [--wait] [--force]
   enqueue status --video ID
   enqueue verify --video ID
-  enqueue backfill start|status|items|pause|resume|cancel|retry-failed …
+  enqueue backfill start|list|status|items|pause|resume|cancel|retry-failed …
   enqueue help [command]`
 
 // commands are enqueue's subcommands and their usage.

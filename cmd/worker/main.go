@@ -358,6 +358,7 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 		return err
 	}
 
+	defer registerOpsMetrics(reg, redisOpt, db, srv, queues, log)()
 	if cfg.MetricsAddr != "off" {
 		stopHTTP, err := serveMetrics(cfg.MetricsAddr, reg, db, redisOpt, log)
 		if err != nil {

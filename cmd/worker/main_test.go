@@ -217,6 +217,7 @@ func TestEnqueueAndWorker(t *testing.T) {
 			t.Errorf("GET %s: %d, want %q in:\n%.2000s", path, resp.StatusCode, want, body)
 		}
 	}
+	opsMetricsServed(t, addr, env["QUEUE_PREFIX"])
 }
 
 // metricsAddr finds the address the worker's metrics server listens on in

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -245,9 +246,8 @@ type Status struct {
 	Failed    int                      `json:"failed"`
 	Skipped   int                      `json:"skipped"`
 	Remaining int                      `json:"remaining"`
-	// ThroughputMBps is the plaintext re-encrypted per second since the
-	// first title started (MB = 10^6 bytes); ETASeconds extrapolates it to
-	// the bytes remaining, or the titles remaining at the rate so far.
+	// ThroughputMBps is the plaintext re-encrypted per second of busy time
+	// (MB = 10^6 bytes); ETASeconds is Estimate's, absent when unknown.
 	ThroughputMBps float64      `json:"throughput_mb_s"`
 	ETASeconds     *float64     `json:"eta_seconds,omitempty"`
 	Failures       []ItemReport `json:"failures,omitempty"`
@@ -273,25 +273,14 @@ func (c *Client) Status(ctx context.Context, runID int64) (Status, error) {
 	p := s.Progress
 	s.Done, s.Failed, s.Skipped = p.Counts[catalog.ItemDone], p.Counts[catalog.ItemFailed], p.Counts[catalog.ItemSkipped]
 	s.Remaining = p.Counts[catalog.ItemPending] + p.Counts[catalog.ItemQueued] + p.Counts[catalog.ItemRunning]
-	if p.FirstStarted != nil {
-		end := time.Now()
-		if s.Remaining == 0 && p.LastFinished != nil {
-			end = *p.LastFinished
-		}
-		if secs := end.Sub(*p.FirstStarted).Seconds(); secs > 0 {
-			s.ThroughputMBps = float64(p.BytesDone) / 1e6 / secs
-			if s.Remaining > 0 && s.Run.State == catalog.RunRunning {
-				var eta float64
-				if s.ThroughputMBps > 0 && p.BytesRemaining > 0 {
-					eta = float64(p.BytesRemaining) / 1e6 / s.ThroughputMBps
-				} else if finished := s.Done + s.Failed + s.Skipped; finished > 0 {
-					eta = secs / float64(finished) * float64(s.Remaining)
-				}
-				if eta > 0 {
-					s.ETASeconds = &eta
-				}
-			}
-		}
+	est := Estimate(ETAInput{
+		Running: s.Run.State == catalog.RunRunning, Remaining: s.Remaining, Worked: p.Worked,
+		Busy: time.Duration(p.BusySeconds * float64(time.Second)), BytesDone: p.BytesDone, BytesRemaining: p.BytesRemaining,
+	})
+	s.ThroughputMBps = est.ThroughputMBps
+	if est.Known {
+		secs := est.ETA.Seconds()
+		s.ETASeconds = &secs
 	}
 	if s.Failed > 0 {
 		failed, err := c.db.BackfillItems(ctx, s.Run.ID, catalog.ItemFailed)
@@ -303,4 +292,74 @@ func (c *Client) Status(ctx context.Context, runID int64) (Status, error) {
 		}
 	}
 	return s, nil
+}
+
+// ETAInput is what a run's remaining time is estimated from.
+type ETAInput struct {
+	// Running: only a running run has an ETA (a paused one waits for the
+	// operator).
+	Running bool
+	// Remaining counts the titles pending, queued or running.
+	Remaining int
+	// Worked counts the titles finished after a worker took them up (not
+	// discovery's broken or skipped titles, which took no time).
+	Worked int
+	// Busy is the wall time during which at least one title was being
+	// worked on: paused time is not in it.
+	Busy time.Duration
+	// BytesDone is the plaintext of the titles done; BytesRemaining the
+	// estimated plaintext of the titles remaining.
+	BytesDone, BytesRemaining int64
+}
+
+// ETAEstimate is Estimate's answer.
+type ETAEstimate struct {
+	ThroughputMBps float64
+	ETA            time.Duration
+	Known          bool // false: "ETA -"
+}
+
+// Estimate extrapolates the rate of this run's finished work over the time
+// it took to what remains. The rate is bytes per busy second when both the
+// bytes done and the bytes remaining are known (titles differ in size by
+// orders of magnitude), else worked titles per busy second. Busy time,
+// unlike the time since the first title started, leaves out pauses and
+// the time every worker spent on fresh uploads, and counts titles worked
+// on in parallel once, so the rate includes the run's parallelism. The ETA
+// is unknown while no title has finished, when the run is not running, or
+// when nothing remains.
+func Estimate(in ETAInput) ETAEstimate {
+	var e ETAEstimate
+	busy := in.Busy.Seconds()
+	if busy <= 0 {
+		return e
+	}
+	e.ThroughputMBps = float64(in.BytesDone) / 1e6 / busy
+	if !in.Running || in.Remaining <= 0 {
+		return e
+	}
+	var secs float64
+	switch {
+	case in.BytesDone > 0 && in.BytesRemaining > 0:
+		secs = float64(in.BytesRemaining) * busy / float64(in.BytesDone)
+	case in.Worked > 0:
+		secs = float64(in.Remaining) * busy / float64(in.Worked)
+	default:
+		return e
+	}
+	// A rate so slow that the ETA exceeds a decade (or does not fit a
+	// Duration) says nothing an operator can plan with.
+	if math.IsNaN(secs) || secs > maxETASeconds {
+		return e
+	}
+	e.ETA, e.Known = time.Duration(secs*float64(time.Second)), true
+	return e
+}
+
+// maxETASeconds is the longest ETA reported: ten years.
+const maxETASeconds = 10 * 365 * 24 * 3600
+
+// ListRuns returns the latest runs, newest first, with their counts.
+func (c *Client) ListRuns(ctx context.Context, limit int) ([]catalog.BackfillRunSummary, error) {
+	return c.db.ListBackfillRuns(ctx, limit)
 }

@@ -519,12 +519,22 @@ type BackfillProgress struct {
 	BytesRemaining int64          `json:"bytes_remaining"`
 	FirstStarted   *time.Time     `json:"first_started,omitempty"`
 	LastFinished   *time.Time     `json:"last_finished,omitempty"`
+	// Worked counts the titles a worker took up and finished (done,
+	// failed or skipped after starting), not those discovery recorded as
+	// broken or skipped without work: the titles a rate may be made of.
+	Worked int `json:"worked"`
+	// BusySeconds is the wall time during which at least one title of the
+	// run was being worked on (the union of the titles' started..finished
+	// intervals, a running title up to now): time spent paused, or with
+	// every worker on fresh uploads, is not in it, and titles worked on in
+	// parallel count once.
+	BusySeconds float64 `json:"busy_seconds"`
 }
 
 // BackfillProgressOf counts a run's items by state and sums their bytes.
 func (db *DB) BackfillProgressOf(ctx context.Context, runID int64) (BackfillProgress, error) {
 	p := BackfillProgress{Counts: map[string]int{}}
-	for _, s := range []string{ItemPending, ItemQueued, ItemRunning, ItemDone, ItemFailed, ItemSkipped} {
+	for _, s := range BackfillItemStates() {
 		p.Counts[s] = 0
 	}
 	rows, err := db.pool.Query(ctx, `select state, count(*) from backfill_items where run_id = $1 group by state`, runID)
@@ -554,7 +564,110 @@ func (db *DB) BackfillProgressOf(ctx context.Context, runID int64) (BackfillProg
 	if err != nil {
 		return p, fmt.Errorf("catalog: progress of run %d: %w", runID, err)
 	}
+	if err := db.pool.QueryRow(ctx, busyQuery, runID).Scan(&p.Worked, &p.BusySeconds); err != nil {
+		return p, fmt.Errorf("catalog: progress of run %d: busy time: %w", runID, err)
+	}
 	return p, nil
+}
+
+// busyQuery merges the worked intervals of a run's titles into islands
+// (a gaps-and-islands pass: an interval that starts after every earlier
+// one has ended begins a new island) and sums the islands' lengths. It
+// also counts the titles finished after being worked on.
+const busyQuery = `with iv as (
+		select started_at s, greatest(coalesce(finished_at, now()), started_at) e, state <> 'running' finished
+		from backfill_items
+		where run_id = $1 and started_at is not null
+			and (state = 'running' or (state in ('done', 'failed', 'skipped') and finished_at is not null))
+	), ordered as (
+		select s, e, max(e) over (order by s, e rows between unbounded preceding and 1 preceding) prev from iv
+	), grouped as (
+		select s, e, sum(case when prev is null or s > prev then 1 else 0 end) over (order by s, e rows unbounded preceding) island
+		from ordered
+	), islands as (
+		select min(s) s, max(e) e from grouped group by island
+	)
+	select (select count(*) from iv where finished)::int,
+		coalesce((select sum(extract(epoch from e - s)) from islands), 0)::float8`
+
+// BackfillRunSummary is one line of `enqueue backfill list`.
+type BackfillRunSummary struct {
+	BackfillRun
+	Done    int `json:"done"`
+	Failed  int `json:"failed"`
+	Skipped int `json:"skipped"`
+	Total   int `json:"total"`
+}
+
+// ListBackfillRuns returns the latest runs, newest first, at most limit,
+// with their titles counted by outcome.
+func (db *DB) ListBackfillRuns(ctx context.Context, limit int) ([]BackfillRunSummary, error) {
+	rows, err := db.pool.Query(ctx, `select r.id, r.state, r.options, r.batch_size, r.max_inflight, r.fingerprint,
+			r.created_at, r.updated_at, r.finished_at, c.done, c.failed, c.skipped, c.total
+		from (select * from backfill_runs order by id desc limit $1) r
+		cross join lateral (select count(*) filter (where state = 'done')::int done,
+				count(*) filter (where state = 'failed')::int failed,
+				count(*) filter (where state = 'skipped')::int skipped, count(*)::int total
+			from backfill_items where run_id = r.id) c
+		order by r.id desc`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: list backfill runs: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (BackfillRunSummary, error) {
+		var s BackfillRunSummary
+		r := &s.BackfillRun
+		err := row.Scan(&r.ID, &r.State, &r.Options, &r.BatchSize, &r.MaxInflight, &r.Fingerprint, &r.CreatedAt, &r.UpdatedAt,
+			&r.FinishedAt, &s.Done, &s.Failed, &s.Skipped, &s.Total)
+		return s, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("catalog: list backfill runs: %w", err)
+	}
+	return out, nil
+}
+
+// BackfillProgressByRun counts the items of every running run by state,
+// for the worker's metrics; every item state is present for each run.
+func (db *DB) BackfillProgressByRun(ctx context.Context) (map[int64]map[string]int, error) {
+	rows, err := db.pool.Query(ctx, `select r.id, i.state, count(i.id)::int from backfill_runs r
+			left join backfill_items i on i.run_id = r.id
+		where r.state = 'running' group by r.id, i.state`)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: backfill progress: %w", err)
+	}
+	defer rows.Close()
+	out := map[int64]map[string]int{}
+	for rows.Next() {
+		var (
+			id    int64
+			state *string
+			n     int
+		)
+		if err := rows.Scan(&id, &state, &n); err != nil {
+			return nil, fmt.Errorf("catalog: backfill progress: %w", err)
+		}
+		m := out[id]
+		if m == nil {
+			m = map[string]int{}
+			for _, s := range BackfillItemStates() {
+				m[s] = 0
+			}
+			out[id] = m
+		}
+		if state != nil {
+			m[*state] = n
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("catalog: backfill progress: %w", err)
+	}
+	return out, nil
+}
+
+// BackfillItemStates lists every item state, in the order an item goes
+// through them.
+func BackfillItemStates() []string {
+	return []string{ItemPending, ItemQueued, ItemRunning, ItemDone, ItemFailed, ItemSkipped}
 }
 
 // BackfillStart is what PrepareBackfillJob found.

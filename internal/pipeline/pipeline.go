@@ -112,6 +112,8 @@ type Pipeline struct {
 	newKey   func() (keys.ContentKey, error)
 	newKeyID func() (string, error)
 	newIV    func(name string) ([16]byte, error) // name relative to the version prefix
+	// stageHook, if set, is called after each stage is recorded (tests).
+	stageHook func(jobID int64, stage catalog.JobStage)
 }
 
 // New builds a Pipeline. The keyring's primary KEK wraps new keys.
@@ -274,11 +276,12 @@ func (p *Pipeline) run(ctx context.Context, log *slog.Logger, att catalog.Attemp
 // runIn does the attempt in the private directory dir (0700): the source
 // is dir/source (0600), ffmpeg's output dir/out.
 func (p *Pipeline) runIn(ctx context.Context, log *slog.Logger, dir string, att catalog.Attempt, payload jobs.TranscodePayload) (bool, error) {
-
 	src := filepath.Join(dir, "source")
+	p.setStage(ctx, log, att.Job.ID, catalog.StageDownload)
 	if err := p.download(ctx, payload.Source, src); err != nil {
 		return false, err
 	}
+	p.setStage(ctx, log, att.Job.ID, catalog.StageProbe)
 	probe, err := transcode.ProbeFile(ctx, p.cfg.Exec, src, p.cfg.Limits)
 	if err != nil {
 		if errors.Is(err, transcode.ErrInvalidInput) {
@@ -335,6 +338,7 @@ func (p *Pipeline) runIn(ctx context.Context, log *slog.Logger, dir string, att 
 			return false, badInput(err)
 		}
 	}
+	p.setStage(ctx, log, att.Job.ID, catalog.StagePublish)
 	master, renditions, err := p.writePlaylists(ctx, v, plan, res)
 	if err != nil {
 		return false, err
@@ -350,6 +354,18 @@ func (p *Pipeline) runIn(ctx context.Context, log *slog.Logger, dir string, att 
 		return false, err
 	}
 	return published, nil
+}
+
+// setStage records the attempt's stage. A failure to record it is logged,
+// not fatal: the stage informs the operator, and a catalog that cannot be
+// written fails the attempt at publish anyway.
+func (p *Pipeline) setStage(ctx context.Context, log *slog.Logger, jobID int64, stage catalog.JobStage) {
+	if err := p.db.SetStage(ctx, jobID, stage); err != nil && ctx.Err() == nil {
+		log.Warn("stage update", "stage", stage, "err", err)
+	}
+	if p.stageHook != nil {
+		p.stageHook(jobID, stage)
+	}
 }
 
 // detectScan sets probe.Video.Scan from the content (idet), since the

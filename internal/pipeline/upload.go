@@ -68,6 +68,7 @@ func (p *Pipeline) transcodeAndUpload(ctx context.Context, log *slog.Logger, att
 		Input: src, OutDir: out, MaxOutputBytes: 2*srcSize + 1<<30}
 	progress := &progressReporter{p: p, ctx: gctx, jobID: att.Job.ID, duration: plan.Duration}
 	started := time.Now()
+	p.setStage(ctx, log, att.Job.ID, catalog.StageEncode)
 	go func() {
 		ffmpegDone <- runner.Run(gctx, args, progress.report)
 	}()
@@ -126,6 +127,8 @@ wait:
 	res.ffmpeg = time.Since(started)
 	p.metrics.ffmpegDuration.Observe(res.ffmpeg.Seconds())
 	if runErr == nil {
+		// ffmpeg is done; what is left is storing the last segments.
+		p.setStage(ctx, log, att.Job.ID, catalog.StageUpload)
 		runErr = scan(true)
 	}
 	if runErr != nil {

@@ -90,6 +90,7 @@ type Server struct {
 	mux      *asynq.ServeMux
 	inflight sync.WaitGroup
 	srv      *asynq.Server
+	busy     inflight // running tasks by queue (InFlight)
 }
 
 // New builds a Server for the handlers; nothing connects before Start.
@@ -170,6 +171,8 @@ func (s *Server) track(next asynq.Handler) asynq.Handler {
 	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		s.inflight.Add(1)
 		defer s.inflight.Done()
+		s.busy.add(ctx, 1)
+		defer s.busy.add(ctx, -1)
 		return next.ProcessTask(ctx, t)
 	})
 }
