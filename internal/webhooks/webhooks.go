@@ -63,6 +63,7 @@ const (
 	secretPrefix   = "whsec_"
 	// minSecretDistinct: 24 random bytes have fewer than 16 distinct
 	// values with probability below 1e-8; a typed word repeated has fewer.
+	// (All printable ASCII, also refused: 4.7e-11 for 24 random bytes.)
 	minSecretDistinct = 16
 )
 
@@ -82,6 +83,13 @@ func ParseSecret(s string) ([]byte, error) {
 	}
 	if len(key) < MinSecretBytes || len(key) > MaxSecretBytes {
 		return nil, fmt.Errorf("webhooks: secret is %d bytes, want %d to %d", len(key), MinSecretBytes, MaxSecretBytes)
+	}
+	printable := true
+	for _, c := range key {
+		printable = printable && c >= 0x20 && c < 0x7f
+	}
+	if printable {
+		return nil, errors.New("webhooks: secret decodes to printable ASCII only (base64 of a password?): it is not random")
 	}
 	if d := secretcheck.Distinct(key); d < minSecretDistinct {
 		return nil, fmt.Errorf("webhooks: secret has only %d distinct byte values, want at least %d: it is not random", d, minSecretDistinct)
