@@ -23,6 +23,8 @@ import (
 	"github.com/hlsvault/hlsvault/internal/catalog"
 	"github.com/hlsvault/hlsvault/internal/testenv"
 	"github.com/hlsvault/hlsvault/internal/testenv/fixtures"
+	"github.com/hlsvault/hlsvault/internal/worker"
+	"github.com/hlsvault/hlsvault/jobs"
 )
 
 // request is one request a receiver accepted as authentic.
@@ -41,7 +43,9 @@ type receiver struct {
 	t         *testing.T
 	wh        *standardwebhooks.Webhook
 	failFirst int
-	hang      func(r request) bool // hang until the request's context ends
+	hang      func(r request) bool // hang (then 503) until the request's context ends or release
+	release   chan struct{}
+	unhang    func() // closes release, once
 
 	mu        sync.Mutex
 	attempts  map[string][]request
@@ -54,9 +58,12 @@ func newReceiver(t *testing.T, secret string, failFirst int) *receiver {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc := &receiver{t: t, wh: wh, failFirst: failFirst, attempts: map[string][]request{}, delivered: make(chan request, 100)}
+	rc := &receiver{t: t, wh: wh, failFirst: failFirst, attempts: map[string][]request{}, delivered: make(chan request, 100),
+		release: make(chan struct{})}
 	rc.srv = httptest.NewServer(http.HandlerFunc(rc.serve))
 	t.Cleanup(rc.srv.Close)
+	rc.unhang = sync.OnceFunc(func() { close(rc.release) })
+	t.Cleanup(rc.unhang) // before Close, which waits for hung requests
 	return rc
 }
 
@@ -74,7 +81,11 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	req := request{ID: r.Header.Get("webhook-id"), Timestamp: r.Header.Get("webhook-timestamp"),
 		Signature: r.Header.Get("webhook-signature"), Header: r.Header.Clone(), Body: body, Status: http.StatusOK}
 	if rc.hang != nil && rc.hang(req) {
-		<-r.Context().Done()
+		select {
+		case <-r.Context().Done():
+		case <-rc.release:
+		}
+		http.Error(w, "hung", http.StatusServiceUnavailable)
 		return
 	}
 	rc.mu.Lock()
@@ -132,6 +143,7 @@ type env struct {
 	prefix string
 	reg    *prometheus.Registry
 	m      *Metrics
+	tweak  func(*Config) // applied by service
 }
 
 func newEnv(t *testing.T) *env {
@@ -157,10 +169,13 @@ func newEnv(t *testing.T) *env {
 // LISTEN push can wake the dispatcher, so a test fails if it does not).
 func (e *env) service(t *testing.T, secret []byte, urls ...string) *Service {
 	t.Helper()
-	s, err := New(Config{Queue: e.queue, URLs: urls, Secret: secret, PollInterval: time.Hour,
+	cfg := Config{Queue: e.queue, URLs: urls, Secret: secret, PollInterval: time.Hour,
 		RetryDelay: func(int) time.Duration { return 10 * time.Millisecond }, DelayedTaskCheckInterval: 50 * time.Millisecond,
-		TaskCheckInterval: 20 * time.Millisecond, TaskRetention: 10 * time.Minute},
-		e.db, e.redis, e.m, testenv.Logger(t))
+		TaskCheckInterval: 20 * time.Millisecond, TaskRetention: 10 * time.Minute}
+	if e.tweak != nil {
+		e.tweak(&cfg)
+	}
+	s, err := New(cfg, e.db, e.redis, e.m, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -497,4 +512,68 @@ func TestRetryDelay(t *testing.T) {
 	if RetryDelay(0) != 5*time.Second || RetryDelay(MaxRetry-1) != 10*time.Hour || total < 24*time.Hour {
 		t.Fatalf("schedule: first %v last %v total %v", RetryDelay(0), RetryDelay(MaxRetry-1), total)
 	}
+}
+
+// TestSeparateFromTranscoding: deliveries run in a server of their own. A
+// receiver that hangs does not delay a transcode, and a transcode that holds
+// the worker's only slot does not delay a delivery.
+func TestSeparateFromTranscoding(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	e := newEnv(t)
+	e.tweak = func(c *Config) { c.Concurrency, c.RequestTimeout = 2, time.Minute }
+	whsec, key := newSecret(t)
+	rc := newReceiver(t, whsec, 0)
+	hung := make(chan string, 1)
+	var hangOnce sync.Once
+	rc.hang = func(r request) (h bool) {
+		hangOnce.Do(func() { h = true; hung <- r.ID })
+		return h
+	}
+	s := e.service(t, key, rc.srv.URL)
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	transcoded := make(chan string, 1)
+	fixtures.Worker(t, worker.Config{Queues: jobs.QueueNames(e.prefix), Concurrency: 1}, e.redis, testenv.Logger(t),
+		worker.Handlers{jobs.TypeTranscode: asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
+			// Holding the only transcode slot, make an event and wait for
+			// its delivery.
+			e.failJob(t, "vid2", "task-2", "second")
+			transcoded <- rc.wait(ctx, 1)[0].ID
+			return nil
+		})})
+	// Queue tasks are removed with the webhooks queue's; the transcode
+	// queue is the test's own too.
+	t.Cleanup(func() {
+		insp := asynq.NewInspector(e.redis)
+		defer insp.Close()
+		_ = insp.DeleteQueue(jobs.QueueNames(e.prefix).Transcode, true)
+	})
+
+	e.failJob(t, "vid1", "task-1", "first")
+	var hungID string
+	select {
+	case hungID = <-hung:
+	case <-ctx.Done():
+		t.Fatal("the receiver never got the first event")
+	}
+	cl := asynq.NewClient(e.redis)
+	defer cl.Close()
+	if _, err := cl.EnqueueContext(ctx, asynq.NewTask(jobs.TypeTranscode, []byte(`{}`)), asynq.Queue(jobs.QueueNames(e.prefix).Transcode)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-transcoded:
+		if id == hungID {
+			t.Fatalf("the hung event %s was delivered", id)
+		}
+	case <-ctx.Done():
+		t.Fatal("the transcode (or its delivery) waited for the hung receiver")
+	}
+	if att := rc.attemptsOf(hungID); len(att) != 0 {
+		t.Fatalf("the hung request finished: %d", len(att))
+	}
+	rc.unhang() // before the service's shutdown waits for the hung delivery
+	s.Shutdown()
 }
