@@ -1,6 +1,7 @@
 package webhooks
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -9,6 +10,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -576,4 +580,53 @@ func TestSeparateFromTranscoding(t *testing.T) {
 	}
 	rc.unhang() // before the service's shutdown waits for the hung delivery
 	s.Shutdown()
+}
+
+// TestNodeVerifier: a delivered request also verifies with the
+// standardwebhooks npm package (e2e/webhooks, installed by `make deps`), an
+// implementation nobody here wrote, in another language; a tampered body
+// does not.
+func TestNodeVerifier(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatalf("node not found (run `make deps`): %v", err)
+	}
+	script, err := filepath.Abs(filepath.Join("..", "..", "e2e", "webhooks", "verify.mjs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(script), "node_modules", "standardwebhooks", "package.json")); err != nil {
+		t.Fatalf("standardwebhooks missing (run `make deps`: npm ci --prefix e2e/webhooks): %v", err)
+	}
+	e := newEnv(t)
+	whsec, key := newSecret(t)
+	rc := newReceiver(t, whsec, 0)
+	s := e.service(t, key, rc.srv.URL)
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.publishJob(t, "vid1", "task-1", `{"upload_id": "u-1"}`)
+	for _, r := range rc.wait(ctx, 2) {
+		for _, tc := range []struct {
+			body string
+			ok   bool
+		}{{string(r.Body), true}, {strings.Replace(string(r.Body), "u-1", "u-2", 1), false}} {
+			in, err := json.Marshal(map[string]any{"secret": whsec, "body": tc.body, "headers": map[string]string{
+				"webhook-id": r.ID, "webhook-timestamp": r.Timestamp, "webhook-signature": r.Signature}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.CommandContext(ctx, node, script)
+			cmd.Stdin = bytes.NewReader(in)
+			out, err := cmd.CombinedOutput()
+			if (err == nil) != tc.ok {
+				t.Errorf("node verify (want ok %v): %v\n%s", tc.ok, err, out)
+			}
+			if tc.ok && !strings.HasPrefix(string(out), "verified video.") {
+				t.Errorf("node verify: %s", out)
+			}
+		}
+	}
 }
