@@ -2,12 +2,22 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/hlsvault/hlsvault/internal/testenv"
 )
 
 // TestWebhookConfig: WEBHOOK_SECRET is a secret (hidden, from a file too)
@@ -63,5 +73,89 @@ func TestWebhookConfig(t *testing.T) {
 	// Not a flag.
 	if _, _, _, err := parseConfig([]string{"run", "--webhook-secret", good}, base.get, &bytes.Buffer{}); err == nil {
 		t.Fatal("a secret as a flag was accepted")
+	}
+}
+
+// TestWorkerWebhooks: the worker as deployed (run, WEBHOOK_URLS and
+// WEBHOOK_SECRET) delivers video.published for a real transcode, signed so
+// that the Standard Webhooks library verifies it, and counts it; neither
+// the secret nor the URL's token reaches its log.
+func TestWorkerWebhooks(t *testing.T) {
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	secret := "whsec_" + base64.StdEncoding.EncodeToString(key)
+	wh, err := standardwebhooks.NewWebhook(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type delivery struct {
+		Type string `json:"type"`
+		Data struct {
+			VideoID string `json:"video_id"`
+			TaskID  string `json:"task_id"`
+			Version int    `json:"version"`
+			Master  string `json:"master"`
+		} `json:"data"`
+	}
+	published := make(chan delivery, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if err := wh.Verify(body, r.Header); err != nil || r.URL.Query().Get("token") != "t0psecret" {
+			t.Errorf("receiver: %v (%s)", err, r.URL)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		var d delivery
+		if err := json.Unmarshal(body, &d); err != nil {
+			t.Errorf("receiver: %v", err)
+		}
+		if d.Type == "video.published" {
+			published <- d
+		}
+	}))
+	defer srv.Close()
+
+	env := envMap(testEnv(t))
+	env["WEBHOOK_URLS"] = srv.URL + "/hook?token=t0psecret"
+	env["WEBHOOK_SECRET"] = secret
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr testenv.SyncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, env.get, io.Discard, &stderr) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("worker: %v", err)
+		}
+		for _, s := range []string{secret, strings.TrimPrefix(secret, "whsec_"), "t0psecret"} {
+			if strings.Contains(stderr.String(), s) {
+				t.Errorf("the worker log holds a secret:\n%s", stderr.String())
+			}
+		}
+	}()
+
+	src := testenv.MakeSource(t, t.TempDir(), testenv.Source{Width: 320, Height: 240, Seconds: 1, Audio: true})
+	if out, err := runEnqueue(t, env, "transcode", "--video", "hook-1", "--source", src, "--wait"); err != nil {
+		t.Fatalf("enqueue --wait: %v\n%s\nworker log:\n%s", err, out, stderr.String())
+	}
+	select {
+	case d := <-published:
+		if d.Data.VideoID != "hook-1" || d.Data.Version != 1 || d.Data.Master != "hls/hook-1/v1/master.m3u8" || d.Data.TaskID == "" {
+			t.Errorf("video.published: %+v", d)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no video.published webhook\nworker log:\n%s", stderr.String())
+	}
+	resp, err := http.Get("http://" + metricsAddr(t, stderr.String()) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`hlsvault_webhook_deliveries_total{outcome="failed"} 0`, `hlsvault_webhook_deliveries_total{outcome="retry"} 0`,
+		`hlsvault_webhook_deliveries_total{outcome="delivered"}`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }
