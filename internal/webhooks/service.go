@@ -28,7 +28,11 @@ const (
 	// DefaultTaskRetention keeps a delivered task (and so its id) in
 	// Redis this long, so that a dispatch repeated after a crash between
 	// enqueue and commit conflicts even when the first delivery is done.
-	DefaultTaskRetention = 24 * time.Hour
+	// The crashed transaction rolls back at once and any worker's next
+	// dispatch (30 s poll) repeats it, so an hour is ample; a longer one
+	// costs Redis memory per delivery. Past it, receivers still
+	// deduplicate by webhook-id.
+	DefaultTaskRetention = time.Hour
 )
 
 // Config tunes a Service.
