@@ -134,6 +134,8 @@ type Service struct {
 	// afterEnqueue runs after a dispatch enqueued its tasks, before it
 	// commits; tests simulate a crash there.
 	afterEnqueue func() error
+	// drained runs after every drain of the loop (tests).
+	drained func()
 }
 
 // New checks cfg and builds a Service; nothing connects before Start.
@@ -234,6 +236,9 @@ func (s *Service) loop(ctx context.Context) {
 	var pruned time.Time
 	for {
 		s.drain(ctx)
+		if s.drained != nil {
+			s.drained()
+		}
 		if time.Since(pruned) >= s.cfg.PruneInterval {
 			pruned = time.Now()
 			if n, err := s.db.PruneEvents(ctx, time.Now().Add(-s.cfg.EventRetention)); err != nil {

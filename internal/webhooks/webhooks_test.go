@@ -630,3 +630,35 @@ func TestNodeVerifier(t *testing.T) {
 		}
 	}
 }
+
+// TestPushed: with the poll an hour away, a new event is dispatched
+// because its transaction notified the listener. The loop drains once at
+// start and once when the listener is ready; the third drain can only
+// come from the NOTIFY.
+func TestPushed(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e := newEnv(t)
+	whsec, key := newSecret(t)
+	rc := newReceiver(t, whsec, 0)
+	s := e.service(t, key, rc.srv.URL)
+	drains := make(chan struct{}, 10)
+	s.drained = func() { drains <- struct{}{} }
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		select {
+		case <-drains:
+		case <-ctx.Done():
+			t.Fatal("no drain at start")
+		}
+	}
+	e.failJob(t, "vid1", "task-1", "boom")
+	select {
+	case <-drains:
+	case <-ctx.Done():
+		t.Fatal("the event's NOTIFY woke no dispatch")
+	}
+	rc.wait(ctx, 1)
+}
