@@ -191,6 +191,15 @@ func (s *Service) Start(ctx context.Context) error {
 	return nil
 }
 
+// Drain stops taking new deliveries (running ones finish), for a worker's
+// graceful drain before a deploy; dispatching goes on, and the other
+// workers deliver. Shutdown still ends it.
+func (s *Service) Drain() {
+	if s.srv != nil {
+		s.srv.Stop()
+	}
+}
+
 // Shutdown stops dispatching, lets running deliveries finish (bounded by
 // the request timeout) and closes the Redis connections. Safe to call more
 // than once, and concurrently: every call returns when it is done.
