@@ -175,6 +175,17 @@ check_browser_e2e() {
 	say "ok e2e/browser node_modules (installed)"
 }
 
+# standardwebhooks (npm) for the webhook signature test in another language.
+check_webhooks_e2e() {
+	local d="$ROOT_DIR/e2e/webhooks"
+	if [ -f "$d/node_modules/standardwebhooks/package.json" ]; then
+		say "ok e2e/webhooks node_modules (already installed)"
+		return 0
+	fi
+	npm ci --prefix "$d" --no-audit --no-fund --no-update-notifier --loglevel=error || die "npm ci e2e/webhooks failed"
+	say "ok e2e/webhooks node_modules (installed)"
+}
+
 main() {
 	check_go
 	check_or_install "${COMPONENTS[@]}"
@@ -185,6 +196,7 @@ main() {
 	done
 	check_azurite
 	check_browser_e2e
+	check_webhooks_e2e
 }
 
 main "$@"

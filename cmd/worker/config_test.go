@@ -83,6 +83,8 @@ func TestConfigBadValues(t *testing.T) {
 		{"FFMPEG", "/nonexistent/ffmpeg", "an ffmpeg executable"},
 		{"FFPROBE", "no-such-ffprobe", "an ffprobe executable"},
 		{"DECODER_SANDBOX", "firejail", "bwrap (ffmpeg and ffprobe in a bubblewrap sandbox) or none"},
+		{"WEBHOOK_URLS", "ftp://hooks.example/x", "http:// or https:// URLs"},
+		{"WEBHOOK_CONCURRENCY", "0", "from 1 to 64"},
 	}
 	for _, tc := range cases {
 		_, _, _, err := parseConfig([]string{"run"}, with(base, tc.key, tc.value).get, &bytes.Buffer{})

@@ -107,8 +107,15 @@ type Config struct {
 	GCInterval        config.Interval `env:"GC_INTERVAL" envDefault:"15m" flag:"gc-interval" help:"how often the garbage collector runs; off disables it in the worker"`
 	AllowShortGrace   bool            `env:"GC_ALLOW_SHORT_GRACE" envDefault:"false" flag:"allow-short-gc-grace" help:"accept a GC_GRACE shorter than the longest possible job (tests only)"`
 
+	// Completion events as Standard Webhooks (cmd/worker/webhooks.go).
+	WebhookURLs        string `env:"WEBHOOK_URLS" flag:"webhook-urls" file:"true" help:"comma-separated http(s) URLs that receive every event as a signed webhook; empty: none"`
+	WebhookSecret      string `env:"WEBHOOK_SECRET" secret:"true"`
+	WebhookConcurrency int    `env:"WEBHOOK_CONCURRENCY" envDefault:"4" flag:"webhook-concurrency" help:"webhook deliveries at once (1-64), never taking a transcode slot"`
+
 	ladder  transcode.Ladder // parsed LADDER
 	keyring *keys.Keyring    // parsed KEK variables (run, rewrap-keys)
+
+	webhooks webhookSettings // parsed WEBHOOK_* variables (run)
 }
 
 // validate checks ranges and forms, for the subcommand cmd, and adds every
@@ -159,6 +166,9 @@ func (c *Config) validate(cmd string, p *config.Problems) {
 	}
 	if cmd == "run" || cmd == "rewrap-keys" {
 		c.keyring = config.CheckKeyring(p, c.KEK, c.RetiredKEKs)
+	}
+	if cmd == "run" {
+		c.validateWebhooks(p)
 	}
 }
 
@@ -381,6 +391,11 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 		gcDone.Go(func() { collector.Run(ctx) })
 		defer gcDone.Wait()
 	}
+	stopWebhooks, err := startWebhooks(ctx, cfg, db, redisOpt, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopWebhooks()
 	// Handlers run under ctx, so a SIGTERM stops ffmpeg at once.
 	if err := srv.Start(ctx); err != nil {
 		return err
