@@ -67,7 +67,15 @@ type Config struct {
 	// a version gets a new key every KeyPeriod of media; 0, one key per
 	// version. Negative is refused.
 	KeyPeriod time.Duration
+	// SourceAttempts is how many attempts find the source object missing
+	// before the job fails as bad input (default 3): a misconfigured or
+	// not yet consistent store looks the same as a wrong name, so the
+	// first misses are ordinary, retried failures.
+	SourceAttempts int
 }
+
+// DefaultSourceAttempts is Config.SourceAttempts' default.
+const DefaultSourceAttempts = 3
 
 func (c *Config) setDefaults() {
 	if len(c.Ladder) == 0 {
@@ -96,6 +104,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = 250 * time.Millisecond
+	}
+	if c.SourceAttempts <= 0 {
+		c.SourceAttempts = DefaultSourceAttempts
 	}
 }
 
@@ -376,7 +387,16 @@ func (p *Pipeline) detectScan(ctx context.Context, log *slog.Logger, src string,
 func (p *Pipeline) download(ctx context.Context, name, path string) error {
 	rc, err := p.store.Get(ctx, name)
 	if errors.Is(err, storage.ErrNotFound) {
-		return badInput(fmt.Errorf("source object %q not found in storage", name))
+		// Retried (an ordinary error) until the SourceAttempts-th attempt
+		// or the task's last one, then bad input.
+		retried, _ := asynq.GetRetryCount(ctx)
+		maxRetry, ok := asynq.GetMaxRetry(ctx)
+		attempt := retried + 1
+		if attempt < p.cfg.SourceAttempts && (!ok || retried < maxRetry) {
+			return fmt.Errorf("pipeline: source object %q not found in %s (attempt %d of %d before it fails as bad input)",
+				name, p.store, attempt, p.cfg.SourceAttempts)
+		}
+		return badInput(fmt.Errorf("source object %q not found in storage (%d attempts)", name, attempt))
 	}
 	if err != nil {
 		return fmt.Errorf("pipeline: download source: %w", err)
