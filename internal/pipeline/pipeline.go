@@ -306,8 +306,8 @@ func (p *Pipeline) runIn(ctx context.Context, log *slog.Logger, dir string, att 
 		}
 		return false, err
 	}
-	log.Debug("source integrity", "declared", integrity.Declared, "video_end", integrity.VideoEnd,
-		"audio_end", integrity.AudioEnd, "packets", integrity.Packets)
+	log.Debug("source integrity", "declared_seconds", integrity.Declared.Seconds(), "video_end_seconds", integrity.VideoEnd.Seconds(),
+		"audio_end_seconds", integrity.AudioEnd.Seconds(), "packets", integrity.Packets)
 	if err := p.detectScan(ctx, log, src, probe); err != nil {
 		return false, err
 	}
@@ -315,7 +315,7 @@ func (p *Pipeline) runIn(ctx context.Context, log *slog.Logger, dir string, att 
 	if err != nil {
 		return false, badInput(err)
 	}
-	log.Info("planned ladder", "duration", probe.Duration, "renditions", len(plan.Renditions), "audio", plan.HasAudio,
+	log.Info("planned ladder", "duration_seconds", probe.Duration.Seconds(), "renditions", len(plan.Renditions), "audio", plan.HasAudio,
 		"deinterlace", plan.Deinterlace, "tonemap", plan.ToneMap != nil, "fps", plan.FrameRate.String())
 
 	timeout := p.cfg.TimeoutBase + time.Duration(p.cfg.TimeoutFactor*float64(probe.Duration))
