@@ -83,6 +83,9 @@ func TestConfigBadValues(t *testing.T) {
 		{"FFMPEG", "/nonexistent/ffmpeg", "an ffmpeg executable"},
 		{"FFPROBE", "no-such-ffprobe", "an ffprobe executable"},
 		{"DECODER_SANDBOX", "firejail", "bwrap (ffmpeg and ffprobe in a bubblewrap sandbox) or none"},
+		{"WORKER_ID", "worker 3", "without spaces or control characters"},
+		{"SOURCE_NOT_FOUND_ATTEMPTS", "0", "from 1 to 100"},
+		{"SOURCE_NOT_FOUND_ATTEMPTS", "three", "an integer"},
 	}
 	for _, tc := range cases {
 		_, _, _, err := parseConfig([]string{"run"}, with(base, tc.key, tc.value).get, &bytes.Buffer{})
