@@ -184,7 +184,7 @@ func (c *Config) validate(cmd string, p *config.Problems) {
 
 // commands are the worker's subcommands and their usage.
 var commands = map[string]string{
-	"run":         "worker [run] [flags]\n  Run the worker: consume jobs until SIGTERM (the default command).",
+	"run":         "worker [run] [flags]\n  Run the worker: consume jobs until SIGTERM (the default command).\n  SIGTSTP drains it: no new jobs, the running ones finish; a SIGTERM then exits once they have.",
 	"migrate":     "worker migrate [flags]\n  Apply the database migrations and exit.",
 	"gc":          "worker gc [flags]\n  One garbage-collection pass: remove versions retired and legacy objects re-encrypted more than GC_GRACE ago, then exit.",
 	"rewrap-keys": "worker rewrap-keys [flags]\n  Wrap every content key under the primary KEK (KEY_ENCRYPTION_KEY), after a rotation.\n  Refused, before anything changes, while a live worker or gateway (kek_holders heartbeat) does not hold that KEK.",
@@ -438,8 +438,9 @@ func runWorker(ctx context.Context, sig signals, cfg Config, getenv func(string)
 	}
 
 	// Every task server of this process: a drain stops them all, a
-	// shutdown stops them all. (A second asynq server, e.g. webhook
-	// deliveries, is appended here.)
+	// shutdown stops them all, /healthz reports their drain. A second
+	// asynq server (webhook deliveries) is appended here, before
+	// serveMetrics.
 	servers := []*worker.Server{srv}
 
 	if cfg.MetricsAddr != "off" {
@@ -643,11 +644,6 @@ type health struct {
 	servers []*worker.Server
 }
 
-// serveMetrics serves /metrics and /healthz. /healthz answers 200 "ok", or
-// 503 with one line per problem: "draining: N tasks running" (or
-// "drained") once SIGTSTP was received, so that an orchestrator or a
-// monitor sees the worker is leaving, then each unreachable dependency
-// (postgres, redis, storage) with its error.
 // dbAddr is DATABASE_URL's host:port, for messages (never the URL: it may
 // hold a password).
 func dbAddr(databaseURL string) string {
@@ -658,6 +654,11 @@ func dbAddr(databaseURL string) string {
 	return net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port)))
 }
 
+// serveMetrics serves /metrics and /healthz. /healthz answers 200 "ok", or
+// 503 with one line per problem: "draining: N tasks running" (or
+// "drained") once SIGTSTP was received, so that an orchestrator or a
+// monitor sees the worker is leaving, then each unreachable dependency
+// (postgres, redis, storage) with its error.
 func serveMetrics(addr string, reg *prometheus.Registry, h health, redisOpt asynq.RedisConnOpt, log *slog.Logger) (func(), error) {
 	insp := asynq.NewInspector(redisOpt)
 	mux := http.NewServeMux()

@@ -263,6 +263,15 @@ func TestDrainThenSIGTERM(t *testing.T) {
 
 	cmd.Process.Signal(syscall.SIGTSTP)
 	waitUntil(t, "the draining line", exited, logs, func() bool { return hasLog(logs, "draining: 1 tasks running") })
+	resp, err := http.Get("http://" + metricsAddr(t, logs.String()) + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || string(body) != "draining: 1 tasks running\n" {
+		t.Errorf("healthz while draining: %d %q", resp.StatusCode, body)
+	}
 	if out, err := runEnqueue(t, env, "transcode", "--video", "second", "--source", src); err != nil {
 		t.Fatalf("enqueue while draining: %v\n%s", err, out)
 	}
