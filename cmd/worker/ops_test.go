@@ -213,57 +213,104 @@ func hasLog(logs *testenv.SyncBuffer, msg string) bool {
 	return false
 }
 
+// gatedWorker is a real worker process whose ffmpeg waits for the test's
+// gate, with one job ("first") in its ffmpeg and SIGTSTP received.
+type gatedWorker struct {
+	env     envMap
+	src     string
+	gate    string
+	cmd     *exec.Cmd
+	logs    *testenv.SyncBuffer
+	exited  chan struct{}
+	waitErr error // once exited is closed
+	db      *catalog.DB
+}
+
+func (w *gatedWorker) status(t *testing.T, video string) catalog.Status {
+	t.Helper()
+	st, err := w.db.VideoStatus(context.Background(), video)
+	if err != nil {
+		t.Fatalf("status of %s: %v", video, err)
+	}
+	return st
+}
+
+// startDraining starts the worker, waits until the first job is in its
+// (gated) ffmpeg, sends SIGTSTP and waits for the draining line.
+func startDraining(t *testing.T) *gatedWorker {
+	t.Helper()
+	w := &gatedWorker{env: envMap(testEnv(t)), logs: &testenv.SyncBuffer{}, exited: make(chan struct{})}
+	ffmpeg, _ := testenv.FFmpeg(t)
+	var waiting string
+	w.env["FFMPEG"], waiting, w.gate = gatedFFmpeg(t, t.TempDir(), ffmpeg)
+	w.env["DECODER_SANDBOX"] = "none" // the gate files are outside the sandbox's view
+	w.env["GC_INTERVAL"] = "1s"
+	w.src = testenv.MakeSource(t, t.TempDir(), testenv.Source{Width: 320, Height: 240, Seconds: 2, Audio: true})
+	db, err := catalog.Open(context.Background(), w.env["DATABASE_URL"], testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	w.db = db
+
+	w.cmd = exec.Command(binary(t, "worker"))
+	w.cmd.Env = w.env.list()
+	w.cmd.Stdout, w.cmd.Stderr = w.logs, w.logs
+	if err := w.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { w.waitErr = w.cmd.Wait(); close(w.exited) }()
+	t.Cleanup(func() { w.cmd.Process.Kill(); <-w.exited })
+
+	if out, err := runEnqueue(t, w.env, "transcode", "--video", "first", "--source", w.src); err != nil {
+		t.Fatalf("enqueue: %v\n%s", err, out)
+	}
+	waitUntil(t, "the first job's ffmpeg", w.exited, w.logs, func() bool { _, err := os.Stat(waiting); return err == nil })
+	if st := w.status(t, "first"); st.State != catalog.Processing {
+		t.Fatalf("first job: %+v, want processing", st)
+	}
+	w.cmd.Process.Signal(syscall.SIGTSTP)
+	waitUntil(t, "the draining line", w.exited, w.logs, func() bool { return hasLog(w.logs, "draining: 1 tasks running") })
+	return w
+}
+
+// sigterm sends SIGTERM and waits for the line that says the worker waits
+// for its running job; the process must still run and the job too.
+func (w *gatedWorker) sigterm(t *testing.T) {
+	t.Helper()
+	w.cmd.Process.Signal(syscall.SIGTERM)
+	waitUntil(t, "the SIGTERM line", w.exited, w.logs, func() bool {
+		return hasLog(w.logs, "SIGTERM while draining: exiting once 1 tasks finish (SIGTERM again cancels them)")
+	})
+	select {
+	case <-w.exited:
+		t.Fatalf("the worker exited at SIGTERM with a job running:\n%s", w.logs.String())
+	default:
+	}
+	if st := w.status(t, "first"); st.State != catalog.Processing {
+		t.Fatalf("first job after SIGTERM: %+v, want still processing", st)
+	}
+}
+
+func (w *gatedWorker) wait(t *testing.T) {
+	t.Helper()
+	select {
+	case <-w.exited:
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("the worker did not exit:\n%s", w.logs.String())
+	}
+	if w.waitErr != nil {
+		t.Fatalf("worker exit: %v\n%s", w.waitErr, w.logs.String())
+	}
+}
+
 // TestDrainThenSIGTERM is the deploy procedure on a real worker process:
 // SIGTSTP while a job runs, a second job enqueued meanwhile, SIGTERM. The
 // running job is published (not requeued), the second stays queued and is
 // never started, and the process exits 0 only after the publication.
 func TestDrainThenSIGTERM(t *testing.T) {
-	env := envMap(testEnv(t))
-	ffmpeg, _ := testenv.FFmpeg(t)
-	gateDir := t.TempDir()
-	var waiting, gate string
-	env["FFMPEG"], waiting, gate = gatedFFmpeg(t, gateDir, ffmpeg)
-	env["DECODER_SANDBOX"] = "none" // the gate files are outside the sandbox's view
-	env["GC_INTERVAL"] = "1s"
-	src := testenv.MakeSource(t, t.TempDir(), testenv.Source{Width: 320, Height: 240, Seconds: 2, Audio: true})
-
-	db, err := catalog.Open(context.Background(), env["DATABASE_URL"], testenv.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	status := func(video string) catalog.Status {
-		t.Helper()
-		st, err := db.VideoStatus(context.Background(), video)
-		if err != nil {
-			t.Fatalf("status of %s: %v", video, err)
-		}
-		return st
-	}
-
-	cmd := exec.Command(binary(t, "worker"))
-	cmd.Env = env.list()
-	logs := &testenv.SyncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
-
-	if out, err := runEnqueue(t, env, "transcode", "--video", "first", "--source", src); err != nil {
-		t.Fatalf("enqueue: %v\n%s", err, out)
-	}
-	waitUntil(t, "the first job's ffmpeg", exited, logs, func() bool { _, err := os.Stat(waiting); return err == nil })
-	if st := status("first"); st.State != catalog.Processing {
-		t.Fatalf("first job: %+v, want processing", st)
-	}
-
-	cmd.Process.Signal(syscall.SIGTSTP)
-	waitUntil(t, "the draining line", exited, logs, func() bool { return hasLog(logs, "draining: 1 tasks running") })
-	resp, err := http.Get("http://" + metricsAddr(t, logs.String()) + "/healthz")
+	w := startDraining(t)
+	resp, err := http.Get("http://" + metricsAddr(t, w.logs.String()) + "/healthz")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,52 +319,57 @@ func TestDrainThenSIGTERM(t *testing.T) {
 	if resp.StatusCode != 503 || string(body) != "draining: 1 tasks running\n" {
 		t.Errorf("healthz while draining: %d %q", resp.StatusCode, body)
 	}
-	if out, err := runEnqueue(t, env, "transcode", "--video", "second", "--source", src); err != nil {
+	if out, err := runEnqueue(t, w.env, "transcode", "--video", "second", "--source", w.src); err != nil {
 		t.Fatalf("enqueue while draining: %v\n%s", err, out)
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	waitUntil(t, "the SIGTERM line", exited, logs, func() bool {
-		return hasLog(logs, "SIGTERM while draining: exiting once 1 tasks finish (SIGTERM again cancels them)")
-	})
-	select {
-	case <-exited:
-		t.Fatalf("the worker exited at SIGTERM with a job running:\n%s", logs.String())
-	default:
-	}
-	if st := status("first"); st.State != catalog.Processing {
-		t.Fatalf("first job after SIGTERM: %+v, want still processing", st)
-	}
+	w.sigterm(t)
 
 	// Let the job proceed: the worker exits once it is published.
-	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+	if err := os.WriteFile(w.gate, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-exited:
-	case <-time.After(3 * time.Minute):
-		t.Fatalf("the worker did not exit:\n%s", logs.String())
-	}
-	if waitErr != nil {
-		t.Fatalf("worker exit: %v\n%s", waitErr, logs.String())
-	}
-	if st := status("first"); st.State != catalog.Published || st.Version != 1 || st.Attempts != 1 {
+	w.wait(t)
+	if st := w.status(t, "first"); st.State != catalog.Published || st.Version != 1 || st.Attempts != 1 {
 		t.Errorf("first job after exit: %+v, want published by its one attempt", st)
 	}
-	if st := status("second"); st.State != catalog.Queued || st.Attempts != 0 {
-		t.Errorf("second job after exit: %+v, want queued and never started", st)
+	second := w.status(t, "second")
+	if second.State != catalog.Queued || second.Attempts != 0 {
+		t.Errorf("second job after exit: %+v, want queued and never started", second)
 	}
 	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: testenv.RedisAddr(t)})
 	defer insp.Close()
-	info, err := insp.GetTaskInfo(jobs.QueueNames(env["QUEUE_PREFIX"]).Transcode, jobs.TaskID("second", status("second").Source))
+	info, err := insp.GetTaskInfo(jobs.QueueNames(w.env["QUEUE_PREFIX"]).Transcode, jobs.TaskID("second", second.Source))
 	if err != nil || info.State != asynq.TaskStatePending || info.Retried != 0 {
 		t.Errorf("second task: %+v %v, want pending, never retried", info, err)
 	}
 	for _, msg := range []string{"drained", "stopped"} {
-		if !hasLog(logs, msg) {
-			t.Errorf("no %q line:\n%s", msg, logs.String())
+		if !hasLog(w.logs, msg) {
+			t.Errorf("no %q line:\n%s", msg, w.logs.String())
 		}
 	}
-	if strings.Contains(logs.String(), "job interrupted; requeued") {
-		t.Errorf("a job was requeued:\n%s", logs.String())
+	if strings.Contains(w.logs.String(), "job interrupted; requeued") {
+		t.Errorf("a job was requeued:\n%s", w.logs.String())
+	}
+}
+
+// TestDrainSecondSIGTERMCancels: while a drained worker waits for its
+// job after a SIGTERM, a second SIGTERM cancels the job at once, as a
+// plain SIGTERM does: requeued without a spent retry, the process exits 0.
+func TestDrainSecondSIGTERMCancels(t *testing.T) {
+	w := startDraining(t)
+	w.sigterm(t)
+	w.cmd.Process.Signal(syscall.SIGTERM) // the gate stays closed
+	w.wait(t)
+	if st := w.status(t, "first"); st.State != catalog.Queued {
+		t.Errorf("first job after the second SIGTERM: %+v, want queued again", st)
+	}
+	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: testenv.RedisAddr(t)})
+	defer insp.Close()
+	info, err := insp.GetTaskInfo(jobs.QueueNames(w.env["QUEUE_PREFIX"]).Transcode, jobs.TaskID("first", w.status(t, "first").Source))
+	if err != nil || info.Retried != 0 || (info.State != asynq.TaskStatePending && info.State != asynq.TaskStateRetry) {
+		t.Errorf("first task: %+v %v, want back in the queue, no retry spent", info, err)
+	}
+	if !hasLog(w.logs, "drain interrupted") || !strings.Contains(w.logs.String(), "job interrupted; requeued") {
+		t.Errorf("no interrupted drain and requeue in the log:\n%s", w.logs.String())
 	}
 }
