@@ -123,7 +123,9 @@ func New(cfg Config, redis asynq.RedisConnOpt, log *slog.Logger, h Handlers) (*S
 func (s *Server) Start(ctx context.Context) error {
 	s.jobs, s.cancelJobs = context.WithCancel(ctx)
 	jobs := s.jobs
-	interrupted := func(err error) bool { return errors.Is(err, context.Canceled) && jobs.Err() != nil }
+	interrupted := func(err error) bool {
+		return errors.Is(err, errDraining) || (errors.Is(err, context.Canceled) && jobs.Err() != nil)
+	}
 	s.srv = asynq.NewServer(s.redis, asynq.Config{
 		Concurrency:    s.cfg.Concurrency,
 		Queues:         map[string]int{s.cfg.Queues.Transcode: 10, s.cfg.Queues.Background: 1},
@@ -212,6 +214,10 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
+// errDraining puts back, without spending a retry, a task that asynq
+// dequeued as Drain stopped it.
+var errDraining = errors.New("worker: draining: task put back")
+
 func (s *Server) track(next asynq.Handler) asynq.Handler {
 	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		s.inflight.Add(1)
@@ -224,6 +230,14 @@ func (s *Server) track(next asynq.Handler) asynq.Handler {
 			}
 			s.inflight.Done()
 		}()
+		// Counted first, checked second: Drain sets draining before it
+		// reads running, so a task is either counted by Drain or sees
+		// draining here. One that asynq dequeued during Stop does not run.
+		if s.draining.Load() {
+			id, _ := asynq.GetTaskID(ctx)
+			s.log.Info("task arrived while draining; put back", "task", id, "type", t.Type())
+			return errDraining
+		}
 		return next.ProcessTask(ctx, t)
 	})
 }

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -311,5 +312,24 @@ func TestDrainInterrupted(t *testing.T) {
 	info, err := b.insp.GetTaskInfo(b.queues.Transcode, id)
 	if err != nil || info.Retried != 0 || (info.State != asynq.TaskStatePending && info.State != asynq.TaskStateRetry) {
 		t.Errorf("after shutdown: %+v %v; want back in the queue, no retry spent", info, err)
+	}
+}
+
+// TestTaskArrivingWhileDrainingIsPutBack: a task that asynq hands over
+// once Drain has begun (dequeued while Stop ran) does not run; its error
+// is an interruption, so asynq puts it back without spending a retry.
+func TestTaskArrivingWhileDrainingIsPutBack(t *testing.T) {
+	t.Parallel()
+	var ran atomic.Bool
+	srv, err := New(Config{Queues: jobs.QueueNames("x")}, asynq.RedisClientOpt{}, slog.New(slog.DiscardHandler), Handlers{
+		jobs.TypeTranscode: asynq.HandlerFunc(func(context.Context, *asynq.Task) error { ran.Store(true); return nil }),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.draining.Store(true)
+	err = srv.mux.ProcessTask(context.Background(), asynq.NewTask(jobs.TypeTranscode, nil))
+	if !errors.Is(err, errDraining) || ran.Load() || srv.Running() != 0 {
+		t.Fatalf("err %v, ran %v, running %d; want put back unrun", err, ran.Load(), srv.Running())
 	}
 }
