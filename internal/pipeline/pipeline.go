@@ -393,8 +393,9 @@ func (p *Pipeline) download(ctx context.Context, name, path string) error {
 		maxRetry, ok := asynq.GetMaxRetry(ctx)
 		attempt := retried + 1
 		if attempt < p.cfg.SourceAttempts && (!ok || retried < maxRetry) {
-			return fmt.Errorf("pipeline: source object %q not found in %s (attempt %d of %d before it fails as bad input)",
-				name, p.store, attempt, p.cfg.SourceAttempts)
+			// No store location: the error reaches the job's creator.
+			return fmt.Errorf("pipeline: source object %q not found in storage (attempt %d of %d before it fails as bad input)",
+				name, attempt, p.cfg.SourceAttempts)
 		}
 		return badInput(fmt.Errorf("source object %q not found in storage (%d attempts)", name, attempt))
 	}

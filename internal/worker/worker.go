@@ -176,7 +176,8 @@ func (s *Server) Shutdown() {
 // are still extended) and waits until the running tasks have finished, or
 // until ctx is done (then it returns ctx's error and the tasks still run:
 // Shutdown cancels and requeues them). It logs "draining: N tasks running"
-// and "drained". Call Shutdown afterwards in any case.
+// and "drained". One caller at a time; call Shutdown afterwards in any
+// case.
 func (s *Server) Drain(ctx context.Context) error {
 	if s.srv == nil {
 		return nil
