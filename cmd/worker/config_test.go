@@ -85,6 +85,9 @@ func TestConfigBadValues(t *testing.T) {
 		{"DECODER_SANDBOX", "firejail", "bwrap (ffmpeg and ffprobe in a bubblewrap sandbox) or none"},
 		{"WEBHOOK_URLS", "ftp://hooks.example/x", "http:// or https:// URLs"},
 		{"WEBHOOK_CONCURRENCY", "0", "from 1 to 64"},
+		{"WORKER_ID", "worker 3", "without spaces or control characters"},
+		{"SOURCE_NOT_FOUND_ATTEMPTS", "0", "from 1 to 100"},
+		{"SOURCE_NOT_FOUND_ATTEMPTS", "three", "an integer"},
 	}
 	for _, tc := range cases {
 		_, _, _, err := parseConfig([]string{"run"}, with(base, tc.key, tc.value).get, &bytes.Buffer{})

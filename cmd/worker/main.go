@@ -26,12 +26,14 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -54,9 +56,22 @@ func main() {
 	// Everything the worker writes (the job's source and ffmpeg's
 	// segments, file:// objects) is private to its user.
 	syscall.Umask(0o077)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+	// The first SIGTERM (or ^C) stops the worker: ctx. SIGTSTP drains it
+	// (asynq's convention; caught, so it never suspends the process), and
+	// while it drains a second SIGTERM cancels the running jobs: kill.
+	terms := make(chan os.Signal, 2)
+	signal.Notify(terms, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := context.WithCancel(context.Background())
+	kill, killNow := context.WithCancel(context.Background())
+	go func() {
+		<-terms
+		stop()
+		<-terms
+		killNow()
+	}()
+	drain, stopDrain := signal.NotifyContext(context.Background(), syscall.SIGTSTP)
+	defer stopDrain()
+	if err := runWith(ctx, signals{drain: drain, kill: kill}, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		os.Exit(config.ExitCode(err)) // 2: bad command line; 1: anything else
 	}
@@ -104,6 +119,8 @@ type Config struct {
 	LogLevel          string          `env:"LOG_LEVEL" envDefault:"info" flag:"log-level" help:"debug, info, warn or error"`
 	QueuePrefix       string          `env:"QUEUE_PREFIX" envDefault:"hls" flag:"queue-prefix" help:"queue names are PREFIX-transcode and PREFIX-background"`
 	GCGrace           time.Duration   `env:"GC_GRACE" envDefault:"48h" flag:"gc-grace" help:"a retired version stays playable this long before it is removed; must exceed the longest job"`
+	WorkerID          string          `env:"WORKER_ID" flag:"worker-id" help:"the worker attribute of every log line (default hostname:pid)"`
+	SourceAttempts    int             `env:"SOURCE_NOT_FOUND_ATTEMPTS" envDefault:"3" flag:"source-not-found-attempts" help:"attempts that find the source object missing before the job fails as bad input (1-100)"`
 	GCInterval        config.Interval `env:"GC_INTERVAL" envDefault:"15m" flag:"gc-interval" help:"how often the garbage collector runs; off disables it in the worker"`
 	AllowShortGrace   bool            `env:"GC_ALLOW_SHORT_GRACE" envDefault:"false" flag:"allow-short-gc-grace" help:"accept a GC_GRACE shorter than the longest possible job (tests only)"`
 
@@ -148,6 +165,9 @@ func (c *Config) validate(cmd string, p *config.Problems) {
 			"bwrap (ffmpeg and ffprobe in a bubblewrap sandbox) or none (no sandbox: weaker isolation)")
 	}
 	p.Check(config.ValidLogLevel(c.LogLevel), "LOG_LEVEL", config.FormLogLevel)
+	p.Check(len(c.WorkerID) <= 200 && !strings.ContainsFunc(c.WorkerID, func(r rune) bool { return r <= ' ' || r == 0x7f }),
+		"WORKER_ID", "at most 200 characters without spaces or control characters, such as worker-3, or empty for hostname:pid")
+	p.Check(c.SourceAttempts >= 1 && c.SourceAttempts <= 100, "SOURCE_NOT_FOUND_ATTEMPTS", "an integer from 1 to 100")
 	p.Check(c.QueuePrefix != "" && !strings.ContainsAny(c.QueuePrefix, " \t\n:"), "QUEUE_PREFIX", "a name without spaces or colons such as hls")
 	p.Check(c.GCInterval != 0, "GC_INTERVAL", "a Go duration such as 15m, or off")
 	if !p.Failed("GC_GRACE") && !p.Failed("MAX_SOURCE_DURATION") {
@@ -174,7 +194,7 @@ func (c *Config) validate(cmd string, p *config.Problems) {
 
 // commands are the worker's subcommands and their usage.
 var commands = map[string]string{
-	"run":         "worker [run] [flags]\n  Run the worker: consume jobs until SIGTERM (the default command).",
+	"run":         "worker [run] [flags]\n  Run the worker: consume jobs until SIGTERM (the default command).\n  SIGTSTP drains it: no new jobs, the running ones finish; a SIGTERM then exits once they have.",
 	"migrate":     "worker migrate [flags]\n  Apply the database migrations and exit.",
 	"gc":          "worker gc [flags]\n  One garbage-collection pass: remove versions retired and legacy objects re-encrypted more than GC_GRACE ago, then exit.",
 	"rewrap-keys": "worker rewrap-keys [flags]\n  Wrap every content key under the primary KEK (KEY_ENCRYPTION_KEY), after a rotation.\n  Refused, before anything changes, while a live worker or gateway (kek_holders heartbeat) does not hold that KEK.",
@@ -258,16 +278,40 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	return cfg, cmd, false, p.Err()
 }
 
+// signals are the operator's controls besides the stop (run's ctx, the
+// first SIGTERM): drain is done at SIGTSTP, kill at a second SIGTERM. main
+// builds them from the process's signals; a nil one never happens.
+type signals struct {
+	drain, kill context.Context
+}
+
+func (s signals) orNever() signals {
+	if s.drain == nil {
+		s.drain = context.Background()
+	}
+	if s.kill == nil {
+		s.kill = context.Background()
+	}
+	return s
+}
+
+// run runs the command in args until ctx is done (SIGTERM), without drain
+// signals.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return runWith(ctx, signals{}, args, getenv, stdout, stderr)
+}
+
+func runWith(ctx context.Context, sig signals, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, cmd, help, err := parseConfig(args, getenv, stdout)
 	if err != nil || help {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: config.LogLevel(cfg.LogLevel)}))
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: config.LogLevel(cfg.LogLevel)})).
+		With("worker", workerID(cfg.WorkerID))
 
 	switch cmd {
 	case "run":
-		return runWorker(ctx, cfg, getenv, log)
+		return runWorker(ctx, sig.orNever(), cfg, getenv, log)
 	case "migrate":
 		db, err := openCatalog(ctx, cfg, log)
 		if err != nil {
@@ -281,6 +325,37 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	default: // "rewrap-keys"
 		return runRewrap(ctx, cfg, log, stdout)
 	}
+}
+
+// workerID is the worker attribute of every log line: WORKER_ID, or
+// hostname:pid.
+func workerID(id string) string {
+	if id != "" {
+		return id
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown-host"
+	}
+	return fmt.Sprintf("%s:%d", host, os.Getpid())
+}
+
+// checkRedis refuses to start the worker while Redis is unreachable:
+// asynq itself would start anyway and only log dequeue errors.
+func checkRedis(ctx context.Context, redisURL string) error {
+	opt, err := redis.ParseURL(redisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		// The address, never the URL: it may hold a password.
+		return fmt.Errorf("redis at %s (REDIS_URL) is unreachable: %w", opt.Addr, err)
+	}
+	return nil
 }
 
 // decoder builds the one Exec that starts every ffmpeg and ffprobe, and
@@ -304,7 +379,7 @@ func decoder(ctx context.Context, cfg Config, log *slog.Logger) (*transcode.Exec
 	return x, nil
 }
 
-func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log *slog.Logger) error {
+func runWorker(ctx context.Context, sig signals, cfg Config, getenv func(string) string, log *slog.Logger) error {
 	keyring, ladder := cfg.keyring, cfg.ladder
 	dec, err := decoder(ctx, cfg, log)
 	if err != nil {
@@ -319,6 +394,9 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 		return err
 	}
 	defer db.Close()
+	if err := checkRedis(ctx, cfg.RedisURL); err != nil {
+		return err
+	}
 	// The KEKs this worker holds, for rewrap-keys' check; the row is
 	// deleted again on shutdown (deferred before db.Close runs).
 	holder, err := catalog.NewKEKHolder("worker", keyring.IDs())
@@ -343,6 +421,7 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 		Segment: time.Duration(cfg.SegmentSeconds * float64(time.Second)), Limits: lim, Preset: cfg.Preset,
 		TempDir: cfg.TempDir, KeyURITemplate: cfg.KeyURITemplate, UploadConcurrency: cfg.UploadConcurrency,
 		TimeoutBase: jobTimeoutBase, TimeoutFactor: jobTimeoutFactor, KeyPeriod: cfg.KeyPeriod,
+		SourceAttempts: cfg.SourceAttempts,
 	}, store, db, keyring, log, pipeline.NewMetrics(reg))
 	if err != nil {
 		return err
@@ -368,14 +447,22 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 		return err
 	}
 
+	// Every task server of this process: a drain stops them all, a
+	// shutdown stops them all, /healthz reports their drain. (Webhook
+	// deliveries have their own asynq server, startWebhooks: short
+	// requests retried for a day, they go on while the worker drains and
+	// stop at its exit.)
+	servers := []*worker.Server{srv}
 	defer registerOpsMetrics(reg, redisOpt, db, srv, queues, log)()
+
 	if cfg.MetricsAddr != "off" {
-		stopHTTP, err := serveMetrics(cfg.MetricsAddr, reg, db, redisOpt, log)
+		stopHTTP, err := serveMetrics(cfg.MetricsAddr, reg, health{db: db, store: store, servers: servers}, redisOpt, log)
 		if err != nil {
 			return err
 		}
 		defer stopHTTP()
 	}
+	stopPeriodic := func() {} // stops the garbage collector's passes
 	if !cfg.GCInterval.Off() {
 		notify, closeNotify, err := deletionNotifier(cfg)
 		if err != nil {
@@ -387,17 +474,20 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 		if err != nil {
 			return err
 		}
+		gcCtx, cancelGC := context.WithCancel(ctx)
 		var gcDone sync.WaitGroup
-		gcDone.Go(func() { collector.Run(ctx) })
-		defer gcDone.Wait()
+		gcDone.Go(func() { collector.Run(gcCtx) })
+		stopPeriodic = func() { cancelGC(); gcDone.Wait() }
+		defer stopPeriodic()
 	}
 	stopWebhooks, err := startWebhooks(ctx, cfg, db, redisOpt, reg, log)
 	if err != nil {
 		return err
 	}
 	defer stopWebhooks()
-	// Handlers run under ctx, so a SIGTERM stops ffmpeg at once.
-	if err := srv.Start(ctx); err != nil {
+	// Handlers run under a context that no signal cancels: srv.Shutdown
+	// cancels it at a SIGTERM (ffmpeg stops at once), a drain does not.
+	if err := srv.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
 	if err := bf.Recover(ctx); err != nil {
@@ -405,9 +495,59 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 	}
 	log.Info("worker started", "storage", store.String(), "queues", []string{queues.Transcode, queues.Background},
 		"concurrency", cfg.Concurrency, "kek", keyring.Primary().ID())
-	<-ctx.Done()
-	srv.Shutdown()
+	serve(ctx, sig, log, stopPeriodic, servers...)
 	return nil
+}
+
+// serve waits until the worker should exit, then shuts the servers down.
+// A SIGTERM (ctx) without a drain cancels the running tasks: they go back
+// to the queue without a spent retry. A drain (SIGTSTP) stops taking tasks
+// and the periodic work (garbage collection; backfill ticks are tasks),
+// lets the running tasks finish, and the worker exits at SIGTERM once they
+// have; a second SIGTERM while they still run cancels them as above.
+func serve(ctx context.Context, sig signals, log *slog.Logger, stopPeriodic func(), servers ...*worker.Server) {
+	defer func() {
+		for _, s := range servers {
+			s.Shutdown()
+		}
+	}()
+	select {
+	case <-ctx.Done():
+	case <-sig.drain.Done():
+	}
+	if sig.drain.Err() == nil {
+		return // SIGTERM without a drain
+	}
+	stopPeriodic()
+	drained := make(chan struct{})
+	go func() {
+		var wg sync.WaitGroup
+		for _, s := range servers {
+			wg.Go(func() { _ = s.Drain(sig.kill) })
+		}
+		wg.Wait()
+		close(drained)
+	}()
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		select {
+		case <-drained:
+		default:
+			log.Info(fmt.Sprintf("SIGTERM while draining: exiting once %d tasks finish (SIGTERM again cancels them)", running(servers)),
+				"running", running(servers))
+		}
+	}
+	<-drained // every task finished, or a second SIGTERM
+	<-ctx.Done()
+}
+
+func running(servers []*worker.Server) int {
+	n := 0
+	for _, s := range servers {
+		n += s.Running()
+	}
+	return n
 }
 
 // deletionNotifier publishes the garbage collector's deletion notices on
@@ -505,7 +645,7 @@ func runRewrap(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writ
 func openCatalog(ctx context.Context, cfg Config, log *slog.Logger) (*catalog.DB, error) {
 	db, err := catalog.Open(ctx, cfg.DatabaseURL, log)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("postgresql at %s (DATABASE_URL) is unreachable: %w", dbAddr(cfg.DatabaseURL), err)
 	}
 	if err := db.Migrate(ctx); err != nil {
 		db.Close()
@@ -514,7 +654,29 @@ func openCatalog(ctx context.Context, cfg Config, log *slog.Logger) (*catalog.DB
 	return db, nil
 }
 
-func serveMetrics(addr string, reg *prometheus.Registry, db *catalog.DB, redisOpt asynq.RedisConnOpt, log *slog.Logger) (func(), error) {
+// health is what /healthz checks.
+type health struct {
+	db      *catalog.DB
+	store   storage.Store
+	servers []*worker.Server
+}
+
+// dbAddr is DATABASE_URL's host:port, for messages (never the URL: it may
+// hold a password).
+func dbAddr(databaseURL string) string {
+	c, err := pgconn.ParseConfig(databaseURL)
+	if err != nil {
+		return "an unparsable address"
+	}
+	return net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port)))
+}
+
+// serveMetrics serves /metrics and /healthz. /healthz answers 200 "ok", or
+// 503 with one line per problem: "draining: N tasks running" (or
+// "drained") once SIGTSTP was received, so that an orchestrator or a
+// monitor sees the worker is leaving, then each unreachable dependency
+// (postgres, redis, storage) with its error.
+func serveMetrics(addr string, reg *prometheus.Registry, h health, redisOpt asynq.RedisConnOpt, log *slog.Logger) (func(), error) {
 	insp := asynq.NewInspector(redisOpt)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -522,11 +684,21 @@ func serveMetrics(addr string, reg *prometheus.Registry, db *catalog.DB, redisOp
 		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 		defer cancel()
 		var problems []string
-		if err := db.Ping(ctx); err != nil {
+		if len(h.servers) > 0 && h.servers[0].Draining() {
+			if n := running(h.servers); n > 0 {
+				problems = append(problems, fmt.Sprintf("draining: %d tasks running", n))
+			} else {
+				problems = append(problems, "drained")
+			}
+		}
+		if err := h.db.Ping(ctx); err != nil {
 			problems = append(problems, "postgres: "+err.Error())
 		}
 		if _, err := insp.Queues(); err != nil {
 			problems = append(problems, "redis: "+err.Error())
+		}
+		if err := h.store.Probe(ctx); err != nil {
+			problems = append(problems, "storage: "+err.Error())
 		}
 		if len(problems) > 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)

@@ -191,7 +191,7 @@ func (db *DB) StartHeartbeat(ctx context.Context, h KEKHolder, interval time.Dur
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	hb := &Heartbeat{db: db, holder: h, interval: interval, log: log, cancel: cancel}
 	hb.done.Go(func() { hb.run(ctx) })
-	log.Info("kek heartbeat started", "instance", h.Instance, "keks", h.KEKs, "interval", interval.String())
+	log.Info("kek heartbeat started", "instance", h.Instance, "keks", h.KEKs, "interval_seconds", interval.Seconds())
 	return hb, nil
 }
 

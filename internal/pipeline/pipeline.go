@@ -67,7 +67,15 @@ type Config struct {
 	// a version gets a new key every KeyPeriod of media; 0, one key per
 	// version. Negative is refused.
 	KeyPeriod time.Duration
+	// SourceAttempts is how many attempts find the source object missing
+	// before the job fails as bad input (default 3): a misconfigured or
+	// not yet consistent store looks the same as a wrong name, so the
+	// first misses are ordinary, retried failures.
+	SourceAttempts int
 }
+
+// DefaultSourceAttempts is Config.SourceAttempts' default.
+const DefaultSourceAttempts = 3
 
 func (c *Config) setDefaults() {
 	if len(c.Ladder) == 0 {
@@ -96,6 +104,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = 250 * time.Millisecond
+	}
+	if c.SourceAttempts <= 0 {
+		c.SourceAttempts = DefaultSourceAttempts
 	}
 }
 
@@ -298,8 +309,8 @@ func (p *Pipeline) runIn(ctx context.Context, log *slog.Logger, dir string, att 
 		}
 		return false, err
 	}
-	log.Debug("source integrity", "declared", integrity.Declared, "video_end", integrity.VideoEnd,
-		"audio_end", integrity.AudioEnd, "packets", integrity.Packets)
+	log.Debug("source integrity", "declared_seconds", integrity.Declared.Seconds(), "video_end_seconds", integrity.VideoEnd.Seconds(),
+		"audio_end_seconds", integrity.AudioEnd.Seconds(), "packets", integrity.Packets)
 	if err := p.detectScan(ctx, log, src, probe); err != nil {
 		return false, err
 	}
@@ -307,7 +318,7 @@ func (p *Pipeline) runIn(ctx context.Context, log *slog.Logger, dir string, att 
 	if err != nil {
 		return false, badInput(err)
 	}
-	log.Info("planned ladder", "duration", probe.Duration, "renditions", len(plan.Renditions), "audio", plan.HasAudio,
+	log.Info("planned ladder", "duration_seconds", probe.Duration.Seconds(), "renditions", len(plan.Renditions), "audio", plan.HasAudio,
 		"deinterlace", plan.Deinterlace, "tonemap", plan.ToneMap != nil, "fps", plan.FrameRate.String())
 
 	timeout := p.cfg.TimeoutBase + time.Duration(p.cfg.TimeoutFactor*float64(probe.Duration))
@@ -392,7 +403,17 @@ func (p *Pipeline) detectScan(ctx context.Context, log *slog.Logger, src string,
 func (p *Pipeline) download(ctx context.Context, name, path string) error {
 	rc, err := p.store.Get(ctx, name)
 	if errors.Is(err, storage.ErrNotFound) {
-		return badInput(fmt.Errorf("source object %q not found in storage", name))
+		// Retried (an ordinary error) until the SourceAttempts-th attempt
+		// or the task's last one, then bad input.
+		retried, _ := asynq.GetRetryCount(ctx)
+		maxRetry, ok := asynq.GetMaxRetry(ctx)
+		attempt := retried + 1
+		if attempt < p.cfg.SourceAttempts && (!ok || retried < maxRetry) {
+			// No store location: the error reaches the job's creator.
+			return fmt.Errorf("pipeline: source object %q not found in storage (attempt %d of %d before it fails as bad input)",
+				name, attempt, p.cfg.SourceAttempts)
+		}
+		return badInput(fmt.Errorf("source object %q not found in storage (%d attempts)", name, attempt))
 	}
 	if err != nil {
 		return fmt.Errorf("pipeline: download source: %w", err)

@@ -234,9 +234,14 @@ func TestBadInputFailsWithoutOutput(t *testing.T) {
 	os.WriteFile(text, []byte("this is not a video\n"), 0o644)
 	h.upload("uploads/notes.txt", text)
 	h.startWorker()
-	for _, tc := range []struct{ source, reason string }{
-		{"uploads/notes.txt", "invalid input"},
-		{"uploads/missing.mp4", "not found"},
+	for _, tc := range []struct {
+		source, reason string
+		attempts       int
+	}{
+		{"uploads/notes.txt", "invalid input", 1},
+		// A missing source is retried (storage misconfiguration and
+		// eventual consistency look the same), then bad input.
+		{"uploads/missing.mp4", "bad input: source object \"uploads/missing.mp4\" not found in storage (3 attempts)", DefaultSourceAttempts},
 	} {
 		video := testenv.Name("bad")
 		res, err := h.client.EnqueueTranscode(ctx, video, tc.source, false)
@@ -244,8 +249,8 @@ func TestBadInputFailsWithoutOutput(t *testing.T) {
 			t.Fatal(err)
 		}
 		j := h.waitJob(res.TaskID)
-		if j.State != catalog.Failed || !strings.Contains(j.Error, tc.reason) || j.Attempts != 1 {
-			t.Errorf("%s: job %+v, want failed once with %q", tc.source, j, tc.reason)
+		if j.State != catalog.Failed || !strings.Contains(j.Error, tc.reason) || j.Attempts != tc.attempts {
+			t.Errorf("%s: job %+v, want failed after %d attempts with %q", tc.source, j, tc.attempts, tc.reason)
 		}
 		if objs := h.objects("hls/" + video + "/"); len(objs) != 0 {
 			t.Errorf("%s: objects left: %v", tc.source, objs)
@@ -256,6 +261,46 @@ func TestBadInputFailsWithoutOutput(t *testing.T) {
 	}
 	if _, err := h.client.EnqueueTranscode(ctx, "../etc", "uploads/x.mp4", false); !errors.Is(err, jobs.ErrInvalidPayload) {
 		t.Errorf("bad video id: %v", err)
+	}
+}
+
+// TestMissingSourceAppearsLater: a source object that is not there on the
+// first attempt (an upload not yet visible) is an ordinary, retried
+// failure, and the job publishes once the object appears.
+func TestMissingSourceAppearsLater(t *testing.T) {
+	fs, err := storage.NewFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, fs)
+	ctx := context.Background()
+	h.startWorker()
+	video := testenv.Name("late")
+	res, err := h.client.EnqueueTranscode(ctx, video, "uploads/late.mp4", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first attempt's failure is recorded, the job queued again.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		j, err := h.client.Job(ctx, res.TaskID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.Attempts == 1 && j.State == catalog.Queued && strings.Contains(j.Error, "not found") {
+			if !strings.Contains(j.Error, "attempt 1 of 3 before it fails as bad input") || strings.Contains(j.Error, "bad input:") {
+				t.Fatalf("first attempt's error: %q", j.Error)
+			}
+			break
+		}
+		if j.State == catalog.Failed || time.Now().After(deadline) {
+			t.Fatalf("after the first attempt: %+v", j)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	h.upload("uploads/late.mp4", testenv.MakeSource(t, t.TempDir(), testenv.Source{Width: 320, Height: 240, Seconds: 2, Audio: true}))
+	if j := h.waitJob(res.TaskID); j.State != catalog.Published || j.Attempts != 2 {
+		t.Fatalf("job: %+v, want published on the second attempt", j)
 	}
 }
 

@@ -138,6 +138,16 @@ func newAzure(ctx context.Context, cfg AzureConfig, opts azcore.ClientOptions) (
 	return a, nil
 }
 
+// Probe reads the container's properties: one small request that fails
+// when the account is unreachable, the credentials are refused or the
+// container is gone.
+func (a *Azure) Probe(ctx context.Context) error {
+	if _, err := a.cc.GetProperties(ctx, nil); err != nil {
+		return fmt.Errorf("storage: probe %s: %w", a, redact(err))
+	}
+	return nil
+}
+
 // newHTTPClient keeps as many idle connections per host as transfers may
 // run at once, so that a pool of conc uploads reuses its connections.
 func newHTTPClient(conc int) *http.Client {

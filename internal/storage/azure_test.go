@@ -419,3 +419,26 @@ func TestAzureSASConnectionString(t *testing.T) {
 		t.Errorf("error holds the SAS signature: %v", err)
 	}
 }
+
+// TestAzureProbe: the probe passes on a container in place and fails,
+// naming the container, once it is deleted.
+func TestAzureProbe(t *testing.T) {
+	cfg := azuriteConfig(t)
+	a, err := NewAzure(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Probe(t.Context()); err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	if _, err := a.cc.Delete(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	err = a.Probe(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "azblob://"+cfg.Container) {
+		t.Fatalf("probe of a deleted container: %v", err)
+	}
+	if strings.Contains(err.Error(), accountKey(t, cfg.ConnectionString)) {
+		t.Errorf("the probe's error holds the account key: %v", err)
+	}
+}

@@ -74,6 +74,35 @@ func (f *FS) String() string {
 	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(f.dir)}).String()
 }
 
+// Probe checks that the root is still a directory in which FS can create
+// (and remove) a file: a root removed, replaced or made read-only, or a
+// full disk, fails it, as it would fail every Put.
+func (f *FS) Probe(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("storage: probe %s: %w", f, err)
+	}
+	fi, err := os.Stat(f.dir)
+	if err != nil {
+		return fmt.Errorf("storage: probe: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("storage: probe %s: the root is not a directory", f)
+	}
+	tmp, err := os.CreateTemp(f.dir, tmpPrefix+"probe-*")
+	if err != nil {
+		return fmt.Errorf("storage: probe: %w", err)
+	}
+	name := tmp.Name()
+	err = tmp.Close()
+	if rerr := os.Remove(name); err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return fmt.Errorf("storage: probe: %w", err)
+	}
+	return nil
+}
+
 // path maps a name that passed validation to its file. ValidateName has
 // already excluded "..", absolute and empty segments, so the result is always
 // inside f.dir.

@@ -129,3 +129,28 @@ func TestNewFS(t *testing.T) {
 		}
 	})
 }
+
+// TestFSProbe: a usable root passes and leaves nothing behind; a root that
+// is gone, or that is a file (which fails for root too, unlike a
+// read-only directory), fails.
+func TestFSProbe(t *testing.T) {
+	f := newTestFS(t)
+	if err := f.Probe(t.Context()); err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	if left, _ := os.ReadDir(f.dir); len(left) != 0 {
+		t.Errorf("probe left %v", left)
+	}
+	if err := os.Remove(f.dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Probe(t.Context()); err == nil || !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("probe of a removed root: %v", err)
+	}
+	if err := os.WriteFile(f.dir, []byte("not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Probe(t.Context()); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("probe of a root that is a file: %v", err)
+	}
+}

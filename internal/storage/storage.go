@@ -74,6 +74,9 @@ type Store interface {
 	List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error
 	// Delete removes an object; deleting a missing object is not an error.
 	Delete(ctx context.Context, name string) error
+	// Probe is a cheap check that the store is usable now, for health checks: FS, that its root is a
+	// directory it can create files in; Azure, that the container's properties can be read.
+	Probe(ctx context.Context) error
 	// String describes the store for logs without secrets, e.g. "file:///var/lib/x" or "azblob://container".
 	String() string
 }

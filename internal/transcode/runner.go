@@ -144,7 +144,7 @@ func (r *Runner) Run(ctx context.Context, args []string, onProgress func(Progres
 	r.reap(pgid, log)
 
 	if waitErr == nil {
-		log.Debug("ffmpeg finished", "elapsed", time.Since(start))
+		log.Debug("ffmpeg finished", "elapsed_seconds", time.Since(start).Seconds())
 		return nil
 	}
 	if runCtx.Err() != nil {

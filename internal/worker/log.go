@@ -32,7 +32,7 @@ const (
 
 // Logging is middleware that gives every task a logger with its type, id,
 // queue and retry count (see Logger), and logs one line when the task ends
-// with its outcome and duration.
+// with its outcome and duration (seconds, a float).
 func Logging(log *slog.Logger) asynq.MiddlewareFunc {
 	return func(next asynq.Handler) asynq.Handler {
 		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
@@ -52,7 +52,7 @@ func Logging(log *slog.Logger) asynq.MiddlewareFunc {
 			default:
 				outcome, level = OutcomeFailed, slog.LevelWarn
 			}
-			attrs := []any{"outcome", outcome, "duration", time.Since(start)}
+			attrs := []any{"outcome", outcome, "seconds", time.Since(start).Seconds()}
 			if err != nil {
 				attrs = append(attrs, "err", err)
 			}

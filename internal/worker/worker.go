@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -89,8 +90,14 @@ type Server struct {
 	log      *slog.Logger
 	mux      *asynq.ServeMux
 	inflight sync.WaitGroup
+	running  atomic.Int64  // tasks in their handler now
+	idle     chan struct{} // signalled whenever a task ends
+	draining atomic.Bool
 	srv      *asynq.Server
 	busy     inflight // running tasks by queue (InFlight)
+	// jobs is the handlers' base context; cancelJobs ends it (Shutdown).
+	jobs       context.Context
+	cancelJobs context.CancelFunc
 }
 
 // New builds a Server for the handlers; nothing connects before Start.
@@ -99,7 +106,7 @@ func New(cfg Config, redis asynq.RedisConnOpt, log *slog.Logger, h Handlers) (*S
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, redis: redis, log: log, mux: asynq.NewServeMux()}
+	s := &Server{cfg: cfg, redis: redis, log: log, mux: asynq.NewServeMux(), idle: make(chan struct{}, 1)}
 	// Tracking is outermost so that Shutdown also waits for the end-of-task
 	// log line.
 	s.mux.Use(s.track, Logging(log))
@@ -109,16 +116,22 @@ func New(cfg Config, redis asynq.RedisConnOpt, log *slog.Logger, h Handlers) (*S
 	return s, nil
 }
 
-// Start starts processing; handlers run under ctx, so cancelling it stops
-// ffmpeg at once. Such an interruption is not a failure: asynq puts the
-// task back without spending a retry.
+// Start starts processing; handlers run under ctx, so cancelling it (or
+// Shutdown) stops ffmpeg at once. Such an interruption is not a failure:
+// asynq puts the task back without spending a retry. A worker that drains
+// (Drain) passes a ctx that no signal cancels, so that its running tasks
+// finish.
 func (s *Server) Start(ctx context.Context) error {
-	interrupted := func(err error) bool { return errors.Is(err, context.Canceled) && ctx.Err() != nil }
+	s.jobs, s.cancelJobs = context.WithCancel(ctx)
+	jobs := s.jobs
+	interrupted := func(err error) bool {
+		return errors.Is(err, errDraining) || (errors.Is(err, context.Canceled) && jobs.Err() != nil)
+	}
 	s.srv = asynq.NewServer(s.redis, asynq.Config{
 		Concurrency:    s.cfg.Concurrency,
 		Queues:         map[string]int{s.cfg.Queues.Transcode: 10, s.cfg.Queues.Background: 1},
 		StrictPriority: true, // fresh uploads first, always
-		BaseContext:    func() context.Context { return ctx },
+		BaseContext:    func() context.Context { return jobs },
 		IsFailure:      func(err error) bool { return !interrupted(err) },
 		RetryDelayFunc: func(n int, err error, _ *asynq.Task) time.Duration {
 			if interrupted(err) {
@@ -145,17 +158,53 @@ func (s *Server) Shutdown() {
 	if s.srv == nil {
 		return
 	}
-	s.log.Info("shutting down")
+	s.log.Info("shutting down", "running", s.running.Load())
+	// Cancelled first: asynq's Shutdown would otherwise wait out
+	// ShutdownTimeout for handlers that nothing told to stop.
+	s.cancelJobs()
 	s.srv.Shutdown()
 	done := make(chan struct{})
 	go func() { s.inflight.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(s.cfg.ShutdownTimeout):
-		s.log.Error("jobs did not stop in time", "timeout", s.cfg.ShutdownTimeout)
+		s.log.Error("jobs did not stop in time", "timeout_seconds", s.cfg.ShutdownTimeout.Seconds())
 	}
 	s.log.Info("stopped")
 }
+
+// Drain stops taking tasks (asynq's Stop: the leases of the running ones
+// are still extended) and waits until the running tasks have finished, or
+// until ctx is done (then it returns ctx's error and the tasks still run:
+// Shutdown cancels and requeues them). It logs "draining: N tasks running"
+// and "drained". One caller at a time; call Shutdown afterwards in any
+// case.
+func (s *Server) Drain(ctx context.Context) error {
+	if s.srv == nil {
+		return nil
+	}
+	if s.draining.CompareAndSwap(false, true) {
+		s.srv.Stop()
+		s.log.Info(fmt.Sprintf("draining: %d tasks running", s.running.Load()), "running", s.running.Load())
+	}
+	for s.running.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			s.log.Warn("drain interrupted", "running", s.running.Load(), "err", context.Cause(ctx))
+			return ctx.Err()
+		case <-s.idle:
+		}
+	}
+	s.log.Info("drained", "running", 0)
+	return nil
+}
+
+// Draining reports whether Drain was called: the worker takes no more
+// tasks.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+// Running is the number of tasks in their handler now.
+func (s *Server) Running() int { return int(s.running.Load()) }
 
 // Run starts, serves until ctx is done, then shuts down.
 func (s *Server) Run(ctx context.Context) error {
@@ -167,12 +216,33 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
+// errDraining puts back, without spending a retry, a task that asynq
+// dequeued as Drain stopped it.
+var errDraining = errors.New("worker: draining: task put back")
+
 func (s *Server) track(next asynq.Handler) asynq.Handler {
 	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		s.inflight.Add(1)
 		defer s.inflight.Done()
 		s.busy.add(ctx, 1)
 		defer s.busy.add(ctx, -1)
+		s.running.Add(1)
+		defer func() {
+			s.running.Add(-1)
+			select { // wake Drain
+			case s.idle <- struct{}{}:
+			default:
+			}
+			s.inflight.Done()
+		}()
+		// Counted first, checked second: Drain sets draining before it
+		// reads running, so a task is either counted by Drain or sees
+		// draining here. One that asynq dequeued during Stop does not run.
+		if s.draining.Load() {
+			id, _ := asynq.GetTaskID(ctx)
+			s.log.Info("task arrived while draining; put back", "task", id, "type", t.Type())
+			return errDraining
+		}
 		return next.ProcessTask(ctx, t)
 	})
 }

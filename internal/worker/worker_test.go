@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -100,6 +101,9 @@ func records(t *testing.T, logs, msg string) []map[string]any {
 	t.Helper()
 	var out []map[string]any
 	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+		if line == "" {
+			continue
+		}
 		var rec map[string]any
 		if err := json.Unmarshal([]byte(line), &rec); err != nil {
 			t.Fatalf("log line %q: %v", line, err)
@@ -193,8 +197,8 @@ func TestTaskLogger(t *testing.T) {
 				t.Errorf("%q: task attributes %v, want id in %v", msg, task, want)
 			}
 			if msg == "task done" {
-				if rec["outcome"] != w.outcome || rec["duration"] == nil {
-					t.Errorf("task done: %v, want outcome %s and a duration", rec, w.outcome)
+				if _, secs := rec["seconds"].(float64); rec["outcome"] != w.outcome || !secs {
+					t.Errorf("task done: %v, want outcome %s and its seconds", rec, w.outcome)
 				}
 				if w.outcome != OutcomeOK && !strings.Contains(fmt.Sprint(rec["err"]), "no luck") {
 					t.Errorf("task done without the error: %v", rec)
@@ -209,5 +213,123 @@ func TestLoggerFallback(t *testing.T) {
 	fb := slog.New(slog.DiscardHandler)
 	if Logger(context.Background(), fb) != fb {
 		t.Error("outside a task Logger must return the fallback")
+	}
+}
+
+// TestDrain: Drain stops taking tasks, lets the running one finish under
+// a context that nothing cancels, and returns once it has; a task enqueued
+// meanwhile stays queued. Shutdown then has nothing to requeue.
+func TestDrain(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	started := make(chan string, 2)
+	release := make(chan struct{})
+	srv, err := New(Config{Queues: b.queues, ShutdownTimeout: 5 * time.Second}, b.redis, b.log, Handlers{
+		jobs.TypeTranscode: asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
+			id, _ := asynq.GetTaskID(ctx)
+			started <- id
+			select {
+			case <-release:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	first := b.enqueue(t, jobs.TypeTranscode, b.queues.Transcode)
+	if id := <-started; id != first {
+		t.Fatalf("started %s, want %s", id, first)
+	}
+	drained := make(chan error, 1)
+	go func() { drained <- srv.Drain(context.Background()) }()
+	waitFor(t, "the draining line", func() bool { return len(records(t, b.logs.String(), "draining: 1 tasks running")) == 1 })
+	if !srv.Draining() || srv.Running() != 1 {
+		t.Fatalf("draining %v, running %d", srv.Draining(), srv.Running())
+	}
+	second := b.enqueue(t, jobs.TypeTranscode, b.queues.Transcode)
+	select {
+	case err := <-drained:
+		t.Fatalf("Drain returned while a task runs: %v", err)
+	default:
+	}
+	close(release)
+	if err := <-drained; err != nil {
+		t.Fatal(err)
+	}
+	if len(records(t, b.logs.String(), "drained")) != 1 {
+		t.Errorf("no drained line:\n%s", b.logs.String())
+	}
+	srv.Shutdown()
+	select {
+	case id := <-started:
+		t.Fatalf("task %s started while draining", id)
+	default:
+	}
+	if info, err := b.insp.GetTaskInfo(b.queues.Transcode, first); err == nil {
+		t.Errorf("the first task is still in Redis: %v %d", info.State, info.Retried)
+	}
+	if info, err := b.insp.GetTaskInfo(b.queues.Transcode, second); err != nil || info.State != asynq.TaskStatePending {
+		t.Errorf("the second task: %+v %v, want pending", info, err)
+	}
+	if recs := records(t, b.logs.String(), "task done"); len(recs) != 1 || recs[0]["outcome"] != OutcomeOK {
+		t.Errorf("task done lines: %v", recs)
+	}
+}
+
+// TestDrainInterrupted: a Drain whose context ends returns its error with
+// the task still running; Shutdown then cancels and requeues it.
+func TestDrainInterrupted(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	started := make(chan struct{})
+	srv, err := New(Config{Queues: b.queues, ShutdownTimeout: 5 * time.Second}, b.redis, b.log, Handlers{
+		jobs.TypeTranscode: asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
+			close(started)
+			<-ctx.Done()
+			return ctx.Err()
+		}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	id := b.enqueue(t, jobs.TypeTranscode, b.queues.Transcode)
+	<-started
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := srv.Drain(ctx); err == nil || srv.Running() != 1 {
+		t.Fatalf("Drain with a done context: %v, running %d", err, srv.Running())
+	}
+	srv.Shutdown()
+	info, err := b.insp.GetTaskInfo(b.queues.Transcode, id)
+	if err != nil || info.Retried != 0 || (info.State != asynq.TaskStatePending && info.State != asynq.TaskStateRetry) {
+		t.Errorf("after shutdown: %+v %v; want back in the queue, no retry spent", info, err)
+	}
+}
+
+// TestTaskArrivingWhileDrainingIsPutBack: a task that asynq hands over
+// once Drain has begun (dequeued while Stop ran) does not run; its error
+// is an interruption, so asynq puts it back without spending a retry.
+func TestTaskArrivingWhileDrainingIsPutBack(t *testing.T) {
+	t.Parallel()
+	var ran atomic.Bool
+	srv, err := New(Config{Queues: jobs.QueueNames("x")}, asynq.RedisClientOpt{}, slog.New(slog.DiscardHandler), Handlers{
+		jobs.TypeTranscode: asynq.HandlerFunc(func(context.Context, *asynq.Task) error { ran.Store(true); return nil }),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.draining.Store(true)
+	err = srv.mux.ProcessTask(context.Background(), asynq.NewTask(jobs.TypeTranscode, nil))
+	if !errors.Is(err, errDraining) || ran.Load() || srv.Running() != 0 {
+		t.Fatalf("err %v, ran %v, running %d; want put back unrun", err, ran.Load(), srv.Running())
 	}
 }
