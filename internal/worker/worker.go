@@ -223,11 +223,10 @@ var errDraining = errors.New("worker: draining: task put back")
 func (s *Server) track(next asynq.Handler) asynq.Handler {
 	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		s.inflight.Add(1)
-		defer s.inflight.Done()
 		s.busy.add(ctx, 1)
-		defer s.busy.add(ctx, -1)
 		s.running.Add(1)
 		defer func() {
+			s.busy.add(ctx, -1)
 			s.running.Add(-1)
 			select { // wake Drain
 			case s.idle <- struct{}{}:
