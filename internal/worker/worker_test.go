@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -31,7 +33,9 @@ func TestConfigValidate(t *testing.T) {
 	q := jobs.QueueNames("x")
 	for name, cfg := range map[string]Config{
 		"no queues":        {},
-		"same queue":       {Queues: jobs.Queues{Transcode: "a", Background: "a"}},
+		"same queue":       {Queues: jobs.Queues{TranscodeHigh: "h", Transcode: "a", TranscodeLow: "l", Background: "a"}},
+		"same priority":    {Queues: jobs.Queues{TranscodeHigh: "a", Transcode: "a", TranscodeLow: "l", Background: "b"}},
+		"no low queue":     {Queues: jobs.Queues{TranscodeHigh: "h", Transcode: "a", Background: "b"}},
 		"negative":         {Queues: q, Concurrency: -1},
 		"negative timeout": {Queues: q, ShutdownTimeout: -time.Second},
 	} {
@@ -209,5 +213,42 @@ func TestLoggerFallback(t *testing.T) {
 	fb := slog.New(slog.DiscardHandler)
 	if Logger(context.Background(), fb) != fb {
 		t.Error("outside a task Logger must return the fallback")
+	}
+}
+
+// TestStrictPriority: with tasks waiting in every queue, one worker serves
+// high, then normal, then low transcodes, then the background, whatever
+// the order they were enqueued in.
+func TestStrictPriority(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	q := b.queues
+	order := []string{q.Background, q.TranscodeLow, q.Transcode, q.TranscodeHigh, q.Background, q.TranscodeLow, q.Transcode, q.TranscodeHigh}
+	for _, queue := range order {
+		if _, err := b.client.Enqueue(asynq.NewTask(jobs.TypeTranscode, []byte(queue)), asynq.Queue(queue)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var (
+		mu  sync.Mutex
+		got []string
+	)
+	srv, err := New(Config{Queues: q, Concurrency: 1}, b.redis, b.log, Handlers{
+		jobs.TypeTranscode: asynq.HandlerFunc(func(_ context.Context, task *asynq.Task) error {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, string(task.Payload()))
+			return nil
+		}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, srv)
+	waitFor(t, "every task", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == len(order) })
+	stop()
+	want := []string{q.TranscodeHigh, q.TranscodeHigh, q.Transcode, q.Transcode, q.TranscodeLow, q.TranscodeLow, q.Background, q.Background}
+	if !slices.Equal(got, want) {
+		t.Fatalf("served %v\nwant     %v", got, want)
 	}
 }
