@@ -74,7 +74,7 @@ type Config struct {
 	StorageURL      string `env:"STORAGE_URL,expand" envDefault:"file://$TMPDIR/hlsvault/storage" flag:"storage-url" help:"file:///abs/dir or azblob://container"`
 	FFprobe         string `env:"FFPROBE" envDefault:"ffprobe" flag:"ffprobe" help:"ffprobe binary"`
 	DecoderSandbox  string `env:"DECODER_SANDBOX" envDefault:"bwrap" flag:"decoder-sandbox" help:"how verify runs ffprobe: bwrap (bubblewrap sandbox) or none (weaker isolation)"`
-	QueuePrefix     string `env:"QUEUE_PREFIX" envDefault:"hls" flag:"queue-prefix" help:"queue names are PREFIX-transcode and PREFIX-background"`
+	QueuePrefix     string `env:"QUEUE_PREFIX" envDefault:"hls" flag:"queue-prefix" help:"queue names are PREFIX-transcode-high, PREFIX-transcode, PREFIX-transcode-low and PREFIX-background"`
 	AzureConnection string `env:"AZURE_STORAGE_CONNECTION_STRING" secret:"true"`
 	KEK             string `env:"KEY_ENCRYPTION_KEY" secret:"true"`
 	RetiredKEKs     string `env:"KEY_ENCRYPTION_KEYS_RETIRED" secret:"true"`

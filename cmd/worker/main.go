@@ -102,7 +102,7 @@ type Config struct {
 	FFprobe           string          `env:"FFPROBE" envDefault:"ffprobe" flag:"ffprobe" help:"ffprobe binary"`
 	DecoderSandbox    string          `env:"DECODER_SANDBOX" envDefault:"bwrap" flag:"decoder-sandbox" help:"how ffmpeg and ffprobe run: bwrap (bubblewrap sandbox) or none (weaker isolation)"`
 	LogLevel          string          `env:"LOG_LEVEL" envDefault:"info" flag:"log-level" help:"debug, info, warn or error"`
-	QueuePrefix       string          `env:"QUEUE_PREFIX" envDefault:"hls" flag:"queue-prefix" help:"queue names are PREFIX-transcode and PREFIX-background"`
+	QueuePrefix       string          `env:"QUEUE_PREFIX" envDefault:"hls" flag:"queue-prefix" help:"queue names are PREFIX-transcode-high, PREFIX-transcode, PREFIX-transcode-low and PREFIX-background"`
 	GCGrace           time.Duration   `env:"GC_GRACE" envDefault:"48h" flag:"gc-grace" help:"a retired version stays playable this long before it is removed; must exceed the longest job"`
 	GCInterval        config.Interval `env:"GC_INTERVAL" envDefault:"15m" flag:"gc-interval" help:"how often the garbage collector runs; off disables it in the worker"`
 	AllowShortGrace   bool            `env:"GC_ALLOW_SHORT_GRACE" envDefault:"false" flag:"allow-short-gc-grace" help:"accept a GC_GRACE shorter than the longest possible job (tests only)"`
@@ -387,7 +387,7 @@ func runWorker(ctx context.Context, cfg Config, getenv func(string) string, log 
 	if err := bf.Recover(ctx); err != nil {
 		log.Warn("backfill: resume running runs", "err", err)
 	}
-	log.Info("worker started", "storage", store.String(), "queues", []string{queues.Transcode, queues.Background},
+	log.Info("worker started", "storage", store.String(), "queues", []string{queues.TranscodeHigh, queues.Transcode, queues.TranscodeLow, queues.Background},
 		"concurrency", cfg.Concurrency, "kek", keyring.Primary().ID())
 	<-ctx.Done()
 	srv.Shutdown()

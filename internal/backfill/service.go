@@ -347,14 +347,18 @@ func (s *Service) HandleBatch(ctx context.Context, t *asynq.Task) error {
 	return nil
 }
 
-// freshUploadsWaiting reports whether fresh uploads wait on the transcode
-// queue, in which case a batch hands its remaining titles back.
+// freshUploadsWaiting reports whether fresh uploads wait on a transcode
+// queue (any priority), in which case a batch hands its remaining titles back.
 func (s *Service) freshUploadsWaiting() bool {
 	if s.cfg.NoYield {
 		return false
 	}
-	q, err := s.inspector.GetQueueInfo(s.cfg.Queues.Transcode)
-	return err == nil && q.Pending > 0
+	for _, name := range []string{s.cfg.Queues.TranscodeHigh, s.cfg.Queues.Transcode, s.cfg.Queues.TranscodeLow} {
+		if q, err := s.inspector.GetQueueInfo(name); err == nil && q.Pending > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // processItem converts one claimed title. It returns again=true when the
