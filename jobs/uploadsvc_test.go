@@ -34,7 +34,7 @@ func TestExternalModule(t *testing.T) {
 	build.Dir = filepath.Join("..", "testdata", "uploadsvc")
 	// Its own go.mod and go.sum, never a workspace or -mod=mod: what the
 	// upload service's engineer would build.
-	build.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
+	build.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly -buildvcs=false")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build the external module: %v\n%s", err, out)
 	}
