@@ -1,9 +1,11 @@
 // Package jobs is what an upload service imports to have a video packaged:
 // the task types and payloads the worker consumes, and a Client that
-// enqueues a job and reads its status.
+// enqueues a job, waits for it and reads its status. It names no internal
+// type, so another module can use it:
 //
-//	c := jobs.NewClient(redisOpt, db, jobs.ClientConfig{})
-//	res, err := c.EnqueueTranscode(ctx, "3f2b6c1e-…", "uploads/3f2b6c1e.mp4", false)
+//	c, err := jobs.Open(ctx, jobs.Options{DatabaseURL: dbURL, RedisURL: redisURL})
+//	res, err := c.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: "3f2b6c1e", Source: "uploads/3f2b6c1e.mp4"})
+//	st, err := c.Wait(ctx, "3f2b6c1e") // pushed by PostgreSQL NOTIFY, not polled
 //
 // Enqueuing is idempotent: the task id is derived from the video and the
 // source, so the same request while it is queued or running is a no-op that
@@ -12,34 +14,44 @@
 package jobs
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/hlsvault/hlsvault/internal/catalog"
+	"github.com/hlsvault/hlsvault/internal/config"
 	"github.com/hlsvault/hlsvault/internal/ids"
 	"github.com/hlsvault/hlsvault/internal/storage"
+	"github.com/hlsvault/hlsvault/internal/transcode"
 )
 
 // TypeTranscode packages one source video into encrypted HLS.
 const TypeTranscode = "hls:transcode"
 
-// DefaultQueuePrefix names the default queues, "hls-transcode" and
-// "hls-background".
+// DefaultQueuePrefix names the default queues: "hls-transcode-high",
+// "hls-transcode", "hls-transcode-low" and "hls-background".
 const DefaultQueuePrefix = "hls"
 
-// Queues are the names of the two queues. Fresh uploads go to Transcode,
-// which the worker serves strictly ahead of Background (re-encryption of
-// legacy titles).
+// Queues are the names of the worker's queues, served in strict order:
+// fresh uploads by priority (TranscodeHigh, Transcode, TranscodeLow), then
+// Background (re-encryption of legacy titles). Strict means a lower queue
+// waits while a higher one has work.
 type Queues struct {
-	Transcode  string
-	Background string
+	TranscodeHigh string
+	Transcode     string // normal priority
+	TranscodeLow  string
+	Background    string
 }
 
 // QueueNames derives the queue names from a prefix (QUEUE_PREFIX), so that
@@ -48,8 +60,37 @@ func QueueNames(prefix string) Queues {
 	if prefix == "" {
 		prefix = DefaultQueuePrefix
 	}
-	return Queues{Transcode: prefix + "-transcode", Background: prefix + "-background"}
+	return Queues{TranscodeHigh: prefix + "-transcode-high", Transcode: prefix + "-transcode",
+		TranscodeLow: prefix + "-transcode-low", Background: prefix + "-background"}
 }
+
+// ForPriority is the transcode queue of a priority (high, normal or low;
+// empty is normal).
+func (q Queues) ForPriority(p Priority) string {
+	switch p {
+	case PriorityHigh:
+		return q.TranscodeHigh
+	case PriorityLow:
+		return q.TranscodeLow
+	default:
+		return q.Transcode
+	}
+}
+
+// Priority orders fresh uploads: every high job is served before any
+// normal one, every normal before any low one.
+type Priority string
+
+// Priorities of a TranscodeRequest.
+const (
+	PriorityHigh   Priority = "high"
+	PriorityNormal Priority = "normal"
+	PriorityLow    Priority = "low"
+)
+
+// MaxMetadataBytes bounds a job's metadata (compacted JSON): it travels in
+// every status, task and event.
+const MaxMetadataBytes = 4096
 
 // ErrInvalidPayload marks a task whose payload can never succeed.
 var ErrInvalidPayload = errors.New("jobs: invalid payload")
@@ -60,6 +101,15 @@ type TranscodePayload struct {
 	// Source is the object name of the uploaded video in the configured
 	// storage, e.g. "uploads/3f2b6c1e.mp4".
 	Source string `json:"source"`
+	// Ladder and Preset override the worker's LADDER and X264_PRESET for
+	// this job; empty takes the worker's.
+	Ladder string `json:"ladder,omitempty"`
+	Preset string `json:"preset,omitempty"`
+	// Priority is the queue the task was sent to (high, normal or low).
+	Priority Priority `json:"priority,omitempty"`
+	// Metadata is the caller's JSON object (at most MaxMetadataBytes),
+	// recorded with the job when the task was enqueued without a Client.
+	Metadata json.RawMessage `json:"metadata,omitempty"`
 }
 
 // Validate checks the payload before it reaches a path or a query.
@@ -70,7 +120,42 @@ func (p TranscodePayload) Validate() error {
 	if err := storage.ValidateName(p.Source); err != nil {
 		return fmt.Errorf("%w: source %q: %w", ErrInvalidPayload, p.Source, err)
 	}
+	if p.Ladder != "" {
+		if _, err := transcode.ParseLadder(p.Ladder); err != nil {
+			return fmt.Errorf("%w: ladder %q: %w", ErrInvalidPayload, p.Ladder, err)
+		}
+	}
+	if p.Preset != "" && !config.ValidPreset(p.Preset) {
+		return fmt.Errorf("%w: preset %q: want one of %s", ErrInvalidPayload, p.Preset, strings.Join(config.X264Presets, ", "))
+	}
+	switch p.Priority {
+	case "", PriorityHigh, PriorityNormal, PriorityLow:
+	default:
+		return fmt.Errorf("%w: priority %q: want high, normal or low", ErrInvalidPayload, p.Priority)
+	}
+	if _, err := normalizeMetadata(p.Metadata); err != nil {
+		return err
+	}
 	return nil
+}
+
+// normalizeMetadata checks that b is empty or a JSON object of at most
+// MaxMetadataBytes once compacted, and returns it compacted (nil if empty).
+func normalizeMetadata(b json.RawMessage) (json.RawMessage, error) {
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil, nil
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err != nil {
+		return nil, fmt.Errorf("%w: metadata is not JSON: %w", ErrInvalidPayload, err)
+	}
+	if buf.Len() == 0 || buf.Bytes()[0] != '{' {
+		return nil, fmt.Errorf("%w: metadata must be a JSON object", ErrInvalidPayload)
+	}
+	if buf.Len() > MaxMetadataBytes {
+		return nil, fmt.Errorf("%w: metadata is %d bytes, more than %d", ErrInvalidPayload, buf.Len(), MaxMetadataBytes)
+	}
+	return buf.Bytes(), nil
 }
 
 // ParseTranscodePayload decodes and validates a task payload.
@@ -91,15 +176,62 @@ func TaskID(videoID, source string) string {
 
 // ClientConfig tunes the tasks a Client enqueues.
 type ClientConfig struct {
-	Queue string // default QueueNames("").Transcode
+	// Queues are where transcode tasks go, by priority (default
+	// QueueNames("")).
+	Queues Queues
+	// Queue, when set, receives every task whatever its priority: the
+	// backfill sends its re-transcodes to Queues.Background.
+	Queue string
 	// Timeout is asynq's hard limit for one attempt; the worker applies a
 	// tighter deadline scaled to the source's duration once it has probed
 	// it. Without it asynq would silently kill a task after 30 minutes.
 	Timeout  time.Duration // default 12h
 	MaxRetry int           // default 5
+	// WaitFallback is how often Wait and Watch read the status even
+	// without a notification (default 30 s): a safety net only, since
+	// every change is pushed.
+	WaitFallback time.Duration
+	// Log receives the client's own warnings (default: discarded).
+	Log *slog.Logger
 }
 
-// Client enqueues jobs and reads their status.
+func (c ClientConfig) withDefaults() ClientConfig {
+	if c.Queues == (Queues{}) {
+		c.Queues = QueueNames("")
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 12 * time.Hour
+	}
+	if c.MaxRetry <= 0 {
+		c.MaxRetry = 5
+	}
+	if c.WaitFallback <= 0 {
+		c.WaitFallback = 30 * time.Second
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// queueFor is the queue of a task of priority p.
+func (c ClientConfig) queueFor(p Priority) string {
+	if c.Queue != "" {
+		return c.Queue
+	}
+	return c.Queues.ForPriority(p)
+}
+
+// taskQueues are every queue a task of this client may be in.
+func (c ClientConfig) taskQueues() []string {
+	if c.Queue != "" {
+		return []string{c.Queue}
+	}
+	return []string{c.Queues.TranscodeHigh, c.Queues.Transcode, c.Queues.TranscodeLow}
+}
+
+// Client enqueues jobs, waits for them and reads their status. It is safe
+// for concurrent use.
 type Client struct {
 	cfg       ClientConfig
 	asynq     *asynq.Client
@@ -107,24 +239,111 @@ type Client struct {
 	db        *catalog.DB
 }
 
-// NewClient builds a Client on a Redis connection and the catalog. Close it
-// when done.
-func NewClient(redis asynq.RedisConnOpt, db *catalog.DB, cfg ClientConfig) *Client {
-	if cfg.Queue == "" {
-		cfg.Queue = QueueNames("").Transcode
+// Options are the settings of Open.
+type Options struct {
+	// DatabaseURL is the catalog's PostgreSQL (the worker's DATABASE_URL),
+	// e.g. postgres://hlsvault@db:5432/hlsvault.
+	DatabaseURL string
+	// RedisURL is the queue's Redis (the worker's REDIS_URL), e.g.
+	// redis://redis:6379/0.
+	RedisURL string
+	// QueuePrefix is the worker's QUEUE_PREFIX (default "hls").
+	QueuePrefix string
+	// Timeout, MaxRetry, WaitFallback and Log: see ClientConfig.
+	Timeout      time.Duration
+	MaxRetry     int
+	WaitFallback time.Duration
+	Log          *slog.Logger
+}
+
+// ErrSchema means the catalog's database has no hlsvault schema, or an
+// older one than this client reads: the worker has not migrated it yet.
+var ErrSchema = errors.New("jobs: the catalog schema is missing or older than this client (run worker migrate)")
+
+// ErrNotFound means no job was ever enqueued for the video (or the task).
+var ErrNotFound = errors.New("jobs: not found")
+
+// Open connects to the catalog and the queue from URLs and checks both
+// (and the schema), so that a misconfiguration shows at start-up. The
+// Client owns its connections: Close releases them.
+func Open(ctx context.Context, o Options) (*Client, error) {
+	if o.DatabaseURL == "" || o.RedisURL == "" {
+		return nil, errors.New("jobs: open: DatabaseURL and RedisURL are both required")
 	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = 12 * time.Hour
+	redis, err := asynq.ParseRedisURI(o.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: open: RedisURL %s: %w", config.RedactURL(o.RedisURL), err)
 	}
-	if cfg.MaxRetry <= 0 {
-		cfg.MaxRetry = 5
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
+	db, err := catalog.Open(ctx, o.DatabaseURL, log)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: open: %w", err)
+	}
+	c := newClient(db, redis, ClientConfig{Queues: QueueNames(o.QueuePrefix), Timeout: o.Timeout, MaxRetry: o.MaxRetry,
+		WaitFallback: o.WaitFallback, Log: log})
+	if err := c.Check(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("jobs: open: %w", err)
+	}
+	return c, nil
+}
+
+// New builds a Client on the caller's own pool and Redis options (for
+// example asynq.RedisClientOpt{Addr: "redis:6379"}). Nothing connects
+// yet; call Check to find a misconfiguration early. Close leaves the pool
+// open: it is the caller's.
+func New(pool *pgxpool.Pool, redis asynq.RedisConnOpt, cfg ClientConfig) (*Client, error) {
+	if pool == nil {
+		return nil, errors.New("jobs: new client: no PostgreSQL pool")
+	}
+	if redis == nil {
+		return nil, errors.New("jobs: new client: no Redis options")
+	}
+	cfg = cfg.withDefaults()
+	return newClient(catalog.New(pool, cfg.Log), redis, cfg), nil
+}
+
+func newClient(db *catalog.DB, redis asynq.RedisConnOpt, cfg ClientConfig) *Client {
+	cfg = cfg.withDefaults()
 	return &Client{cfg: cfg, asynq: asynq.NewClient(redis), inspector: asynq.NewInspector(redis), db: db}
 }
 
-// Close releases the Redis connections.
+// Check verifies that PostgreSQL and Redis answer and that the catalog's
+// schema is migrated.
+func (c *Client) Check(ctx context.Context) error {
+	if err := c.db.Ping(ctx); err != nil {
+		return fmt.Errorf("jobs: PostgreSQL unreachable: %w", err)
+	}
+	if err := c.db.CheckClientSchema(ctx); err != nil {
+		return c.dbErr(err)
+	}
+	if err := c.asynq.Ping(); err != nil {
+		return fmt.Errorf("jobs: Redis unreachable: %w", err)
+	}
+	return nil
+}
+
+// dbErr turns a missing table or column into ErrSchema.
+func (c *Client) dbErr(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && (pe.Code == "42P01" || pe.Code == "42703" || pe.Code == "42883") {
+		return fmt.Errorf("%w: %w", ErrSchema, err)
+	}
+	if errors.Is(err, catalog.ErrNotFound) {
+		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	}
+	return err
+}
+
+// Close releases the Redis connections, and the PostgreSQL pool if Open
+// made it.
 func (c *Client) Close() error {
-	return errors.Join(c.asynq.Close(), c.inspector.Close())
+	err := errors.Join(c.asynq.Close(), c.inspector.Close())
+	c.db.Close()
+	return err
 }
 
 // Outcome says what EnqueueTranscode did.
@@ -139,9 +358,9 @@ const (
 
 // EnqueueResult reports the job and what was done.
 type EnqueueResult struct {
-	Outcome Outcome
-	TaskID  string
-	Job     catalog.Job
+	Outcome Outcome `json:"outcome"`
+	TaskID  string  `json:"task_id"`
+	Job     Job     `json:"job"`
 }
 
 // Message is a sentence for a person.
@@ -156,48 +375,78 @@ func (r EnqueueResult) Message() string {
 	}
 }
 
-// EnqueueTranscode asks for videoID to be packaged from source. See the
-// package doc for when it is a no-op; force packages a published source
-// again, as a new version.
-func (c *Client) EnqueueTranscode(ctx context.Context, videoID, source string, force bool) (EnqueueResult, error) {
-	p := TranscodePayload{VideoID: videoID, Source: source}
+// TranscodeRequest asks for a video to be packaged from a source.
+type TranscodeRequest struct {
+	VideoID string
+	// Source is the object name of the upload in the worker's storage.
+	Source string
+	// Force packages a source that is already published again, as a new
+	// version.
+	Force bool
+	// Ladder overrides the worker's LADDER for this job, e.g.
+	// "720p:2800k,360p:800k:96k"; empty takes the worker's.
+	Ladder string
+	// Preset overrides the worker's X264_PRESET (ultrafast … veryslow).
+	Preset string
+	// Priority is high, normal (the default) or low.
+	Priority Priority
+	// Metadata is the caller's own JSON object (at most MaxMetadataBytes),
+	// returned in every status and event, e.g. {"upload_id":"u-42"}.
+	Metadata json.RawMessage
+}
+
+// EnqueueTranscode asks for r.VideoID to be packaged from r.Source. See
+// the package doc for when it is a no-op (then the job keeps the options
+// and metadata it was enqueued with). A bad request wraps
+// ErrInvalidPayload.
+func (c *Client) EnqueueTranscode(ctx context.Context, r TranscodeRequest) (EnqueueResult, error) {
+	if r.Priority == "" {
+		r.Priority = PriorityNormal
+	}
+	p := TranscodePayload{VideoID: r.VideoID, Source: r.Source, Ladder: strings.TrimSpace(r.Ladder), Preset: r.Preset,
+		Priority: r.Priority, Metadata: r.Metadata}
 	if err := p.Validate(); err != nil {
 		return EnqueueResult{}, err
 	}
-	taskID := TaskID(videoID, source)
+	p.Metadata, _ = normalizeMetadata(p.Metadata)
+	req := catalog.JobRequest{Metadata: p.Metadata,
+		Options: catalog.JobOptions{Ladder: p.Ladder, Preset: p.Preset, Priority: string(p.Priority)}}
+	taskID := TaskID(r.VideoID, r.Source)
 	res := EnqueueResult{TaskID: taskID}
-	job, created, err := c.db.UpsertJob(ctx, videoID, source, taskID)
+	job, created, err := c.db.UpsertJobWith(ctx, r.VideoID, r.Source, taskID, req)
 	if err != nil {
-		return res, fmt.Errorf("jobs: enqueue %s: %w", videoID, err)
+		return res, fmt.Errorf("jobs: enqueue %s: %w", r.VideoID, c.dbErr(err))
 	}
-	res.Job = job
+	res.Job = publicJob(job)
 	if !created {
-		if job.State == catalog.Published && !force {
+		if job.State == catalog.Published && !r.Force {
 			res.Outcome = AlreadyPublished
 			return res, nil
 		}
-		info, err := c.inspector.GetTaskInfo(c.cfg.Queue, taskID)
-		switch {
-		case err == nil && info.State != asynq.TaskStateArchived && info.State != asynq.TaskStateCompleted:
-			res.Outcome = AlreadyQueued
-			return res, nil
-		case err == nil:
-			// A finished task keeps its id while retained; free it.
-			if err := c.inspector.DeleteTask(c.cfg.Queue, taskID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
-				return res, fmt.Errorf("jobs: enqueue %s: free task id: %w", videoID, err)
+		for _, q := range c.cfg.taskQueues() {
+			info, err := c.inspector.GetTaskInfo(q, taskID)
+			switch {
+			case err == nil && info.State != asynq.TaskStateArchived && info.State != asynq.TaskStateCompleted:
+				res.Outcome = AlreadyQueued
+				return res, nil
+			case err == nil:
+				// A finished task keeps its id while retained; free it.
+				if err := c.inspector.DeleteTask(q, taskID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+					return res, fmt.Errorf("jobs: enqueue %s: free task id: %w", r.VideoID, err)
+				}
+			case !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound):
+				return res, fmt.Errorf("jobs: enqueue %s: inspect task: %w", r.VideoID, err)
 			}
-		case !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound):
-			return res, fmt.Errorf("jobs: enqueue %s: inspect task: %w", videoID, err)
 		}
-		if err := c.db.ResetJob(ctx, taskID); err != nil {
-			return res, fmt.Errorf("jobs: enqueue %s: %w", videoID, err)
+		if err := c.db.ResetJobWith(ctx, taskID, req); err != nil {
+			return res, fmt.Errorf("jobs: enqueue %s: %w", r.VideoID, c.dbErr(err))
 		}
 	}
 	task, err := NewTranscodeTask(p)
 	if err != nil {
 		return res, err
 	}
-	_, err = c.asynq.EnqueueContext(ctx, task, asynq.TaskID(taskID), asynq.Queue(c.cfg.Queue),
+	_, err = c.asynq.EnqueueContext(ctx, task, asynq.TaskID(taskID), asynq.Queue(c.cfg.queueFor(p.Priority)),
 		asynq.MaxRetry(c.cfg.MaxRetry), asynq.Timeout(c.cfg.Timeout))
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		res.Outcome = AlreadyQueued
@@ -207,11 +456,12 @@ func (c *Client) EnqueueTranscode(ctx context.Context, videoID, source string, f
 		if created {
 			_ = c.db.DeleteQueuedJob(context.WithoutCancel(ctx), taskID)
 		}
-		return res, fmt.Errorf("jobs: enqueue %s: %w", videoID, err)
+		return res, fmt.Errorf("jobs: enqueue %s: %w", r.VideoID, err)
 	}
-	if res.Job, err = c.db.JobByTask(ctx, taskID); err != nil {
-		return res, fmt.Errorf("jobs: enqueue %s: %w", videoID, err)
+	if job, err = c.db.JobByTask(ctx, taskID); err != nil {
+		return res, fmt.Errorf("jobs: enqueue %s: %w", r.VideoID, c.dbErr(err))
 	}
+	res.Job = publicJob(job)
 	res.Outcome = Enqueued
 	return res, nil
 }
@@ -226,17 +476,4 @@ func NewTranscodeTask(p TranscodePayload) (*asynq.Task, error) {
 		return nil, fmt.Errorf("jobs: encode payload: %w", err)
 	}
 	return asynq.NewTask(TypeTranscode, b), nil
-}
-
-// Status reports the latest job of a video and its current version.
-func (c *Client) Status(ctx context.Context, videoID string) (catalog.Status, error) {
-	if err := ids.ValidateVideoID(videoID); err != nil {
-		return catalog.Status{}, err
-	}
-	return c.db.VideoStatus(ctx, videoID)
-}
-
-// Job returns the job recorded under taskID, for following one request.
-func (c *Client) Job(ctx context.Context, taskID string) (catalog.Job, error) {
-	return c.db.JobByTask(ctx, taskID)
 }

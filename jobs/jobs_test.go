@@ -20,6 +20,12 @@ func TestParseTranscodePayload(t *testing.T) {
 		{`{"video_id":"abc","source":"uploads/../../etc/passwd"}`, false},
 		{`{"video_id":"abc"}`, false},
 		{`not json`, false},
+		{`{"video_id":"abc","source":"a.mp4","ladder":"720p:2800k,360p:800k:96k","preset":"slow","priority":"low","metadata":{"k":[1,2]}}`, true},
+		{`{"video_id":"abc","source":"a.mp4","ladder":"720:2800k"}`, false},
+		{`{"video_id":"abc","source":"a.mp4","preset":"quick"}`, false},
+		{`{"video_id":"abc","source":"a.mp4","priority":"urgent"}`, false},
+		{`{"video_id":"abc","source":"a.mp4","metadata":[1]}`, false},
+		{`{"video_id":"abc","source":"a.mp4","metadata":"s"}`, false},
 	} {
 		_, err := ParseTranscodePayload([]byte(tc.in))
 		if (err == nil) != tc.ok {
@@ -40,8 +46,14 @@ func TestTaskIDIsStableAndDistinct(t *testing.T) {
 
 func TestQueueNames(t *testing.T) {
 	q := QueueNames("")
-	if q.Transcode != "hls-transcode" || q.Background != "hls-background" {
+	if q.TranscodeHigh != "hls-transcode-high" || q.Transcode != "hls-transcode" || q.TranscodeLow != "hls-transcode-low" ||
+		q.Background != "hls-background" {
 		t.Fatalf("default queues: %+v", q)
+	}
+	for p, want := range map[Priority]string{PriorityHigh: q.TranscodeHigh, "": q.Transcode, PriorityNormal: q.Transcode, PriorityLow: q.TranscodeLow} {
+		if got := q.ForPriority(p); got != want {
+			t.Errorf("priority %q: queue %s, want %s", p, got, want)
+		}
 	}
 }
 
@@ -49,6 +61,7 @@ func FuzzParseTranscodePayload(f *testing.F) {
 	f.Add([]byte(`{"video_id":"abc","source":"uploads/a.mp4"}`))
 	f.Add([]byte(`{"video_id":"a/b","source":"x"}`))
 	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"video_id":"a","source":"b","ladder":"240p:300k","metadata":{"x":1}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := ParseTranscodePayload(b)
 		if err != nil {
@@ -56,6 +69,9 @@ func FuzzParseTranscodePayload(f *testing.F) {
 		}
 		if ids.ValidateVideoID(p.VideoID) != nil || storage.ValidateName(p.Source) != nil {
 			t.Fatalf("accepted invalid payload %+v", p)
+		}
+		if m, err := normalizeMetadata(p.Metadata); err != nil || (m != nil && (m[0] != '{' || len(m) > MaxMetadataBytes)) {
+			t.Fatalf("accepted metadata %q", p.Metadata)
 		}
 	})
 }

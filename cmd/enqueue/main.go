@@ -1,7 +1,8 @@
 // Command enqueue asks the workers to package videos and reports on them.
 //
-//	enqueue transcode --video ID --source SRC [--wait] [--force]
+//	enqueue transcode --video ID --source SRC [--wait] [--force] [--ladder L] [--preset P] [--priority high|normal|low] [--metadata JSON]
 //	enqueue status --video ID
+//	enqueue list [--state S] [--json] [--limit N] [--after CURSOR]
 //	enqueue verify --video ID
 //	enqueue backfill start|list|status|items|pause|resume|cancel|retry-failed …
 //
@@ -48,8 +49,9 @@ func main() {
 }
 
 const usage = `usage:
-  enqueue transcode --video ID --source SRC [--wait] [--force]
+  enqueue transcode --video ID --source SRC [--wait] [--force] [--ladder L] [--preset P] [--priority P] [--metadata JSON]
   enqueue status --video ID
+  enqueue list [--state S] [--json] [--limit N] [--after CURSOR]
   enqueue verify --video ID
   enqueue backfill start|list|status|items|pause|resume|cancel|retry-failed …
   enqueue help [command]`
@@ -57,7 +59,8 @@ const usage = `usage:
 // commands are enqueue's subcommands and their usage.
 var commands = map[string]string{
 	"transcode": "enqueue transcode --video ID --source SRC [--wait] [--force] [flags]\n  Ask the workers to package SRC (an object in storage, or a local file uploaded first) as video ID.",
-	"status":    "enqueue status --video ID [flags]\n  Print the video's job and versions as JSON.",
+	"status":    "enqueue status --video ID [flags]\n  Print the video's state, latest job (task id, stage, created/started/finished times, duration) and current version as JSON.",
+	"list":      listUsage,
 	"verify":    "enqueue verify --video ID [flags]\n  Decrypt and decode every segment of the published version (needs KEY_ENCRYPTION_KEY).",
 	"backfill":  backfillUsage,
 }
@@ -71,7 +74,7 @@ type Config struct {
 	StorageURL      string `env:"STORAGE_URL,expand" envDefault:"file://$TMPDIR/hlsvault/storage" flag:"storage-url" help:"file:///abs/dir or azblob://container"`
 	FFprobe         string `env:"FFPROBE" envDefault:"ffprobe" flag:"ffprobe" help:"ffprobe binary"`
 	DecoderSandbox  string `env:"DECODER_SANDBOX" envDefault:"bwrap" flag:"decoder-sandbox" help:"how verify runs ffprobe: bwrap (bubblewrap sandbox) or none (weaker isolation)"`
-	QueuePrefix     string `env:"QUEUE_PREFIX" envDefault:"hls" flag:"queue-prefix" help:"queue names are PREFIX-transcode and PREFIX-background"`
+	QueuePrefix     string `env:"QUEUE_PREFIX" envDefault:"hls" flag:"queue-prefix" help:"queue names are PREFIX-transcode-high, PREFIX-transcode, PREFIX-transcode-low and PREFIX-background"`
 	AzureConnection string `env:"AZURE_STORAGE_CONNECTION_STRING" secret:"true"`
 	KEK             string `env:"KEY_ENCRYPTION_KEY" secret:"true"`
 	RetiredKEKs     string `env:"KEY_ENCRYPTION_KEYS_RETIRED" secret:"true"`
@@ -81,8 +84,17 @@ type Config struct {
 	Wait        bool
 	Force       bool
 	WaitTimeout time.Duration
-	Poll        time.Duration
 	MaxRetry    int
+	// Per-job options of transcode (jobs.TranscodeRequest).
+	Ladder   string
+	Preset   string
+	Priority string
+	Metadata string
+	// list's flags.
+	State string
+	JSON  bool
+	Limit int
+	After string
 
 	keyring *keys.Keyring // parsed KEK variables (verify)
 }
@@ -176,11 +188,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fs.BoolVar(&c.Force, "force", false, "package the source again even if it is already published")
 		fs.DurationVar(&c.WaitTimeout, "wait-timeout", 0, "give up waiting after this long (0: never)")
 		fs.IntVar(&c.MaxRetry, "max-retry", 5, "retries of a transient failure before the job is failed")
+		fs.StringVar(&c.Ladder, "ladder", "", "this job's ladder instead of the worker's LADDER, e.g. 720p:2800k,360p:800k:96k")
+		fs.StringVar(&c.Preset, "preset", "", "this job's x264 preset instead of the worker's X264_PRESET")
+		fs.StringVar(&c.Priority, "priority", "normal", "queue priority: high, normal or low")
+		fs.StringVar(&c.Metadata, "metadata", "", `your JSON object, returned in every status and event (at most 4 KiB), e.g. '{"upload":"u-42"}'`)
+	case "list":
+		registerList(fs, &c)
 	case "status", "verify":
 	default:
 		return config.Usagef("unknown command %q\n%s", sub, usage)
 	}
-	c.Poll = 500 * time.Millisecond
 	pos, err := config.ParseArgs(fs, args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		printUsage(stdout, commands[sub], s, fs)
@@ -202,7 +219,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		local = true // uploaded to storage first
 	}
 	c.validate(p, sub == "verify" || local, sub == "verify")
-	if err := ids.ValidateVideoID(c.Video); err != nil {
+	if sub == "list" {
+		c.validateList(p)
+	} else if err := ids.ValidateVideoID(c.Video); err != nil {
 		p.Addf("--video=%q: %v", c.Video, err)
 	}
 	if sub == "transcode" {
@@ -214,6 +233,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		if c.MaxRetry < 0 {
 			p.Addf("--max-retry=%d: want an integer ≥ 0", c.MaxRetry)
+		}
+		// Each option as the client will check it, named by its flag.
+		for _, o := range []struct {
+			flag, value string
+			p           jobs.TranscodePayload
+		}{
+			{"ladder", c.Ladder, jobs.TranscodePayload{Ladder: c.Ladder}},
+			{"preset", c.Preset, jobs.TranscodePayload{Preset: c.Preset}},
+			{"priority", c.Priority, jobs.TranscodePayload{Priority: jobs.Priority(c.Priority)}},
+			{"metadata", c.Metadata, jobs.TranscodePayload{Metadata: json.RawMessage(c.Metadata)}},
+		} {
+			one := o.p
+			one.VideoID, one.Source = "v", "s"
+			if err := one.Validate(); err != nil {
+				p.Addf("--%s=%q: %v", o.flag, o.value, strings.TrimPrefix(err.Error(), jobs.ErrInvalidPayload.Error()+": "))
+			}
 		}
 	}
 	if err := p.Err(); err != nil {
@@ -227,19 +262,52 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer db.Close()
 
 	switch sub {
-	case "status":
-		st, err := db.VideoStatus(ctx, c.Video)
-		if errors.Is(err, catalog.ErrNotFound) {
+	case "status", "list":
+		client, err := newClient(c, db)
+		if err != nil {
+			return err
+		}
+		defer client.Close()
+		if sub == "list" {
+			return runList(ctx, c, client, stdout)
+		}
+		st, err := client.Status(ctx, c.Video)
+		if errors.Is(err, jobs.ErrNotFound) {
 			return fmt.Errorf("video %s: no job was ever enqueued", c.Video)
 		}
 		if err != nil {
 			return err
 		}
-		return printJSON(stdout, st)
+		return printJSON(stdout, statusView(st))
 	case "verify":
 		return runVerify(ctx, c, getenv, db, stdout)
 	}
 	return runTranscode(ctx, c, getenv, db, stdout, stderr)
+}
+
+// newClient is the upload service's client on enqueue's catalog
+// connection.
+func newClient(c Config, db *catalog.DB) (*jobs.Client, error) {
+	redisOpt, err := config.RedisOpt(c.RedisURL)
+	if err != nil {
+		return nil, err
+	}
+	return jobs.New(db.Pool(), redisOpt, jobs.ClientConfig{Queues: jobs.QueueNames(c.QueuePrefix), MaxRetry: c.MaxRetry})
+}
+
+// statusJSON is what status prints: the client's Status with the job's
+// duration, which is a method there.
+type statusJSON struct {
+	jobs.Status
+	DurationSeconds float64 `json:"duration_seconds"`
+}
+
+func statusView(st jobs.Status) statusJSON {
+	v := statusJSON{Status: st}
+	if st.Job != nil {
+		v.DurationSeconds = st.Job.Duration().Round(time.Millisecond).Seconds()
+	}
+	return v
 }
 
 func runTranscode(ctx context.Context, c Config, getenv func(string) string, db *catalog.DB, stdout, stderr io.Writer) error {
@@ -257,13 +325,13 @@ func runTranscode(ctx context.Context, c Config, getenv func(string) string, db 
 		}
 		fmt.Fprintf(stdout, "uploaded %s to %s\n", c.Source, source)
 	}
-	redisOpt, err := config.RedisOpt(c.RedisURL)
+	client, err := newClient(c, db)
 	if err != nil {
 		return err
 	}
-	client := jobs.NewClient(redisOpt, db, jobs.ClientConfig{Queue: jobs.QueueNames(c.QueuePrefix).Transcode, MaxRetry: c.MaxRetry})
 	defer client.Close()
-	res, err := client.EnqueueTranscode(ctx, c.Video, source, c.Force)
+	res, err := client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: c.Video, Source: source, Force: c.Force,
+		Ladder: c.Ladder, Preset: c.Preset, Priority: jobs.Priority(c.Priority), Metadata: json.RawMessage(c.Metadata)})
 	if err != nil {
 		return err
 	}
@@ -271,7 +339,7 @@ func runTranscode(ctx context.Context, c Config, getenv func(string) string, db 
 	if !c.Wait {
 		return nil
 	}
-	return wait(ctx, c, client, res.TaskID, stdout)
+	return wait(ctx, c, client, stdout)
 }
 
 // uploadLocal stores a local file as uploads/{video}/{sha256 prefix}{ext}.
@@ -303,8 +371,11 @@ func uploadLocal(ctx context.Context, store storage.Store, video, path string) (
 	return name, nil
 }
 
-// wait follows one job until it is published or failed.
-func wait(ctx context.Context, c Config, client *jobs.Client, taskID string, stdout io.Writer) error {
+// wait follows the video's job until it is published, failed or
+// cancelled (or the video deleted): a line per change, pushed by the
+// catalog (jobs.Client.Watch), with the stage, the time since the job
+// started and an ETA from its progress.
+func wait(ctx context.Context, c Config, client *jobs.Client, stdout io.Writer) error {
 	if c.WaitTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.WaitTimeout)
@@ -312,44 +383,77 @@ func wait(ctx context.Context, c Config, client *jobs.Client, taskID string, std
 	}
 	tty := isTerminal(stdout)
 	var last string
-	tick := time.NewTicker(c.Poll)
-	defer tick.Stop()
-	for {
-		j, err := client.Job(ctx, taskID)
-		if err != nil {
-			return err
+	st, err := client.Watch(ctx, c.Video, func(st jobs.Status) {
+		line := jobLine(st, time.Now())
+		if line == last {
+			return
 		}
-		line := fmt.Sprintf("%-10s %5.1f%%", j.State, j.Progress)
-		if j.State == catalog.Queued && j.Error != "" {
-			line += "  (retrying after: " + j.Error + ")"
+		last = line
+		if tty {
+			fmt.Fprintf(stdout, "\r\033[K%s", line)
+		} else {
+			fmt.Fprintln(stdout, line)
 		}
-		if line != last {
-			if tty {
-				fmt.Fprintf(stdout, "\r\033[K%s", line)
-			} else {
-				fmt.Fprintln(stdout, line)
-			}
-			last = line
-		}
-		switch j.State {
-		case catalog.Published:
-			if tty {
-				fmt.Fprintln(stdout)
-			}
-			fmt.Fprintf(stdout, "published video %s version %d\n", j.VideoID, j.Version)
-			return nil
-		case catalog.Failed:
-			if tty {
-				fmt.Fprintln(stdout)
-			}
-			return fmt.Errorf("job failed: %s", j.Error)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("stopped waiting (%s is %s): %w", j.VideoID, j.State, ctx.Err())
-		case <-tick.C:
-		}
+	})
+	if tty && last != "" {
+		fmt.Fprintln(stdout)
 	}
+	if err != nil {
+		return fmt.Errorf("stopped waiting (%s is %s): %w", c.Video, st.State, err)
+	}
+	switch st.State {
+	case jobs.Published:
+		fmt.Fprintf(stdout, "published video %s version %d\n", st.VideoID, st.Job.Version)
+		return nil
+	case jobs.Failed:
+		return fmt.Errorf("job failed: %s", st.Job.Error)
+	case jobs.Cancelled:
+		return fmt.Errorf("job cancelled: video %s was not published", st.VideoID)
+	default:
+		return fmt.Errorf("video %s was deleted", st.VideoID)
+	}
+}
+
+// jobLine is one line of --wait: state, stage, progress, time since
+// the job started (since it was enqueued before that) and the ETA, the
+// remaining share of the progress at the rate so far ("ETA -" before any
+// progress).
+func jobLine(st jobs.Status, now time.Time) string {
+	j := st.Job
+	if j == nil {
+		return string(st.State)
+	}
+	stage := string(j.Stage)
+	if stage == "" || j.State != jobs.Processing {
+		stage = "-"
+	}
+	var elapsed time.Duration
+	eta := "-"
+	if j.StartedAt != nil {
+		elapsed = now.Sub(*j.StartedAt)
+		if j.Progress > 0 && j.Progress < 100 && j.State == jobs.Processing {
+			eta = fmtDuration(time.Duration(float64(elapsed) * (100 - j.Progress) / j.Progress))
+		}
+	} else {
+		elapsed = now.Sub(j.EnqueuedAt)
+	}
+	line := fmt.Sprintf("%-10s %-8s %5.1f%%  elapsed %s  ETA %s", st.State, stage, j.Progress, fmtDuration(elapsed), eta)
+	if j.State == jobs.Queued && j.Error != "" {
+		line += "  (retrying after: " + j.Error + ")"
+	}
+	return line
+}
+
+// fmtDuration rounds to the second: 1m05s, 42s.
+func fmtDuration(d time.Duration) string {
+	d = max(d, 0).Round(time.Second)
+	if d < time.Minute {
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	}
+	if d < time.Hour {
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	}
+	return fmt.Sprintf("%dh%02dm%02ds", int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60)
 }
 
 func runVerify(ctx context.Context, c Config, getenv func(string) string, db *catalog.DB, stdout io.Writer) error {

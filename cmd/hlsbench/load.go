@@ -83,7 +83,10 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
-	client := jobs.NewClient(redisOpt, db, jobs.ClientConfig{Queue: jobs.QueueNames(run).Transcode})
+	client, err := jobs.New(db.Pool(), redisOpt, jobs.ClientConfig{Queues: jobs.QueueNames(run)})
+	if err != nil {
+		return err
+	}
 	defer client.Close()
 
 	kek := make([]byte, 32)
@@ -116,7 +119,7 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 	fmt.Fprintf(stdout, "load: %d jobs (160x120, 2 s, one rung) across %d worker processes, %d cores\n", *n, *workers, nproc())
 	start := time.Now()
 	for i := range *n {
-		if _, err := client.EnqueueTranscode(ctx, fmt.Sprintf("%s-%03d", run, i), "uploads/load.mp4", false); err != nil {
+		if _, err := client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: fmt.Sprintf("%s-%03d", run, i), Source: "uploads/load.mp4"}); err != nil {
 			return err
 		}
 	}

@@ -304,7 +304,9 @@ func (b *bench) setup(ctx context.Context) error {
 	rand.Read(suffix[:])
 	prefix := fmt.Sprintf("bench%x", suffix)
 	b.queue = prefix
-	b.client = jobs.NewClient(redisOpt, b.db, jobs.ClientConfig{Queue: jobs.QueueNames(prefix).Transcode})
+	if b.client, err = jobs.New(b.db.Pool(), redisOpt, jobs.ClientConfig{Queues: jobs.QueueNames(prefix)}); err != nil {
+		return err
+	}
 	kek := make([]byte, 32)
 	rand.Read(kek)
 	b.env = append(os.Environ(),
@@ -359,7 +361,7 @@ func (b *bench) worker(ctx context.Context, src string) (float64, float64, error
 	time.Sleep(500 * time.Millisecond) // let it connect, as a running fleet would be
 
 	start := time.Now()
-	res, err := b.client.EnqueueTranscode(ctx, video, name, false)
+	res, err := b.client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: video, Source: name})
 	if err != nil {
 		return 0, 0, err
 	}
@@ -368,10 +370,10 @@ func (b *bench) worker(ctx context.Context, src string) (float64, float64, error
 		if err != nil {
 			return 0, 0, err
 		}
-		if j.State == catalog.Published {
+		if j.State == jobs.Published {
 			break
 		}
-		if j.State == catalog.Failed {
+		if j.State == jobs.Failed {
 			return 0, 0, fmt.Errorf("job failed: %s", j.Error)
 		}
 		if cmd.ProcessState != nil {

@@ -117,7 +117,7 @@ type Config struct {
 	FFprobe           string          `env:"FFPROBE" envDefault:"ffprobe" flag:"ffprobe" help:"ffprobe binary"`
 	DecoderSandbox    string          `env:"DECODER_SANDBOX" envDefault:"bwrap" flag:"decoder-sandbox" help:"how ffmpeg and ffprobe run: bwrap (bubblewrap sandbox) or none (weaker isolation)"`
 	LogLevel          string          `env:"LOG_LEVEL" envDefault:"info" flag:"log-level" help:"debug, info, warn or error"`
-	QueuePrefix       string          `env:"QUEUE_PREFIX" envDefault:"hls" flag:"queue-prefix" help:"queue names are PREFIX-transcode and PREFIX-background"`
+	QueuePrefix       string          `env:"QUEUE_PREFIX" envDefault:"hls" flag:"queue-prefix" help:"queue names are PREFIX-transcode-high, PREFIX-transcode, PREFIX-transcode-low and PREFIX-background"`
 	GCGrace           time.Duration   `env:"GC_GRACE" envDefault:"48h" flag:"gc-grace" help:"a retired version stays playable this long before it is removed; must exceed the longest job"`
 	WorkerID          string          `env:"WORKER_ID" flag:"worker-id" help:"the worker attribute of every log line (default hostname:pid)"`
 	SourceAttempts    int             `env:"SOURCE_NOT_FOUND_ATTEMPTS" envDefault:"3" flag:"source-not-found-attempts" help:"attempts that find the source object missing before the job fails as bad input (1-100)"`
@@ -453,7 +453,7 @@ func runWorker(ctx context.Context, sig signals, cfg Config, getenv func(string)
 	// requests retried for a day, they go on while the worker drains and
 	// stop at its exit.)
 	servers := []*worker.Server{srv}
-	defer registerOpsMetrics(reg, redisOpt, db, srv, queues, log)()
+	defer registerOpsMetrics(reg, redisOpt, db, srv, queues, cfg.QueuePrefix, log)()
 
 	if cfg.MetricsAddr != "off" {
 		stopHTTP, err := serveMetrics(cfg.MetricsAddr, reg, health{db: db, store: store, servers: servers}, redisOpt, log)
@@ -493,7 +493,7 @@ func runWorker(ctx context.Context, sig signals, cfg Config, getenv func(string)
 	if err := bf.Recover(ctx); err != nil {
 		log.Warn("backfill: resume running runs", "err", err)
 	}
-	log.Info("worker started", "storage", store.String(), "queues", []string{queues.Transcode, queues.Background},
+	log.Info("worker started", "storage", store.String(), "queues", []string{queues.TranscodeHigh, queues.Transcode, queues.TranscodeLow, queues.Background},
 		"concurrency", cfg.Concurrency, "kek", keyring.Primary().ID())
 	serve(ctx, sig, log, stopPeriodic, servers...)
 	return nil

@@ -156,9 +156,9 @@ func TestEnqueueAndWorker(t *testing.T) {
 	if err != nil {
 		t.Fatalf("status: %v\n%s", err, out)
 	}
-	var st catalog.Status
-	if err := json.Unmarshal([]byte(out), &st); err != nil || st.State != catalog.Published || st.Version != 1 ||
-		st.Master != "hls/clip-1/v1/master.m3u8" || len(st.Renditions) != 2 {
+	var st jobs.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil || st.State != jobs.Published || st.Current == nil || st.Current.Number != 1 ||
+		st.Current.Master != "hls/clip-1/v1/master.m3u8" || len(st.Current.Renditions) != 2 {
 		t.Fatalf("status: %v\n%s", err, out)
 	}
 	out, err = runEnqueue(t, env, "verify", "--video", "clip-1")
@@ -265,9 +265,9 @@ func TestSIGTERMRequeues(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		out, _ := runEnqueue(t, env, "status", "--video", "long")
-		var st catalog.Status
+		var st jobs.Status
 		json.Unmarshal([]byte(out), &st)
-		if st.State == catalog.Processing && st.Progress > 0 {
+		if st.State == jobs.Processing && st.Job != nil && st.Job.Progress > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -317,11 +317,11 @@ func TestSIGTERMRequeues(t *testing.T) {
 }
 
 func sourceOf(t *testing.T, statusJSON string) string {
-	var st catalog.Status
-	if err := json.Unmarshal([]byte(statusJSON), &st); err != nil {
+	var st jobs.Status
+	if err := json.Unmarshal([]byte(statusJSON), &st); err != nil || st.Job == nil {
 		t.Fatalf("status: %v", err)
 	}
-	return st.Source
+	return st.Job.Source
 }
 
 // ffmpegsUnder counts live ffmpeg processes whose arguments mention dir.

@@ -22,6 +22,9 @@ func opsMetricsServed(t *testing.T, addr, prefix string) {
 		`hlsvault_queue_tasks{queue="` + prefix + `-transcode",state="pending"} 0`,
 		`hlsvault_queue_tasks{queue="` + prefix + `-background",state="archived"} 0`,
 		`hlsvault_inflight_tasks{queue="` + prefix + `-transcode"} 0`,
+		`hlsvault_queue_tasks{queue="` + prefix + `-transcode-high",state="pending"} 0`,
+		`hlsvault_queue_tasks{queue="` + prefix + `-transcode-low",state="pending"} 0`,
+		`hlsvault_queue_tasks{queue="` + prefix + `-webhooks",state="retry"} 0`,
 		`hlsvault_metrics_scrape_errors_total{source="redis"} 0`,
 	} {
 		if !strings.Contains(string(body), want) {

@@ -558,8 +558,8 @@ func TestBatchYieldsToFreshUploads(t *testing.T) {
 	if _, err := h.svc.pump(ctx, res.Run.ID); err != nil {
 		t.Fatal(err)
 	}
-	// A fresh upload waits on the transcode queue.
-	if _, err := h.svc.client.Enqueue(asynq.NewTask(jobs.TypeTranscode, []byte(`{}`)), asynq.Queue(h.queues.Transcode)); err != nil {
+	// A fresh upload waits on a transcode queue, even the low-priority one.
+	if _, err := h.svc.client.Enqueue(asynq.NewTask(jobs.TypeTranscode, []byte(`{}`)), asynq.Queue(h.queues.TranscodeLow)); err != nil {
 		t.Fatal(err)
 	}
 	task, _ := newBatchTask(BatchPayload{RunID: res.Run.ID, Batch: 1, Items: []int64{1, 2}})

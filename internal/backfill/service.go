@@ -107,12 +107,16 @@ func New(cfg Config, store storage.Store, db *catalog.DB, keyring *keys.Keyring,
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "backfill")
+	jc, err := jobs.New(db.Pool(), redis, jobs.ClientConfig{Queues: cfg.Queues, Queue: cfg.Queues.Background, Log: log})
+	if err != nil {
+		return nil, fmt.Errorf("backfill: %w", err)
+	}
 	s := &Service{
 		cfg: cfg, store: store, db: db, keyring: keyring, log: log,
 		conv:      &Converter{Store: store, Concurrency: cfg.Concurrency},
 		client:    asynq.NewClient(redis),
 		inspector: asynq.NewInspector(redis),
-		jobs:      jobs.NewClient(redis, db, jobs.ClientConfig{Queue: cfg.Queues.Background}),
+		jobs:      jc,
 		newKey:    keys.NewContentKey, newKeyID: keys.NewKeyID,
 	}
 	s.pkg = packager.New(store, keyring, packager.Options{
@@ -343,14 +347,18 @@ func (s *Service) HandleBatch(ctx context.Context, t *asynq.Task) error {
 	return nil
 }
 
-// freshUploadsWaiting reports whether fresh uploads wait on the transcode
-// queue, in which case a batch hands its remaining titles back.
+// freshUploadsWaiting reports whether fresh uploads wait on a transcode
+// queue (any priority), in which case a batch hands its remaining titles back.
 func (s *Service) freshUploadsWaiting() bool {
 	if s.cfg.NoYield {
 		return false
 	}
-	q, err := s.inspector.GetQueueInfo(s.cfg.Queues.Transcode)
-	return err == nil && q.Pending > 0
+	for _, name := range []string{s.cfg.Queues.TranscodeHigh, s.cfg.Queues.Transcode, s.cfg.Queues.TranscodeLow} {
+		if q, err := s.inspector.GetQueueInfo(name); err == nil && q.Pending > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // processItem converts one claimed title. It returns again=true when the
@@ -555,7 +563,7 @@ func (s *Service) retranscode(ctx, parent context.Context, log *slog.Logger, opt
 	} else if err != nil {
 		return s.transient(parent, log, it, 0, err)
 	}
-	res, err := s.jobs.EnqueueTranscode(ctx, it.VideoID, source, true)
+	res, err := s.jobs.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: it.VideoID, Source: source, Force: true})
 	if err != nil {
 		return s.transient(parent, log, it, 0, err)
 	}

@@ -53,8 +53,9 @@ const (
 
 // DB is the catalog on a pgx pool.
 type DB struct {
-	pool *pgxpool.Pool
-	log  *slog.Logger
+	pool     *pgxpool.Pool
+	log      *slog.Logger
+	borrowed bool // the pool is the caller's: Close leaves it open
 }
 
 // Open connects to PostgreSQL and checks the connection.
@@ -74,8 +75,21 @@ func Open(ctx context.Context, url string, log *slog.Logger) (*DB, error) {
 	return &DB{pool: pool, log: log}, nil
 }
 
-// Close releases the pool.
-func (db *DB) Close() { db.pool.Close() }
+// New is a DB on a pool the caller owns (an upload service's own pgxpool):
+// Close then leaves the pool open, since the caller may still use it.
+func New(pool *pgxpool.Pool, log *slog.Logger) *DB {
+	return &DB{pool: pool, log: log, borrowed: true}
+}
+
+// Pool is the DB's pool, for a client built on the same connections.
+func (db *DB) Pool() *pgxpool.Pool { return db.pool }
+
+// Close releases the pool, unless it was the caller's (New).
+func (db *DB) Close() {
+	if !db.borrowed {
+		db.pool.Close()
+	}
+}
 
 // Ping checks the database is reachable, for health checks.
 func (db *DB) Ping(ctx context.Context) error { return db.pool.Ping(ctx) }
@@ -118,33 +132,92 @@ type Job struct {
 	Attempts  int
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// Stage is where a processing job is (download, probe, encode, upload,
+	// publish); empty before its first stage.
+	Stage string
+	// EnqueuedAt is when the job was last enqueued; StartedAt when its
+	// first attempt began; FinishedAt when its last attempt ended
+	// (published, failed or cancelled), nil while it may still run.
+	EnqueuedAt time.Time
+	StartedAt  *time.Time
+	FinishedAt *time.Time
+	// Metadata is the caller's JSON object, returned as given ({} if none).
+	Metadata json.RawMessage
+	// Options are the job's overrides of the worker's settings.
+	Options JobOptions
 }
 
-const jobColumns = `id, video_id, task_id, source, state, progress, coalesce(error, ''), coalesce(version, 0), attempts, created_at, updated_at`
+// JobOptions are a job's overrides of the worker's settings, stored in
+// jobs.options; empty fields take the worker's.
+type JobOptions struct {
+	Ladder   string `json:"ladder,omitempty"`   // a LADDER value
+	Preset   string `json:"preset,omitempty"`   // an x264 preset
+	Priority string `json:"priority,omitempty"` // high, normal or low
+}
+
+const jobColumns = `id, video_id, task_id, source, state, progress, coalesce(error, ''), coalesce(version, 0), attempts, created_at, updated_at,
+	coalesce(stage, ''), enqueued_at, started_at, finished_at, metadata, options`
 
 func scanJob(row pgx.Row) (Job, error) {
-	var j Job
-	err := row.Scan(&j.ID, &j.VideoID, &j.TaskID, &j.Source, &j.State, &j.Progress, &j.Error, &j.Version, &j.Attempts, &j.CreatedAt, &j.UpdatedAt)
+	var (
+		j    Job
+		meta []byte
+		opts []byte
+	)
+	err := row.Scan(&j.ID, &j.VideoID, &j.TaskID, &j.Source, &j.State, &j.Progress, &j.Error, &j.Version, &j.Attempts, &j.CreatedAt, &j.UpdatedAt,
+		&j.Stage, &j.EnqueuedAt, &j.StartedAt, &j.FinishedAt, &meta, &opts)
+	if err == nil {
+		j.Metadata = json.RawMessage(meta)
+		if len(opts) > 0 {
+			err = json.Unmarshal(opts, &j.Options)
+		}
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return j, ErrNotFound
 	}
 	return j, err
 }
 
+// JobRequest is what a caller asks of a job besides its video and source:
+// its metadata (a JSON object; nil is {}) and its options.
+type JobRequest struct {
+	Metadata json.RawMessage
+	Options  JobOptions
+}
+
+func (r JobRequest) values() ([]byte, []byte, error) {
+	meta := []byte(r.Metadata)
+	if len(meta) == 0 {
+		meta = []byte("{}")
+	}
+	opts, err := json.Marshal(r.Options)
+	return meta, opts, err
+}
+
 // UpsertJob records a request for (video, source) under taskID. It returns
 // the job and whether it was created now. An existing job is returned as it
 // is; the caller decides whether to re-queue it (ResetJob).
 func (db *DB) UpsertJob(ctx context.Context, videoID, source, taskID string) (Job, bool, error) {
+	return db.UpsertJobWith(ctx, videoID, source, taskID, JobRequest{})
+}
+
+// UpsertJobWith is UpsertJob for a job with metadata and options; an
+// existing job keeps its own until ResetJobWith.
+func (db *DB) UpsertJobWith(ctx context.Context, videoID, source, taskID string, req JobRequest) (Job, bool, error) {
 	var (
 		j       Job
 		created bool
 	)
-	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+	meta, opts, err := req.values()
+	if err != nil {
+		return Job{}, false, fmt.Errorf("catalog: upsert job %s: %w", taskID, err)
+	}
+	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `insert into videos (id) values ($1) on conflict do nothing`, videoID); err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, `insert into jobs (video_id, task_id, source, state) values ($1, $2, $3, 'queued')
-			on conflict (task_id) do nothing`, videoID, taskID, source)
+		tag, err := tx.Exec(ctx, `insert into jobs (video_id, task_id, source, state, metadata, options) values ($1, $2, $3, 'queued', $4, $5)
+			on conflict (task_id) do nothing`, videoID, taskID, source, meta, opts)
 		if err != nil {
 			return err
 		}
@@ -161,7 +234,23 @@ func (db *DB) UpsertJob(ctx context.Context, videoID, source, taskID string) (Jo
 // ResetJob puts a finished or abandoned job back to queued.
 func (db *DB) ResetJob(ctx context.Context, taskID string) error {
 	_, err := db.pool.Exec(ctx, `update jobs set state = 'queued', progress = 0, error = null,
-		enqueued_at = now(), started_at = null, updated_at = now() where task_id = $1`, taskID)
+		enqueued_at = now(), started_at = null, finished_at = null, stage = null, updated_at = now() where task_id = $1`, taskID)
+	if err != nil {
+		return fmt.Errorf("catalog: reset job %s: %w", taskID, err)
+	}
+	return nil
+}
+
+// ResetJobWith is ResetJob that also replaces the job's metadata and
+// options with those of the new request.
+func (db *DB) ResetJobWith(ctx context.Context, taskID string, req JobRequest) error {
+	meta, opts, err := req.values()
+	if err != nil {
+		return fmt.Errorf("catalog: reset job %s: %w", taskID, err)
+	}
+	_, err = db.pool.Exec(ctx, `update jobs set state = 'queued', progress = 0, error = null,
+		enqueued_at = now(), started_at = null, finished_at = null, stage = null, metadata = $2, options = $3, updated_at = now()
+		where task_id = $1`, taskID, meta, opts)
 	if err != nil {
 		return fmt.Errorf("catalog: reset job %s: %w", taskID, err)
 	}
@@ -260,8 +349,10 @@ func (db *DB) FailAttempt(ctx context.Context, jobID int64, reason string, final
 	if final {
 		state = Failed
 	}
-	_, err := db.pool.Exec(ctx, `update jobs set state = $2, error = $3, updated_at = now() where id = $1 and state <> 'published'`,
-		jobID, state, reason)
+	_, err := db.pool.Exec(ctx, `update jobs set state = $2, error = $3, updated_at = now(),
+		finished_at = case when $4::boolean then now() end
+		where id = $1 and state <> 'published'`,
+		jobID, state, reason, final)
 	if err != nil {
 		return fmt.Errorf("catalog: fail job %d: %w", jobID, err)
 	}
@@ -445,7 +536,7 @@ func (db *DB) Publish(ctx context.Context, p PublishParams) (bool, error) {
 		if _, err := tx.Exec(ctx, `update videos set current_version = $2, updated_at = now() where id = $1`, a.Job.VideoID, a.Version); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `update jobs set state = 'published', progress = 100, error = null, version = $2, updated_at = now() where id = $1`,
+		if _, err := tx.Exec(ctx, `update jobs set state = 'published', progress = 100, error = null, version = $2, finished_at = now(), updated_at = now() where id = $1`,
 			a.Job.ID, a.Version); err != nil {
 			return err
 		}

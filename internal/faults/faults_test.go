@@ -25,6 +25,7 @@ import (
 	"github.com/hlsvault/hlsvault/internal/catalog"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/testenv"
+	"github.com/hlsvault/hlsvault/jobs"
 )
 
 var (
@@ -192,14 +193,25 @@ func enqueue(t *testing.T, e env, args ...string) (string, error) {
 	return string(out), err
 }
 
-func status(t *testing.T, e env, video string) catalog.Status {
+// videoStatus is what the fault tests read of `enqueue status`.
+type videoStatus struct {
+	State    catalog.JobState
+	Error    string
+	Attempts int
+}
+
+func status(t *testing.T, e env, video string) videoStatus {
 	t.Helper()
 	out, err := enqueue(t, e, "status", "--video", video)
-	var st catalog.Status
+	var st jobs.Status
 	if err == nil {
 		json.Unmarshal([]byte(out), &st)
 	}
-	return st
+	v := videoStatus{State: catalog.JobState(st.State)}
+	if st.Job != nil {
+		v.Error, v.Attempts = st.Job.Error, st.Job.Attempts
+	}
+	return v
 }
 
 func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {

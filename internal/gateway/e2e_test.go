@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hlsvault/hlsvault/internal/catalog"
 	"github.com/hlsvault/hlsvault/internal/config"
 	"github.com/hlsvault/hlsvault/internal/pipeline"
 	"github.com/hlsvault/hlsvault/internal/storage"
@@ -58,12 +57,15 @@ func (e *env) publishReal(seconds float64) string {
 	}
 	redisOpt := fixtures.Redis(t)
 	queues := jobs.QueueNames(testenv.Name("q"))
-	client := jobs.NewClient(redisOpt, e.db, jobs.ClientConfig{Queue: queues.Transcode, Timeout: 5 * time.Minute, MaxRetry: 1})
+	client, err := jobs.New(e.db.Pool(), redisOpt, jobs.ClientConfig{Queues: queues, Timeout: 5 * time.Minute, MaxRetry: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer client.Close()
 	stop := fixtures.Worker(t, worker.Config{Queues: queues}, redisOpt, testenv.Logger(t), worker.Handlers{jobs.TypeTranscode: pipe})
 	defer stop()
 	video := testenv.Name("e2e")
-	res, err := client.EnqueueTranscode(ctx, video, "uploads/e2e.mp4", false)
+	res, err := client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: video, Source: "uploads/e2e.mp4"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,9 +76,9 @@ func (e *env) publishReal(seconds float64) string {
 			t.Fatal(err)
 		}
 		switch j.State {
-		case catalog.Published:
+		case jobs.Published:
 			return video
-		case catalog.Failed:
+		case jobs.Failed:
 			t.Fatalf("job failed: %s", j.Error)
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -28,6 +28,7 @@ import (
 	"github.com/hlsvault/hlsvault/internal/testenv/decoder"
 	"github.com/hlsvault/hlsvault/internal/transcode"
 	"github.com/hlsvault/hlsvault/internal/verify"
+	"github.com/hlsvault/hlsvault/jobs"
 )
 
 // ffmpegMake runs ffmpeg to build a test input.
@@ -106,12 +107,12 @@ func TestBadInputCorpus(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			video := testenv.Name("bad")
 			h.upload("uploads/"+video, tc.path)
-			res, err := h.client.EnqueueTranscode(ctx, video, "uploads/"+video, false)
+			res, err := h.client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: video, Source: "uploads/" + video})
 			if err != nil {
 				t.Fatal(err)
 			}
 			j := h.waitJob(res.TaskID)
-			if j.State != catalog.Failed || !strings.Contains(j.Error, tc.reason) || j.Attempts != 1 {
+			if j.State != jobs.Failed || !strings.Contains(j.Error, tc.reason) || j.Attempts != 1 {
 				t.Errorf("job %+v: want failed after one attempt with %q in the reason", j, tc.reason)
 			}
 			// The reason names no local path: the job's directory is <job>.
@@ -232,7 +233,7 @@ func TestAwkwardInputs(t *testing.T) {
 	for _, in := range inputs {
 		h.upload(in.object, out(in.name))
 		video := strings.NewReplacer(".", "_").Replace(in.name)
-		res, err := h.client.EnqueueTranscode(ctx, video, in.object, false)
+		res, err := h.client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: video, Source: in.object})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -241,7 +242,7 @@ func TestAwkwardInputs(t *testing.T) {
 	ver := &verify.Verifier{Store: h.store, DB: h.db, Keyring: h.keyring, Exec: decoder.Exec(t)}
 	for video, task := range tasks {
 		t.Run(video, func(t *testing.T) {
-			if j := h.waitJob(task); j.State != catalog.Published {
+			if j := h.waitJob(task); j.State != jobs.Published {
 				t.Fatalf("job: %+v", j)
 			}
 			rep, err := ver.Verify(ctx, video)
@@ -258,8 +259,11 @@ func TestAwkwardInputs(t *testing.T) {
 					t.Errorf("%s: decoded %.3fs of a %.3fs source", rr.Name, rr.DecodedDuration, d)
 				}
 			}
-			st, _ := h.client.Status(ctx, video)
-			for _, r := range st.Renditions {
+			st, err := h.client.Status(ctx, video)
+			if err != nil || st.Current == nil {
+				t.Fatalf("status: %+v %v", st, err)
+			}
+			for _, r := range st.Current.Renditions {
 				if r.Width%2 != 0 || r.Height%2 != 0 {
 					t.Errorf("rendition %s is %dx%d: odd", r.Name, r.Width, r.Height)
 				}

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hlsvault/hlsvault/internal/catalog"
 	"github.com/hlsvault/hlsvault/internal/keys"
 	"github.com/hlsvault/hlsvault/internal/playlist"
 	"github.com/hlsvault/hlsvault/internal/segcrypt"
@@ -20,6 +19,7 @@ import (
 	"github.com/hlsvault/hlsvault/internal/testenv"
 	"github.com/hlsvault/hlsvault/internal/testenv/decoder"
 	"github.com/hlsvault/hlsvault/internal/verify"
+	"github.com/hlsvault/hlsvault/jobs"
 )
 
 // TestKeyPeriods transcodes a 6 s title with KEY_PERIOD=2s (1 s segments):
@@ -38,12 +38,12 @@ func TestKeyPeriods(t *testing.T) {
 	src := testenv.MakeSource(t, t.TempDir(), testenv.Source{Width: 320, Height: 240, Seconds: 6, Audio: true})
 	h.upload("uploads/p.mp4", src)
 	video := testenv.Name("periods")
-	res, err := h.client.EnqueueTranscode(ctx, video, "uploads/p.mp4", false)
+	res, err := h.client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: video, Source: "uploads/p.mp4"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.startWorker()
-	if j := h.waitJob(res.TaskID); j.State != catalog.Published {
+	if j := h.waitJob(res.TaskID); j.State != jobs.Published {
 		t.Fatalf("job: %+v", j)
 	}
 	cur, err := h.db.CurrentVersion(ctx, video)

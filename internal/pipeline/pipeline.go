@@ -16,6 +16,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -175,7 +176,9 @@ func (p *Pipeline) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if errors.Is(err, catalog.ErrNotFound) {
 		// Enqueued without the jobs client (e.g. straight through asynq):
 		// record the job now.
-		if _, _, err = p.db.UpsertJob(ctx, payload.VideoID, payload.Source, taskID); err == nil {
+		req := catalog.JobRequest{Metadata: payload.Metadata, Options: catalog.JobOptions{
+			Ladder: payload.Ladder, Preset: payload.Preset, Priority: string(payload.Priority)}}
+		if _, _, err = p.db.UpsertJobWith(ctx, payload.VideoID, payload.Source, taskID, req); err == nil {
 			att, err = p.db.StartAttempt(ctx, taskID)
 		}
 	}
@@ -314,11 +317,19 @@ func (p *Pipeline) runIn(ctx context.Context, log *slog.Logger, dir string, att 
 	if err := p.detectScan(ctx, log, src, probe); err != nil {
 		return false, err
 	}
-	plan, err := transcode.PlanLadder(probe, p.cfg.Ladder, p.cfg.Segment)
+	// The job's own ladder and preset (jobs.TranscodeRequest) override the
+	// worker's.
+	ladder, preset := p.cfg.Ladder, cmp.Or(payload.Preset, p.cfg.Preset)
+	if payload.Ladder != "" {
+		if ladder, err = transcode.ParseLadder(payload.Ladder); err != nil {
+			return false, badInput(err)
+		}
+	}
+	plan, err := transcode.PlanLadder(probe, ladder, p.cfg.Segment)
 	if err != nil {
 		return false, badInput(err)
 	}
-	log.Info("planned ladder", "duration_seconds", probe.Duration.Seconds(), "renditions", len(plan.Renditions), "audio", plan.HasAudio,
+	log.Info("planned ladder", "preset", preset, "duration_seconds", probe.Duration.Seconds(), "renditions", len(plan.Renditions), "audio", plan.HasAudio,
 		"deinterlace", plan.Deinterlace, "tonemap", plan.ToneMap != nil, "fps", plan.FrameRate.String())
 
 	timeout := p.cfg.TimeoutBase + time.Duration(p.cfg.TimeoutFactor*float64(probe.Duration))
@@ -333,7 +344,7 @@ func (p *Pipeline) runIn(ctx context.Context, log *slog.Logger, dir string, att 
 	if err := os.Mkdir(out, 0o700); err != nil {
 		return false, fmt.Errorf("pipeline: %w", err)
 	}
-	res, err := p.transcodeAndUpload(ctx, log, att, plan, src, probe.Size, out, v)
+	res, err := p.transcodeAndUpload(ctx, log, att, plan, preset, src, probe.Size, out, v)
 	if err != nil {
 		return false, err
 	}

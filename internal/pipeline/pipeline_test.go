@@ -71,7 +71,10 @@ func newHarness(t *testing.T, store storage.Store, opts ...func(*Config)) *harne
 	}
 	redis := fixtures.Redis(t)
 	queues := jobs.QueueNames(testenv.Name("q"))
-	client := jobs.NewClient(redis, db, jobs.ClientConfig{Queue: queues.Transcode, Timeout: 5 * time.Minute, MaxRetry: 2})
+	client, err := jobs.New(db.Pool(), redis, jobs.ClientConfig{Queues: queues, Timeout: 5 * time.Minute, MaxRetry: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { client.Close() })
 	return &harness{t: t, store: store, db: db, dbURL: dbURL, keyring: keyring, pipe: pipe, client: client, queues: queues, redis: redis, logs: logs, log: log}
 }
@@ -97,7 +100,7 @@ func (h *harness) upload(name, path string) {
 }
 
 // waitJob waits until the job ends and returns it.
-func (h *harness) waitJob(taskID string) catalog.Job {
+func (h *harness) waitJob(taskID string) jobs.Job {
 	h.t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
@@ -105,13 +108,13 @@ func (h *harness) waitJob(taskID string) catalog.Job {
 		if err != nil {
 			h.t.Fatal(err)
 		}
-		if j.State == catalog.Published || j.State == catalog.Failed {
+		if j.State == jobs.Published || j.State == jobs.Failed {
 			return j
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	h.t.Fatalf("job %s did not finish", taskID)
-	return catalog.Job{}
+	return jobs.Job{}
 }
 
 func (h *harness) objects(prefix string) map[string][]byte {
@@ -143,21 +146,22 @@ func TestEndToEnd(t *testing.T) {
 			h.upload("uploads/a.mp4", src)
 			video := testenv.Name("vid")
 
-			res, err := h.client.EnqueueTranscode(ctx, video, "uploads/a.mp4", false)
+			res, err := h.client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: video, Source: "uploads/a.mp4"})
 			if err != nil || res.Outcome != jobs.Enqueued {
 				t.Fatalf("enqueue: %+v %v", res, err)
 			}
-			again, err := h.client.EnqueueTranscode(ctx, video, "uploads/a.mp4", false)
+			again, err := h.client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: video, Source: "uploads/a.mp4"})
 			if err != nil || again.Outcome != jobs.AlreadyQueued {
 				t.Fatalf("second enqueue while queued: %+v %v", again, err)
 			}
 			h.startWorker()
 			j := h.waitJob(res.TaskID)
-			if j.State != catalog.Published || j.Version != 1 {
+			if j.State != jobs.Published || j.Version != 1 {
 				t.Fatalf("job: %+v", j)
 			}
 			st, err := h.client.Status(ctx, video)
-			if err != nil || st.State != catalog.Published || st.Master != "hls/"+video+"/v1/master.m3u8" || len(st.Renditions) != 2 || st.Progress != 100 {
+			if err != nil || st.State != jobs.Published || st.Current == nil || st.Current.Number != 1 || st.Current.Master != "hls/"+video+"/v1/master.m3u8" ||
+				len(st.Current.Renditions) != 2 || st.Job.Progress != 100 || st.Job.FinishedAt == nil || st.Job.StartedAt == nil || st.Job.Duration() <= 0 {
 				t.Fatalf("status: %+v %v", st, err)
 			}
 			ver := &verify.Verifier{Store: h.store, DB: h.db, Keyring: h.keyring, Exec: decoder.Exec(t)}
@@ -191,16 +195,16 @@ func TestEndToEnd(t *testing.T) {
 
 			// The same source again is a no-op; a new source is a new version,
 			// and the old one stays in storage.
-			same, err := h.client.EnqueueTranscode(ctx, video, "uploads/a.mp4", false)
+			same, err := h.client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: video, Source: "uploads/a.mp4"})
 			if err != nil || same.Outcome != jobs.AlreadyPublished {
 				t.Fatalf("enqueue of a published source: %+v %v", same, err)
 			}
 			h.upload("uploads/b.mp4", src)
-			res2, err := h.client.EnqueueTranscode(ctx, video, "uploads/b.mp4", false)
+			res2, err := h.client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: video, Source: "uploads/b.mp4"})
 			if err != nil || res2.Outcome != jobs.Enqueued {
 				t.Fatalf("enqueue of a new source: %+v %v", res2, err)
 			}
-			if j := h.waitJob(res2.TaskID); j.State != catalog.Published || j.Version != 2 {
+			if j := h.waitJob(res2.TaskID); j.State != jobs.Published || j.Version != 2 {
 				t.Fatalf("second job: %+v", j)
 			}
 			if _, err := h.store.Stat(ctx, "hls/"+video+"/v1/master.m3u8"); err != nil {
@@ -244,12 +248,12 @@ func TestBadInputFailsWithoutOutput(t *testing.T) {
 		{"uploads/missing.mp4", "bad input: source object \"uploads/missing.mp4\" not found in storage (3 attempts)", DefaultSourceAttempts},
 	} {
 		video := testenv.Name("bad")
-		res, err := h.client.EnqueueTranscode(ctx, video, tc.source, false)
+		res, err := h.client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: video, Source: tc.source})
 		if err != nil {
 			t.Fatal(err)
 		}
 		j := h.waitJob(res.TaskID)
-		if j.State != catalog.Failed || !strings.Contains(j.Error, tc.reason) || j.Attempts != tc.attempts {
+		if j.State != jobs.Failed || !strings.Contains(j.Error, tc.reason) || j.Attempts != tc.attempts {
 			t.Errorf("%s: job %+v, want failed after %d attempts with %q", tc.source, j, tc.attempts, tc.reason)
 		}
 		if objs := h.objects("hls/" + video + "/"); len(objs) != 0 {
@@ -259,7 +263,7 @@ func TestBadInputFailsWithoutOutput(t *testing.T) {
 			t.Errorf("%s: a version was published: %v", tc.source, err)
 		}
 	}
-	if _, err := h.client.EnqueueTranscode(ctx, "../etc", "uploads/x.mp4", false); !errors.Is(err, jobs.ErrInvalidPayload) {
+	if _, err := h.client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: "../etc", Source: "uploads/x.mp4"}); !errors.Is(err, jobs.ErrInvalidPayload) {
 		t.Errorf("bad video id: %v", err)
 	}
 }
@@ -276,7 +280,7 @@ func TestMissingSourceAppearsLater(t *testing.T) {
 	ctx := context.Background()
 	h.startWorker()
 	video := testenv.Name("late")
-	res, err := h.client.EnqueueTranscode(ctx, video, "uploads/late.mp4", false)
+	res, err := h.client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: video, Source: "uploads/late.mp4"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,19 +291,19 @@ func TestMissingSourceAppearsLater(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if j.Attempts == 1 && j.State == catalog.Queued && strings.Contains(j.Error, "not found") {
+		if j.Attempts == 1 && j.State == jobs.Queued && strings.Contains(j.Error, "not found") {
 			if !strings.Contains(j.Error, "attempt 1 of 3 before it fails as bad input") || strings.Contains(j.Error, "bad input:") {
 				t.Fatalf("first attempt's error: %q", j.Error)
 			}
 			break
 		}
-		if j.State == catalog.Failed || time.Now().After(deadline) {
+		if j.State == jobs.Failed || time.Now().After(deadline) {
 			t.Fatalf("after the first attempt: %+v", j)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	h.upload("uploads/late.mp4", testenv.MakeSource(t, t.TempDir(), testenv.Source{Width: 320, Height: 240, Seconds: 2, Audio: true}))
-	if j := h.waitJob(res.TaskID); j.State != catalog.Published || j.Attempts != 2 {
+	if j := h.waitJob(res.TaskID); j.State != jobs.Published || j.Attempts != 2 {
 		t.Fatalf("job: %+v, want published on the second attempt", j)
 	}
 }
@@ -328,11 +332,11 @@ func TestGoldenPlaylists(t *testing.T) {
 	src := testenv.MakeSource(t, t.TempDir(), testenv.Source{Width: 320, Height: 240, Seconds: 3, Audio: true, FPS: 25})
 	h.upload("uploads/golden.mp4", src)
 	h.startWorker()
-	res, err := h.client.EnqueueTranscode(context.Background(), "golden", "uploads/golden.mp4", false)
+	res, err := h.client.EnqueueTranscode(context.Background(), jobs.TranscodeRequest{VideoID: "golden", Source: "uploads/golden.mp4"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if j := h.waitJob(res.TaskID); j.State != catalog.Published {
+	if j := h.waitJob(res.TaskID); j.State != jobs.Published {
 		t.Fatalf("job: %+v", j)
 	}
 	for _, name := range []string{"master.m3u8", "240p/index.m3u8", "144p/index.m3u8"} {
@@ -466,14 +470,14 @@ func TestSecretsStayInMemory(t *testing.T) {
 		}
 	}()
 	h.startWorker()
-	res, err := h.client.EnqueueTranscode(context.Background(), "secret", "uploads/secret.mp4", false)
+	res, err := h.client.EnqueueTranscode(context.Background(), jobs.TranscodeRequest{VideoID: "secret", Source: "uploads/secret.mp4"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	j := h.waitJob(res.TaskID)
 	close(stop)
 	got := <-scanned
-	if j.State != catalog.Published {
+	if j.State != jobs.Published {
 		t.Fatalf("job: %+v", j)
 	}
 	if got[0] == 0 {

@@ -13,6 +13,7 @@ import (
 	"github.com/hlsvault/hlsvault/internal/catalog"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/testenv"
+	"github.com/hlsvault/hlsvault/jobs"
 )
 
 // TestJobStages runs real jobs and records, at each stage change, the
@@ -66,14 +67,14 @@ func TestJobStages(t *testing.T) {
 
 	for _, tc := range []struct {
 		source string
-		state  catalog.JobState
+		state  jobs.State
 		want   []string
 	}{
-		{"uploads/stages.mp4", catalog.Published, []string{"download", "probe", "encode", "upload", "publish"}},
-		{"uploads/notes.txt", catalog.Failed, []string{"download", "probe"}},
+		{"uploads/stages.mp4", jobs.Published, []string{"download", "probe", "encode", "upload", "publish"}},
+		{"uploads/notes.txt", jobs.Failed, []string{"download", "probe"}},
 	} {
 		video := testenv.Name("stages")
-		res, err := h.client.EnqueueTranscode(ctx, video, tc.source, false)
+		res, err := h.client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: video, Source: tc.source})
 		if err != nil {
 			t.Fatal(err)
 		}

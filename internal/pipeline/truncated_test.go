@@ -15,6 +15,7 @@ import (
 	"github.com/hlsvault/hlsvault/internal/testenv"
 	"github.com/hlsvault/hlsvault/internal/testenv/decoder"
 	"github.com/hlsvault/hlsvault/internal/verify"
+	"github.com/hlsvault/hlsvault/jobs"
 )
 
 // TestTruncatedSources is issue 9's first finding: a fast-start MP4 cut
@@ -69,11 +70,11 @@ func TestTruncatedSources(t *testing.T) {
 	}
 
 	h.startWorker()
-	enqueue := func(t *testing.T, path string) (string, catalog.Job) {
+	enqueue := func(t *testing.T, path string) (string, jobs.Job) {
 		t.Helper()
 		video := testenv.Name("trunc")
 		h.upload("uploads/"+video+".mp4", path)
-		res, err := h.client.EnqueueTranscode(ctx, video, "uploads/"+video+".mp4", false)
+		res, err := h.client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: video, Source: "uploads/" + video + ".mp4"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -88,7 +89,7 @@ func TestTruncatedSources(t *testing.T) {
 	for _, tc := range refused {
 		t.Run(tc.name, func(t *testing.T) {
 			video, j := enqueue(t, tc.path)
-			if j.State != catalog.Failed || j.Attempts != 1 || !strings.Contains(j.Error, tc.reason) || !strings.Contains(j.Error, "upload it again") {
+			if j.State != jobs.Failed || j.Attempts != 1 || !strings.Contains(j.Error, tc.reason) || !strings.Contains(j.Error, "upload it again") {
 				t.Errorf("job %+v: want failed after one attempt with %q in the reason", j, tc.reason)
 			}
 			if objs := h.objects("hls/" + video + "/"); len(objs) != 0 {
@@ -107,7 +108,7 @@ func TestTruncatedSources(t *testing.T) {
 	for _, tc := range published {
 		t.Run(tc.name, func(t *testing.T) {
 			video, j := enqueue(t, tc.path)
-			if j.State != catalog.Published {
+			if j.State != jobs.Published {
 				t.Fatalf("job: %+v", j)
 			}
 			rep, err := ver.Verify(ctx, video)

@@ -46,8 +46,8 @@ type segmentJob struct {
 // transcodeAndUpload runs ffmpeg and, while it runs, uploads every segment
 // it finishes. It returns once ffmpeg has exited and every segment is stored.
 func (p *Pipeline) transcodeAndUpload(ctx context.Context, log *slog.Logger, att catalog.Attempt,
-	plan transcode.Plan, src string, srcSize int64, out string, v *packager.Version) (*uploadResult, error) {
-	args, err := transcode.Args(plan, src, out, transcode.ArgsOptions{Preset: p.cfg.Preset})
+	plan transcode.Plan, preset, src string, srcSize int64, out string, v *packager.Version) (*uploadResult, error) {
+	args, err := transcode.Args(plan, src, out, transcode.ArgsOptions{Preset: preset})
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}

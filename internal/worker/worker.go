@@ -33,7 +33,8 @@ type Config struct {
 	// Concurrency is how many tasks run at once (default 1: ffmpeg uses
 	// every core).
 	Concurrency int
-	// Queues are served strictly by priority: Transcode first, always.
+	// Queues are served strictly by priority: TranscodeHigh, Transcode,
+	// TranscodeLow, then Background.
 	Queues jobs.Queues
 	// ShutdownTimeout bounds how long Shutdown waits for running tasks to
 	// stop and clean up (default 20 s).
@@ -64,10 +65,10 @@ func (c Config) validate() error {
 	switch {
 	case c.Concurrency < 0:
 		return fmt.Errorf("worker: concurrency %d is negative", c.Concurrency)
-	case c.Queues.Transcode == "" || c.Queues.Background == "":
-		return errors.New("worker: both queue names are required")
-	case c.Queues.Transcode == c.Queues.Background:
-		return errors.New("worker: the transcode and background queues must differ")
+	case c.Queues.TranscodeHigh == "" || c.Queues.Transcode == "" || c.Queues.TranscodeLow == "" || c.Queues.Background == "":
+		return errors.New("worker: every queue name is required (jobs.QueueNames)")
+	case len(map[string]bool{c.Queues.TranscodeHigh: true, c.Queues.Transcode: true, c.Queues.TranscodeLow: true, c.Queues.Background: true}) != 4:
+		return errors.New("worker: the transcode (high, normal, low) and background queues must differ")
 	case c.ShutdownTimeout < 0:
 		return fmt.Errorf("worker: shutdown timeout %v is negative", c.ShutdownTimeout)
 	case c.TaskCheckInterval < 0:
@@ -129,8 +130,8 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.srv = asynq.NewServer(s.redis, asynq.Config{
 		Concurrency:    s.cfg.Concurrency,
-		Queues:         map[string]int{s.cfg.Queues.Transcode: 10, s.cfg.Queues.Background: 1},
-		StrictPriority: true, // fresh uploads first, always
+		Queues:         Priorities(s.cfg.Queues),
+		StrictPriority: true, // fresh uploads first, by priority, always
 		BaseContext:    func() context.Context { return jobs },
 		IsFailure:      func(err error) bool { return !interrupted(err) },
 		RetryDelayFunc: func(n int, err error, _ *asynq.Task) time.Duration {
@@ -244,6 +245,12 @@ func (s *Server) track(next asynq.Handler) asynq.Handler {
 		}
 		return next.ProcessTask(ctx, t)
 	})
+}
+
+// Priorities are asynq's queue priorities, served strictly: high, normal
+// and low transcodes, then the background.
+func Priorities(q jobs.Queues) map[string]int {
+	return map[string]int{q.TranscodeHigh: 30, q.Transcode: 20, q.TranscodeLow: 10, q.Background: 1}
 }
 
 // RetryDelay is the backoff before retry n (0-based): 10 s doubling, at most

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -331,5 +333,42 @@ func TestTaskArrivingWhileDrainingIsPutBack(t *testing.T) {
 	err = srv.mux.ProcessTask(context.Background(), asynq.NewTask(jobs.TypeTranscode, nil))
 	if !errors.Is(err, errDraining) || ran.Load() || srv.Running() != 0 {
 		t.Fatalf("err %v, ran %v, running %d; want put back unrun", err, ran.Load(), srv.Running())
+	}
+}
+
+// TestStrictPriority: with tasks waiting in every queue, one worker serves
+// high, then normal, then low transcodes, then the background, whatever
+// the order they were enqueued in.
+func TestStrictPriority(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	q := b.queues
+	order := []string{q.Background, q.TranscodeLow, q.Transcode, q.TranscodeHigh, q.Background, q.TranscodeLow, q.Transcode, q.TranscodeHigh}
+	for _, queue := range order {
+		if _, err := b.client.Enqueue(asynq.NewTask(jobs.TypeTranscode, []byte(queue)), asynq.Queue(queue)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var (
+		mu  sync.Mutex
+		got []string
+	)
+	srv, err := New(Config{Queues: q, Concurrency: 1}, b.redis, b.log, Handlers{
+		jobs.TypeTranscode: asynq.HandlerFunc(func(_ context.Context, task *asynq.Task) error {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, string(task.Payload()))
+			return nil
+		}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, srv)
+	waitFor(t, "every task", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == len(order) })
+	stop()
+	want := []string{q.TranscodeHigh, q.TranscodeHigh, q.Transcode, q.Transcode, q.TranscodeLow, q.TranscodeLow, q.Background, q.Background}
+	if !slices.Equal(got, want) {
+		t.Fatalf("served %v\nwant     %v", got, want)
 	}
 }

@@ -330,7 +330,10 @@ func ratio(ctx context.Context, c cfg, progress func(string, ...any)) (enc, tc [
 		return nil, nil, err
 	}
 	defer srv.Shutdown()
-	client := jobs.NewClient(redisOpt, db, jobs.ClientConfig{Queue: queues.Transcode})
+	client, err := jobs.New(db.Pool(), redisOpt, jobs.ClientConfig{Queues: queues})
+	if err != nil {
+		return nil, nil, err
+	}
 	defer client.Close()
 	f, err := os.Open(c.source)
 	if err != nil {
@@ -345,7 +348,7 @@ func ratio(ctx context.Context, c cfg, progress func(string, ...any)) (enc, tc [
 	for i := range c.transcodeRuns {
 		video := randID("bfbench-tc-")
 		start := time.Now()
-		r, err := client.EnqueueTranscode(ctx, video, "uploads/bench.mp4", false)
+		r, err := client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: video, Source: "uploads/bench.mp4"})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -354,10 +357,10 @@ func ratio(ctx context.Context, c cfg, progress func(string, ...any)) (enc, tc [
 			if err != nil {
 				return nil, nil, err
 			}
-			if j.State == catalog.Published {
+			if j.State == jobs.Published {
 				break
 			}
-			if j.State == catalog.Failed {
+			if j.State == jobs.Failed {
 				return nil, nil, fmt.Errorf("re-transcode failed: %s", j.Error)
 			}
 			select {
