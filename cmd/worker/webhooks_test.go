@@ -91,10 +91,11 @@ func TestWorkerWebhooks(t *testing.T) {
 	type delivery struct {
 		Type string `json:"type"`
 		Data struct {
-			VideoID string `json:"video_id"`
-			TaskID  string `json:"task_id"`
-			Version int    `json:"version"`
-			Master  string `json:"master"`
+			VideoID  string          `json:"video_id"`
+			TaskID   string          `json:"task_id"`
+			Version  int             `json:"version"`
+			Master   string          `json:"master"`
+			Metadata json.RawMessage `json:"metadata"`
 		} `json:"data"`
 	}
 	published := make(chan delivery, 10)
@@ -135,13 +136,19 @@ func TestWorkerWebhooks(t *testing.T) {
 	}()
 
 	src := testenv.MakeSource(t, t.TempDir(), testenv.Source{Width: 320, Height: 240, Seconds: 1, Audio: true})
-	if out, err := runEnqueue(t, env, "transcode", "--video", "hook-1", "--source", src, "--wait"); err != nil {
+	if out, err := runEnqueue(t, env, "transcode", "--video", "hook-1", "--source", src, "--wait",
+		"--metadata", `{"upload_id":"u-9","user":7}`); err != nil {
 		t.Fatalf("enqueue --wait: %v\n%s\nworker log:\n%s", err, out, stderr.String())
 	}
 	select {
 	case d := <-published:
 		if d.Data.VideoID != "hook-1" || d.Data.Version != 1 || d.Data.Master != "hls/hook-1/v1/master.m3u8" || d.Data.TaskID == "" {
 			t.Errorf("video.published: %+v", d)
+		}
+		// The caller's metadata, given at enqueue, comes back in the event.
+		var md map[string]any
+		if err := json.Unmarshal(d.Data.Metadata, &md); err != nil || md["upload_id"] != "u-9" || md["user"] != float64(7) {
+			t.Errorf("video.published metadata %s (%v), want the enqueued object", d.Data.Metadata, err)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatalf("no video.published webhook\nworker log:\n%s", stderr.String())
