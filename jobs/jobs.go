@@ -105,6 +105,7 @@ type Client struct {
 	asynq     *asynq.Client
 	inspector *asynq.Inspector
 	db        *catalog.DB
+	redis     asynq.RedisConnOpt // Delete's deletion notices (control.go)
 }
 
 // NewClient builds a Client on a Redis connection and the catalog. Close it
@@ -119,7 +120,7 @@ func NewClient(redis asynq.RedisConnOpt, db *catalog.DB, cfg ClientConfig) *Clie
 	if cfg.MaxRetry <= 0 {
 		cfg.MaxRetry = 5
 	}
-	return &Client{cfg: cfg, asynq: asynq.NewClient(redis), inspector: asynq.NewInspector(redis), db: db}
+	return &Client{cfg: cfg, asynq: asynq.NewClient(redis), inspector: asynq.NewInspector(redis), db: db, redis: redis}
 }
 
 // Close releases the Redis connections.
@@ -162,6 +163,9 @@ func (r EnqueueResult) Message() string {
 func (c *Client) EnqueueTranscode(ctx context.Context, videoID, source string, force bool) (EnqueueResult, error) {
 	p := TranscodePayload{VideoID: videoID, Source: source}
 	if err := p.Validate(); err != nil {
+		return EnqueueResult{}, err
+	}
+	if err := c.refuseDeleted(ctx, videoID); err != nil {
 		return EnqueueResult{}, err
 	}
 	taskID := TaskID(videoID, source)

@@ -170,6 +170,13 @@ func (p *Pipeline) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		log.Info("job already published; duplicate delivery ignored", "version", att.Job.Version)
 		return nil
 	}
+	if errors.Is(err, catalog.ErrCancelled) || errors.Is(err, catalog.ErrVideoDeleted) {
+		// Archived, never retried: the job was cancelled (or its video
+		// deleted) before this delivery started.
+		p.metrics.jobs.WithLabelValues("cancelled").Inc()
+		log.Info("job cancelled; nothing to do", "err", err)
+		return fmt.Errorf("pipeline: %s: %w: %w", taskID, err, asynq.SkipRetry)
+	}
 	if err != nil {
 		return err
 	}
@@ -180,6 +187,17 @@ func (p *Pipeline) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	elapsed := time.Since(start)
 	p.metrics.jobDuration.Observe(elapsed.Seconds())
 	bg := context.WithoutCancel(ctx)
+	cancelled := false
+	if err != nil {
+		// However the attempt ended (its context cancelled by
+		// inspector.CancelProcessing, ffmpeg killed, Publish refused), a job
+		// cancelled in the catalog is not a failure and not requeued.
+		state, serr := p.db.JobState(bg, att.Job.ID)
+		if serr != nil {
+			log.Error("read job state", "err", serr)
+		}
+		cancelled = state == catalog.Cancelled || errors.Is(err, catalog.ErrCancelled) || errors.Is(err, catalog.ErrVideoDeleted)
+	}
 	switch {
 	case err == nil:
 		outcome := "published"
@@ -189,6 +207,15 @@ func (p *Pipeline) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		p.metrics.jobs.WithLabelValues(outcome).Inc()
 		log.Info("job done", "outcome", outcome, "seconds", elapsed.Seconds())
 		return nil
+	case cancelled:
+		// Every write of the attempt has stopped: garbage collection may now
+		// purge its version.
+		p.metrics.jobs.WithLabelValues("cancelled").Inc()
+		log.Info("job cancelled; nothing published", "seconds", elapsed.Seconds(), "err", err)
+		if ferr := p.db.FinishCancelled(bg, att.Job.ID); ferr != nil {
+			log.Error("record the end of a cancelled attempt", "err", ferr)
+		}
+		return fmt.Errorf("pipeline: %s cancelled: %w", taskID, asynq.SkipRetry)
 	case errors.Is(err, context.Canceled):
 		// Shutdown or cancellation: the task goes back to the queue; the
 		// job is queued again, not failed.
