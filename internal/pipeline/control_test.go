@@ -351,4 +351,3 @@ func inspector(h *harness) *asynq.Inspector {
 	h.t.Cleanup(func() { i.Close() })
 	return i
 }
-
