@@ -22,9 +22,9 @@ import (
 	"github.com/hlsvault/hlsvault/jobs"
 )
 
-// until polls cond (a database or queue state, which has no event to wait
+// ctlUntil polls cond (a database or queue state, which has no event to wait
 // on) until it holds, failing the test after limit.
-func (h *harness) until(what string, limit time.Duration, cond func() bool) {
+func (h *harness) ctlUntil(what string, limit time.Duration, cond func() bool) {
 	h.t.Helper()
 	deadline := time.Now().Add(limit)
 	for !cond() {
@@ -35,9 +35,9 @@ func (h *harness) until(what string, limit time.Duration, cond func() bool) {
 	}
 }
 
-// finishedAt returns a check of whether a job's finished_at is set, on a
+// ctlFinished returns a check of whether a job's finished_at is set, on a
 // connection of its own to the harness's catalog.
-func finishedAt(h *harness) func(taskID string) bool {
+func ctlFinished(h *harness) func(taskID string) bool {
 	h.t.Helper()
 	conn, err := pgx.Connect(context.Background(), h.dbURL)
 	if err != nil {
@@ -54,10 +54,10 @@ func finishedAt(h *harness) func(taskID string) bool {
 	}
 }
 
-// publishOther enqueues a short, different video and waits until it is
+// ctlPublishOther enqueues a short, different video and waits until it is
 // published: the worker (one task at a time) has moved on past whatever
 // was before it.
-func (h *harness) publishOther(src string) {
+func (h *harness) ctlPublishOther(src string) {
 	h.t.Helper()
 	video := testenv.Name("other")
 	h.upload("uploads/"+video+".mp4", src)
@@ -71,7 +71,7 @@ func (h *harness) publishOther(src string) {
 }
 
 func TestCancelQueuedJob(t *testing.T) {
-	h := newHarness(t, mustFS(t))
+	h := newHarness(t, ctlFS(t))
 	ctx := context.Background()
 	src := testenv.MakeSource(t, t.TempDir(), testenv.Source{Width: 320, Height: 240, Seconds: 2})
 	video := testenv.Name("cq")
@@ -91,7 +91,7 @@ func TestCancelQueuedJob(t *testing.T) {
 	if !strings.Contains(c.Message(), "cancelled job "+res.TaskID+" (was queued); nothing will be published") {
 		t.Errorf("message: %s", c.Message())
 	}
-	if _, err := inspector(h).GetTaskInfo(h.queues.Transcode, res.TaskID); !errors.Is(err, asynq.ErrTaskNotFound) {
+	if _, err := ctlInspector(h).GetTaskInfo(h.queues.Transcode, res.TaskID); !errors.Is(err, asynq.ErrTaskNotFound) {
 		t.Fatalf("task after cancel: %v, want removed", err)
 	}
 	again, err := h.client.Cancel(ctx, video)
@@ -102,7 +102,7 @@ func TestCancelQueuedJob(t *testing.T) {
 	// It never runs: the worker publishes a later video and has made
 	// nothing of this one.
 	h.startWorker()
-	h.publishOther(src)
+	h.ctlPublishOther(src)
 	if n, _ := h.db.VersionStates(ctx, video); len(n) != 0 {
 		t.Fatalf("versions of the cancelled video: %v", n)
 	}
@@ -127,7 +127,7 @@ func TestCancelQueuedJob(t *testing.T) {
 // handler stops promptly, nothing is published, the task is archived (not
 // retried), and no version appears later; enqueued again, it publishes.
 func TestCancelRunningJob(t *testing.T) {
-	h := newHarness(t, mustFS(t))
+	h := newHarness(t, ctlFS(t))
 	ctx := context.Background()
 	dir := t.TempDir()
 	long := testenv.MakeSource(t, dir, testenv.Source{Width: 320, Height: 240, Seconds: 120, FPS: 15})
@@ -140,11 +140,11 @@ func TestCancelRunningJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Encoding: ffmpeg has reported progress.
-	h.until("the job to be encoding", 2*time.Minute, func() bool {
+	h.ctlUntil("the job to be encoding", 2*time.Minute, func() bool {
 		j, err := h.client.Job(ctx, res.TaskID)
 		return err == nil && j.State == catalog.Processing && j.Progress > 0
 	})
-	finished := finishedAt(h)
+	finished := ctlFinished(h)
 	cancelled := time.Now()
 	c, err := h.client.Cancel(ctx, video)
 	if err != nil || len(c.Jobs) != 1 || c.Jobs[0].Was != "processing" || c.Jobs[0].Task != jobs.TaskStopped {
@@ -155,19 +155,19 @@ func TestCancelRunningJob(t *testing.T) {
 	}
 	// The handler records the end once ffmpeg is gone and its directory
 	// removed.
-	h.until("the cancelled attempt to end", 30*time.Second, func() bool { return finished(res.TaskID) })
+	h.ctlUntil("the cancelled attempt to end", 30*time.Second, func() bool { return finished(res.TaskID) })
 	t.Logf("attempt ended %v after the cancel", time.Since(cancelled))
 	if ents, _ := os.ReadDir(h.pipe.cfg.TempDir); len(ents) != 0 {
 		t.Errorf("job directory left behind: %v", ents)
 	}
-	info, err := inspector(h).GetTaskInfo(h.queues.Transcode, res.TaskID)
+	info, err := ctlInspector(h).GetTaskInfo(h.queues.Transcode, res.TaskID)
 	if err != nil || info.State != asynq.TaskStateArchived {
 		t.Fatalf("task: %+v %v, want archived", info, err)
 	}
 
 	// Nothing is redone: a later video is published, and this one still
 	// has only its attempt's pending debris and no current version.
-	h.publishOther(short)
+	h.ctlPublishOther(short)
 	if n, _ := h.db.VersionStates(ctx, video); n["pending"] != 1 || len(n) != 1 {
 		t.Fatalf("versions: %v, want the cancelled attempt's pending version only", n)
 	}
@@ -188,7 +188,7 @@ func TestCancelRunningJob(t *testing.T) {
 	if err != nil || res2.Outcome != jobs.Enqueued {
 		t.Fatalf("enqueue after cancel: %+v %v", res2, err)
 	}
-	info, err = inspector(h).GetTaskInfo(h.queues.Transcode, res2.TaskID)
+	info, err = ctlInspector(h).GetTaskInfo(h.queues.Transcode, res2.TaskID)
 	if err != nil || (info.State != asynq.TaskStatePending && info.State != asynq.TaskStateActive) {
 		t.Fatalf("task after re-enqueue: %+v %v", info, err)
 	}
@@ -201,7 +201,7 @@ func TestCancelRunningJob(t *testing.T) {
 // every key is gone at once, gateways are told, a GC pass removes every
 // object, and the id cannot be used again.
 func TestDeletePublishedVideo(t *testing.T) {
-	h := newHarness(t, mustFS(t), func(c *Config) { c.KeyPeriod = time.Second })
+	h := newHarness(t, ctlFS(t), func(c *Config) { c.KeyPeriod = time.Second })
 	ctx := context.Background()
 	src := testenv.MakeSource(t, t.TempDir(), testenv.Source{Width: 320, Height: 240, Seconds: 2})
 	video := testenv.Name("dl")
@@ -300,7 +300,7 @@ func TestDeletePublishedVideo(t *testing.T) {
 // attempt stops, and GC removes its objects once it has (never before,
 // so that no object lands after the purge).
 func TestDeleteDuringAttempt(t *testing.T) {
-	h := newHarness(t, mustFS(t))
+	h := newHarness(t, ctlFS(t))
 	ctx := context.Background()
 	long := testenv.MakeSource(t, t.TempDir(), testenv.Source{Width: 320, Height: 240, Seconds: 120, FPS: 15})
 	video := testenv.Name("dr")
@@ -310,8 +310,8 @@ func TestDeleteDuringAttempt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.until("a segment to be stored", 2*time.Minute, func() bool { return len(h.objects("hls/"+video+"/")) > 0 })
-	finished := finishedAt(h)
+	h.ctlUntil("a segment to be stored", 2*time.Minute, func() bool { return len(h.objects("hls/"+video+"/")) > 0 })
+	finished := ctlFinished(h)
 	d, err := h.client.Delete(ctx, video)
 	if err != nil || len(d.Jobs) != 1 || d.Jobs[0].Was != "processing" || d.Jobs[0].Task != jobs.TaskStopped {
 		t.Fatalf("delete: %+v %v", d, err)
@@ -327,7 +327,7 @@ func TestDeleteDuringAttempt(t *testing.T) {
 			t.Fatalf("gc while the attempt runs: %+v %v", gres, err)
 		}
 	}
-	h.until("the attempt to end", 30*time.Second, func() bool { return finished(res.TaskID) })
+	h.ctlUntil("the attempt to end", 30*time.Second, func() bool { return finished(res.TaskID) })
 	gres, err := collector.RunOnce(ctx)
 	if err != nil || gres.Versions != 1 {
 		t.Fatalf("gc: %+v %v", gres, err)
@@ -337,7 +337,7 @@ func TestDeleteDuringAttempt(t *testing.T) {
 	}
 }
 
-func mustFS(t *testing.T) storage.Store {
+func ctlFS(t *testing.T) storage.Store {
 	t.Helper()
 	fs, err := storage.NewFS(t.TempDir())
 	if err != nil {
@@ -346,7 +346,7 @@ func mustFS(t *testing.T) storage.Store {
 	return fs
 }
 
-func inspector(h *harness) *asynq.Inspector {
+func ctlInspector(h *harness) *asynq.Inspector {
 	i := asynq.NewInspector(h.redis)
 	h.t.Cleanup(func() { i.Close() })
 	return i
