@@ -8,8 +8,8 @@ import (
 	"time"
 )
 
-// finishedAt reads jobs.finished_at (null: the zero time).
-func finishedAt(t *testing.T, db *DB, jobID int64) time.Time {
+// ctlFinishedAt reads jobs.finished_at (null: the zero time).
+func ctlFinishedAt(t *testing.T, db *DB, jobID int64) time.Time {
 	t.Helper()
 	var at *time.Time
 	if err := db.pool.QueryRow(context.Background(), `select finished_at from jobs where id = $1`, jobID).Scan(&at); err != nil {
@@ -21,7 +21,7 @@ func finishedAt(t *testing.T, db *DB, jobID int64) time.Time {
 	return *at
 }
 
-func unpurged(t *testing.T, db *DB, stale time.Duration, video string) []int {
+func ctlUnpurged(t *testing.T, db *DB, stale time.Duration, video string) []int {
 	t.Helper()
 	ds, err := db.Unpurged(context.Background(), stale, 100)
 	if err != nil {
@@ -51,7 +51,7 @@ func TestCancelQueuedJob(t *testing.T) {
 	if err != nil || c.Already || len(c.Jobs) != 1 || c.Jobs[0].Was != Queued || c.Jobs[0].Job.State != Cancelled || c.Jobs[0].Job.ID != j.ID {
 		t.Fatalf("cancel: %+v %v", c, err)
 	}
-	if finishedAt(t, db, j.ID).IsZero() {
+	if ctlFinishedAt(t, db, j.ID).IsZero() {
 		t.Error("a cancelled queued job has no finished_at: no attempt of it runs")
 	}
 	if _, err := db.StartAttempt(ctx, "t-cq"); !errors.Is(err, ErrCancelled) {
@@ -106,7 +106,7 @@ func TestPublishRefusedAfterCancel(t *testing.T) {
 	if err != nil || len(c.Jobs) != 1 || c.Jobs[0].Was != Processing {
 		t.Fatalf("cancel: %+v %v", c, err)
 	}
-	if !finishedAt(t, db, a.Job.ID).IsZero() {
+	if !ctlFinishedAt(t, db, a.Job.ID).IsZero() {
 		t.Error("a processing job got finished_at at cancel; its worker records it when it has stopped")
 	}
 	ok, err := db.Publish(ctx, PublishParams{Attempt: a, Master: a.Prefix + "master.m3u8", Keys: []WrappedKey{key(1)}})
@@ -128,7 +128,7 @@ func TestPublishRefusedAfterCancel(t *testing.T) {
 	if err := db.FinishCancelled(ctx, a.Job.ID); err != nil {
 		t.Fatal(err)
 	}
-	if finishedAt(t, db, a.Job.ID).IsZero() {
+	if ctlFinishedAt(t, db, a.Job.ID).IsZero() {
 		t.Error("FinishCancelled did not record the end")
 	}
 }
@@ -200,10 +200,10 @@ func TestDeleteVideo(t *testing.T) {
 
 	// v3's attempt still runs: its objects are not purged until it has
 	// stopped, or until it must be dead (a crashed worker).
-	if got := unpurged(t, db, time.Hour, "dv"); !slices.Equal(got, []int{1, 2}) {
+	if got := ctlUnpurged(t, db, time.Hour, "dv"); !slices.Equal(got, []int{1, 2}) {
 		t.Fatalf("purgeable while attempt 3 runs: %v, want [1 2]", got)
 	}
-	if got := unpurged(t, db, 0, "dv"); !slices.Equal(got, []int{1, 2, 3}) {
+	if got := ctlUnpurged(t, db, 0, "dv"); !slices.Equal(got, []int{1, 2, 3}) {
 		t.Fatalf("purgeable once a crashed attempt must be dead: %v, want [1 2 3]", got)
 	}
 	ok, err := db.Publish(ctx, PublishParams{Attempt: running, Master: running.Prefix + "master.m3u8", Keys: []WrappedKey{key(99)}})
@@ -213,7 +213,7 @@ func TestDeleteVideo(t *testing.T) {
 	if err := db.FinishCancelled(ctx, running.Job.ID); err != nil {
 		t.Fatal(err)
 	}
-	if got := unpurged(t, db, time.Hour, "dv"); !slices.Equal(got, []int{1, 2, 3}) {
+	if got := ctlUnpurged(t, db, time.Hour, "dv"); !slices.Equal(got, []int{1, 2, 3}) {
 		t.Fatalf("purgeable after attempt 3 stopped: %v, want [1 2 3]", got)
 	}
 
