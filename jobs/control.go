@@ -94,6 +94,13 @@ func (r CancelResult) Message() string {
 	return strings.Join(parts, "\n")
 }
 
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
 func taskNote(o TaskOutcome) string {
 	switch o {
 	case TaskRemoved:
@@ -165,8 +172,8 @@ func (r DeleteResult) Message() string {
 	if r.Already && len(r.Versions) == 0 && len(r.Jobs) == 0 {
 		fmt.Fprintf(&b, "video %s was already deleted (at %s); nothing to do", r.Video, r.DeletedAt.UTC().Format(time.RFC3339))
 	} else {
-		fmt.Fprintf(&b, "deleted video %s: %d keys destroyed in %d versions; objects are removed by the next GC pass",
-			r.Video, r.KeysDestroyed, len(r.Versions))
+		fmt.Fprintf(&b, "deleted video %s: %s destroyed in %s; objects are removed by the next GC pass",
+			r.Video, plural(r.KeysDestroyed, "key"), plural(len(r.Versions), "version"))
 	}
 	for _, j := range r.Jobs {
 		fmt.Fprintf(&b, "\ncancelled job %s (was %s)%s", j.TaskID, j.Was, taskNote(j.Task))

@@ -3,6 +3,8 @@
 //	enqueue transcode --video ID --source SRC [--wait] [--force]
 //	enqueue status --video ID
 //	enqueue verify --video ID
+//	enqueue cancel --video ID
+//	enqueue delete --video ID
 //	enqueue backfill start|status|items|pause|resume|cancel|retry-failed …
 //
 // SRC is an object name in the configured storage (uploads/abc.mp4) or a
@@ -51,6 +53,8 @@ const usage = `usage:
   enqueue transcode --video ID --source SRC [--wait] [--force]
   enqueue status --video ID
   enqueue verify --video ID
+  enqueue cancel --video ID
+  enqueue delete --video ID
   enqueue backfill start|status|items|pause|resume|cancel|retry-failed …
   enqueue help [command]`
 
@@ -60,6 +64,8 @@ var commands = map[string]string{
 	"status":    "enqueue status --video ID [flags]\n  Print the video's job and versions as JSON.",
 	"verify":    "enqueue verify --video ID [flags]\n  Decrypt and decode every segment of the published version (needs KEY_ENCRYPTION_KEY).",
 	"backfill":  backfillUsage,
+	"cancel":    cancelUsage,
+	"delete":    deleteUsage,
 }
 
 // Config is what every subcommand needs. Its env-tagged fields are the ONE
@@ -176,7 +182,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fs.BoolVar(&c.Force, "force", false, "package the source again even if it is already published")
 		fs.DurationVar(&c.WaitTimeout, "wait-timeout", 0, "give up waiting after this long (0: never)")
 		fs.IntVar(&c.MaxRetry, "max-retry", 5, "retries of a transient failure before the job is failed")
-	case "status", "verify":
+	case "status", "verify", "cancel", "delete":
 	default:
 		return config.Usagef("unknown command %q\n%s", sub, usage)
 	}
@@ -238,6 +244,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return printJSON(stdout, st)
 	case "verify":
 		return runVerify(ctx, c, getenv, db, stdout)
+	}
+	if isControl(sub) {
+		return runControl(ctx, sub, c, db, stdout)
 	}
 	return runTranscode(ctx, c, getenv, db, stdout, stderr)
 }
