@@ -136,18 +136,20 @@ func (db *DB) FinishCancelled(ctx context.Context, jobID int64) error {
 	return nil
 }
 
-// JobState returns the current state of a job, for a worker deciding what
-// an interrupted attempt means.
-func (db *DB) JobState(ctx context.Context, jobID int64) (JobState, error) {
-	var s JobState
-	err := db.pool.QueryRow(ctx, `select state from jobs where id = $1`, jobID).Scan(&s)
+// JobState returns the current state of a job and how many attempts it
+// has started, for a worker deciding what its interrupted attempt means: a
+// cancelled job, or one a newer attempt has taken over (the job enqueued
+// again after a cancel, a duplicate delivery), is not its to requeue or
+// fail.
+func (db *DB) JobState(ctx context.Context, jobID int64) (state JobState, attempts int, err error) {
+	err = db.pool.QueryRow(ctx, `select state, attempts from jobs where id = $1`, jobID).Scan(&state, &attempts)
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = ErrNotFound
 	}
 	if err != nil {
-		return "", fmt.Errorf("catalog: state of job %d: %w", jobID, err)
+		return "", 0, fmt.Errorf("catalog: state of job %d: %w", jobID, err)
 	}
-	return s, nil
+	return state, attempts, nil
 }
 
 // VideoDeletedAt reports when the video was deleted (zero: it was not). It

@@ -122,8 +122,8 @@ func TestPublishRefusedAfterCancel(t *testing.T) {
 	if n, _ := db.VersionStates(ctx, "cr"); n["pending"] != 1 || len(n) != 1 {
 		t.Fatalf("versions: %v, want the attempt's pending debris (GC's)", n)
 	}
-	if s, err := db.JobState(ctx, a.Job.ID); err != nil || s != Cancelled {
-		t.Fatalf("job state: %s %v", s, err)
+	if s, n, err := db.JobState(ctx, a.Job.ID); err != nil || s != Cancelled || n != 1 {
+		t.Fatalf("job state: %s, %d attempts, %v", s, n, err)
 	}
 	if err := db.FinishCancelled(ctx, a.Job.ID); err != nil {
 		t.Fatal(err)

@@ -297,8 +297,8 @@ func TestDeletePublishedVideo(t *testing.T) {
 }
 
 // TestDeleteDuringAttempt deletes a video while its job encodes: the
-// attempt stops, and GC removes its objects once it has (never before,
-// so that no object lands after the purge).
+// attempt stops, and once it has, a GC pass removes every object and none
+// appears afterwards.
 func TestDeleteDuringAttempt(t *testing.T) {
 	h := newHarness(t, ctlFS(t))
 	ctx := context.Background()
@@ -320,13 +320,9 @@ func TestDeleteDuringAttempt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !finished(res.TaskID) {
-		// Still winding down: its version must wait.
-		gres, err := collector.RunOnce(ctx)
-		if err != nil || gres.Versions != 0 {
-			t.Fatalf("gc while the attempt runs: %+v %v", gres, err)
-		}
-	}
+	// That GC never purges the version of an attempt still winding down
+	// is checked where it can be without a race: internal/catalog
+	// TestDeleteVideo.
 	h.ctlUntil("the attempt to end", 30*time.Second, func() bool { return finished(res.TaskID) })
 	gres, err := collector.RunOnce(ctx)
 	if err != nil || gres.Versions != 1 {
@@ -334,6 +330,14 @@ func TestDeleteDuringAttempt(t *testing.T) {
 	}
 	if left := h.objects("hls/" + video + "/"); len(left) != 0 {
 		t.Fatalf("%d objects left after GC", len(left))
+	}
+	// The worker has moved on (a later video published): still nothing.
+	h.ctlPublishOther(testenv.MakeSource(t, t.TempDir(), testenv.Source{Width: 320, Height: 240, Seconds: 1}))
+	if left := h.objects("hls/" + video + "/"); len(left) != 0 {
+		t.Fatalf("%d objects appeared after GC", len(left))
+	}
+	if n, _ := h.db.VersionStates(ctx, video); n["deleted"] != 1 || len(n) != 1 {
+		t.Fatalf("versions: %v", n)
 	}
 }
 
@@ -350,4 +354,40 @@ func ctlInspector(h *harness) *asynq.Inspector {
 	i := asynq.NewInspector(h.redis)
 	h.t.Cleanup(func() { i.Close() })
 	return i
+}
+
+// TestOvertakenAttemptLeavesTheJob: an attempt interrupted after a newer
+// attempt of its job started (the source enqueued again right after a
+// cancel) leaves the job to the newer one instead of requeueing it.
+func TestOvertakenAttemptLeavesTheJob(t *testing.T) {
+	h := newHarness(t, ctlFS(t))
+	long := testenv.MakeSource(t, t.TempDir(), testenv.Source{Width: 320, Height: 240, Seconds: 120, FPS: 15})
+	video := testenv.Name("ov")
+	h.upload("uploads/ov.mp4", long)
+	taskID := jobs.TaskID(video, "uploads/ov.mp4")
+	if _, _, err := h.db.UpsertJob(context.Background(), video, "uploads/ov.mp4", taskID); err != nil {
+		t.Fatal(err)
+	}
+	task, err := jobs.NewTranscodeTask(jobs.TranscodePayload{VideoID: video, Source: "uploads/ov.mp4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.pipe.ProcessTask(ctx, task) }()
+	h.ctlUntil("the first attempt to encode", 2*time.Minute, func() bool {
+		j, err := h.client.Job(context.Background(), taskID)
+		return err == nil && j.Progress > 0
+	})
+	newer, err := h.db.StartAttempt(context.Background(), taskID)
+	if err != nil || newer.Job.Attempts != 2 {
+		t.Fatalf("newer attempt: %+v %v", newer, err)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted attempt: %v", err)
+	}
+	if j, _ := h.client.Job(context.Background(), taskID); j.State != catalog.Processing || j.Attempts != 2 {
+		t.Fatalf("job after the old attempt ended: %+v, want the newer attempt's (processing)", j)
+	}
 }

@@ -187,16 +187,19 @@ func (p *Pipeline) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	elapsed := time.Since(start)
 	p.metrics.jobDuration.Observe(elapsed.Seconds())
 	bg := context.WithoutCancel(ctx)
-	cancelled := false
+	cancelled, overtaken := false, false
 	if err != nil {
 		// However the attempt ended (its context cancelled by
 		// inspector.CancelProcessing, ffmpeg killed, Publish refused), a job
-		// cancelled in the catalog is not a failure and not requeued.
-		state, serr := p.db.JobState(bg, att.Job.ID)
+		// cancelled in the catalog is not a failure and not requeued; and a
+		// job a newer attempt has started since (enqueued again right after
+		// a cancel, a duplicate delivery) belongs to that attempt.
+		state, attempts, serr := p.db.JobState(bg, att.Job.ID)
 		if serr != nil {
 			log.Error("read job state", "err", serr)
 		}
 		cancelled = state == catalog.Cancelled || errors.Is(err, catalog.ErrCancelled) || errors.Is(err, catalog.ErrVideoDeleted)
+		overtaken = serr == nil && attempts != att.Job.Attempts
 	}
 	switch {
 	case err == nil:
@@ -207,6 +210,10 @@ func (p *Pipeline) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		p.metrics.jobs.WithLabelValues(outcome).Inc()
 		log.Info("job done", "outcome", outcome, "seconds", elapsed.Seconds())
 		return nil
+	case overtaken:
+		p.metrics.jobs.WithLabelValues("superseded").Inc()
+		log.Warn("attempt ended after a newer attempt of the job started; the job is left to it", "err", err)
+		return err
 	case cancelled:
 		// Every write of the attempt has stopped: garbage collection may now
 		// purge its version.
