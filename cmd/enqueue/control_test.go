@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -46,6 +48,30 @@ func TestCancelAndDeleteCommands(t *testing.T) {
 	if out, err = cli("cancel", "--video", queued); err != nil || !strings.Contains(out, "job "+task+" was already cancelled") {
 		t.Fatalf("second cancel: %v\n%s", err, out)
 	}
+	// A --wait on a job that gets cancelled ends with an error saying so.
+	waited := testenv.Name("cw")
+	if out, err := cli("transcode", "--video", waited, "--source", "uploads/w.mp4"); err != nil {
+		t.Fatalf("transcode: %v\n%s", err, out)
+	}
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := run(ctx, []string{"transcode", "--video", waited, "--source", "uploads/w.mp4", "--wait", "--wait-timeout", "1m"},
+			func(k string) string { return env[k] }, pw, io.Discard)
+		pw.Close()
+		done <- err
+	}()
+	lines := bufio.NewScanner(pr)
+	for lines.Scan() && !strings.HasPrefix(lines.Text(), "queued") { // until it waits
+	}
+	if out, err := cli("cancel", "--video", waited); err != nil {
+		t.Fatalf("cancel: %v\n%s", err, out)
+	}
+	go io.Copy(io.Discard, pr)
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "was cancelled; nothing was published") {
+		t.Fatalf("transcode --wait of a cancelled job: %v", err)
+	}
+
 	if out, err = cli("cancel", "--video", "nosuch"); err == nil || config.ExitCode(err) != 1 || !strings.Contains(err.Error(), "video nosuch: no such video") {
 		t.Fatalf("cancel of an unknown video: %v\n%s", err, out)
 	}

@@ -352,6 +352,11 @@ func wait(ctx context.Context, c Config, client *jobs.Client, taskID string, std
 				fmt.Fprintln(stdout)
 			}
 			return fmt.Errorf("job failed: %s", j.Error)
+		case catalog.Cancelled: // enqueue cancel, or enqueue delete
+			if tty {
+				fmt.Fprintln(stdout)
+			}
+			return fmt.Errorf("job %s was cancelled; nothing was published", j.TaskID)
 		}
 		select {
 		case <-ctx.Done():
