@@ -134,9 +134,11 @@ func (c *Client) Cancel(ctx context.Context, videoID string) (CancelResult, erro
 	switch {
 	case errors.Is(err, catalog.ErrNotFound):
 		return res, errorf(ErrNoSuchVideo, "cancel: video %s: no such video (nothing was ever enqueued for it)", videoID)
+	case errors.Is(err, catalog.ErrNotActive) && cn.Latest.TaskID == "":
+		return res, errorf(ErrNothingToCancel, "cancel: video %s has no queued or processing job to cancel (none was ever enqueued)", videoID)
 	case errors.Is(err, catalog.ErrNotActive):
-		return res, errorf(ErrNothingToCancel, "cancel: video %s has no queued or processing job to cancel (%s)", videoID,
-			strings.TrimPrefix(err.Error(), "catalog: cancel jobs of "+videoID+": catalog: no active job: "))
+		return res, errorf(ErrNothingToCancel, "cancel: video %s has no queued or processing job to cancel (its latest job, %s, is %s)",
+			videoID, cn.Latest.TaskID, cn.Latest.State)
 	case err != nil:
 		return res, fmt.Errorf("jobs: cancel %s: %w", videoID, err)
 	}

@@ -43,6 +43,9 @@ type Cancellation struct {
 	// job was cancelled before, that job (Already).
 	Jobs    []CancelledJob
 	Already bool
+	// Latest is the video's latest transcode job when there was nothing
+	// to cancel (ErrNotActive); zero when it never had one.
+	Latest Job
 }
 
 // CancelJobs cancels every queued or processing transcode job of the video
@@ -105,6 +108,7 @@ func (db *DB) CancelJobs(ctx context.Context, videoID string) (Cancellation, err
 				c = Cancellation{Jobs: []CancelledJob{{Job: latest, Was: Cancelled}}, Already: true}
 				return nil
 			}
+			c.Latest = latest
 			return fmt.Errorf("%w: its latest job %s is %s", ErrNotActive, latest.TaskID, latest.State)
 		}
 		for _, id := range order {
@@ -119,7 +123,7 @@ func (db *DB) CancelJobs(ctx context.Context, videoID string) (Cancellation, err
 		return nil
 	})
 	if err != nil {
-		return Cancellation{}, fmt.Errorf("catalog: cancel jobs of %s: %w", videoID, err)
+		return Cancellation{Latest: c.Latest}, fmt.Errorf("catalog: cancel jobs of %s: %w", videoID, err)
 	}
 	return c, nil
 }
