@@ -284,11 +284,16 @@ func (c *Client) stopTasks(ctx context.Context, cancelled []catalog.CancelledJob
 	return out, errors.Join(errs...)
 }
 
-// taskQueues are where a transcode task of this client can be: its own
+// cancelQueues are where a transcode task of this client can be: its own
 // queue and, for the default naming, the background queue of the same
-// prefix (backfill re-transcodes enqueue there).
-func (c *Client) taskQueues() []string {
-	qs := []string{c.cfg.Queue}
+// prefix (backfill re-transcodes enqueue there). Only this deployment's
+// queues: another deployment sharing the Redis may hold a task of the
+// same id (the id is derived from video and source) for its own catalog.
+func (c *Client) cancelQueues() []string {
+	var qs []string
+	if c.cfg.Queue != "" {
+		qs = append(qs, c.cfg.Queue)
+	}
 	if prefix, ok := strings.CutSuffix(c.cfg.Queue, "-transcode"); ok {
 		qs = append(qs, QueueNames(prefix).Background)
 	}
@@ -297,7 +302,7 @@ func (c *Client) taskQueues() []string {
 
 // stopTask removes a waiting task or stops a running one.
 func (c *Client) stopTask(ctx context.Context, taskID string) (TaskOutcome, error) {
-	for _, q := range c.taskQueues() {
+	for _, q := range c.cancelQueues() {
 		info, err := c.inspector.GetTaskInfo(q, taskID)
 		if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
 			continue
