@@ -237,6 +237,7 @@ type Client struct {
 	asynq     *asynq.Client
 	inspector *asynq.Inspector
 	db        *catalog.DB
+	redis     asynq.RedisConnOpt // Delete's deletion notices (control.go)
 }
 
 // Options are the settings of Open.
@@ -308,7 +309,7 @@ func New(pool *pgxpool.Pool, redis asynq.RedisConnOpt, cfg ClientConfig) (*Clien
 
 func newClient(db *catalog.DB, redis asynq.RedisConnOpt, cfg ClientConfig) *Client {
 	cfg = cfg.withDefaults()
-	return &Client{cfg: cfg, asynq: asynq.NewClient(redis), inspector: asynq.NewInspector(redis), db: db}
+	return &Client{cfg: cfg, asynq: asynq.NewClient(redis), inspector: asynq.NewInspector(redis), db: db, redis: redis}
 }
 
 // Check verifies that PostgreSQL and Redis answer and that the catalog's
@@ -406,6 +407,9 @@ func (c *Client) EnqueueTranscode(ctx context.Context, r TranscodeRequest) (Enqu
 	p := TranscodePayload{VideoID: r.VideoID, Source: r.Source, Ladder: strings.TrimSpace(r.Ladder), Preset: r.Preset,
 		Priority: r.Priority, Metadata: r.Metadata}
 	if err := p.Validate(); err != nil {
+		return EnqueueResult{}, err
+	}
+	if err := c.refuseDeleted(ctx, r.VideoID); err != nil {
 		return EnqueueResult{}, err
 	}
 	p.Metadata, _ = normalizeMetadata(p.Metadata)

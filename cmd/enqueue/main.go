@@ -4,6 +4,8 @@
 //	enqueue status --video ID
 //	enqueue list [--state S] [--json] [--limit N] [--after CURSOR]
 //	enqueue verify --video ID
+//	enqueue cancel --video ID
+//	enqueue delete --video ID
 //	enqueue backfill start|list|status|items|pause|resume|cancel|retry-failed …
 //
 // SRC is an object name in the configured storage (uploads/abc.mp4) or a
@@ -53,6 +55,8 @@ const usage = `usage:
   enqueue status --video ID
   enqueue list [--state S] [--json] [--limit N] [--after CURSOR]
   enqueue verify --video ID
+  enqueue cancel --video ID
+  enqueue delete --video ID
   enqueue backfill start|list|status|items|pause|resume|cancel|retry-failed …
   enqueue help [command]`
 
@@ -63,6 +67,8 @@ var commands = map[string]string{
 	"list":      listUsage,
 	"verify":    "enqueue verify --video ID [flags]\n  Decrypt and decode every segment of the published version (needs KEY_ENCRYPTION_KEY).",
 	"backfill":  backfillUsage,
+	"cancel":    cancelUsage,
+	"delete":    deleteUsage,
 }
 
 // Config is what every subcommand needs. Its env-tagged fields are the ONE
@@ -194,7 +200,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fs.StringVar(&c.Metadata, "metadata", "", `your JSON object, returned in every status and event (at most 4 KiB), e.g. '{"upload":"u-42"}'`)
 	case "list":
 		registerList(fs, &c)
-	case "status", "verify":
+	case "status", "verify", "cancel", "delete":
 	default:
 		return config.Usagef("unknown command %q\n%s", sub, usage)
 	}
@@ -281,6 +287,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return printJSON(stdout, statusView(st))
 	case "verify":
 		return runVerify(ctx, c, getenv, db, stdout)
+	}
+	if isControl(sub) {
+		return runControl(ctx, sub, c, db, stdout)
 	}
 	return runTranscode(ctx, c, getenv, db, stdout, stderr)
 }

@@ -393,6 +393,9 @@ func (s *Service) processItem(parent context.Context, log *slog.Logger, run cata
 		log.Info("title already converted by this run", "version", j.Version)
 		finish(catalog.BackfillOutcome{State: catalog.ItemDone, JobID: j.ID, Version: j.Version})
 		return false, nil
+	case errors.Is(err, catalog.ErrVideoDeleted) || errors.Is(err, catalog.ErrCancelled):
+		skipDeleted(log, st.Job.ID, err, finish)
+		return false, nil
 	case errors.Is(err, catalog.ErrHasKey):
 		log.Info("title skipped: it has a key", "reason", err)
 		// PrepareBackfillJob reports the current version in st.Expected.
@@ -418,6 +421,9 @@ func (s *Service) processItem(parent context.Context, log *slog.Logger, run cata
 		finish(catalog.BackfillOutcome{State: catalog.ItemSkipped, JobID: att.Job.ID,
 			Error: "superseded: the video got a new version while it was re-encrypted"})
 		return false, nil
+	case errors.Is(err, catalog.ErrVideoDeleted) || errors.Is(err, catalog.ErrCancelled):
+		skipDeleted(log, att.Job.ID, err, finish)
+		return false, nil
 	case errors.Is(err, ErrAlreadyEncrypted):
 		log.Info("title skipped", "reason", err)
 		if ferr := s.db.FailAttempt(bg, att.Job.ID, err.Error(), true); ferr != nil {
@@ -435,6 +441,15 @@ func (s *Service) processItem(parent context.Context, log *slog.Logger, run cata
 	default:
 		return s.transient(parent, log, it, att.Job.ID, err)
 	}
+}
+
+// skipDeleted finishes a title whose video was deleted (enqueue delete) or
+// whose job was cancelled: nothing may be published for it, and no retry
+// changes that.
+func skipDeleted(log *slog.Logger, jobID int64, err error, finish func(catalog.BackfillOutcome)) {
+	log.Info("title skipped: its video was deleted or its job cancelled", "reason", err)
+	finish(catalog.BackfillOutcome{State: catalog.ItemSkipped, JobID: jobID,
+		Error: "deleted: the video was deleted or its job cancelled; nothing is published"})
 }
 
 // ConvertNow re-encrypts one legacy title synchronously, outside any run,
@@ -564,6 +579,10 @@ func (s *Service) retranscode(ctx, parent context.Context, log *slog.Logger, opt
 		return s.transient(parent, log, it, 0, err)
 	}
 	res, err := s.jobs.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: it.VideoID, Source: source, Force: true})
+	if errors.Is(err, jobs.ErrDeleted) {
+		skipDeleted(log, 0, err, finish)
+		return false, nil
+	}
 	if err != nil {
 		return s.transient(parent, log, it, 0, err)
 	}

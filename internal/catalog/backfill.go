@@ -314,16 +314,20 @@ func (db *DB) ScheduleBackfillBatches(ctx context.Context, runID int64) (Backfil
 	return run, batches, nil
 }
 
-// settleRetranscodes finishes the items whose re-transcode job has ended.
+// settleRetranscodes finishes the items whose re-transcode job has ended
+// (a cancelled one is skipped, not failed: retry-failed must not bring it
+// back).
 func settleRetranscodes(ctx context.Context, tx pgx.Tx, runID int64) error {
 	_, err := tx.Exec(ctx, `update backfill_items i set
-			state = case when j.state = 'published' then 'done' else 'failed' end,
+			state = case j.state when 'published' then 'done' when 'cancelled' then 'skipped' else 'failed' end,
 			version = j.version,
-			error = case when j.state = 'published' then null else 're-transcode failed: ' || coalesce(j.error, 'unknown error') end,
+			error = case j.state when 'published' then null
+				when 'cancelled' then 'cancelled: the re-transcode job was cancelled or the video deleted'
+				else 're-transcode failed: ' || coalesce(j.error, 'unknown error') end,
 			finished_at = now(), updated_at = now()
 		from jobs j
 		where i.run_id = $1 and i.state = 'running' and i.job_id = j.id and j.kind = 'transcode'
-			and j.state in ('published', 'failed')`, runID)
+			and j.state in ('published', 'failed', 'cancelled')`, runID)
 	return err
 }
 

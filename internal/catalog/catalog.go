@@ -290,9 +290,14 @@ func VersionPrefix(videoID string, version int) string {
 }
 
 // StartAttempt marks the job processing and allocates the next version number
-// of its video. It returns ErrAlreadyPublished if the job is done.
+// of its video. It returns ErrAlreadyPublished if the job is done,
+// ErrCancelled if it was cancelled, and ErrVideoDeleted (and cancels the
+// job) if its video was deleted.
 func (db *DB) StartAttempt(ctx context.Context, taskID string) (Attempt, error) {
-	var a Attempt
+	var (
+		a       Attempt
+		refused error // committed, then returned
+	)
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		j, err := scanJob(tx.QueryRow(ctx, `select `+jobColumns+` from jobs where task_id = $1 for update`, taskID))
 		if err != nil {
@@ -302,8 +307,20 @@ func (db *DB) StartAttempt(ctx context.Context, taskID string) (Attempt, error) 
 			a.Job = j
 			return ErrAlreadyPublished
 		}
+		if j.State == Cancelled {
+			a.Job = j
+			return ErrCancelled
+		}
 		// The video row serialises version allocation between attempts.
-		if _, err := tx.Exec(ctx, `select 1 from videos where id = $1 for update`, j.VideoID); err != nil {
+		var deleted bool
+		if err := tx.QueryRow(ctx, `select deleted_at is not null from videos where id = $1 for update`, j.VideoID).Scan(&deleted); err != nil {
+			return err
+		}
+		if deleted {
+			// Recorded after its video was deleted: nothing is made of it.
+			a.Job = j
+			refused = ErrVideoDeleted
+			_, err := tx.Exec(ctx, `update jobs set state = 'cancelled', finished_at = now(), updated_at = now() where id = $1`, j.ID)
 			return err
 		}
 		var n int
@@ -324,8 +341,11 @@ func (db *DB) StartAttempt(ctx context.Context, taskID string) (Attempt, error) 
 		a = Attempt{Job: j, Version: n, Prefix: prefix}
 		return nil
 	})
-	if errors.Is(err, ErrAlreadyPublished) {
+	if errors.Is(err, ErrAlreadyPublished) || errors.Is(err, ErrCancelled) {
 		return a, err
+	}
+	if err == nil && refused != nil {
+		return a, fmt.Errorf("catalog: start attempt %s: %w", taskID, refused)
 	}
 	if err != nil {
 		return Attempt{}, fmt.Errorf("catalog: start attempt %s: %w", taskID, err)
@@ -351,7 +371,7 @@ func (db *DB) FailAttempt(ctx context.Context, jobID int64, reason string, final
 	}
 	_, err := db.pool.Exec(ctx, `update jobs set state = $2, error = $3, updated_at = now(),
 		finished_at = case when $4::boolean then now() end
-		where id = $1 and state <> 'published'`,
+		where id = $1 and state not in ('published', 'cancelled')`,
 		jobID, state, reason, final)
 	if err != nil {
 		return fmt.Errorf("catalog: fail job %d: %w", jobID, err)
@@ -460,6 +480,9 @@ type PublishParams struct {
 //     the attempt expected when it started (jobs.expected_version: 0 for a
 //     title that had none, N when re-keying version N). This
 //     compare-and-swap means a backfill never replaces a fresh upload.
+//
+// It returns ErrCancelled, and publishes nothing, when the attempt's job
+// was cancelled, and ErrVideoDeleted when its video was deleted.
 func (db *DB) Publish(ctx context.Context, p PublishParams) (bool, error) {
 	a := p.Attempt
 	if err := CheckKeys(p.Keys); err != nil {
@@ -476,6 +499,11 @@ func (db *DB) Publish(ctx context.Context, p PublishParams) (bool, error) {
 			a.Job.ID).Scan(&state, &kind, &expected); err != nil {
 			return err
 		}
+		if state == Cancelled {
+			// The job row is locked: a cancellation commits before this
+			// check or waits for this transaction.
+			return fmt.Errorf("%w: nothing is published", ErrCancelled)
+		}
 		var current int
 		var currentLineage int64
 		err := tx.QueryRow(ctx, `select coalesce(v.current_version, 0), coalesce(ver.lineage_job, 0) from videos v
@@ -483,6 +511,13 @@ func (db *DB) Publish(ctx context.Context, p PublishParams) (bool, error) {
 			where v.id = $1 for update of v`, a.Job.VideoID).Scan(&current, &currentLineage)
 		if err != nil {
 			return err
+		}
+		var deleted bool
+		if err := tx.QueryRow(ctx, `select deleted_at is not null from videos where id = $1`, a.Job.VideoID).Scan(&deleted); err != nil {
+			return err
+		}
+		if deleted {
+			return fmt.Errorf("%w: nothing is published", ErrVideoDeleted)
 		}
 		renditions, err := json.Marshal(p.Renditions)
 		if err != nil {

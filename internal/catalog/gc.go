@@ -76,10 +76,23 @@ func (db *DB) ClaimGarbage(ctx context.Context, grace time.Duration, limit int) 
 	return out, nil
 }
 
-// Unpurged returns deleted versions whose objects may still be in storage.
-func (db *DB) Unpurged(ctx context.Context, limit int) ([]Doomed, error) {
-	rows, err := db.pool.Query(ctx, `select video_id, version, prefix from versions
-		where state = 'deleted' and purged_at is null order by deleted_at limit $1`, limit)
+// Unpurged returns deleted versions whose objects may still be in storage
+// and that no attempt may still write to: a version of a job that is
+// processing, or cancelled with its attempt not yet stopped (finished_at
+// null, see FinishCancelled), waits until the attempt has ended, so that
+// no object lands after the purge. A worker that died mid-attempt never
+// records the end: such a version is purged anyway once it has been
+// deleted for longer than stale (the longest an attempt can run, the GC
+// grace).
+func (db *DB) Unpurged(ctx context.Context, stale time.Duration, limit int) ([]Doomed, error) {
+	rows, err := db.pool.Query(ctx, `select v.video_id, v.version, v.prefix from versions v
+		where v.state = 'deleted' and v.purged_at is null
+		  and (v.deleted_at < now() - $2::interval or not exists (
+			select 1 from jobs j
+			where j.id = v.job_id
+			  and (j.state = 'processing' or (j.state = 'cancelled' and j.finished_at is null))
+			  and v.version = (select max(v2.version) from versions v2 where v2.job_id = j.id)))
+		order by v.deleted_at limit $1`, limit, stale)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: unpurged versions: %w", err)
 	}

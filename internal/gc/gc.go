@@ -164,9 +164,10 @@ func (c *Collector) versions(ctx context.Context, res *Result) error {
 		}
 	}
 	// Purge every deleted version with objects left, including those of a
-	// pass that crashed half-way.
+	// pass that crashed half-way and those of a deleted video (see
+	// catalog.DeleteVideo), once no attempt can still write to them.
 	for {
-		todo, err := c.db.Unpurged(ctx, c.cfg.BatchSize)
+		todo, err := c.db.Unpurged(ctx, c.cfg.Grace, c.cfg.BatchSize)
 		if err != nil {
 			return err
 		}

@@ -18,7 +18,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hlsvault_jobs_total",
-			Help: "Transcode job attempts by outcome (published, superseded, failed, retry, requeued).",
+			Help: "Transcode job attempts by outcome (published, superseded, failed, retry, requeued, cancelled).",
 		}, []string{"outcome"}),
 		jobDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "hlsvault_job_duration_seconds", Help: "Wall time of one job attempt.", Buckets: buckets,

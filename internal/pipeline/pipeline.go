@@ -186,6 +186,13 @@ func (p *Pipeline) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		log.Info("job already published; duplicate delivery ignored", "version", att.Job.Version)
 		return nil
 	}
+	if errors.Is(err, catalog.ErrCancelled) || errors.Is(err, catalog.ErrVideoDeleted) {
+		// Archived, never retried: the job was cancelled (or its video
+		// deleted) before this delivery started.
+		p.metrics.jobs.WithLabelValues("cancelled").Inc()
+		log.Info("job cancelled; nothing to do", "err", err)
+		return fmt.Errorf("pipeline: %s: %w: %w", taskID, err, asynq.SkipRetry)
+	}
 	if err != nil {
 		return err
 	}
@@ -196,6 +203,20 @@ func (p *Pipeline) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	elapsed := time.Since(start)
 	p.metrics.jobDuration.Observe(elapsed.Seconds())
 	bg := context.WithoutCancel(ctx)
+	cancelled, overtaken := false, false
+	if err != nil {
+		// However the attempt ended (its context cancelled by
+		// inspector.CancelProcessing, ffmpeg killed, Publish refused), a job
+		// cancelled in the catalog is not a failure and not requeued; and a
+		// job a newer attempt has started since (enqueued again right after
+		// a cancel, a duplicate delivery) belongs to that attempt.
+		state, attempts, serr := p.db.JobState(bg, att.Job.ID)
+		if serr != nil {
+			log.Error("read job state", "err", serr)
+		}
+		cancelled = state == catalog.Cancelled || errors.Is(err, catalog.ErrCancelled) || errors.Is(err, catalog.ErrVideoDeleted)
+		overtaken = serr == nil && attempts != att.Job.Attempts
+	}
 	switch {
 	case err == nil:
 		outcome := "published"
@@ -205,6 +226,19 @@ func (p *Pipeline) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		p.metrics.jobs.WithLabelValues(outcome).Inc()
 		log.Info("job done", "outcome", outcome, "seconds", elapsed.Seconds())
 		return nil
+	case overtaken:
+		p.metrics.jobs.WithLabelValues("superseded").Inc()
+		log.Warn("attempt ended after a newer attempt of the job started; the job is left to it", "err", err)
+		return err
+	case cancelled:
+		// Every write of the attempt has stopped: garbage collection may now
+		// purge its version.
+		p.metrics.jobs.WithLabelValues("cancelled").Inc()
+		log.Info("job cancelled; nothing published", "seconds", elapsed.Seconds(), "err", err)
+		if ferr := p.db.FinishCancelled(bg, att.Job.ID); ferr != nil {
+			log.Error("record the end of a cancelled attempt", "err", ferr)
+		}
+		return fmt.Errorf("pipeline: %s cancelled: %w", taskID, asynq.SkipRetry)
 	case errors.Is(err, context.Canceled):
 		// Shutdown or cancellation: the task goes back to the queue; the
 		// job is queued again, not failed.
