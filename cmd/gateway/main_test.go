@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"io"
 	"math/big"
 	"net"
@@ -57,14 +58,41 @@ func getenvFrom(m map[string]string) func(string) string {
 }
 
 // start runs the gateway until the test ends and waits until it answers.
+// freeAddr's ports are free when chosen, but another package's test (they
+// run in parallel) may bind one before the gateway does: then the
+// gateway is started again on fresh ports (env is updated in place).
 func start(t *testing.T, env map[string]string, client *http.Client, scheme string) *testenv.SyncBuffer {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		logs, err := startOnce(t, env, client, scheme)
+		if err == nil {
+			return logs
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatalf("gateway exited: %v\n%s", err, logs)
+		}
+		t.Logf("gateway exited: %v; again on other ports", err)
+		env["GATEWAY_ADDR"] = freeAddr(t)
+		if env["GATEWAY_METRICS_ADDR"] != "off" {
+			env["GATEWAY_METRICS_ADDR"] = freeAddr(t)
+		}
+	}
+}
+
+// startOnce runs the gateway until the test ends and waits until it
+// answers; it returns run's error if the gateway exits before that.
+func startOnce(t *testing.T, env map[string]string, client *http.Client, scheme string) (*testenv.SyncBuffer, error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &testenv.SyncBuffer{}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, nil, getenvFrom(env), io.Discard, logs) }()
+	exited := false
 	t.Cleanup(func() {
 		cancel()
+		if exited {
+			return
+		}
 		select {
 		case err := <-done:
 			if err != nil {
@@ -81,19 +109,23 @@ func start(t *testing.T, env map[string]string, client *http.Client, scheme stri
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-done:
-			t.Fatalf("gateway exited: %v\n%s", err, logs)
+			exited = true
+			if err == nil {
+				err = errors.New("run returned nil")
+			}
+			return logs, err
 		default:
 		}
 		if resp, err := client.Get(scheme + "://" + env["GATEWAY_ADDR"] + "/healthz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return logs
+				return logs, nil
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("gateway did not answer\n%s", logs)
-	return nil
+	return nil, nil
 }
 
 // migrate applies the catalog's migrations to env's database, as `worker
