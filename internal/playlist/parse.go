@@ -66,6 +66,9 @@ type ParsedMedia struct {
 	TargetDuration int
 	// Ended is true when EXT-X-ENDLIST was seen: ffmpeg has finished.
 	Ended bool
+	// IFramesOnly is true when EXT-X-I-FRAMES-ONLY was seen: a trick play
+	// playlist, each segment one I-frame.
+	IFramesOnly bool
 	// Key summarises the encryption when a single EXT-X-KEY, placed before
 	// the first segment, covers the whole playlist (ffmpeg with one key and
 	// no per-segment IV). It is then equal to every segment's Key. It is nil
@@ -277,6 +280,7 @@ func ParseMedia(r io.Reader) (pm *ParsedMedia, err error) {
 		Segments:       make([]ParsedSegment, 0, len(segs)),
 		TargetDuration: prep.target,
 		Ended:          p.Closed,
+		IFramesOnly:    p.Iframe,
 	}
 	// grafov attaches an EXT-X-KEY or EXT-X-MAP only to the segment right
 	// after it, and also copies the first key to the playlist (p.Key), which

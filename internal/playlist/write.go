@@ -68,6 +68,10 @@ type Media struct {
 	// transcodes (every segment starts with a keyframe), only when the
 	// source said so for a legacy title.
 	Independent bool
+	// IFramesOnly writes EXT-X-I-FRAMES-ONLY (and EXT-X-VERSION 4 at
+	// least): each segment is one I-frame and its EXTINF the time until
+	// the next one (trick play).
+	IFramesOnly bool
 }
 
 // Variant is one EXT-X-STREAM-INF of a master playlist. Only URI and
@@ -96,9 +100,22 @@ type Alternative struct {
 	URI             string // relative; "" for a rendition carried in the variant's stream
 }
 
+// IFrameVariant is one EXT-X-I-FRAME-STREAM-INF of a master playlist: an
+// I-frame-only media playlist of one video rendition, for trick play.
+// Codecs names the video only (RFC 8216 section 4.3.4.3).
+type IFrameVariant struct {
+	URI              string // relative, e.g. "720p-iframes/index.m3u8"
+	Bandwidth        int64  // peak I-frame segment bit rate, bits/s
+	AverageBandwidth int64  // 0: not written
+	Codecs           string
+	Width, Height    int
+}
+
 // Master is a master playlist.
 type Master struct {
-	Variants     []Variant // written in this order: players start with the first
+	Variants []Variant // written in this order: players start with the first
+	// IFrameVariants are written after the variants, in this order.
+	IFrameVariants []IFrameVariant
 	Alternatives []Alternative
 	// Independent writes EXT-X-INDEPENDENT-SEGMENTS.
 	Independent bool
@@ -151,6 +168,10 @@ func (t independentSegments) Encode() *bytes.Buffer {
 // EXT-X-I-FRAMES-ONLY.
 const versionMap = 6
 
+// versionIFramesOnly is the EXT-X-VERSION EXT-X-I-FRAMES-ONLY needs (RFC
+// 8216 section 7).
+const versionIFramesOnly = 4
+
 // versionByteRange is the EXT-X-VERSION EXT-X-BYTERANGE needs (RFC 8216
 // section 7).
 const versionByteRange = 4
@@ -174,11 +195,12 @@ func keyLine(uri string, iv [16]byte) string {
 // WriteMedia writes m as a VOD media playlist:
 //
 //	#EXTM3U
-//	#EXT-X-VERSION:3                (4 with EXT-X-BYTERANGE, 6 with EXT-X-MAP)
+//	#EXT-X-VERSION:3                (4 with EXT-X-BYTERANGE or EXT-X-I-FRAMES-ONLY, 6 with EXT-X-MAP)
 //	#EXT-X-INDEPENDENT-SEGMENTS     (when m.Independent)
 //	#EXT-X-PLAYLIST-TYPE:VOD
 //	#EXT-X-MEDIA-SEQUENCE:0
 //	#EXT-X-TARGETDURATION:<max over segments of round-half-up(EXTINF), at least 1>
+//	#EXT-X-I-FRAMES-ONLY            (when m.IFramesOnly)
 //	#EXT-X-KEY:METHOD=AES-128,URI="<init key URI>",IV=0x<init IV>    (segments that start an init section)
 //	#EXT-X-DISCONTINUITY                                         (when asked)
 //	#EXT-X-MAP:URI="<init URI>"                                  (segments that start an init section)
@@ -226,6 +248,10 @@ func WriteMedia(w io.Writer, m Media) error {
 			return errors.New("playlist: the first segment has no init section while later ones do")
 		}
 		version = versionMap
+	}
+	if m.IFramesOnly {
+		version = max(version, versionIFramesOnly)
+		p.Iframe = true
 	}
 	p.SetVersion(version)
 	if m.Independent {
@@ -448,6 +474,8 @@ func checkQuotedValue(s string) error {
 //	#EXT-X-STREAM-INF:BANDWIDTH=..,AVERAGE-BANDWIDTH=..,CODECS="..",RESOLUTION=WxH,FRAME-RATE=..,AUDIO=".."
 //	<variant URI>
 //	...
+//	#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=..,AVERAGE-BANDWIDTH=..,CODECS="..",RESOLUTION=WxH,URI=".."
+//	...                             (m.IFrameVariants, see appendIFrameVariants)
 //
 // URIs must be plain relative references, as for segment URIs; 0 <
 // Bandwidth <= 4294967295 (grafov stores uint32) and 0 <= AverageBandwidth
@@ -567,7 +595,13 @@ func WriteMaster(w io.Writer, m Master) error {
 		}
 		p.Append(v.URI, nil, params)
 	}
+	if err := appendIFrameVariants(p, m, uris); err != nil {
+		return err
+	}
 	out, err := dropProgramID(p.Encode().Bytes(), len(m.Variants))
+	if err == nil {
+		out, err = dropIFrameProgramID(out, len(m.IFrameVariants))
+	}
 	if err != nil {
 		return err
 	}
