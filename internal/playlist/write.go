@@ -116,7 +116,7 @@ type Master struct {
 	Variants []Variant // written in this order: players start with the first
 	// IFrameVariants are written after the variants, in this order.
 	IFrameVariants []IFrameVariant
-	Alternatives []Alternative
+	Alternatives   []Alternative
 	// Independent writes EXT-X-INDEPENDENT-SEGMENTS.
 	Independent bool
 	// Complete is what our own transcodes promise: every variant carries
