@@ -94,3 +94,22 @@ var renditionRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 // segment of ASCII letters, digits, '_' and '-', at most 64 bytes, so that
 // it is safe in object names, URLs and playlists without escaping.
 func ValidRendition(name string) bool { return renditionRE.MatchString(name) }
+
+// IFramesSuffix ends the name of a video rendition's I-frame-only
+// rendition (trick play): "720p" has "720p-iframes", a rendition directory
+// of its own with its own index.m3u8 and segments, so that the gateway
+// serves and gates it by the same route and rules as any rendition.
+const IFramesSuffix = "-iframes"
+
+// IFrameRendition is the name of rendition's I-frame-only rendition.
+func IFrameRendition(rendition string) string { return rendition + IFramesSuffix }
+
+// IFramesOf returns the video rendition whose I-frame-only rendition name
+// is, when it is one.
+func IFramesOf(name string) (string, bool) {
+	r, ok := strings.CutSuffix(name, IFramesSuffix)
+	if !ok || !ValidRendition(name) || r == "" {
+		return "", false
+	}
+	return r, true
+}

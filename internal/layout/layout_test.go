@@ -37,3 +37,15 @@ func TestValidRendition(t *testing.T) {
 		t.Error("RenditionFromURI accepted ../x")
 	}
 }
+
+func TestIFrameRendition(t *testing.T) {
+	if got := IFrameRendition("720p"); got != "720p-iframes" || !ValidRendition(got) {
+		t.Fatalf("IFrameRendition = %q", got)
+	}
+	for name, want := range map[string]string{"720p-iframes": "720p", "a-b-iframes": "a-b", "-iframes": "", "720p": "", "x/y-iframes": ""} {
+		got, ok := IFramesOf(name)
+		if got != want || ok != (want != "") {
+			t.Errorf("IFramesOf(%q) = %q, %v; want %q", name, got, ok, want)
+		}
+	}
+}
