@@ -542,6 +542,11 @@ func (s *Server) masterEntry(ctx context.Context, v catalog.Version) (*masterEnt
 		e := &masterEntry{tmpl: tmpl}
 		for _, u := range tmpl.URIs {
 			name, ok := layout.RenditionFromURI(u)
+			if of, trick := layout.IFramesOf(name); ok && trick && known[of] {
+				// A published rendition's I-frame playlist (trick play):
+				// served, gated and rewritten like the rendition.
+				known[name] = true
+			}
 			if !ok || !known[name] {
 				return nil, fmt.Errorf("master %s: URI %q is not a published rendition's index.m3u8", v.Master, u)
 			}

@@ -339,7 +339,7 @@ func TestGoldenPlaylists(t *testing.T) {
 	if j := h.waitJob(res.TaskID); j.State != jobs.Published {
 		t.Fatalf("job: %+v", j)
 	}
-	for _, name := range []string{"master.m3u8", "240p/index.m3u8", "144p/index.m3u8"} {
+	for _, name := range []string{"master.m3u8", "240p/index.m3u8", "144p/index.m3u8", "240p-iframes/index.m3u8", "144p-iframes/index.m3u8"} {
 		b := h.objects("hls/golden/v1/" + name)["hls/golden/v1/"+name]
 		golden := filepath.Join("..", "..", "testdata", "pipeline", strings.ReplaceAll(name, "/", "_")+".golden")
 		got := normalise(b)

@@ -25,6 +25,7 @@ type renditionOutput struct {
 	rendition transcode.Rendition
 	segments  []playlist.Segment // by index; URI empty until uploaded
 	codecs    string
+	iframes   []playlist.Segment // trick play (iframes.go), by index; nil: none for this rendition
 }
 
 type uploadResult struct {
@@ -52,8 +53,16 @@ func (p *Pipeline) transcodeAndUpload(ctx context.Context, log *slog.Logger, att
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
 	res := &uploadResult{}
+	trick := iframeRungs(plan.Renditions)
+	if err := checkIFrameNames(plan.Renditions, trick); err != nil {
+		return nil, badInput(err)
+	}
 	for _, r := range plan.Renditions {
-		res.renditions = append(res.renditions, &renditionOutput{rendition: r})
+		ro := &renditionOutput{rendition: r}
+		if trick[r.Name] {
+			ro.iframes = []playlist.Segment{}
+		}
+		res.renditions = append(res.renditions, ro)
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -95,6 +104,9 @@ func (p *Pipeline) transcodeAndUpload(ctx context.Context, log *slog.Logger, att
 				}
 				mu.Lock()
 				r.segments = append(r.segments, playlist.Segment{})
+				if r.iframes != nil {
+					r.iframes = append(r.iframes, playlist.Segment{})
+				}
 				mu.Unlock()
 				ms, err := playlist.DurationMillis(s.Duration)
 				if err != nil {
@@ -184,6 +196,11 @@ func (p *Pipeline) uploadSegment(ctx context.Context, v *packager.Version, j seg
 	mu.Lock()
 	j.r.segments[j.index] = playlist.Segment{URI: j.uri, Duration: j.duration, Size: st.Size, IV: st.IV, KeyURI: st.Key.URI}
 	mu.Unlock()
+	if j.r.iframes != nil {
+		if err := p.uploadIFrame(ctx, v, j, mu); err != nil {
+			return err
+		}
+	}
 	// The plain segment is not needed any more; do not let it outlive its
 	// upload.
 	if err := os.Remove(j.local); err != nil {
@@ -230,7 +247,12 @@ func (p *Pipeline) writePlaylists(ctx context.Context, v *packager.Version, plan
 			AverageBandwidth: avg, Codecs: vr.Codecs, FrameRate: vr.FrameRate, Segments: len(r.segments), Duration: total,
 		})
 	}
-	master, size, err := v.WriteMaster(ctx, playlist.Master{Variants: playlist.SortByBandwidth(variants), Independent: true, Complete: true})
+	iframes, err := p.writeIFramePlaylists(ctx, v, res)
+	if err != nil {
+		return "", nil, err
+	}
+	master, size, err := v.WriteMaster(ctx, playlist.Master{Variants: playlist.SortByBandwidth(variants), IFrameVariants: iframes,
+		Independent: true, Complete: true})
 	if err != nil {
 		return "", nil, fmt.Errorf("pipeline: %w", err)
 	}

@@ -143,6 +143,20 @@ func (v *Verifier) Verify(ctx context.Context, videoID string) (*Report, error) 
 			check(r.URI, 0)
 		}
 	}
+	// Trick play: each I-frame segment decrypts and decodes on its own
+	// (iframes.go).
+	for _, iv := range master.IFrameVariants {
+		name := path.Join(path.Dir(cur.Master), iv.URI)
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		rr := v.iframes(ctx, name, ks, filepath.Join(tmp, strconv.Itoa(len(seen))))
+		if len(rr.Problems) == 0 {
+			rr.Problems = append(rr.Problems, sourceDurationProblems(rr, cur.Duration)...)
+		}
+		rep.Renditions = append(rep.Renditions, rr)
+	}
 	return rep, nil
 }
 
