@@ -39,6 +39,9 @@ func iframeRungs(rs []transcode.Rendition) map[string]bool {
 	out := map[string]bool{}
 	lowest := -1
 	for i, r := range rs {
+		if r.Width <= 0 || r.Height <= 0 {
+			continue // not a video rendition
+		}
 		if r.Height <= iframeMaxHeight {
 			out[r.Name] = true
 		}

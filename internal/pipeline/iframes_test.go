@@ -17,13 +17,14 @@ import (
 )
 
 func TestIFrameRungs(t *testing.T) {
-	ladder := []transcode.Rendition{{Name: "1080p", Height: 1080}, {Name: "720p", Height: 720}, {Name: "480p", Height: 480}}
+	ladder := []transcode.Rendition{{Name: "1080p", Width: 1920, Height: 1080}, {Name: "720p", Width: 1280, Height: 720},
+		{Name: "480p", Width: 854, Height: 480}, {Name: "audio_en"}}
 	got := iframeRungs(ladder)
 	if len(got) != 2 || !got["720p"] || !got["480p"] {
-		t.Fatalf("iframeRungs = %v, want 720p and 480p", got)
+		t.Fatalf("iframeRungs = %v, want 720p and 480p (no audio rendition)", got)
 	}
 	// A ladder of tall rungs only: the lowest still gets one.
-	if got := iframeRungs([]transcode.Rendition{{Name: "2160p", Height: 2160}, {Name: "1080p", Height: 1080}}); len(got) != 1 || !got["1080p"] {
+	if got := iframeRungs([]transcode.Rendition{{Name: "2160p", Width: 3840, Height: 2160}, {Name: "1080p", Width: 1920, Height: 1080}}); len(got) != 1 || !got["1080p"] {
 		t.Fatalf("iframeRungs = %v, want 1080p", got)
 	}
 	if err := checkIFrameNames([]transcode.Rendition{{Name: "a"}, {Name: "a-iframes"}}, map[string]bool{"a": true}); err == nil {
