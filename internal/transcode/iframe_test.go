@@ -85,3 +85,26 @@ func TestMPEGCRC(t *testing.T) {
 		t.Fatalf("mpegCRC = %#x, want 0x0376e6e7", got)
 	}
 }
+
+// FuzzFirstIFrame: any input gives a cut or an error, never a panic, and a
+// cut is whole TS packets no longer than the input.
+func FuzzFirstIFrame(f *testing.F) {
+	pkt := func(pid int, pusi bool, payload ...byte) []byte {
+		p := make([]byte, 188)
+		p[0], p[1], p[2], p[3] = 0x47, byte(pid>>8), byte(pid), 0x10
+		if pusi {
+			p[1] |= 0x40
+		}
+		copy(p[4:], payload)
+		return p
+	}
+	f.Add(pkt(0, true, 0, 0, 0xb0, 13, 0, 1, 0xc1, 0, 0, 0, 1, 0xf0, 0))
+	f.Add(append(pkt(0, true, 0, 0, 0xb0, 13, 0, 1, 0xc1, 0, 0, 0, 1, 0xf0, 0),
+		pkt(0x1000, true, 0, 2, 0xb0, 18, 0, 1, 0xc1, 0, 0, 0xe1, 0, 0xf0, 0, 0x1b, 0xe1, 0, 0xf0, 0)...))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		cut, err := FirstIFrame(bytes.NewReader(b))
+		if err == nil && (len(cut)%188 != 0 || len(cut) > len(b)+188) {
+			t.Fatalf("cut of %d bytes from %d", len(cut), len(b))
+		}
+	})
+}
