@@ -1,13 +1,16 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/hlsvault/hlsvault/internal/playlist"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/testenv"
 	"github.com/hlsvault/hlsvault/internal/testenv/decoder"
@@ -75,6 +78,33 @@ func TestIFramesVerified(t *testing.T) {
 	}
 	if found != 2 {
 		t.Fatalf("verify checked %d I-frame playlists, want 2: %+v", found, rep.Renditions)
+	}
+
+	// Each I-frame stream's BANDWIDTH and AVERAGE-BANDWIDTH are measured
+	// from its own encrypted segments.
+	prefix := "hls/" + video + "/v1/"
+	objs := h.objects(prefix)
+	master, err := playlist.ParseMaster(bytes.NewReader(objs[prefix+"master.m3u8"]))
+	if err != nil || len(master.IFrameVariants) != 2 {
+		t.Fatalf("master: %v, %+v", err, master)
+	}
+	for _, iv := range master.IFrameVariants {
+		m, err := playlist.ParseMedia(bytes.NewReader(objs[prefix+iv.URI]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		segs := make([]playlist.Segment, len(m.Segments))
+		for i, s := range m.Segments {
+			b, ok := objs[prefix+path.Dir(iv.URI)+"/"+s.URI]
+			if !ok {
+				t.Fatalf("%s: segment %s not stored", iv.URI, s.URI)
+			}
+			segs[i] = playlist.Segment{Duration: s.Duration, Size: int64(len(b))}
+		}
+		peak, avg := playlist.Bandwidth(segs)
+		if iv.Bandwidth != peak || iv.AverageBandwidth != avg || peak <= 0 {
+			t.Errorf("%s: BANDWIDTH %d AVERAGE-BANDWIDTH %d, measured %d and %d", iv.URI, iv.Bandwidth, iv.AverageBandwidth, peak, avg)
+		}
 	}
 
 	// The status's renditions are the video renditions only.
