@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -116,6 +118,17 @@ func TestCancelAndDeleteCommands(t *testing.T) {
 	if out, err = cli("transcode", "--video", video, "--source", "uploads/e.mp4"); err == nil ||
 		!strings.Contains(err.Error(), "video "+video+" was deleted") || !strings.Contains(err.Error(), "use a new id") {
 		t.Fatalf("transcode of a deleted video: %v\n%s", err, out)
+	}
+	// A local file for a deleted video is refused before it is uploaded.
+	local := filepath.Join(t.TempDir(), "clip.mp4")
+	if err := os.WriteFile(local, []byte("not uploaded"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err = cli("transcode", "--video", video, "--source", local); err == nil || !strings.Contains(err.Error(), "was not uploaded") {
+		t.Fatalf("transcode of a local file for a deleted video: %v\n%s", err, out)
+	}
+	if uploads, _ := filepath.Glob(filepath.Join(strings.TrimPrefix(env["STORAGE_URL"], "file://"), "uploads", video, "*")); len(uploads) != 0 {
+		t.Errorf("uploaded for a deleted video: %v", uploads)
 	}
 	if out, err = cli("delete", "--video", "nosuch"); err == nil || !strings.Contains(err.Error(), "video nosuch: no such video") {
 		t.Fatalf("delete of an unknown video: %v\n%s", err, out)

@@ -325,6 +325,13 @@ func runTranscode(ctx context.Context, c Config, getenv func(string) string, db 
 	}
 	source := c.Source
 	if st, err := os.Stat(c.Source); err == nil && st.Mode().IsRegular() {
+		// Refused before the upload, so that a deleted video's id leaves
+		// no new object behind (EnqueueTranscode refuses it too).
+		if at, err := db.VideoDeletedAt(ctx, c.Video); err == nil && !at.IsZero() {
+			return fmt.Errorf("video %s was deleted (at %s); use a new id (%s was not uploaded)", c.Video, at.UTC().Format(time.RFC3339), c.Source)
+		} else if err != nil && !errors.Is(err, catalog.ErrNotFound) {
+			return err
+		}
 		store, err := storage.Open(ctx, c.StorageURL, config.WithValues(getenv, "AZURE_STORAGE_CONNECTION_STRING", c.AzureConnection))
 		if err != nil {
 			return err
