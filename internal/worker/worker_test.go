@@ -192,7 +192,7 @@ func TestTaskLogger(t *testing.T) {
 			t.Fatalf("%d %q lines, want 2:\n%s", len(recs), msg, logs)
 		}
 		for _, rec := range recs {
-			task, _ := rec["task"].(map[string]any)
+			task, _ := rec["asynq"].(map[string]any)
 			id, _ := task["id"].(string)
 			w, ok := want[id]
 			if !ok || task["type"] != w.typ || task["queue"] != w.queue || task["retry"] != 0.0 {
