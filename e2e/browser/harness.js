@@ -55,16 +55,29 @@
         code: d.response ? d.response.code : null });
       if (d.fatal) fail("hls.js " + d.type + " " + d.details);
     });
-    hls.on(Hls.Events.MANIFEST_PARSED, function () {
-      state.ready = true;
-      step("manifest parsed");
+    // hls.js lists the tracks of the current variant's groups, once known.
+    function listAudio() {
       state.audioTracks = hls.audioTracks.map(function (t) {
         return { lang: t.lang || null, name: t.name || null, default: !!t.default };
       });
+    }
+    function listText() {
       state.textTracks = hls.subtitleTracks.map(function (t) {
         return { lang: t.lang || null, name: t.name || null, kind: t.type || "subtitles" };
       });
+    }
+    hls.on(Hls.Events.MANIFEST_PARSED, function (ev, d) {
+      state.ready = true;
+      step("manifest parsed: " + d.levels.length + " levels");
+      listAudio();
+      listText();
       el.play().catch(function (e) { step("play() refused: " + e.name); });
+    });
+    hls.on(Hls.Events.AUDIO_TRACKS_UPDATED, listAudio);
+    hls.on(Hls.Events.SUBTITLE_TRACKS_UPDATED, listText);
+    hls.on(Hls.Events.LEVEL_SWITCHED, function (ev, d) {
+      var l = hls.levels[d.level] || {};
+      step("level " + d.level + ": " + (l.width || 0) + "x" + (l.height || 0) + " " + (l.codecs || l.attrs && l.attrs.CODECS || "no CODECS"));
     });
     hls.on(Hls.Events.AUDIO_TRACK_SWITCHED, function (ev, d) {
       var t = hls.audioTracks[d.id];
