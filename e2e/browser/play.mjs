@@ -23,7 +23,10 @@
 // currentTime has advanced past N seconds (default 1.5), every requested
 // switch happened, and there was no player error, page error, console error
 // or failed request. hls.js's non-fatal gap jumps (bufferSeekOverHole,
-// bufferNudgeOnStall) are reported as notices, not errors. Exit 0 when every
+// bufferNudgeOnStall; with --audio also a non-fatal aborted load,
+// bufferStalledError and bufferAppendNoProgress, which a switch causes) are
+// reported as notices,
+// not errors. Exit 0 when every
 // player passes, 1 otherwise, 2 on bad usage.
 // CHROMIUM overrides the browser binary (default /usr/bin/chromium, Debian's
 // package). Tokens are redacted from everything printed.
@@ -68,6 +71,11 @@ const LIBS = {
   shaka: join(here, "node_modules", "shaka-player", "dist", "shaka-player.compiled.js"),
 };
 const BENIGN = new Set(["bufferSeekOverHole", "bufferNudgeOnStall"]);
+// An audio switch while playing aborts the old track's fragment load and
+// flushes and refills the audio buffer: hls.js may report (non-fatal) the
+// abort, a short stall or an append that added nothing. Playback must still
+// advance past --seconds.
+const SWITCH = new Set(["aborted", "bufferStalledError", "bufferAppendNoProgress"]);
 
 // dedupe keeps the first of repeated problems (a player retrying a
 // request reports the same failure many times), at most 20.
@@ -175,7 +183,9 @@ async function playHarness(browser, player) {
   if (!r) return { ok: false, notices, problems };
   if (r.fatal) problems.push(`${player}: fatal: ${redact(r.fatal)}`);
   for (const e of r.errors || []) {
-    if (player === "hlsjs" && !e.fatal && e.type === "mediaError" && BENIGN.has(e.details)) notices.push(e.details);
+    if (player === "hlsjs" && !e.fatal && (e.type === "mediaError" && BENIGN.has(e.details) || audio && SWITCH.has(e.details))) {
+      notices.push(e.details);
+    }
     else problems.push(`${player} error: ` + redact(JSON.stringify(e)));
   }
   if (audio && !r.audioSwitched) problems.push(`${player}: did not switch to audio ${audio} (active ${r.activeAudio})`);
