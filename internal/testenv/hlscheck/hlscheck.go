@@ -170,9 +170,9 @@ func Stored(t testing.TB, store storage.Store, prefix string) map[string][]byte 
 var uriAttr = regexp.MustCompile(`(?:^|,)URI="([^"]*)"`)
 
 // playlistURIs are the URIs a master playlist refers to that may be
-// playlists: variant lines, and the URI attribute of EXT-X-MEDIA and
-// EXT-X-I-FRAME-STREAM-INF (whatever renditions a master grows, their
-// playlists are reached the same way).
+// playlists: variant lines, and the URI attribute of EXT-X-MEDIA,
+// EXT-X-I-FRAME-STREAM-INF and EXT-X-IMAGE-STREAM-INF (whatever renditions
+// a master grows, their playlists are reached the same way).
 func playlistURIs(master []byte) []string {
 	var uris []string
 	for _, line := range strings.Split(string(master), "\n") {
@@ -181,7 +181,8 @@ func playlistURIs(master []byte) []string {
 		case line == "":
 		case !strings.HasPrefix(line, "#"):
 			uris = append(uris, line)
-		case strings.HasPrefix(line, "#EXT-X-MEDIA:"), strings.HasPrefix(line, "#EXT-X-I-FRAME-STREAM-INF:"):
+		case strings.HasPrefix(line, "#EXT-X-MEDIA:"), strings.HasPrefix(line, "#EXT-X-I-FRAME-STREAM-INF:"),
+			strings.HasPrefix(line, "#EXT-X-IMAGE-STREAM-INF:"):
 			if m := uriAttr.FindStringSubmatch(line[strings.IndexByte(line, ':')+1:]); m != nil {
 				uris = append(uris, m[1])
 			}

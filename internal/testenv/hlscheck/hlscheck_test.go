@@ -27,6 +27,7 @@ const master = `#EXTM3U
 #EXT-X-STREAM-INF:BANDWIDTH=300000,CODECS="avc1.42c00d,mp4a.40.2",RESOLUTION=320x240,AUDIO="aac"
 240p/index.m3u8?token=abc
 #EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=50000,CODECS="avc1.42c00d",RESOLUTION=320x240,URI="240p/iframes.m3u8?token=abc"
+#EXT-X-IMAGE-STREAM-INF:BANDWIDTH=10000,RESOLUTION=160x90,CODECS="jpeg",URI="thumbs/index.m3u8?token=abc"
 `
 
 const media = `#EXTM3U
@@ -73,7 +74,8 @@ func TestCheck(t *testing.T) {
 
 func TestPlaylistURIs(t *testing.T) {
 	got := playlistURIs([]byte(master))
-	want := []string{"audio_en/index.m3u8?token=abc", "240p/index.m3u8?token=abc", "240p/iframes.m3u8?token=abc"}
+	want := []string{"audio_en/index.m3u8?token=abc", "240p/index.m3u8?token=abc", "240p/iframes.m3u8?token=abc",
+		"thumbs/index.m3u8?token=abc"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %q, want %q", got, want)
 	}
@@ -82,7 +84,7 @@ func TestPlaylistURIs(t *testing.T) {
 func TestCrawl(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v/master.m3u8", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, master) })
-	for _, p := range []string{"/v/audio_en/index.m3u8", "/v/240p/index.m3u8", "/v/240p/iframes.m3u8"} {
+	for _, p := range []string{"/v/audio_en/index.m3u8", "/v/240p/index.m3u8", "/v/240p/iframes.m3u8", "/v/thumbs/index.m3u8"} {
 		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Query().Get("token") != "abc" {
 				http.Error(w, "no token", http.StatusForbidden)
@@ -94,8 +96,8 @@ func TestCrawl(t *testing.T) {
 	ts := httptest.NewServer(mux)
 	defer ts.Close()
 	got := Crawl(t, ts.Client(), ts.URL+"/v/master.m3u8?token=abc")
-	if len(got) != 4 {
-		t.Fatalf("crawled %d playlists, want 4: %v", len(got), got)
+	if len(got) != 5 {
+		t.Fatalf("crawled %d playlists, want 5: %v", len(got), got)
 	}
 	StrictAll(t, got)
 }
