@@ -164,10 +164,12 @@ check_azurite() {
 	say "ok azurite $v (${STATUS[azurite]})"
 }
 
-# hls.js and playwright-core for the browser playback test and the demo.
+# hls.js, Shaka Player and playwright-core for the browser playback tests
+# and the demo.
 check_browser_e2e() {
 	local d="$ROOT_DIR/e2e/browser"
-	if [ -f "$d/node_modules/hls.js/dist/hls.min.js" ] && [ -f "$d/node_modules/playwright-core/package.json" ]; then
+	if [ -f "$d/node_modules/hls.js/dist/hls.min.js" ] && [ -f "$d/node_modules/playwright-core/package.json" ] &&
+		[ -f "$d/node_modules/shaka-player/dist/shaka-player.compiled.js" ]; then
 		say "ok e2e/browser node_modules (already installed)"
 		return 0
 	fi
@@ -186,6 +188,18 @@ check_webhooks_e2e() {
 	say "ok e2e/webhooks node_modules (installed)"
 }
 
+# hls-parser (strict) and m3u8-parser for the independent playlist checks
+# (internal/testenv/hlscheck).
+check_validate_e2e() {
+	local d="$ROOT_DIR/e2e/validate"
+	if [ -f "$d/node_modules/hls-parser/package.json" ] && [ -f "$d/node_modules/m3u8-parser/package.json" ]; then
+		say "ok e2e/validate node_modules (already installed)"
+		return 0
+	fi
+	npm ci --prefix "$d" --no-audit --no-fund --no-update-notifier --loglevel=error || die "npm ci e2e/validate failed"
+	say "ok e2e/validate node_modules (installed)"
+}
+
 main() {
 	check_go
 	check_or_install "${COMPONENTS[@]}"
@@ -197,6 +211,7 @@ main() {
 	check_azurite
 	check_browser_e2e
 	check_webhooks_e2e
+	check_validate_e2e
 }
 
 main "$@"

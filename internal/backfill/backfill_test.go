@@ -22,6 +22,7 @@ import (
 	"github.com/hlsvault/hlsvault/internal/testenv"
 	"github.com/hlsvault/hlsvault/internal/testenv/decoder"
 	"github.com/hlsvault/hlsvault/internal/testenv/fixtures"
+	"github.com/hlsvault/hlsvault/internal/testenv/hlscheck"
 	"github.com/hlsvault/hlsvault/internal/verify"
 	"github.com/hlsvault/hlsvault/internal/worker"
 	"github.com/hlsvault/hlsvault/jobs"
@@ -257,6 +258,10 @@ func TestBackfillCatalogue(t *testing.T) {
 					t.Errorf("%s: status %+v %v", video, vs, err)
 				}
 			}
+			// Every playlist the backfill published (TS and fMP4 titles,
+			// masters with audio groups, discontinuities, byte ranges)
+			// passes third-party strict parsing.
+			hlscheck.StrictAll(t, hlscheck.Stored(t, h.store, "hls/"))
 			if after := snapshot(t, h.store, "legacy/"); !maps.Equal(before, after) {
 				t.Errorf("legacy objects changed:\nbefore %v\nafter  %v", before, after)
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/hlsvault/hlsvault/internal/keys"
 	"github.com/hlsvault/hlsvault/internal/playlist"
 	"github.com/hlsvault/hlsvault/internal/storage"
+	"github.com/hlsvault/hlsvault/internal/testenv/hlscheck"
 )
 
 // versionHashes decrypts every object of a version with the key its
@@ -109,5 +110,8 @@ func TestBackfillKeyPeriods(t *testing.T) {
 	for _, v := range ids {
 		check(v, 2)
 	}
+	// Both versions of each title, with their key periods and restated
+	// EXT-X-MAPs, pass third-party strict parsing.
+	hlscheck.StrictAll(t, hlscheck.Stored(t, h.store, "hls/"))
 	h.checkNoKeyLeak(ids...)
 }

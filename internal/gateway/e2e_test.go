@@ -20,6 +20,8 @@ import (
 	"github.com/hlsvault/hlsvault/internal/testenv"
 	"github.com/hlsvault/hlsvault/internal/testenv/decoder"
 	"github.com/hlsvault/hlsvault/internal/testenv/fixtures"
+	"github.com/hlsvault/hlsvault/internal/testenv/hlscheck"
+	"github.com/hlsvault/hlsvault/internal/testenv/player"
 	"github.com/hlsvault/hlsvault/internal/transcode"
 	"github.com/hlsvault/hlsvault/internal/worker"
 	"github.com/hlsvault/hlsvault/jobs"
@@ -142,6 +144,14 @@ func TestPlaybackThroughGateway(t *testing.T) {
 			video := e.publishReal(3)
 			subject := testenv.Name("viewer")
 
+			t.Run("hls-parser", func(t *testing.T) {
+				// The real title's master and media playlists as the
+				// gateway rewrites them (1 s key periods, signed segment
+				// URLs) pass third-party strict parsing.
+				tok := e.token(video, testenv.Name("checker"), playback.NewSessionID(), time.Hour)
+				hlscheck.StrictAll(t, hlscheck.Crawl(t, e.ts.Client(), playback.MasterURL(e.ts.URL, video, tok)))
+			})
+
 			t.Run("ffmpeg", func(t *testing.T) {
 				ffmpeg, _ := testenv.FFmpeg(t)
 				tok := e.token(video, subject, playback.NewSessionID(), time.Hour)
@@ -199,6 +209,37 @@ func TestPlaybackThroughGateway(t *testing.T) {
 				}
 				if !res.OK || res.Frames == 0 || len(res.Problems) > 0 {
 					t.Fatalf("browser: %+v", res)
+				}
+			})
+
+			t.Run("hlsjs-shaka-chromium", func(t *testing.T) {
+				// The test page (not the product page) with each MSE
+				// player, both in one Chromium: AES-128 TS with a key per
+				// second, at one of the ladder's sizes.
+				tok := e.token(video, testenv.Name("mse"), playback.NewSessionID(), time.Hour)
+				res := player.Play(t, playback.MasterURL(e.ts.URL, video, tok), player.Options{})
+				for p, r := range res {
+					if !(r.Width == 320 && r.Height == 240) && !(r.Width == 192 && r.Height == 144) {
+						t.Errorf("%s: video %dx%d, want a rung of the ladder (320x240, 192x144)", p, r.Width, r.Height)
+					}
+					// One audio track (no alternates), no text tracks.
+					if len(r.TextTracks) != 0 || len(r.AudioTracks) > 1 {
+						t.Errorf("%s: audio %+v text %+v, want the muxed audio only", p, r.AudioTracks, r.TextTracks)
+					}
+				}
+				if name != "fs" {
+					return
+				}
+				// The switch checks can fail: this title has no French
+				// audio and no subtitles, and each player says so.
+				res, err := player.Run(t, playback.MasterURL(e.ts.URL, video, tok), player.Options{Audio: "fr", Text: "fr", Seconds: 0.5})
+				if err == nil {
+					t.Fatalf("play.mjs passed a switch to audio and subtitles the title does not have: %+v", res)
+				}
+				for _, p := range []string{"hlsjs", "shaka"} {
+					if r := res[p]; r.OK || !strings.Contains(strings.Join(r.Problems, "\n"), "no audio track in fr") {
+						t.Errorf("%s: %+v, want a failure naming the missing audio track", p, r)
+					}
 				}
 			})
 		})

@@ -30,6 +30,7 @@ import (
 	"github.com/hlsvault/hlsvault/internal/synthetic"
 	"github.com/hlsvault/hlsvault/internal/testenv"
 	"github.com/hlsvault/hlsvault/internal/testenv/fixtures"
+	"github.com/hlsvault/hlsvault/internal/testenv/hlscheck"
 	"github.com/hlsvault/hlsvault/playback"
 )
 
@@ -264,6 +265,11 @@ func TestPlaylistsKeysAndSegments(t *testing.T) {
 	if n := counterValue(e.metrics.requests.WithLabelValues("rendition", "200")); n != 2 {
 		t.Errorf("rendition 200s: %v", n)
 	}
+
+	// The rewritten master and every playlist it leads to, as a player
+	// fetches them, pass third-party strict parsing (last: it adds to the
+	// request counts above).
+	hlscheck.StrictAll(t, hlscheck.Crawl(t, e.ts.Client(), e.ts.URL+withToken("/v1/videos/"+video+"/master.m3u8", tok)))
 }
 
 func (e *env) object(name string) []byte {
@@ -624,6 +630,9 @@ func TestAzureSignedURLs(t *testing.T) {
 	if bytes.Contains(r.body, []byte(accountKey)) || bytes.Contains(r.body, []byte("sr=c")) {
 		t.Fatal("a playlist carries the account key or a container SAS")
 	}
+	// With absolute SAS segment URLs, the rewritten playlists pass
+	// third-party strict parsing.
+	hlscheck.StrictAll(t, hlscheck.Crawl(t, e.ts.Client(), e.ts.URL+withToken("/v1/videos/"+video+"/master.m3u8", tok)))
 	for i, s := range media.Segments {
 		u, err := url.Parse(s.URI)
 		if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/hlsvault/hlsvault/internal/synthetic"
 	"github.com/hlsvault/hlsvault/internal/testenv"
 	"github.com/hlsvault/hlsvault/internal/testenv/fixtures"
+	"github.com/hlsvault/hlsvault/internal/testenv/hlscheck"
 	"github.com/hlsvault/hlsvault/playback"
 )
 
@@ -75,6 +76,16 @@ func TestKeyPeriodsThroughGateway(t *testing.T) {
 		if me.period[i] != wantPeriod[i] || me.periodEnd[i] != wantEnd[i] {
 			t.Errorf("resource %d: period %d ending at %v, want %d ending at %v", i, me.period[i], me.periodEnd[i], wantPeriod[i], wantEnd[i])
 		}
+	}
+
+	// The rewritten master and media playlists, a key URI per period,
+	// pass third-party strict parsing.
+	// (The 240p playlist only: fetching 144p here would cache the entry
+	// that the forgery below must make the gateway read again.)
+	if m := e.get(withToken("/v1/videos/"+video+"/master.m3u8", tok)); m.code != 200 {
+		t.Fatalf("master: %d %s", m.code, m.body)
+	} else {
+		hlscheck.StrictAll(t, map[string][]byte{"master": m.body, "240p": r.body})
 	}
 
 	// A playlist naming a key that is not one of the version's.

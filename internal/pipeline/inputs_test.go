@@ -26,6 +26,7 @@ import (
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/testenv"
 	"github.com/hlsvault/hlsvault/internal/testenv/decoder"
+	"github.com/hlsvault/hlsvault/internal/testenv/hlscheck"
 	"github.com/hlsvault/hlsvault/internal/transcode"
 	"github.com/hlsvault/hlsvault/internal/verify"
 	"github.com/hlsvault/hlsvault/jobs"
@@ -311,6 +312,10 @@ func TestAwkwardInputs(t *testing.T) {
 			}
 		})
 	}
+	// Every playlist of every awkward input (odd sizes, NTSC and field
+	// rates, no audio, late audio, ...) passes third-party strict parsing,
+	// in one batch.
+	hlscheck.StrictAll(t, hlscheck.Stored(t, h.store, "hls/"))
 }
 
 type decrypted struct{ name, path string }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/testenv"
+	"github.com/hlsvault/hlsvault/internal/testenv/hlscheck"
 	"github.com/hlsvault/hlsvault/jobs"
 )
 
@@ -50,6 +51,8 @@ func TestJobOptions(t *testing.T) {
 			t.Fatalf("job %s: %+v", id, j)
 		}
 	}
+	// The three ladders' playlists pass third-party strict parsing.
+	hlscheck.StrictAll(t, hlscheck.Stored(t, h.store, "hls/"))
 	names := func(video string) []string {
 		st, err := h.client.Status(ctx, video)
 		if err != nil || st.Current == nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/testenv"
 	"github.com/hlsvault/hlsvault/internal/testenv/decoder"
+	"github.com/hlsvault/hlsvault/internal/testenv/hlscheck"
 	"github.com/hlsvault/hlsvault/internal/verify"
 	"github.com/hlsvault/hlsvault/jobs"
 )
@@ -110,6 +111,10 @@ func TestKeyPeriods(t *testing.T) {
 			t.Errorf("%s: key URI switches at %v, want at 2 s and 4 s", r.Name, switches)
 		}
 	}
+
+	// The playlists as published, with their key changes, pass
+	// third-party strict parsing.
+	hlscheck.StrictAll(t, hlscheck.Stored(t, h.store, "hls/"+video+"/"))
 
 	// A media playlist whose 2 s segment names period 0's key instead is
 	// reported by verify.

@@ -24,6 +24,7 @@ import (
 	"github.com/hlsvault/hlsvault/internal/testenv"
 	"github.com/hlsvault/hlsvault/internal/testenv/decoder"
 	"github.com/hlsvault/hlsvault/internal/testenv/fixtures"
+	"github.com/hlsvault/hlsvault/internal/testenv/hlscheck"
 	"github.com/hlsvault/hlsvault/internal/transcode"
 	"github.com/hlsvault/hlsvault/internal/verify"
 	"github.com/hlsvault/hlsvault/internal/worker"
@@ -213,6 +214,9 @@ func TestEndToEnd(t *testing.T) {
 			if rep, err := ver.Verify(ctx, video); err != nil || !rep.OK() || rep.Version != 2 {
 				t.Fatalf("verify v2: %+v %v", rep, err)
 			}
+			// Both versions' playlists, in each store, pass third-party
+			// strict parsing.
+			hlscheck.StrictAll(t, hlscheck.Stored(t, h.store, "hls/"+video+"/"))
 		})
 	}
 }
@@ -358,6 +362,9 @@ func TestGoldenPlaylists(t *testing.T) {
 			t.Errorf("%s differs from %s:\n--- got\n%s\n--- want\n%s", name, golden, got, want)
 		}
 	}
+	// Every playlist the version published, as stored (not normalised),
+	// passes third-party strict parsing.
+	hlscheck.StrictAll(t, hlscheck.Stored(t, h.store, "hls/golden/v1/"))
 }
 
 // Bit rates depend on the exact bytes x264 writes, which vary with its

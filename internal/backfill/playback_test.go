@@ -1,0 +1,171 @@
+package backfill
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hlsvault/hlsvault/internal/catalog"
+	"github.com/hlsvault/hlsvault/internal/storage"
+	"github.com/hlsvault/hlsvault/internal/testenv"
+	"github.com/hlsvault/hlsvault/internal/testenv/fixtures"
+	"github.com/hlsvault/hlsvault/internal/testenv/gatewayenv"
+	"github.com/hlsvault/hlsvault/internal/testenv/hlscheck"
+	"github.com/hlsvault/hlsvault/internal/testenv/player"
+)
+
+// TestBackfilledTitlesPlay re-encrypts a legacy fMP4 title (AES-128 fMP4:
+// an encrypted init section, which Chromium's own HLS cannot play) and a
+// legacy title with an alternate audio group, then, through the real
+// gateway: the rewritten master and media playlists pass third-party strict
+// parsing, and both play in hls.js and Shaka Player in headless Chromium;
+// the audio-group title lists its English track, which the player
+// switches to (Shaka only until the master carries CODECS, see below).
+func TestBackfilledTitlesPlay(t *testing.T) {
+	fs := fixtures.FS(t)
+	h := newHarness(t, fs)
+	uploadLegacy(t, fs, "legacy/", titleFMP4, titleAudioGroup)
+	h.startWorker()
+	run := h.start(StartOptions{IDs: []string{titleFMP4, titleAudioGroup}})
+	if st := h.waitRun(run.Run.ID, 2*time.Minute, catalog.RunDone); st.Done != 2 {
+		t.Fatalf("run: %+v", st)
+	}
+	gw := gatewayenv.Start(t, h.db, fs, h.keyring, nil)
+
+	t.Run("fmp4", func(t *testing.T) {
+		hlscheck.StrictAll(t, hlscheck.Crawl(t, gw.Client, gw.MasterURL(titleFMP4)))
+		for p, r := range player.Play(t, gw.MasterURL(titleFMP4), player.Options{}) {
+			if r.Width != 320 || r.Height != 240 {
+				t.Errorf("%s: video %dx%d, want the legacy 320x240", p, r.Width, r.Height)
+			}
+		}
+	})
+	t.Run("audio-group", func(t *testing.T) {
+		master := gw.MasterURL(titleAudioGroup)
+		pls := hlscheck.Crawl(t, gw.Client, master)
+		if len(pls) != 3 {
+			t.Errorf("crawled %d playlists, want the master, the video and the audio rendition", len(pls))
+		}
+		hlscheck.StrictAll(t, pls)
+		// Shaka only, for now: the legacy master's video variant has no
+		// CODECS, the re-encryption carries that over, and hls.js then
+		// fails with a fatal bufferAppendError after a few frames (with
+		// CODECS="avc1.42c00d,mp4a.40.2" added it plays). Issue 12 item 6
+		// (CODECS read from the media) fixes the master; then add hlsjs.
+		for p, r := range player.Play(t, gw.MasterURL(titleAudioGroup), player.Options{Players: []string{"shaka"}, Audio: "en"}) {
+			if len(r.AudioTracks) != 1 || r.AudioTracks[0].Lang != "en" {
+				t.Errorf("%s: audio tracks %+v, want the legacy English one", p, r.AudioTracks)
+			}
+		}
+	})
+}
+
+// makeMultiLanguageTitle writes a legacy title as ffmpeg's HLS muxer makes
+// it from a source with two audio languages (an AUDIO group of English and
+// French AAC renditions) and, with subs, English subtitles (a SUBTITLES
+// group of segmented WebVTT), and stores it under prefix+video+"/".
+// Without subs, the master also lists each audio rendition as an
+// audio-only variant (as ffmpeg's own agroup output and many legacy masters
+// do), see TestBackfilledMultiLanguageTitlePlays.
+func makeMultiLanguageTitle(t *testing.T, store storage.Store, prefix, video string, subs bool) {
+	t.Helper()
+	ffmpeg, _ := testenv.FFmpeg(t)
+	dir := t.TempDir()
+	srt := filepath.Join(dir, "subs.srt")
+	if err := os.WriteFile(srt, []byte("1\n00:00:00,000 --> 00:00:02,900\nHello from the subtitles\n\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	args := []string{"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=3",
+		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=3",
+		"-f", "lavfi", "-i", "sine=frequency=880:sample_rate=48000:duration=3"}
+	streams := "a:0,agroup:aud,language:en,name:aud_en,default:yes a:1,agroup:aud,language:fr,name:aud_fr v:0,agroup:aud,name:video"
+	maps := []string{"-map", "0:v", "-map", "1:a", "-map", "2:a"}
+	if subs {
+		args = append(args, "-i", srt)
+		maps = append(maps, "-map", "3:s", "-c:s", "webvtt", "-metadata:s:s:0", "language=eng")
+		streams = strings.Replace(streams, "name:video", "s:0,sgroup:subs,name:video", 1)
+	}
+	args = append(append(args, maps...),
+		"-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-sc_threshold", "0", "-c:a", "aac", "-b:a", "64k",
+		"-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod", "-var_stream_map", streams,
+		"-master_pl_name", "master.m3u8", "-hls_segment_filename", filepath.Join(out, "%v", "seg_%03d.ts"),
+		filepath.Join(out, "%v", "index.m3u8"))
+	if err := ffmpegRun(ffmpeg, args...); err != nil {
+		t.Fatal(err)
+	}
+	if !subs {
+		m := filepath.Join(out, "master.m3u8")
+		b, err := os.ReadFile(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range []string{"aud_en", "aud_fr"} {
+			b = append(b, "#EXT-X-STREAM-INF:BANDWIDTH=70000,CODECS=\"mp4a.40.2\",AUDIO=\"group_aud\"\n"+a+"/index.m3u8\n"...)
+		}
+		if err := os.WriteFile(m, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := filepath.WalkDir(out, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(out, p)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return store.Put(context.Background(), prefix+video+"/"+filepath.ToSlash(rel), bytes.NewReader(b), int64(len(b)), storage.PutOptions{})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBackfilledMultiLanguageTitlePlays: a legacy title with English and
+// French audio, re-encrypted, passes third-party strict parsing through
+// the gateway, and hls.js and Shaka Player both list the two languages and
+// switch from English to French while playing.
+//
+// Not yet with subtitles (makeMultiLanguageTitle(..., true)): a legacy
+// master whose renditions appear only in EXT-X-MEDIA (subtitles, or
+// alternate audio without audio-only variants) is re-encrypted and
+// published, but the version's catalog renditions list only the variants,
+// so the gateway refuses the master (500: "URI ... is not a published
+// rendition's index.m3u8"). Once renditions of EXT-X-MEDIA are published
+// as renditions, pass true and Text: "en" below.
+func TestBackfilledMultiLanguageTitlePlays(t *testing.T) {
+	fs := fixtures.FS(t)
+	h := newHarness(t, fs)
+	const video = "multi-lang"
+	makeMultiLanguageTitle(t, fs, "legacy/", video, false)
+	h.startWorker()
+	run := h.start(StartOptions{IDs: []string{video}})
+	if st := h.waitRun(run.Run.ID, 2*time.Minute, catalog.RunDone); st.Done != 1 {
+		t.Fatalf("run: %+v", st)
+	}
+	gw := gatewayenv.Start(t, h.db, fs, h.keyring, nil)
+	pls := hlscheck.Crawl(t, gw.Client, gw.MasterURL(video))
+	if len(pls) != 4 {
+		t.Errorf("crawled %d playlists, want the master, video, en and fr", len(pls))
+	}
+	hlscheck.StrictAll(t, pls)
+	for p, r := range player.Play(t, gw.MasterURL(video), player.Options{Audio: "fr"}) {
+		var langs []string
+		for _, a := range r.AudioTracks {
+			langs = append(langs, a.Lang)
+		}
+		if !slices.Contains(langs, "en") || !slices.Contains(langs, "fr") {
+			t.Errorf("%s: audio tracks %+v, want en and fr", p, r.AudioTracks)
+		}
+		if r.ActiveAudio != "fr" {
+			t.Errorf("%s: active audio %q after the switch, want fr", p, r.ActiveAudio)
+		}
+	}
+}
