@@ -25,6 +25,7 @@ type renditionOutput struct {
 	rendition transcode.Rendition
 	segments  []playlist.Segment // by index; URI empty until uploaded
 	codecs    string
+	audio     *transcode.AudioRendition // an alternate audio rendition; nil for video
 }
 
 type uploadResult struct {
@@ -55,6 +56,7 @@ func (p *Pipeline) transcodeAndUpload(ctx context.Context, log *slog.Logger, att
 	for _, r := range plan.Renditions {
 		res.renditions = append(res.renditions, &renditionOutput{rendition: r})
 	}
+	res.renditions = append(res.renditions, audioOutputs(plan)...)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(p.cfg.UploadConcurrency)
@@ -157,7 +159,11 @@ func (p *Pipeline) uploadSegment(ctx context.Context, v *packager.Version, j seg
 	if j.index == 0 && j.r.codecs == "" {
 		// The first segment tells the exact profile and level x264 chose,
 		// which the master playlist's CODECS must name.
-		codecs, err := transcode.SegmentCodecs(j.local)
+		codecsOf := transcode.SegmentCodecs
+		if j.r.audio != nil {
+			codecsOf = transcode.SegmentAudioCodecs
+		}
+		codecs, err := codecsOf(j.local)
 		if err != nil {
 			return fmt.Errorf("pipeline: codecs of %s: %w", j.r.rendition.Name, err)
 		}
@@ -208,6 +214,7 @@ func (p *Pipeline) writePlaylists(ctx context.Context, v *packager.Version, plan
 	var (
 		variants   []playlist.Variant
 		renditions []catalog.Rendition
+		audio      []writtenAudio
 	)
 	for _, r := range res.renditions {
 		name, size, err := v.WriteMedia(ctx, r.rendition.Name, playlist.Media{Segments: r.segments, Independent: true})
@@ -220,6 +227,10 @@ func (p *Pipeline) writePlaylists(ctx context.Context, v *packager.Version, plan
 		for _, s := range r.segments {
 			total += s.Duration
 		}
+		if r.audio != nil {
+			audio = append(audio, writtenAudio{r: r, playlist: name, peak: peak, avg: avg, duration: total})
+			continue
+		}
 		vr := playlist.Variant{
 			URI: layout.MediaPlaylistURI(r.rendition.Name), Bandwidth: peak, AverageBandwidth: avg, Codecs: r.codecs,
 			Width: r.rendition.Width, Height: r.rendition.Height, FrameRate: plan.FrameRate.Float64(),
@@ -230,7 +241,13 @@ func (p *Pipeline) writePlaylists(ctx context.Context, v *packager.Version, plan
 			AverageBandwidth: avg, Codecs: vr.Codecs, FrameRate: vr.FrameRate, Segments: len(r.segments), Duration: total,
 		})
 	}
-	master, size, err := v.WriteMaster(ctx, playlist.Master{Variants: playlist.SortByBandwidth(variants), Independent: true, Complete: true})
+	var alts []playlist.Alternative
+	if len(audio) > 0 {
+		g := newAudioGroup(audio)
+		g.apply(variants, renditions)
+		alts, renditions = g.alternatives, append(renditions, g.renditions...)
+	}
+	master, size, err := v.WriteMaster(ctx, playlist.Master{Variants: playlist.SortByBandwidth(variants), Alternatives: alts, Independent: true, Complete: true})
 	if err != nil {
 		return "", nil, fmt.Errorf("pipeline: %w", err)
 	}
