@@ -1,8 +1,11 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"math"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -40,7 +43,7 @@ func TestTwoAudioLanguages(t *testing.T) {
 		t.Fatalf("job: %+v", j)
 	}
 	master := string(h.objects("hls/" + video + "/v1/master.m3u8")["hls/"+video+"/v1/master.m3u8"])
-	t.Logf("master:\n%s", master)
+	checkGoldenFile(t, "master_two_audio.m3u8.golden", normalise([]byte(master)))
 	for _, want := range []string{
 		`#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aud",NAME="English",DEFAULT=NO,AUTOSELECT=YES,LANGUAGE="en",CHANNELS="1",URI="audio1/index.m3u8"` + "\n",
 		`#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aud",NAME="Français",DEFAULT=YES,AUTOSELECT=YES,LANGUAGE="fr",CHANNELS="1",URI="audio2/index.m3u8"` + "\n",
@@ -98,5 +101,25 @@ func TestTwoAudioLanguages(t *testing.T) {
 	}
 	if streams["audio1"] != "audio" || streams["audio2"] != "audio" || streams["240p"] != "video" || len(streams) != 4 {
 		t.Fatalf("verified renditions: %v", streams)
+	}
+}
+
+// checkGoldenFile compares got with testdata/pipeline/name (written with
+// -update).
+func checkGoldenFile(t *testing.T, name string, got []byte) {
+	t.Helper()
+	golden := filepath.Join("..", "..", "testdata", "pipeline", name)
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test -update)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs:\n--- got\n%s\n--- want\n%s", golden, got, want)
 	}
 }
