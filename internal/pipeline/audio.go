@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"slices"
 	"strconv"
 
 	"github.com/hlsvault/hlsvault/internal/catalog"
@@ -40,6 +41,20 @@ type audioGroup struct {
 }
 
 func newAudioGroup(ws []writtenAudio) audioGroup {
+	// The default rendition first, then the rest in source order: a
+	// player that ignores DEFAULT takes the first, and hls.js, which starts
+	// on the first and then switches to the DEFAULT one, re-appends the
+	// same stretch of audio otherwise (a bufferAppendNoProgress warning).
+	ws = slices.Clone(ws)
+	slices.SortStableFunc(ws, func(a, b writtenAudio) int {
+		switch {
+		case a.r.audio.Default == b.r.audio.Default:
+			return 0
+		case a.r.audio.Default:
+			return -1
+		}
+		return 1
+	})
 	var g audioGroup
 	seen := map[string]bool{}
 	for _, w := range ws {

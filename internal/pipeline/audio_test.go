@@ -78,12 +78,13 @@ func TestTwoAudioLanguages(t *testing.T) {
 			t.Errorf("video rendition %s: codecs %q name no audio", r.Name, r.Codecs)
 		}
 	}
-	if len(audio) != 2 || audio[0].Language != "en" || audio[1].Language != "fr" || !audio[1].Default || audio[0].Default ||
-		audio[0].Channels != 1 || audio[0].Codecs != "mp4a.40.2" || audio[0].Group != "aud" {
+	// The default first, as in the master.
+	if len(audio) != 2 || audio[0].Language != "fr" || audio[1].Language != "en" || !audio[0].Default || audio[1].Default ||
+		audio[0].Name != "audio2" || audio[1].Channels != 1 || audio[1].Codecs != "mp4a.40.2" || audio[1].Group != "aud" || audio[1].Label != "English" {
 		t.Fatalf("audio renditions in the catalog: %+v", audio)
 	}
 	st, err := h.client.Status(ctx, video)
-	if err != nil || len(st.Current.Renditions) != 4 || st.Current.Renditions[3].Language != "fr" || st.Current.Renditions[3].Type != "audio" {
+	if err != nil || len(st.Current.Renditions) != 4 || st.Current.Renditions[2].Language != "fr" || st.Current.Renditions[2].Type != "audio" {
 		t.Fatalf("status: %+v %v", st.Current, err)
 	}
 
