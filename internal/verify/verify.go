@@ -114,17 +114,17 @@ func (v *Verifier) Verify(ctx context.Context, videoID string) (*Report, error) 
 	// Alternate audio renditions are EXT-X-MEDIA entries, not variants.
 	videoRenditions, audioRenditions := 0, 0
 	for _, r := range cur.Renditions {
-		if r.Type == catalog.RenditionAudio {
-			audioRenditions++
-		} else {
+		switch r.Type {
+		case "":
 			videoRenditions++
+		case catalog.RenditionAudio:
+			audioRenditions++
 		}
 	}
 	if len(master.Variants) != videoRenditions {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("master lists %d variants, catalog has %d video renditions", len(master.Variants), videoRenditions))
 	}
-	// A backfilled title's legacy audio group is not in its catalog rows.
-	if n := audioPlaylists(master); audioRenditions > 0 && n != audioRenditions {
+	if n := audioPlaylists(master); n != audioRenditions {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("master lists %d audio renditions with a playlist, catalog has %d", n, audioRenditions))
 	}
 	tmp, err := os.MkdirTemp(v.TempDir, "hlsvault-verify-")
