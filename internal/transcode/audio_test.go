@@ -2,6 +2,7 @@ package transcode
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -78,8 +79,17 @@ func TestPlanAudioGroup(t *testing.T) {
 			t.Errorf("audio %d label %q", i, a.Label)
 		}
 	}
-	if _, err := Args(plan, "/in/a.mp4", "/out", ArgsOptions{}); err != nil {
+	args, err := Args(plan, "/in/a.mp4", "/out", ArgsOptions{})
+	if err != nil {
 		t.Fatal(err)
+	}
+	// The worker writes the master: ffmpeg's is never asked for, and the
+	// upload's language tags never reach the argv.
+	joined := strings.Join(args, " ")
+	for _, forbidden := range []string{"master_pl_name", "agroup", "language"} {
+		if strings.Contains(joined, forbidden) {
+			t.Errorf("argv contains %q", forbidden)
+		}
 	}
 	// A name clash between an audio and a video rendition is refused.
 	plan.Audio[0].Name = plan.Renditions[0].Name
