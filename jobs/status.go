@@ -101,6 +101,16 @@ type Rendition struct {
 	FrameRate        float64 `json:"frame_rate"`
 	Segments         int     `json:"segments"`
 	Duration         float64 `json:"duration"` // seconds
+	// An alternate audio rendition (EXT-X-MEDIA TYPE=AUDIO of a source
+	// with several audio tracks) has Type "audio", its GROUP-ID, BCP 47
+	// language ("" when unknown), NAME, channel count and whether it is
+	// the DEFAULT; a video rendition has Type "".
+	Type     string `json:"type,omitempty"`
+	Group    string `json:"group,omitempty"`
+	Language string `json:"language,omitempty"`
+	Label    string `json:"label,omitempty"`
+	Channels int    `json:"channels,omitempty"`
+	Default  bool   `json:"default,omitempty"`
 }
 
 // Version is the published version a video plays.

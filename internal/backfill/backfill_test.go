@@ -253,6 +253,19 @@ func TestBackfillCatalogue(t *testing.T) {
 				if cur.Version != 1 || !strings.HasPrefix(cur.Master, "hls/"+video+"/v1/") {
 					t.Errorf("%s: current %+v", video, cur)
 				}
+				if video == titleAudioGroup {
+					// The alternate audio rendition is a catalog row too:
+					// the gateway serves only the renditions listed there.
+					var audio []catalog.Rendition
+					for _, r := range cur.Renditions {
+						if r.Type == catalog.RenditionAudio {
+							audio = append(audio, r)
+						}
+					}
+					if len(audio) != 1 || audio[0].Group != "group_aud" || audio[0].Language != "en" || audio[0].Segments == 0 {
+						t.Errorf("%s: audio renditions %+v", video, audio)
+					}
+				}
 				vs, err := h.db.VideoStatus(ctx, video)
 				if err != nil || vs.State != catalog.Published || vs.Version != 1 {
 					t.Errorf("%s: status %+v %v", video, vs, err)

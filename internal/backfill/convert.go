@@ -311,6 +311,10 @@ func (c *Converter) writePlaylists(ctx context.Context, p *Plan, v *packager.Ver
 				r := p.byLegacy[name]
 				mm.URI = layout.MediaPlaylistURI(r.name)
 				groups[mm.GroupID] = append(groups[mm.GroupID], r)
+				// In the catalog too: the gateway serves a master's
+				// URIs only when they name the version's renditions.
+				res.Renditions = append(res.Renditions, alternateRendition(mm, r.name, layout.MediaPlaylistName(prefix, r.name),
+					bw[r].peak, bw[r].avg, len(r.segments), totals[r]))
 			}
 			written[mm.GroupID] = true
 			master.Alternatives = append(master.Alternatives, mm)

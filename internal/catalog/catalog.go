@@ -401,7 +401,20 @@ type Rendition struct {
 	FrameRate        float64 `json:"frame_rate"`
 	Segments         int     `json:"segments"`
 	Duration         float64 `json:"duration"`
+	// Alternate audio (an EXT-X-MEDIA TYPE=AUDIO rendition, not a
+	// variant): Type is "audio"; "" for a video rendition, which every
+	// version published before alternate audio has. Width, Height and
+	// FrameRate are then 0.
+	Type     string `json:"type,omitempty"`
+	Group    string `json:"group,omitempty"`    // GROUP-ID
+	Language string `json:"language,omitempty"` // BCP 47; "" when unknown
+	Label    string `json:"label,omitempty"`    // NAME
+	Channels int    `json:"channels,omitempty"`
+	Default  bool   `json:"default,omitempty"`
 }
+
+// RenditionAudio is Rendition.Type of an alternate audio rendition.
+const RenditionAudio = "audio"
 
 // WrappedKey is a content key as stored: wrapped under the KEK kekID. A
 // version has one key per key period of its media: Period is its 0-based

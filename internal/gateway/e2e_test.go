@@ -33,6 +33,13 @@ import (
 // key period of 1 s (1 s segments): every second of it is under its own
 // key, so players must follow the EXT-X-KEY changes.
 func (e *env) publishReal(seconds float64) string {
+	e.t.Helper()
+	return e.publishRealSource(testenv.Source{Width: 320, Height: 240, Seconds: seconds, Audio: true})
+}
+
+// publishRealSource is publishReal for a source of any shape (see
+// publishTwoAudio).
+func (e *env) publishRealSource(source testenv.Source) string {
 	t := e.t
 	t.Helper()
 	ctx := context.Background()
@@ -48,7 +55,7 @@ func (e *env) publishReal(seconds float64) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := testenv.MakeSource(t, t.TempDir(), testenv.Source{Width: 320, Height: 240, Seconds: seconds, Audio: true})
+	src := testenv.MakeSource(t, t.TempDir(), source)
 	f, err := os.Open(src)
 	if err != nil {
 		t.Fatal(err)

@@ -364,7 +364,10 @@ func (p *Pipeline) runIn(ctx context.Context, log *slog.Logger, dir string, att 
 		return false, badInput(err)
 	}
 	log.Info("planned ladder", "preset", preset, "duration_seconds", probe.Duration.Seconds(), "renditions", len(plan.Renditions), "audio", plan.HasAudio,
-		"deinterlace", plan.Deinterlace, "tonemap", plan.ToneMap != nil, "fps", plan.FrameRate.String())
+		"deinterlace", plan.Deinterlace, "tonemap", plan.ToneMap != nil, "fps", plan.FrameRate.String(), "audio_renditions", len(plan.Audio))
+	if plan.AudioIgnored > 0 {
+		log.Warn("audio streams over the limit are ignored", "ignored", plan.AudioIgnored, "limit", transcode.MaxAudioRenditions)
+	}
 
 	timeout := p.cfg.TimeoutBase + time.Duration(p.cfg.TimeoutFactor*float64(probe.Duration))
 	ctx, cancel := context.WithTimeout(ctx, timeout)

@@ -25,7 +25,8 @@ type renditionOutput struct {
 	rendition transcode.Rendition
 	segments  []playlist.Segment // by index; URI empty until uploaded
 	codecs    string
-	iframes   []playlist.Segment // trick play (iframes.go), by index; nil: none for this rendition
+	iframes   []playlist.Segment        // trick play (iframes.go), by index; nil: none for this rendition
+	audio     *transcode.AudioRendition // an alternate audio rendition; nil for video
 }
 
 type uploadResult struct {
@@ -64,6 +65,7 @@ func (p *Pipeline) transcodeAndUpload(ctx context.Context, log *slog.Logger, att
 		}
 		res.renditions = append(res.renditions, ro)
 	}
+	res.renditions = append(res.renditions, audioOutputs(plan)...)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(p.cfg.UploadConcurrency)
@@ -169,7 +171,11 @@ func (p *Pipeline) uploadSegment(ctx context.Context, v *packager.Version, j seg
 	if j.index == 0 && j.r.codecs == "" {
 		// The first segment tells the exact profile and level x264 chose,
 		// which the master playlist's CODECS must name.
-		codecs, err := transcode.SegmentCodecs(j.local)
+		codecsOf := transcode.SegmentCodecs
+		if j.r.audio != nil {
+			codecsOf = transcode.SegmentAudioCodecs
+		}
+		codecs, err := codecsOf(j.local)
 		if err != nil {
 			return fmt.Errorf("pipeline: codecs of %s: %w", j.r.rendition.Name, err)
 		}
@@ -225,6 +231,7 @@ func (p *Pipeline) writePlaylists(ctx context.Context, v *packager.Version, plan
 	var (
 		variants   []playlist.Variant
 		renditions []catalog.Rendition
+		audio      []writtenAudio
 	)
 	for _, r := range res.renditions {
 		name, size, err := v.WriteMedia(ctx, r.rendition.Name, playlist.Media{Segments: r.segments, Independent: true})
@@ -236,6 +243,10 @@ func (p *Pipeline) writePlaylists(ctx context.Context, v *packager.Version, plan
 		var total float64
 		for _, s := range r.segments {
 			total += s.Duration
+		}
+		if r.audio != nil {
+			audio = append(audio, writtenAudio{r: r, playlist: name, peak: peak, avg: avg, duration: total})
+			continue
 		}
 		vr := playlist.Variant{
 			URI: layout.MediaPlaylistURI(r.rendition.Name), Bandwidth: peak, AverageBandwidth: avg, Codecs: r.codecs,
@@ -251,8 +262,14 @@ func (p *Pipeline) writePlaylists(ctx context.Context, v *packager.Version, plan
 	if err != nil {
 		return "", nil, err
 	}
-	master, size, err := v.WriteMaster(ctx, playlist.Master{Variants: playlist.SortByBandwidth(variants), IFrameVariants: iframes,
-		Independent: true, Complete: true})
+	var alts []playlist.Alternative
+	if len(audio) > 0 {
+		g := newAudioGroup(audio)
+		g.apply(variants, renditions)
+		alts, renditions = g.alternatives, append(renditions, g.renditions...)
+	}
+	master, size, err := v.WriteMaster(ctx, playlist.Master{Variants: playlist.SortByBandwidth(variants), Alternatives: alts,
+		IFrameVariants: iframes, Independent: true, Complete: true})
 	if err != nil {
 		return "", nil, fmt.Errorf("pipeline: %w", err)
 	}

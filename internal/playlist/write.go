@@ -97,7 +97,10 @@ type Alternative struct {
 	Default         bool
 	Autoselect      string // "YES", "NO" or ""
 	Characteristics string
-	URI             string // relative; "" for a rendition carried in the variant's stream
+	// Channels is the CHANNELS attribute of an AUDIO rendition ("2");
+	// "" writes none.
+	Channels string
+	URI      string // relative; "" for a rendition carried in the variant's stream
 }
 
 // IFrameVariant is one EXT-X-I-FRAME-STREAM-INF of a master playlist: an
@@ -484,7 +487,9 @@ func checkQuotedValue(s string) error {
 // GROUP-ID, NAME and LANGUAGE together must be unique (grafov writes one tag
 // per combination). With m.Complete every variant also needs a positive
 // AverageBandwidth, a non-empty Codecs, positive Width and Height and a
-// positive finite FrameRate. Since PROGRAM-ID is not written, nothing ties
+// positive finite FrameRate, and is written with CLOSED-CAPTIONS=NONE (the
+// encode guarantees there are none). An AUDIO rendition's Channels is
+// written as CHANNELS, before its URI. Since PROGRAM-ID is not written, nothing ties
 // the playlist to a version below 6.
 func WriteMaster(w io.Writer, m Master) error {
 	if len(m.Variants) == 0 {
@@ -511,6 +516,9 @@ func WriteMaster(w io.Writer, m Master) error {
 			if err := checkQuotedValue(v); err != nil {
 				return fmt.Errorf("playlist: rendition %d %s: %w", i, name, err)
 			}
+		}
+		if err := checkChannels(r.Channels); err != nil {
+			return fmt.Errorf("playlist: rendition %d: %w", i, err)
 		}
 		switch r.Autoselect {
 		case "", "YES", "NO":
@@ -585,6 +593,11 @@ func WriteMaster(w io.Writer, m Master) error {
 			Video:            v.Video,
 			Subtitles:        v.Subtitles,
 		}
+		if m.Complete {
+			// Our own encodes never carry CEA-608/708 (x264 runs with
+			// -a53cc 0), so they say so.
+			params.Captions = "NONE"
+		}
 		if v.Width > 0 {
 			params.Resolution = strconv.Itoa(v.Width) + "x" + strconv.Itoa(v.Height)
 		}
@@ -603,6 +616,9 @@ func WriteMaster(w io.Writer, m Master) error {
 		out, err = dropIFrameProgramID(out, len(m.IFrameVariants))
 	}
 	if err != nil {
+		return err
+	}
+	if out, err = addChannels(out, m.Alternatives); err != nil {
 		return err
 	}
 	if _, err := w.Write(out); err != nil {

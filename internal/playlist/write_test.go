@@ -357,7 +357,7 @@ func TestWriteMasterGolden(t *testing.T) {
 		}
 		last = i
 	}
-	want := "#EXT-X-STREAM-INF:BANDWIDTH=6401774,AVERAGE-BANDWIDTH=5120000,CODECS=\"avc1.640028,mp4a.40.2\",RESOLUTION=1920x1080,FRAME-RATE=29.970\n1080p/index.m3u8\n"
+	want := "#EXT-X-STREAM-INF:BANDWIDTH=6401774,AVERAGE-BANDWIDTH=5120000,CODECS=\"avc1.640028,mp4a.40.2\",RESOLUTION=1920x1080,CLOSED-CAPTIONS=NONE,FRAME-RATE=29.970\n1080p/index.m3u8\n"
 	if !strings.Contains(out, want) {
 		t.Errorf("missing %q in\n%s", want, out)
 	}

@@ -151,6 +151,12 @@ type Source struct {
 	Extra []string
 	// Ext chooses the container by extension; "mp4" when empty.
 	Ext string
+	// AudioTracks, when set, replaces Audio with one sine track per entry
+	// (440 Hz, 660 Hz, …), each tagged with the entry as its language
+	// ("eng", "fra"; "" leaves it untagged); DefaultAudio is the index of
+	// the one with the default disposition.
+	AudioTracks  []string
+	DefaultAudio int
 }
 
 // MakeSource writes a synthetic video into dir and returns its path. It uses
@@ -167,11 +173,28 @@ func MakeSource(t testing.TB, dir string, s Source) string {
 	out := fmt.Sprintf("%s/src_%dx%d_%gs.%s", dir, s.Width, s.Height, s.Seconds, s.Ext)
 	args := []string{"-hide_banner", "-nostdin", "-loglevel", "error", "-y",
 		"-f", "lavfi", "-i", fmt.Sprintf("testsrc2=size=%dx%d:rate=%d:duration=%g", s.Width, s.Height, s.FPS, s.Seconds)}
-	if s.Audio {
+	if s.Audio && len(s.AudioTracks) == 0 {
 		args = append(args, "-f", "lavfi", "-i", fmt.Sprintf("sine=frequency=440:sample_rate=48000:duration=%g", s.Seconds))
 	}
+	for i := range s.AudioTracks {
+		args = append(args, "-f", "lavfi", "-i", fmt.Sprintf("sine=frequency=%d:sample_rate=48000:duration=%g", 440+220*i, s.Seconds))
+	}
+	if len(s.AudioTracks) > 0 {
+		args = append(args, "-map", "0:v")
+		for i, lang := range s.AudioTracks {
+			disposition := "0"
+			if i == s.DefaultAudio {
+				disposition = "default"
+			}
+			args = append(args, "-map", fmt.Sprintf("%d:a", i+1), fmt.Sprintf("-disposition:a:%d", i), disposition)
+			if lang != "" {
+				args = append(args, fmt.Sprintf("-metadata:s:a:%d", i), "language="+lang)
+			}
+		}
+		args = append(args, "-c:a", "aac", "-b:a", "64k")
+	}
 	args = append(args, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")
-	if s.Audio {
+	if s.Audio && len(s.AudioTracks) == 0 {
 		args = append(args, "-c:a", "aac", "-b:a", "64k")
 	}
 	args = append(args, s.Extra...)

@@ -110,15 +110,19 @@ func Args(plan Plan, input, outDir string, opt ArgsOptions) (args []string, err 
 	split := video.Split()
 
 	out := ffmpeg.KwArgs{
-		"format":        "hls",
-		"map_metadata":  "-1", // source tags (GPS, names) stay private
-		"map_chapters":  "-1",
-		"c:v":           "libx264",
-		"preset":        opt.Preset,
-		"profile:v":     "high",
-		"g":             plan.GOP,
-		"keyint_min":    plan.GOP,
-		"sc_threshold":  0,
+		"format":       "hls",
+		"map_metadata": "-1", // source tags (GPS, names) stay private
+		"map_chapters": "-1",
+		"c:v":          "libx264",
+		"preset":       opt.Preset,
+		"profile:v":    "high",
+		"g":            plan.GOP,
+		"keyint_min":   plan.GOP,
+		"sc_threshold": 0,
+		// No CEA-608/708 captions: x264 would otherwise embed the A53
+		// captions a source's H.264 carries, and the master promises
+		// CLOSED-CAPTIONS=NONE.
+		"a53cc":         0,
 		"flags:v":       "+cgop",
 		"hls_time":      hlsTime(plan),
 		"hls_list_size": 0,
@@ -164,6 +168,17 @@ func Args(plan Plan, input, outDir string, opt ArgsOptions) (args []string, err 
 			entry += ",a:" + sk
 		}
 		varMap = append(varMap, entry+",name:"+r.Name)
+	}
+	// Alternate audio: one audio-only variant stream per rendition, after
+	// the video ones. Neither agroup nor language goes into the map:
+	// ffmpeg's own master playlist is not written (the worker writes the
+	// master), and the language tag is the upload's text.
+	for k, a := range plan.Audio {
+		streams = append(streams, in.Get(strconv.Itoa(a.Index)))
+		sk := strconv.Itoa(k)
+		out["c:a"], out["ar"] = "aac", 48000
+		out["ac:a:"+sk], out["b:a:"+sk] = a.Channels, a.Bitrate
+		varMap = append(varMap, "a:"+sk+",name:"+a.Name)
 	}
 	out["var_stream_map"] = strings.Join(varMap, " ")
 
@@ -229,7 +244,25 @@ func (p Plan) validate() error {
 	case p.ToneMap != nil && p.InMatrix != "":
 		return bad("a tone-mapped picture is BT.709 already; no matrix conversion")
 	}
+	if len(p.Audio) > 0 && p.HasAudio {
+		return bad("muxed audio and an audio group at once")
+	}
+	if len(p.Audio) > MaxAudioRenditions {
+		return bad("%d audio renditions, at most %d", len(p.Audio), MaxAudioRenditions)
+	}
 	names := map[string]bool{}
+	for _, a := range p.Audio {
+		if err := a.validate(); err != nil {
+			return bad("%v", err)
+		}
+		if !layout.ValidRendition(a.Name) || len(a.Name) > 16 || strings.Trim(a.Name, "abcdefghijklmnopqrstuvwxyz0123456789") != "" {
+			return bad("rendition name %q: want [a-z0-9]+", a.Name)
+		}
+		if names[a.Name] {
+			return bad("rendition name %s appears twice", a.Name)
+		}
+		names[a.Name] = true
+	}
 	for _, r := range p.Renditions {
 		switch {
 		// Stricter than the publishing rule: the name is also ffmpeg's %v

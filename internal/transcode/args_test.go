@@ -46,6 +46,15 @@ func TestArgsGolden(t *testing.T) {
 			p.Video.Codec, p.Video.PixFmt, p.Video.BitDepth = "hevc", "yuv420p10le", 10
 			p.Video.Color = Color{Primaries: "bt2020", Transfer: "arib-std-b67", Space: "bt2020nc", Range: "tv"}
 		}},
+		// Two audio languages (and a 5.1 third track, downmixed): an
+		// audio-only AAC variant stream per track after the video ones.
+		{file: "args_two_audio.golden.txt", audio: true, shape: func(p *Probe) {
+			p.Audios = []AudioStream{
+				{Index: 1, Codec: "aac", Channels: 2, SampleRate: 48000, Language: "eng"},
+				{Index: 2, Codec: "ac3", Channels: 6, SampleRate: 48000, Language: "fre", Default: true},
+				{Index: 3, Codec: "aac", Channels: 1, SampleRate: 44100},
+			}
+		}},
 		// A PAL DVD: anamorphic 720x576 BT.601, square BT.709 rungs.
 		{file: "args_sd_bt601.golden.txt", audio: true, shape: func(p *Probe) {
 			p.Video.Width, p.Video.Height, p.Video.DisplayWidth, p.Video.DisplayHeight = 720, 576, 1024, 576

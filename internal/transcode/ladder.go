@@ -183,6 +183,12 @@ type Plan struct {
 	// ToneMap, for an HDR (PQ or HLG) source, maps it to SDR BT.709 once,
 	// before the split; nil for SDR.
 	ToneMap *ToneMap `json:",omitempty"`
+	// Audio, for a source with two or more usable audio streams, are the
+	// alternate audio renditions (see planAudio); the video renditions
+	// then carry no audio and HasAudio is false. Empty: the muxed shape.
+	Audio []AudioRendition `json:",omitempty"`
+	// AudioIgnored counts the audio streams beyond MaxAudioRenditions.
+	AudioIgnored int `json:",omitempty"`
 	// InMatrix is swscale's in_color_matrix for an SDR source whose YCbCr
 	// matrix is not BT.709 ("bt601" for SD); each rung's scale converts it
 	// to BT.709, which every output is tagged as. Empty: already BT.709.
@@ -274,6 +280,14 @@ func PlanLadder(p *Probe, ladder Ladder, segment time.Duration) (Plan, error) {
 		w, h := dw&^1, dh&^1
 		s := min(w, h)
 		plan.Renditions = append(plan.Renditions, rendition(fmt.Sprintf("%dp", s), w, h, base.Height, base.VideoBitrate, base.AudioBitrate))
+	}
+	rate := 0
+	for _, r := range sorted {
+		rate = max(rate, r.AudioBitrate)
+	}
+	if group, ignored := planAudio(p.Audios, rate); len(group) > 0 {
+		plan.Audio, plan.AudioIgnored = group, ignored
+		plan.HasAudio, plan.AudioIndex = false, 0
 	}
 	if !plan.HasAudio {
 		// Zero, so that bandwidth sums in the master playlist stay honest.

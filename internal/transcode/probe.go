@@ -25,6 +25,9 @@ type Probe struct {
 	Size     int64
 	Video    VideoStream
 	Audio    *AudioStream // nil when the source has no usable audio
+	// Audios are all the usable audio streams in source order (Audio is
+	// the first); two or more become an alternate audio group.
+	Audios []AudioStream `json:",omitempty"`
 }
 
 // VideoStream describes the source's video stream (never cover art).
@@ -60,6 +63,8 @@ type AudioStream struct {
 	Codec      string
 	Channels   int
 	SampleRate int
+	Language   string `json:",omitempty"` // the stream's language tag as found ("eng"); see NormalizeLanguage
+	Default    bool   `json:",omitempty"` // the default disposition is set
 }
 
 // maxProbeOutput bounds ffprobe's JSON: thousands of streams or megabytes of
@@ -173,8 +178,10 @@ func ParseProbe(data []byte, sniffed string, size int64, lim Limits) (*Probe, er
 	}
 	for i := range out.Streams {
 		if a, ok := audioStream(&out.Streams[i]); ok {
-			p.Audio = a
-			break
+			if p.Audio == nil {
+				p.Audio = a
+			}
+			p.Audios = append(p.Audios, *a)
 		}
 	}
 
@@ -371,7 +378,8 @@ func audioStream(s *ffStream) (*AudioStream, bool) {
 	if err != nil || rate <= 0 {
 		return nil, false
 	}
-	return &AudioStream{Index: s.Index, Codec: s.CodecName, Channels: s.Channels, SampleRate: rate}, true
+	return &AudioStream{Index: s.Index, Codec: s.CodecName, Channels: s.Channels, SampleRate: rate,
+		Language: s.Tags["language"], Default: s.Disposition["default"] != 0}, true
 }
 
 // parseSeconds parses ffprobe's "12.345000"; "N/A", empty, non-finite and

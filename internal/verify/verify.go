@@ -111,8 +111,21 @@ func (v *Verifier) Verify(ctx context.Context, videoID string) (*Report, error) 
 		rep.Problems = append(rep.Problems, fmt.Sprintf("master %s: %v", cur.Master, err))
 		return rep, nil
 	}
-	if len(master.Variants) != len(cur.Renditions) {
-		rep.Problems = append(rep.Problems, fmt.Sprintf("master lists %d variants, catalog has %d renditions", len(master.Variants), len(cur.Renditions)))
+	// Alternate audio renditions are EXT-X-MEDIA entries, not variants.
+	videoRenditions, audioRenditions := 0, 0
+	for _, r := range cur.Renditions {
+		switch r.Type {
+		case "":
+			videoRenditions++
+		case catalog.RenditionAudio:
+			audioRenditions++
+		}
+	}
+	if len(master.Variants) != videoRenditions {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("master lists %d variants, catalog has %d video renditions", len(master.Variants), videoRenditions))
+	}
+	if n := audioPlaylists(master); n != audioRenditions {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("master lists %d audio renditions with a playlist, catalog has %d", n, audioRenditions))
 	}
 	tmp, err := os.MkdirTemp(v.TempDir, "hlsvault-verify-")
 	if err != nil {
@@ -158,6 +171,18 @@ func (v *Verifier) Verify(ctx context.Context, videoID string) (*Report, error) 
 		rep.Renditions = append(rep.Renditions, rr)
 	}
 	return rep, nil
+}
+
+// audioPlaylists counts the master's AUDIO renditions that have their own
+// playlist.
+func audioPlaylists(m *playlist.ParsedMaster) int {
+	n := 0
+	for _, r := range m.Renditions {
+		if r.Type == "AUDIO" && r.URI != "" {
+			n++
+		}
+	}
+	return n
 }
 
 // sourceDurationProblems holds a rendition's playlist and decoded
