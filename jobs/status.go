@@ -101,6 +101,12 @@ type Rendition struct {
 	FrameRate        float64 `json:"frame_rate"`
 	Segments         int     `json:"segments"`
 	Duration         float64 `json:"duration"` // seconds
+	// Kind is empty for a video variant of the master playlist, and
+	// "storyboard" for the thumbnail storyboard: then Playlist is its
+	// WebVTT track's object name, Width and Height one thumbnail's size,
+	// Segments the number of sprite images (played through the gateway's
+	// /v1/videos/{video}/storyboard.vtt).
+	Kind string `json:"kind,omitempty"`
 }
 
 // Version is the published version a video plays.

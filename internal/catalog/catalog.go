@@ -401,6 +401,9 @@ type Rendition struct {
 	FrameRate        float64 `json:"frame_rate"`
 	Segments         int     `json:"segments"`
 	Duration         float64 `json:"duration"`
+	// Kind is empty for a video variant of the master; KindStoryboard for
+	// the thumbnail storyboard (see storyboard.go).
+	Kind string `json:"kind,omitempty"`
 }
 
 // WrappedKey is a content key as stored: wrapped under the KEK kekID. A

@@ -111,8 +111,8 @@ func (v *Verifier) Verify(ctx context.Context, videoID string) (*Report, error) 
 		rep.Problems = append(rep.Problems, fmt.Sprintf("master %s: %v", cur.Master, err))
 		return rep, nil
 	}
-	if len(master.Variants) != len(cur.Renditions) {
-		rep.Problems = append(rep.Problems, fmt.Sprintf("master lists %d variants, catalog has %d renditions", len(master.Variants), len(cur.Renditions)))
+	if n := len(catalog.VideoRenditions(cur.Renditions)); len(master.Variants) != n {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("master lists %d variants, catalog has %d renditions", len(master.Variants), n))
 	}
 	tmp, err := os.MkdirTemp(v.TempDir, "hlsvault-verify-")
 	if err != nil {
