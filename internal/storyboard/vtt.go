@@ -215,3 +215,21 @@ func Rewrite(data []byte, uri func(sprite string) (string, bool)) ([]byte, error
 	}
 	return out.Bytes(), nil
 }
+
+// SpriteName is sprite i's name inside Dir, as the storyboard pass writes
+// it.
+func SpriteName(i int) string { return fmt.Sprintf("sprite_%03d.jpg", i) }
+
+// SpriteIndex is the inverse of SpriteName.
+func SpriteIndex(name string) (int, bool) {
+	digits, ok1 := strings.CutPrefix(name, "sprite_")
+	digits, ok2 := strings.CutSuffix(digits, ".jpg")
+	if !ok1 || !ok2 || len(digits) < 3 {
+		return 0, false
+	}
+	n, err := strconv.Atoi(digits)
+	if err != nil || n < 0 || SpriteName(n) != name {
+		return 0, false
+	}
+	return n, true
+}
