@@ -101,4 +101,3 @@ func (p *Pipeline) putSprite(ctx context.Context, v *packager.Version, i int, pa
 	p.metrics.uploadedBytes.Add(float64(fi.Size()))
 	return nil
 }
-
