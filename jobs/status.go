@@ -118,6 +118,10 @@ type Version struct {
 	Renditions  []Rendition `json:"renditions"`
 	Duration    float64     `json:"duration"` // seconds
 	PublishedAt time.Time   `json:"published_at"`
+	// Storyboard says whether the version has a thumbnail storyboard (a
+	// rendition of Kind "storyboard", served at the gateway's
+	// /v1/videos/{video}/storyboard.vtt).
+	Storyboard bool `json:"storyboard"`
 }
 
 // Status is a video's state, its latest job and the version it plays.
@@ -153,6 +157,7 @@ func publicStatus(o catalog.Overview) Status {
 			Renditions: make([]Rendition, len(v.Renditions))}
 		for i, r := range v.Renditions {
 			pv.Renditions[i] = Rendition(r)
+			pv.Storyboard = pv.Storyboard || r.Kind == catalog.KindStoryboard
 		}
 		s.Current = pv
 	}
