@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/hlsvault/hlsvault/internal/layout"
 	"github.com/hlsvault/hlsvault/internal/storage"
@@ -33,12 +34,16 @@ func (v *Version) PutStoryboardSprite(ctx context.Context, i int, body io.Reader
 }
 
 // WriteStoryboardTrack stores the storyboard's WebVTT track, after
-// checking that it reads back and names only sprites under the
-// storyboard's directory, and returns its object name and size.
-func (v *Version) WriteStoryboardTrack(ctx context.Context, track []byte, sprites int) (string, int64, error) {
+// checking that it reads back, covers duration with contiguous cues and
+// names only sprites under the storyboard's directory, and returns its
+// object name and size.
+func (v *Version) WriteStoryboardTrack(ctx context.Context, track []byte, sprites int, duration time.Duration) (string, int64, error) {
 	cues, err := storyboard.Parse(track)
-	if err != nil || len(cues) == 0 {
-		return "", 0, fmt.Errorf("packager: storyboard track does not read back (%d cues, %v)", len(cues), err)
+	if err == nil {
+		err = storyboard.Check(cues, duration, 0, 0)
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("packager: storyboard track does not read back: %w", err)
 	}
 	for _, c := range cues {
 		n, ok := storyboard.SpriteIndex(c.Sprite)

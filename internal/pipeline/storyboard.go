@@ -76,7 +76,7 @@ func (p *Pipeline) storyboard(ctx context.Context, dir, src string, probe *trans
 			return nil, err
 		}
 	}
-	name, size, err := v.WriteStoryboardTrack(ctx, track, len(sprites))
+	name, size, err := v.WriteStoryboardTrack(ctx, track, len(sprites), plan.Duration)
 	if err != nil {
 		return nil, err
 	}

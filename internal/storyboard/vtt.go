@@ -233,3 +233,27 @@ func SpriteIndex(name string) (int, bool) {
 	}
 	return n, true
 }
+
+// Check holds cues to the track's promises: the first starts at 0, each
+// starts where the one before ended and is not empty, the last ends at
+// duration (to the millisecond, as timestamps carry it), and every tile is
+// inside a spriteWidth x spriteHeight sprite (when given, > 0).
+func Check(cues []Cue, duration time.Duration, spriteWidth, spriteHeight int) error {
+	if len(cues) == 0 {
+		return errors.New("storyboard: no cues")
+	}
+	var at time.Duration
+	for i, c := range cues {
+		if c.Start != at || c.End <= c.Start {
+			return fmt.Errorf("storyboard: cue %d runs %s to %s, want it to start at %s and not be empty", i, Timestamp(c.Start), Timestamp(c.End), Timestamp(at))
+		}
+		if c.W < 1 || c.H < 1 || spriteWidth > 0 && (c.X+c.W > spriteWidth || c.Y+c.H > spriteHeight) {
+			return fmt.Errorf("storyboard: cue %d tile %d,%d,%d,%d is not inside a %dx%d sprite", i, c.X, c.Y, c.W, c.H, spriteWidth, spriteHeight)
+		}
+		at = c.End
+	}
+	if at != duration.Truncate(time.Millisecond) {
+		return fmt.Errorf("storyboard: the cues end at %s, not at the duration %s", Timestamp(at), Timestamp(duration))
+	}
+	return nil
+}
