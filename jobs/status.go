@@ -104,7 +104,11 @@ type Rendition struct {
 	// An alternate audio rendition (EXT-X-MEDIA TYPE=AUDIO of a source
 	// with several audio tracks) has Type "audio", its GROUP-ID, BCP 47
 	// language ("" when unknown), NAME, channel count and whether it is
-	// the DEFAULT; a video rendition has Type "".
+	// the DEFAULT; a video rendition has Type "". The thumbnail
+	// storyboard has Type "storyboard": then Playlist is its WebVTT
+	// track's object name, Width and Height one thumbnail's size, Segments
+	// the number of sprite images (played through the gateway's
+	// /v1/videos/{video}/storyboard.vtt).
 	Type     string `json:"type,omitempty"`
 	Group    string `json:"group,omitempty"`
 	Language string `json:"language,omitempty"`
@@ -122,6 +126,10 @@ type Version struct {
 	Renditions  []Rendition `json:"renditions"`
 	Duration    float64     `json:"duration"` // seconds
 	PublishedAt time.Time   `json:"published_at"`
+	// Storyboard says whether the version has a thumbnail storyboard (a
+	// rendition of Kind "storyboard", served at the gateway's
+	// /v1/videos/{video}/storyboard.vtt).
+	Storyboard bool `json:"storyboard"`
 }
 
 // Status is a video's state, its latest job and the version it plays.
@@ -157,6 +165,7 @@ func publicStatus(o catalog.Overview) Status {
 			Renditions: make([]Rendition, len(v.Renditions))}
 		for i, r := range v.Renditions {
 			pv.Renditions[i] = Rendition(r)
+			pv.Storyboard = pv.Storyboard || r.Type == catalog.RenditionStoryboard
 		}
 		s.Current = pv
 	}

@@ -88,6 +88,9 @@ func TestConfigBadValues(t *testing.T) {
 		{"WORKER_ID", "worker 3", "without spaces or control characters"},
 		{"SOURCE_NOT_FOUND_ATTEMPTS", "0", "from 1 to 100"},
 		{"SOURCE_NOT_FOUND_ATTEMPTS", "three", "an integer"},
+		{"STORYBOARD", "yes", "on or off"},
+		{"STORYBOARD_INTERVAL", "10ms", "from 100ms to 10m"},
+		{"STORYBOARD_INTERVAL", "5", "a Go duration"},
 	}
 	for _, tc := range cases {
 		_, _, _, err := parseConfig([]string{"run"}, with(base, tc.key, tc.value).get, &bytes.Buffer{})

@@ -124,6 +124,10 @@ type Config struct {
 	GCInterval        config.Interval `env:"GC_INTERVAL" envDefault:"15m" flag:"gc-interval" help:"how often the garbage collector runs; off disables it in the worker"`
 	AllowShortGrace   bool            `env:"GC_ALLOW_SHORT_GRACE" envDefault:"false" flag:"allow-short-gc-grace" help:"accept a GC_GRACE shorter than the longest possible job (tests only)"`
 
+	// Thumbnail storyboard (internal/pipeline/storyboard.go).
+	Storyboard         string        `env:"STORYBOARD" envDefault:"on" flag:"storyboard" help:"on: publish a thumbnail storyboard (sprites + WebVTT) with every transcode; off: none"`
+	StoryboardInterval time.Duration `env:"STORYBOARD_INTERVAL" envDefault:"5s" flag:"storyboard-interval" help:"time between storyboard thumbnails (100ms-10m); longer titles stretch it to at most 1000 thumbnails"`
+
 	// Completion events as Standard Webhooks (cmd/worker/webhooks.go).
 	WebhookURLs        string `env:"WEBHOOK_URLS" flag:"webhook-urls" file:"true" help:"comma-separated http(s) URLs that receive every event as a signed webhook; empty: none"`
 	WebhookSecret      string `env:"WEBHOOK_SECRET" secret:"true"`
@@ -149,6 +153,9 @@ func (c *Config) validate(cmd string, p *config.Problems) {
 	p.Check(c.SegmentSeconds >= 1 && c.SegmentSeconds <= 30, "SEGMENT_SECONDS", "a number of seconds from 1 to 30")
 	p.Check(c.KeyPeriod == 0 || c.KeyPeriod >= time.Second, "KEY_PERIOD", "a Go duration of at least 1s such as 5m, or 0 for one key per version")
 	p.Check(config.ValidPreset(c.Preset), "X264_PRESET", config.FormPreset)
+	p.Check(c.Storyboard == "on" || c.Storyboard == "off", "STORYBOARD", "on or off")
+	p.Check(c.StoryboardInterval >= transcode.MinStoryboardInterval && c.StoryboardInterval <= 10*time.Minute, "STORYBOARD_INTERVAL",
+		"a Go duration from 100ms to 10m such as 5s")
 	p.Check(c.Concurrency >= 1 && c.Concurrency <= 256, "WORKER_CONCURRENCY", "an integer from 1 to 256")
 	p.Check(c.UploadConcurrency >= 1 && c.UploadConcurrency <= 256, "UPLOAD_CONCURRENCY", "an integer from 1 to 256")
 	p.Check(c.MaxSourceBytes > 0, "MAX_SOURCE_BYTES", "a positive byte size such as 20GiB, 500MB or 1048576")
@@ -422,6 +429,7 @@ func runWorker(ctx context.Context, sig signals, cfg Config, getenv func(string)
 		TempDir: cfg.TempDir, KeyURITemplate: cfg.KeyURITemplate, UploadConcurrency: cfg.UploadConcurrency,
 		TimeoutBase: jobTimeoutBase, TimeoutFactor: jobTimeoutFactor, KeyPeriod: cfg.KeyPeriod,
 		SourceAttempts: cfg.SourceAttempts,
+		Storyboard:     pipeline.StoryboardConfig{Enabled: cfg.Storyboard == "on", Interval: cfg.StoryboardInterval},
 	}, store, db, keyring, log, pipeline.NewMetrics(reg))
 	if err != nil {
 		return err

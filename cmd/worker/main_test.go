@@ -158,7 +158,10 @@ func TestEnqueueAndWorker(t *testing.T) {
 	}
 	var st jobs.Status
 	if err := json.Unmarshal([]byte(out), &st); err != nil || st.State != jobs.Published || st.Current == nil || st.Current.Number != 1 ||
-		st.Current.Master != "hls/clip-1/v1/master.m3u8" || len(st.Current.Renditions) != 2 {
+		st.Current.Master != "hls/clip-1/v1/master.m3u8" || len(st.Current.Renditions) != 3 || !st.Current.Storyboard ||
+		st.Current.Renditions[2].Type != "storyboard" || st.Current.Renditions[2].Playlist != "hls/clip-1/v1/storyboard/storyboard.vtt" {
+		// Two video renditions and, STORYBOARD being on by default, the
+		// storyboard.
 		t.Fatalf("status: %v\n%s", err, out)
 	}
 	out, err = runEnqueue(t, env, "verify", "--video", "clip-1")

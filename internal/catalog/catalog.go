@@ -401,10 +401,11 @@ type Rendition struct {
 	FrameRate        float64 `json:"frame_rate"`
 	Segments         int     `json:"segments"`
 	Duration         float64 `json:"duration"`
-	// Alternate audio (an EXT-X-MEDIA TYPE=AUDIO rendition, not a
-	// variant): Type is "audio"; "" for a video rendition, which every
-	// version published before alternate audio has. Width, Height and
-	// FrameRate are then 0.
+	// Type is "" for a video variant of the master (every version
+	// published before alternate audio has only those), RenditionAudio for
+	// an alternate audio rendition (an EXT-X-MEDIA TYPE=AUDIO, not a
+	// variant: Width, Height and FrameRate are then 0), and
+	// RenditionStoryboard for the thumbnail storyboard (storyboard.go).
 	Type     string `json:"type,omitempty"`
 	Group    string `json:"group,omitempty"`    // GROUP-ID
 	Language string `json:"language,omitempty"` // BCP 47; "" when unknown

@@ -32,14 +32,14 @@ import (
 // (ffmpeg, encryption, publish) on the env's database and store, with a
 // key period of 1 s (1 s segments): every second of it is under its own
 // key, so players must follow the EXT-X-KEY changes.
-func (e *env) publishReal(seconds float64) string {
+func (e *env) publishReal(seconds float64, opts ...func(*pipeline.Config)) string {
 	e.t.Helper()
-	return e.publishRealSource(testenv.Source{Width: 320, Height: 240, Seconds: seconds, Audio: true})
+	return e.publishRealSource(testenv.Source{Width: 320, Height: 240, Seconds: seconds, Audio: true}, opts...)
 }
 
 // publishRealSource is publishReal for a source of any shape (see
 // publishTwoAudio).
-func (e *env) publishRealSource(source testenv.Source) string {
+func (e *env) publishRealSource(source testenv.Source, opts ...func(*pipeline.Config)) string {
 	t := e.t
 	t.Helper()
 	ctx := context.Background()
@@ -47,11 +47,15 @@ func (e *env) publishRealSource(source testenv.Source) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pipe, err := pipeline.New(pipeline.Config{
+	cfg := pipeline.Config{
 		Exec: decoder.Exec(t), Ladder: ladder, Segment: time.Second, Preset: "ultrafast",
 		TempDir: t.TempDir(), KeyURITemplate: config.DefaultKeyURITemplate, PollInterval: 50 * time.Millisecond,
 		KeyPeriod: time.Second,
-	}, e.store, e.db, e.keyring, testenv.Logger(t), nil)
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	pipe, err := pipeline.New(cfg, e.store, e.db, e.keyring, testenv.Logger(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

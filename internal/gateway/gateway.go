@@ -229,6 +229,7 @@ func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	s.handle(mux, "GET /v1/videos/{video}/master.m3u8", "master", s.serveMaster)
 	s.handle(mux, "GET /v1/videos/{video}/{rendition}/index.m3u8", "rendition", s.serveRendition)
+	s.handle(mux, "GET /v1/videos/{video}/storyboard.vtt", "storyboard", s.serveStoryboard)
 	s.handle(mux, "GET /v1/keys/{key_id}", "key", s.serveKey)
 	s.handle(mux, "GET /v1/segments/{object...}", "segment", s.serveSegment)
 	s.handle(mux, "POST /v1/sessions/heartbeat", "heartbeat", s.serveHeartbeat)

@@ -33,6 +33,10 @@ const (
 	// Private is the Cache-Control of what carries a player's token or a
 	// key (rewritten playlists, key responses): never cached by anyone.
 	Private = "private, no-store"
+	// PrivateImmutable is the Cache-Control of the plain objects under a
+	// version prefix (storyboard sprites and track): never changing, but
+	// for the player that was given the URL only, never a shared cache.
+	PrivateImmutable = "private, max-age=31536000, immutable"
 )
 
 // ContentTypePlaylist is the content type of every HLS playlist.
@@ -45,6 +49,7 @@ var contentTypes = map[string]string{
 	".ts":   "video/mp2t", ".m4s": "video/mp4", ".mp4": "video/mp4", ".m4v": "video/mp4", ".cmfv": "video/mp4",
 	".m4a": "audio/mp4", ".cmfa": "audio/mp4", ".aac": "audio/aac", ".mp3": "audio/mpeg", ".ac3": "audio/ac3",
 	".ec3": "audio/eac3", ".vtt": "text/vtt", ".webvtt": "text/vtt",
+	".jpg": "image/jpeg", // storyboard sprites
 }
 
 // ContentType returns the content type of an object by its extension, or

@@ -73,6 +73,8 @@ type Config struct {
 	// not yet consistent store looks the same as a wrong name, so the
 	// first misses are ordinary, retried failures.
 	SourceAttempts int
+	// Storyboard is the thumbnail storyboard's setting (off when zero).
+	Storyboard StoryboardConfig
 }
 
 // DefaultSourceAttempts is Config.SourceAttempts' default.
@@ -126,6 +128,9 @@ type Pipeline struct {
 	newIV    func(name string) ([16]byte, error) // name relative to the version prefix
 	// stageHook, if set, is called after each stage is recorded (tests).
 	stageHook func(jobID int64, stage catalog.JobStage)
+	// storyboardHook, if set, runs on the storyboard's sprite directory
+	// once ffmpeg made it; an error fails the pass (tests).
+	storyboardHook func(dir string) error
 }
 
 // New builds a Pipeline. The keyring's primary KEK wraps new keys.
@@ -397,10 +402,17 @@ func (p *Pipeline) runIn(ctx context.Context, log *slog.Logger, dir string, att 
 			return false, badInput(err)
 		}
 	}
+	sb, err := p.makeStoryboard(ctx, log, dir, src, probe, v)
+	if err != nil {
+		return false, err
+	}
 	p.setStage(ctx, log, att.Job.ID, catalog.StagePublish)
 	master, renditions, err := p.writePlaylists(ctx, v, plan, res)
 	if err != nil {
 		return false, err
+	}
+	if sb != nil {
+		renditions = append(renditions, *sb)
 	}
 	wks, err := v.WrappedKeys()
 	if err != nil {
