@@ -25,6 +25,10 @@ type Probe struct {
 	Size     int64
 	Video    VideoStream
 	Audio    *AudioStream // nil when the source has no usable audio
+	// Subtitles are the text subtitle streams (see subtitles.go);
+	// IgnoredSubtitles the bitmap ones, which are not published.
+	Subtitles        []SubtitleStream
+	IgnoredSubtitles []IgnoredSubtitle
 }
 
 // VideoStream describes the source's video stream (never cover art).
@@ -177,6 +181,8 @@ func ParseProbe(data []byte, sniffed string, size int64, lim Limits) (*Probe, er
 			break
 		}
 	}
+
+	p.Subtitles, p.IgnoredSubtitles = subtitleStreams(out.Streams)
 
 	// The container's duration first: stream durations are often missing
 	// (Matroska) or shorter than the file (audio priming in TS).
