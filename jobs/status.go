@@ -91,6 +91,8 @@ func (j Job) Duration() time.Duration {
 
 // Rendition is one published rendition of a version.
 type Rendition struct {
+	// Type is "" for a video variant, "subtitles" for a WebVTT rendition.
+	Type             string  `json:"type,omitempty"`
 	Name             string  `json:"name"`
 	Playlist         string  `json:"playlist"` // object name of its media playlist
 	Width            int     `json:"width"`

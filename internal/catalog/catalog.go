@@ -391,6 +391,9 @@ func (db *DB) Requeue(ctx context.Context, jobID int64) error {
 
 // Rendition describes one published rendition of a version.
 type Rendition struct {
+	// Type is "" for a video variant (EXT-X-STREAM-INF), else what the
+	// master lists in EXT-X-MEDIA ("subtitles").
+	Type             string  `json:"type,omitempty"`
 	Name             string  `json:"name"`
 	Playlist         string  `json:"playlist"`
 	Width            int     `json:"width"`

@@ -25,6 +25,7 @@ type renditionOutput struct {
 	rendition transcode.Rendition
 	segments  []playlist.Segment // by index; URI empty until uploaded
 	codecs    string
+	firstPTS  int64 // 90 kHz PTS the first segment starts at (subtitles' X-TIMESTAMP-MAP)
 }
 
 type uploadResult struct {
@@ -161,8 +162,12 @@ func (p *Pipeline) uploadSegment(ctx context.Context, v *packager.Version, j seg
 		if err != nil {
 			return fmt.Errorf("pipeline: codecs of %s: %w", j.r.rendition.Name, err)
 		}
+		pts, err := transcode.FirstPTS(j.local)
+		if err != nil {
+			return fmt.Errorf("pipeline: %s: %w", j.r.rendition.Name, err)
+		}
 		mu.Lock()
-		j.r.codecs = codecs
+		j.r.codecs, j.r.firstPTS = codecs, pts
 		mu.Unlock()
 	}
 	f, err := os.Open(j.local)
@@ -204,7 +209,7 @@ func readPlaylist(name string) (*playlist.ParsedMedia, error) {
 // writePlaylists stores each rendition's media playlist and then the master,
 // and returns the master's object name and the renditions for the catalog.
 func (p *Pipeline) writePlaylists(ctx context.Context, v *packager.Version, plan transcode.Plan,
-	res *uploadResult) (string, []catalog.Rendition, error) {
+	res *uploadResult, subs []subtitleOutput) (string, []catalog.Rendition, error) {
 	var (
 		variants   []playlist.Variant
 		renditions []catalog.Rendition
@@ -224,13 +229,21 @@ func (p *Pipeline) writePlaylists(ctx context.Context, v *packager.Version, plan
 			URI: layout.MediaPlaylistURI(r.rendition.Name), Bandwidth: peak, AverageBandwidth: avg, Codecs: r.codecs,
 			Width: r.rendition.Width, Height: r.rendition.Height, FrameRate: plan.FrameRate.Float64(),
 		}
+		if len(subs) > 0 {
+			vr.Subtitles = SubtitleGroup
+		}
 		variants = append(variants, vr)
 		renditions = append(renditions, catalog.Rendition{
 			Name: r.rendition.Name, Playlist: name, Width: vr.Width, Height: vr.Height, Bandwidth: peak,
 			AverageBandwidth: avg, Codecs: vr.Codecs, FrameRate: vr.FrameRate, Segments: len(r.segments), Duration: total,
 		})
 	}
-	master, size, err := v.WriteMaster(ctx, playlist.Master{Variants: playlist.SortByBandwidth(variants), Independent: true, Complete: true})
+	var alts []playlist.Alternative
+	for _, s := range subs {
+		alts = append(alts, s.alt)
+		renditions = append(renditions, s.rendition)
+	}
+	master, size, err := v.WriteMaster(ctx, playlist.Master{Variants: playlist.SortByBandwidth(variants), Alternatives: alts, Independent: true, Complete: true})
 	if err != nil {
 		return "", nil, fmt.Errorf("pipeline: %w", err)
 	}
