@@ -113,9 +113,15 @@ func (p *Pipeline) prepareSubtitles(ctx context.Context, log *slog.Logger, dir, 
 		if err != nil {
 			return nil, subtitleErr(what, err)
 		}
-		out := in + ".vtt"
-		if err := transcode.ConvertSubtitle(ctx, p.cfg.Exec, transcode.SidecarArgs(format, in, out), in, out, p.cfg.Limits); err != nil {
-			return nil, subtitleErr(what, err)
+		out := in
+		// WebVTT is read as it is, in process (ffmpeg's round trip
+		// drops cue settings such as line:0); SubRip and ASS are
+		// converted by ffmpeg in the sandbox.
+		if format != transcode.SubtitleWebVTT {
+			out = in + ".vtt"
+			if err := transcode.ConvertSubtitle(ctx, p.cfg.Exec, transcode.SidecarArgs(format, in, out), in, out, p.cfg.Limits); err != nil {
+				return nil, subtitleErr(what, err)
+			}
 		}
 		if err := add(lang, s.Name, false, out); err != nil {
 			return nil, subtitleErr(what, err)
