@@ -207,6 +207,9 @@ func (p *Pipeline) storeSubtitles(ctx context.Context, v *packager.Version, trac
 	if len(tracks) == 0 {
 		return nil, nil
 	}
+	if video.firstPTS < 0 {
+		return nil, fmt.Errorf("pipeline: subtitles: the first PTS of %s's first segment cannot be read, so no X-TIMESTAMP-MAP can be written", video.rendition.Name)
+	}
 	durations := make([]float64, len(video.segments))
 	for i, s := range video.segments {
 		durations[i] = s.Duration

@@ -25,7 +25,7 @@ type renditionOutput struct {
 	rendition transcode.Rendition
 	segments  []playlist.Segment // by index; URI empty until uploaded
 	codecs    string
-	firstPTS  int64 // 90 kHz PTS the first segment starts at (subtitles' X-TIMESTAMP-MAP)
+	firstPTS  int64 // 90 kHz PTS the first segment starts at (subtitles' X-TIMESTAMP-MAP); -1 unknown
 }
 
 type uploadResult struct {
@@ -162,9 +162,10 @@ func (p *Pipeline) uploadSegment(ctx context.Context, v *packager.Version, j seg
 		if err != nil {
 			return fmt.Errorf("pipeline: codecs of %s: %w", j.r.rendition.Name, err)
 		}
+		// Only subtitles need it (storeSubtitles refuses -1).
 		pts, err := transcode.FirstPTS(j.local)
 		if err != nil {
-			return fmt.Errorf("pipeline: %s: %w", j.r.rendition.Name, err)
+			pts = -1
 		}
 		mu.Lock()
 		j.r.codecs, j.r.firstPTS = codecs, pts
