@@ -398,7 +398,7 @@ func (p *Pipeline) runIn(ctx context.Context, log *slog.Logger, dir string, att 
 			return false, badInput(err)
 		}
 	}
-	subOut, err := p.storeSubtitles(ctx, v, subs, res.renditions[0])
+	subOut, err := p.storeSubtitles(ctx, log, v, subs, res.renditions[0])
 	if err != nil {
 		return false, err
 	}

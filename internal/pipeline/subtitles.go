@@ -203,7 +203,7 @@ type subtitleOutput struct {
 // the packager like every segment, and writes each track's media playlist.
 // mpegts is the PTS the video segments start at (measured), named by each
 // segment's X-TIMESTAMP-MAP.
-func (p *Pipeline) storeSubtitles(ctx context.Context, v *packager.Version, tracks []subtitleTrack, video *renditionOutput) ([]subtitleOutput, error) {
+func (p *Pipeline) storeSubtitles(ctx context.Context, log *slog.Logger, v *packager.Version, tracks []subtitleTrack, video *renditionOutput) ([]subtitleOutput, error) {
 	if len(tracks) == 0 {
 		return nil, nil
 	}
@@ -254,6 +254,7 @@ func (p *Pipeline) storeSubtitles(ctx context.Context, v *packager.Version, trac
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
+	log.Info("subtitle segments stored", "tracks", len(tracks), "segments", len(starts), "x_timestamp_map_mpegts", video.firstPTS)
 	for ti, t := range tracks {
 		name, size, err := v.WriteMedia(ctx, t.name, playlist.Media{Segments: segs[ti]})
 		if err != nil {
