@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"io"
+	"math"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -171,5 +175,59 @@ func TestSubtitlesThroughGateway(t *testing.T) {
 	}
 	if len(cues) != 2 || cues[0].Text != "Bonjour du fichier" || cues[1].Start != 2200*time.Millisecond {
 		t.Errorf("cues through the gateway: %+v", cues)
+	}
+}
+
+// TestSubtitleCuesInHlsJS plays a subtitled title through the gateway in
+// hls.js (headless Chromium) and reads the cues of each subtitle track as
+// hls.js placed them: at the source's times, so the X-TIMESTAMP-MAP
+// matches the video's PTS (a map at MPEGTS:0 would put them 1.4 s early),
+// and decrypted from AES-128 segments.
+func TestSubtitleCuesInHlsJS(t *testing.T) {
+	node, _, hlsjs := browserDeps(t)
+	e := newEnv(t, fixtures.FS(t), envOptions{cfg: func(c *Config) { c.PlayerScript = hlsjs }})
+	video := e.publishSubtitled(4)
+	tok := e.token(video, "viewer", playback.NewSessionID(), time.Hour)
+	page := e.ts.URL + "/watch/" + video + "?token=" + url.QueryEscape(tok)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, node, filepath.Join(repoRoot(t), "e2e", "browser", "cues.mjs"), page).CombinedOutput()
+	t.Logf("cues.mjs: %s", out)
+	if err != nil {
+		t.Fatalf("cues.mjs: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	var res struct {
+		Tracks []struct {
+			Label, Lang string
+			Cues        [][]any
+		}
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]transcode.Cue{
+		"en": {{Start: 500 * time.Millisecond, End: 1500 * time.Millisecond, Text: "Hello from the source"},
+			{Start: 1800 * time.Millisecond, End: 2600 * time.Millisecond, Text: "Second source cue"}},
+		"fr": {{Start: 250 * time.Millisecond, End: time.Second, Text: "Bonjour du fichier"},
+			{Start: 2200 * time.Millisecond, End: 2900 * time.Millisecond, Text: "Deuxième réplique"}},
+	}
+	if len(res.Tracks) != 2 {
+		t.Fatalf("hls.js shows %d subtitle tracks, want 2", len(res.Tracks))
+	}
+	for _, tr := range res.Tracks {
+		w := want[tr.Lang]
+		if len(tr.Cues) != len(w) {
+			t.Errorf("%s (%s): cues %v, want %+v", tr.Label, tr.Lang, tr.Cues, w)
+			continue
+		}
+		for i, c := range tr.Cues {
+			start, _ := c[0].(float64)
+			end, _ := c[1].(float64)
+			text, _ := c[2].(string)
+			if math.Abs(start-w[i].Start.Seconds()) > 0.05 || math.Abs(end-w[i].End.Seconds()) > 0.05 || text != w[i].Text {
+				t.Errorf("%s cue %d: %v, want %+v", tr.Lang, i, c, w[i])
+			}
+		}
 	}
 }
