@@ -185,3 +185,41 @@ func TestSubtitlesFromARealSource(t *testing.T) {
 		t.Error("FirstPTS of a WebVTT file: no error")
 	}
 }
+
+// TestSidecarsConvert: SubRip and ASS sidecars become WebVTT through the
+// sandboxed ffmpeg, as sniffed.
+func TestSidecarsConvert(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	x := testExec(t)
+	ass := "[Script Info]\nScriptType: v4.00+\n\n[V4+ Styles]\n" +
+		"Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV, Encoding\n" +
+		"Style: Default,Arial,20,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,1,1,0,2,10,10,10,1\n\n" +
+		"[Events]\nFormat: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text\n" +
+		"Dialogue: 0,0:00:01.00,0:00:02.50,Default,,0,0,0,,Hallo {\\i1}Welt{\\i0}\n"
+	for name, tc := range map[string]struct {
+		body, format, text string
+		start              time.Duration
+	}{
+		"srt": {testenv.SubtitleSRT, SubtitleSRT, "Hello from the source", 500 * time.Millisecond},
+		"ass": {ass, SubtitleASS, "Hallo <i>Welt</i>", time.Second},
+	} {
+		in := filepath.Join(dir, name)
+		if err := os.WriteFile(in, []byte(tc.body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		format, err := SniffSubtitle([]byte(tc.body))
+		if err != nil || format != tc.format {
+			t.Fatalf("%s: sniffed %q %v", name, format, err)
+		}
+		out := in + ".vtt"
+		if err := ConvertSubtitle(context.Background(), x, SidecarArgs(format, in, out), in, out, Limits{}); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		data, _ := os.ReadFile(out)
+		cues, err := ParseVTT(data)
+		if err != nil || len(cues) == 0 || cues[0].Text != tc.text || cues[0].Start != tc.start {
+			t.Errorf("%s: cues %+v %v\n%s", name, cues, err, data)
+		}
+	}
+}
