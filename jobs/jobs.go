@@ -110,6 +110,8 @@ type TranscodePayload struct {
 	// Metadata is the caller's JSON object (at most MaxMetadataBytes),
 	// recorded with the job when the task was enqueued without a Client.
 	Metadata json.RawMessage `json:"metadata,omitempty"`
+	// Subtitles are sidecar subtitle files published with the video.
+	Subtitles []Subtitle `json:"subtitles,omitempty"`
 }
 
 // Validate checks the payload before it reaches a path or a query.
@@ -136,7 +138,7 @@ func (p TranscodePayload) Validate() error {
 	if _, err := normalizeMetadata(p.Metadata); err != nil {
 		return err
 	}
-	return nil
+	return validateSubtitles(p.Subtitles)
 }
 
 // normalizeMetadata checks that b is empty or a JSON object of at most
@@ -394,6 +396,9 @@ type TranscodeRequest struct {
 	// Metadata is the caller's own JSON object (at most MaxMetadataBytes),
 	// returned in every status and event, e.g. {"upload_id":"u-42"}.
 	Metadata json.RawMessage
+	// Subtitles are sidecar subtitle files (at most MaxSubtitles) to
+	// publish as WebVTT renditions.
+	Subtitles []Subtitle
 }
 
 // EnqueueTranscode asks for r.VideoID to be packaged from r.Source. See
@@ -405,7 +410,7 @@ func (c *Client) EnqueueTranscode(ctx context.Context, r TranscodeRequest) (Enqu
 		r.Priority = PriorityNormal
 	}
 	p := TranscodePayload{VideoID: r.VideoID, Source: r.Source, Ladder: strings.TrimSpace(r.Ladder), Preset: r.Preset,
-		Priority: r.Priority, Metadata: r.Metadata}
+		Priority: r.Priority, Metadata: r.Metadata, Subtitles: r.Subtitles}
 	if err := p.Validate(); err != nil {
 		return EnqueueResult{}, err
 	}

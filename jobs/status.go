@@ -104,7 +104,8 @@ type Rendition struct {
 	// An alternate audio rendition (EXT-X-MEDIA TYPE=AUDIO of a source
 	// with several audio tracks) has Type "audio", its GROUP-ID, BCP 47
 	// language ("" when unknown), NAME, channel count and whether it is
-	// the DEFAULT; a video rendition has Type "". The thumbnail
+	// the DEFAULT; a video rendition has Type "", a WebVTT subtitle
+	// rendition "subtitles" (with its language and label). The thumbnail
 	// storyboard has Type "storyboard": then Playlist is its WebVTT
 	// track's object name, Width and Height one thumbnail's size, Segments
 	// the number of sprite images (played through the gateway's

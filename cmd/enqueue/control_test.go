@@ -124,7 +124,7 @@ func TestCancelAndDeleteCommands(t *testing.T) {
 	if err := os.WriteFile(local, []byte("not uploaded"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if out, err = cli("transcode", "--video", video, "--source", local); err == nil || !strings.Contains(err.Error(), "was not uploaded") {
+	if out, err = cli("transcode", "--video", video, "--source", local); err == nil || !strings.Contains(err.Error(), "nothing was uploaded") {
 		t.Fatalf("transcode of a local file for a deleted video: %v\n%s", err, out)
 	}
 	if uploads, _ := filepath.Glob(filepath.Join(strings.TrimPrefix(env["STORAGE_URL"], "file://"), "uploads", video, "*")); len(uploads) != 0 {

@@ -96,6 +96,8 @@ type Config struct {
 	Preset   string
 	Priority string
 	Metadata string
+	// Subtitles are transcode's --subtitle LANG=PATH sidecars.
+	Subtitles subtitleFlags
 	// list's flags.
 	State string
 	JSON  bool
@@ -198,6 +200,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fs.StringVar(&c.Preset, "preset", "", "this job's x264 preset instead of the worker's X264_PRESET")
 		fs.StringVar(&c.Priority, "priority", "normal", "queue priority: high, normal or low")
 		fs.StringVar(&c.Metadata, "metadata", "", `your JSON object, returned in every status and event (at most 4 KiB), e.g. '{"upload":"u-42"}'`)
+		fs.Var(&c.Subtitles, "subtitle", "LANG=PATH: a sidecar subtitle file (SubRip, WebVTT or ASS; a local file is uploaded first) published as a WebVTT rendition; repeatable")
 	case "list":
 		registerList(fs, &c)
 	case "status", "verify", "cancel", "delete":
@@ -224,6 +227,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if st, err := os.Stat(c.Source); sub == "transcode" && err == nil && st.Mode().IsRegular() {
 		local = true // uploaded to storage first
 	}
+	local = local || c.Subtitles.hasLocal()
 	c.validate(p, sub == "verify" || local, sub == "verify")
 	if sub == "list" {
 		c.validateList(p)
@@ -324,11 +328,12 @@ func runTranscode(ctx context.Context, c Config, getenv func(string) string, db 
 		return err
 	}
 	source := c.Source
-	if st, err := os.Stat(c.Source); err == nil && st.Mode().IsRegular() {
+	subs := []jobs.Subtitle(c.Subtitles)
+	if isLocalFile(c.Source) || c.Subtitles.hasLocal() {
 		// Refused before the upload, so that a deleted video's id leaves
 		// no new object behind (EnqueueTranscode refuses it too).
 		if at, err := db.VideoDeletedAt(ctx, c.Video); err == nil && !at.IsZero() {
-			return fmt.Errorf("video %s was deleted (at %s); use a new id (%s was not uploaded)", c.Video, at.UTC().Format(time.RFC3339), c.Source)
+			return fmt.Errorf("video %s was deleted (at %s); use a new id (nothing was uploaded)", c.Video, at.UTC().Format(time.RFC3339))
 		} else if err != nil && !errors.Is(err, catalog.ErrNotFound) {
 			return err
 		}
@@ -336,10 +341,15 @@ func runTranscode(ctx context.Context, c Config, getenv func(string) string, db 
 		if err != nil {
 			return err
 		}
-		if source, err = uploadLocal(ctx, store, c.Video, c.Source); err != nil {
+		if isLocalFile(c.Source) {
+			if source, err = uploadLocal(ctx, store, c.Video, c.Source); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "uploaded %s to %s\n", c.Source, source)
+		}
+		if subs, err = uploadSubtitles(ctx, store, c.Video, c.Subtitles, stdout); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "uploaded %s to %s\n", c.Source, source)
 	}
 	client, err := newClient(c, db)
 	if err != nil {
@@ -347,7 +357,7 @@ func runTranscode(ctx context.Context, c Config, getenv func(string) string, db 
 	}
 	defer client.Close()
 	res, err := client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: c.Video, Source: source, Force: c.Force,
-		Ladder: c.Ladder, Preset: c.Preset, Priority: jobs.Priority(c.Priority), Metadata: json.RawMessage(c.Metadata)})
+		Ladder: c.Ladder, Preset: c.Preset, Priority: jobs.Priority(c.Priority), Metadata: json.RawMessage(c.Metadata), Subtitles: subs})
 	if err != nil {
 		return err
 	}
@@ -362,6 +372,15 @@ func runTranscode(ctx context.Context, c Config, getenv func(string) string, db 
 // Naming it by content makes a repeated upload of the same file the same
 // source, hence the same job.
 func uploadLocal(ctx context.Context, store storage.Store, video, path string) (string, error) {
+	ext := strings.ToLower(filepath.Ext(path))
+	if len(ext) > 8 || strings.ContainsAny(ext, "/\\ ") {
+		ext = ""
+	}
+	return uploadLocalAs(ctx, store, "uploads/"+video+"/", path, ext)
+}
+
+// uploadLocalAs stores a local file as dir + {sha256 prefix} + ext.
+func uploadLocalAs(ctx context.Context, store storage.Store, dir, path, ext string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
@@ -372,11 +391,7 @@ func uploadLocal(ctx context.Context, store storage.Store, video, path string) (
 	if err != nil {
 		return "", fmt.Errorf("read %s: %w", path, err)
 	}
-	ext := strings.ToLower(filepath.Ext(path))
-	if len(ext) > 8 || strings.ContainsAny(ext, "/\\ ") {
-		ext = ""
-	}
-	name := "uploads/" + video + "/" + hex.EncodeToString(h.Sum(nil)[:16]) + ext
+	name := dir + hex.EncodeToString(h.Sum(nil)[:16]) + ext
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return "", err
 	}

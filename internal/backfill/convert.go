@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -353,6 +354,25 @@ func (c *Converter) writePlaylists(ctx context.Context, p *Plan, v *packager.Ver
 				Width: v.Width, Height: v.Height, Bandwidth: mv.Bandwidth, AverageBandwidth: mv.AverageBandwidth, Codecs: v.Codecs,
 				FrameRate: v.FrameRate, Segments: len(r.segments), Duration: totals[r]})
 			res.Duration = max(res.Duration, totals[r])
+		}
+		// Renditions only an EXT-X-MEDIA names (subtitles, alternate
+		// audio) are catalogued too: the gateway serves only those.
+		recorded := map[string]bool{}
+		for _, cr := range res.Renditions {
+			recorded[cr.Name] = true
+		}
+		for _, mm := range master.Alternatives {
+			name, ok := layout.RenditionFromURI(mm.URI)
+			if !ok || recorded[name] {
+				continue
+			}
+			recorded[name] = true
+			for _, r := range groups[mm.GroupID] {
+				if r.name == name {
+					res.Renditions = append(res.Renditions, catalog.Rendition{Type: strings.ToLower(mm.Type), Name: r.name,
+						Playlist: layout.MediaPlaylistName(prefix, r.name), Segments: len(r.segments), Duration: totals[r]})
+				}
+			}
 		}
 	}
 	name, _, err := v.WriteMaster(ctx, master)

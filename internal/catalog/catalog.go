@@ -404,7 +404,8 @@ type Rendition struct {
 	// Type is "" for a video variant of the master (every version
 	// published before alternate audio has only those), RenditionAudio for
 	// an alternate audio rendition (an EXT-X-MEDIA TYPE=AUDIO, not a
-	// variant: Width, Height and FrameRate are then 0), and
+	// variant: Width, Height and FrameRate are then 0), "subtitles" for
+	// a WebVTT subtitle rendition (EXT-X-MEDIA TYPE=SUBTITLES), and
 	// RenditionStoryboard for the thumbnail storyboard (storyboard.go).
 	Type     string `json:"type,omitempty"`
 	Group    string `json:"group,omitempty"`    // GROUP-ID

@@ -356,6 +356,10 @@ func (p *Pipeline) runIn(ctx context.Context, log *slog.Logger, dir string, att 
 	if err := p.detectScan(ctx, log, src, probe); err != nil {
 		return false, err
 	}
+	subs, err := p.prepareSubtitles(ctx, log, dir, src, probe, payload)
+	if err != nil {
+		return false, err
+	}
 	// The job's own ladder and preset (jobs.TranscodeRequest) override the
 	// worker's.
 	ladder, preset := p.cfg.Ladder, cmp.Or(payload.Preset, p.cfg.Preset)
@@ -406,8 +410,12 @@ func (p *Pipeline) runIn(ctx context.Context, log *slog.Logger, dir string, att 
 	if err != nil {
 		return false, err
 	}
+	subOut, err := p.storeSubtitles(ctx, log, v, subs, res.renditions[0])
+	if err != nil {
+		return false, err
+	}
 	p.setStage(ctx, log, att.Job.ID, catalog.StagePublish)
-	master, renditions, err := p.writePlaylists(ctx, v, plan, res)
+	master, renditions, err := p.writePlaylists(ctx, v, plan, res, subOut)
 	if err != nil {
 		return false, err
 	}

@@ -27,6 +27,7 @@ type renditionOutput struct {
 	codecs    string
 	iframes   []playlist.Segment        // trick play (iframes.go), by index; nil: none for this rendition
 	audio     *transcode.AudioRendition // an alternate audio rendition; nil for video
+	firstPTS  int64                     // 90 kHz PTS the first segment starts at (subtitles' X-TIMESTAMP-MAP); -1 unknown
 }
 
 type uploadResult struct {
@@ -179,8 +180,13 @@ func (p *Pipeline) uploadSegment(ctx context.Context, v *packager.Version, j seg
 		if err != nil {
 			return fmt.Errorf("pipeline: codecs of %s: %w", j.r.rendition.Name, err)
 		}
+		// Only subtitles need it (storeSubtitles refuses -1).
+		pts, err := transcode.FirstPTS(j.local)
+		if err != nil {
+			pts = -1
+		}
 		mu.Lock()
-		j.r.codecs = codecs
+		j.r.codecs, j.r.firstPTS = codecs, pts
 		mu.Unlock()
 	}
 	f, err := os.Open(j.local)
@@ -227,7 +233,7 @@ func readPlaylist(name string) (*playlist.ParsedMedia, error) {
 // writePlaylists stores each rendition's media playlist and then the master,
 // and returns the master's object name and the renditions for the catalog.
 func (p *Pipeline) writePlaylists(ctx context.Context, v *packager.Version, plan transcode.Plan,
-	res *uploadResult) (string, []catalog.Rendition, error) {
+	res *uploadResult, subs []subtitleOutput) (string, []catalog.Rendition, error) {
 	var (
 		variants   []playlist.Variant
 		renditions []catalog.Rendition
@@ -252,6 +258,9 @@ func (p *Pipeline) writePlaylists(ctx context.Context, v *packager.Version, plan
 			URI: layout.MediaPlaylistURI(r.rendition.Name), Bandwidth: peak, AverageBandwidth: avg, Codecs: r.codecs,
 			Width: r.rendition.Width, Height: r.rendition.Height, FrameRate: plan.FrameRate.Float64(),
 		}
+		if len(subs) > 0 {
+			vr.Subtitles = SubtitleGroup
+		}
 		variants = append(variants, vr)
 		renditions = append(renditions, catalog.Rendition{
 			Name: r.rendition.Name, Playlist: name, Width: vr.Width, Height: vr.Height, Bandwidth: peak,
@@ -267,6 +276,10 @@ func (p *Pipeline) writePlaylists(ctx context.Context, v *packager.Version, plan
 		g := newAudioGroup(audio)
 		g.apply(variants, renditions)
 		alts, renditions = g.alternatives, append(renditions, g.renditions...)
+	}
+	for _, s := range subs {
+		alts = append(alts, s.alt)
+		renditions = append(renditions, s.rendition)
 	}
 	master, size, err := v.WriteMaster(ctx, playlist.Master{Variants: playlist.SortByBandwidth(variants), Alternatives: alts,
 		IFrameVariants: iframes, Independent: true, Complete: true})

@@ -101,6 +101,9 @@ type Alternative struct {
 	// "" writes none.
 	Channels string
 	URI      string // relative; "" for a rendition carried in the variant's stream
+	// Forced writes FORCED=YES (SUBTITLES only): the rendition carries
+	// only forced narrative (signs, foreign dialogue).
+	Forced bool
 }
 
 // IFrameVariant is one EXT-X-I-FRAME-STREAM-INF of a master playlist: an
@@ -539,10 +542,17 @@ func WriteMaster(w io.Writer, m Master) error {
 			return fmt.Errorf("playlist: rendition %d repeats TYPE, GROUP-ID, NAME and LANGUAGE of an earlier one", i)
 		}
 		seen[k] = true
-		alts = append(alts, &m3u8.Alternative{
+		if r.Forced && r.Type != "SUBTITLES" {
+			return fmt.Errorf("playlist: rendition %d: FORCED on a %s rendition", i, r.Type)
+		}
+		alt := &m3u8.Alternative{
 			Type: r.Type, GroupId: r.GroupID, Name: r.Name, Language: r.Language, Default: r.Default,
 			Autoselect: r.Autoselect, Characteristics: r.Characteristics, URI: r.URI,
-		})
+		}
+		if r.Forced {
+			alt.Forced = "YES" // grafov quotes it; unquoted below
+		}
+		alts = append(alts, alt)
 	}
 
 	p := m3u8.NewMasterPlaylist()
@@ -621,6 +631,9 @@ func WriteMaster(w io.Writer, m Master) error {
 	if out, err = addChannels(out, m.Alternatives); err != nil {
 		return err
 	}
+	// FORCED is an enumerated string (RFC 8216 4.3.4.1): no quotes. No
+	// quoted value can hold a quote, so only the attribute matches.
+	out = bytes.ReplaceAll(out, []byte(`,FORCED="YES"`), []byte(`,FORCED=YES`))
 	if _, err := w.Write(out); err != nil {
 		return fmt.Errorf("playlist: writing master playlist: %w", err)
 	}

@@ -3,7 +3,6 @@ package transcode
 import (
 	"fmt"
 	"strconv"
-	"strings"
 
 	"golang.org/x/text/cases"
 	"golang.org/x/text/language"
@@ -49,26 +48,15 @@ type AudioRendition struct {
 	Default bool `json:",omitempty"`
 }
 
-// NormalizeLanguage turns a stream's language tag (ISO 639-2/B or /T, ISO
-// 639-1 or BCP 47) into the BCP 47 tag HLS's LANGUAGE wants, with
-// golang.org/x/text/language's canonicalisation. It returns "" for tags
-// that say nothing about the language (missing, "und", "mul", "zxx") or
-// that are not well-formed.
+// NormalizeLanguage is ParseLanguage for a stream's own tag, where a tag
+// that is not well-formed is as good as none: it returns "" then (and for
+// missing, "und", "mul" and "zxx").
 func NormalizeLanguage(tag string) string {
-	tag = strings.TrimSpace(tag)
-	if tag == "" {
-		return ""
-	}
-	t, err := language.Parse(tag)
+	l, err := ParseLanguage(tag)
 	if err != nil {
 		return ""
 	}
-	switch s := t.String(); s {
-	case "und", "mul", "zxx":
-		return ""
-	default:
-		return s
-	}
+	return l
 }
 
 // languageLabel is the language's own name for itself, capitalised as a

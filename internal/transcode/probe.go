@@ -28,6 +28,10 @@ type Probe struct {
 	// Audios are all the usable audio streams in source order (Audio is
 	// the first); two or more become an alternate audio group.
 	Audios []AudioStream `json:",omitempty"`
+	// Subtitles are the text subtitle streams (see subtitles.go);
+	// IgnoredSubtitles the bitmap ones, which are not published.
+	Subtitles        []SubtitleStream
+	IgnoredSubtitles []IgnoredSubtitle
 }
 
 // VideoStream describes the source's video stream (never cover art).
@@ -184,6 +188,8 @@ func ParseProbe(data []byte, sniffed string, size int64, lim Limits) (*Probe, er
 			p.Audios = append(p.Audios, *a)
 		}
 	}
+
+	p.Subtitles, p.IgnoredSubtitles = subtitleStreams(out.Streams)
 
 	// The container's duration first: stream durations are often missing
 	// (Matroska) or shorter than the file (audio priming in TS).

@@ -68,7 +68,10 @@ type RenditionReport struct {
 	DecodedFrames    int64   `json:"decoded_frames"`
 	// Format is "mpegts", "fmp4" or "webvtt"; Stream the kind of stream
 	// whose frames were counted ("video" or "audio").
-	Format   string   `json:"format,omitempty"`
+	Format string `json:"format,omitempty"`
+	// Cues counts the WebVTT cues of a subtitle rendition (a cue repeated
+	// in the segments it spans counts in each).
+	Cues     int      `json:"cues,omitempty"`
 	Stream   string   `json:"stream,omitempty"`
 	Problems []string `json:"problems,omitempty"`
 }
@@ -364,6 +367,8 @@ func (v *Verifier) rendition(ctx context.Context, name string, ks *versionKeys, 
 		rr.EncryptedBytes += n
 		if err != nil {
 			rr.Problems = append(rr.Problems, fmt.Sprintf("segment %d (%s): %v", i, s.URI, err))
+		} else if vc, ok := check.(*vttChecker); ok {
+			rr.Problems = append(rr.Problems, vc.cueProblems(&rr, i, starts[i], starts[len(starts)-1]+m.Segments[len(starts)-1].Duration)...)
 		}
 	}
 	if err := closeFile(); err != nil {
@@ -647,12 +652,16 @@ func (b *boxChecker) err() error {
 // vttChecker checks that a decrypted subtitle segment is WebVTT.
 type vttChecker struct {
 	head []byte
+	body []byte // the whole segment, up to maxVTTSegment (cueProblems)
 	n    int64
 }
 
 func (c *vttChecker) Write(p []byte) (int, error) {
 	if len(c.head) < 9 {
 		c.head = append(c.head, p[:min(len(p), 9-len(c.head))]...)
+	}
+	if len(c.body)+len(p) <= maxVTTSegment {
+		c.body = append(c.body, p...)
 	}
 	c.n += int64(len(p))
 	return len(p), nil
