@@ -100,7 +100,8 @@ func TestTwoAudioLanguages(t *testing.T) {
 			t.Errorf("audio rendition %s decodes to %.3fs, want 3s", rr.Name, rr.DecodedDuration)
 		}
 	}
-	if streams["audio1"] != "audio" || streams["audio2"] != "audio" || streams["240p"] != "video" || len(streams) != 4 {
+	// The video rungs, their trick play renditions and both languages.
+	if streams["audio1"] != "audio" || streams["audio2"] != "audio" || streams["240p"] != "video" || streams["240p-iframes"] != "video" || len(streams) != 6 {
 		t.Fatalf("verified renditions: %v", streams)
 	}
 }
