@@ -135,9 +135,12 @@ func (s *Server) servePlayerPage(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "private, no-store")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Content-Type-Options", "nosniff")
+	// media-src data: is for the players' placeholder subtitle track
+	// (<track src="data:,WEBVTT">, hls.js and Shaka both add one); media
+	// from a data: URI runs no script.
 	h.Set("Content-Security-Policy", strings.Join([]string{
 		"default-src 'none'", "script-src 'self'", "style-src 'unsafe-inline'",
-		"connect-src " + connect, "media-src 'self' blob:", "worker-src 'self' blob:", "img-src 'self' data:",
+		"connect-src " + connect, "media-src 'self' blob: data:", "worker-src 'self' blob:", "img-src 'self' data:",
 		"frame-ancestors 'none'", "base-uri 'none'",
 	}, "; "))
 	hb := int(math.Max(1000, float64(s.sessions.TTL().Milliseconds()/3)))

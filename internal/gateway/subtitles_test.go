@@ -34,6 +34,13 @@ import (
 // 1 s segments and 1 s key periods, and returns the video id: a subtitled
 // title for player checks.
 func (e *env) publishSubtitled(seconds float64) string {
+	e.t.Helper()
+	return e.publishSubtitledSource(testenv.Source{Width: 320, Height: 240, Seconds: seconds, Audio: true})
+}
+
+// publishSubtitledSource is publishSubtitled for a source of any shape
+// (several audio tracks, say), with the pipeline's config adjusted by opts.
+func (e *env) publishSubtitledSource(source testenv.Source, opts ...func(*pipeline.Config)) string {
 	t := e.t
 	t.Helper()
 	ctx := context.Background()
@@ -41,17 +48,21 @@ func (e *env) publishSubtitled(seconds float64) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pipe, err := pipeline.New(pipeline.Config{
+	cfg := pipeline.Config{
 		Exec: decoder.Exec(t), Ladder: ladder, Segment: time.Second, Preset: "ultrafast",
 		TempDir: t.TempDir(), KeyURITemplate: config.DefaultKeyURITemplate, PollInterval: 50 * time.Millisecond,
 		KeyPeriod: time.Second,
-	}, e.store, e.db, e.keyring, testenv.Logger(t), nil)
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	pipe, err := pipeline.New(cfg, e.store, e.db, e.keyring, testenv.Logger(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	video := testenv.Name("subs")
-	src := testenv.MakeSubtitledSource(t, dir, testenv.Source{Width: 320, Height: 240, Seconds: seconds, Audio: true})
+	src := testenv.MakeSubtitledSource(t, dir, source)
 	side := filepath.Join(dir, "fr.vtt")
 	if err := os.WriteFile(side, []byte(testenv.SubtitleVTT), 0o600); err != nil {
 		t.Fatal(err)
