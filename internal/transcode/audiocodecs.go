@@ -38,16 +38,9 @@ func AudioCodecsFromTS(r io.Reader) (string, error) {
 		}
 		pusi := pkt[1]&0x40 != 0
 		pid := int(pkt[1]&0x1f)<<8 | int(pkt[2])
-		payload := pkt[4:]
-		switch afc := pkt[3] >> 4 & 3; afc {
-		case 0, 2:
+		payload := tsPayload(pkt[:])
+		if payload == nil {
 			continue
-		case 3:
-			n := int(pkt[4]) + 1
-			if n >= len(payload) {
-				continue
-			}
-			payload = payload[n:]
 		}
 		switch {
 		case pid == 0 && pusi && pmtPID < 0:
