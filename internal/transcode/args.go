@@ -47,6 +47,8 @@ var x264Presets = []string{"ultrafast", "superfast", "veryfast", "faster", "fast
 //     watches the directory instead.
 //   - no -hls_enc: segments are encrypted by the worker, the key never
 //     reaches ffmpeg's argv or disk.
+//   - plan.Segments fmp4 (see fmp4Args): <name>/init_<name>.mp4 and
+//     <name>/seg_00000.m4s instead, and HEVC rungs with libx265.
 func Args(plan Plan, input, outDir string, opt ArgsOptions) (args []string, err error) {
 	if !filepath.IsAbs(input) {
 		return nil, fmt.Errorf("transcode: args: input %q is not absolute", input)
@@ -181,6 +183,9 @@ func Args(plan Plan, input, outDir string, opt ArgsOptions) (args []string, err 
 		varMap = append(varMap, "a:"+sk+",name:"+a.Name)
 	}
 	out["var_stream_map"] = strings.Join(varMap, " ")
+	if plan.Segments.FMP4() {
+		fmp4Args(plan, outDir, out)
+	}
 
 	// GlobalArgs first: it builds a new stream and would drop anything set
 	// on the old one (see BRIEF). ffmpeg-go emits them after the outputs,
@@ -243,6 +248,8 @@ func (p Plan) validate() error {
 		return bad("colour matrix %q is not supported", p.InMatrix)
 	case p.ToneMap != nil && p.InMatrix != "":
 		return bad("a tone-mapped picture is BT.709 already; no matrix conversion")
+	case p.Segments != "" && p.Segments != SegmentsTS && p.Segments != SegmentsFMP4:
+		return bad("segment format %q is not ts or fmp4", p.Segments)
 	}
 	if len(p.Audio) > 0 && p.HasAudio {
 		return bad("muxed audio and an audio group at once")
@@ -277,6 +284,10 @@ func (p Plan) validate() error {
 			return bad("rendition %s: bitrates are not valid", r.Name)
 		case p.HasAudio && r.AudioBitrate <= 0:
 			return bad("rendition %s: audio bitrate is not valid", r.Name)
+		case r.Codec != "" && r.Codec != CodecH264 && r.Codec != CodecHEVC:
+			return bad("rendition %s: codec %q is not h264 or hevc", r.Name, r.Codec)
+		case r.Codec.HEVC() && !p.Segments.FMP4():
+			return bad("rendition %s: HEVC needs fmp4 segments", r.Name)
 		}
 		names[r.Name] = true
 	}

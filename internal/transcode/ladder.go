@@ -20,6 +20,9 @@ type Rung struct {
 	Height       int
 	VideoBitrate int // bits/s for a 16:9 picture of that short side
 	AudioBitrate int // bits/s
+	// Codec is the rung's encoder; "" is H.264. An HEVC rung is an extra
+	// variant beside the H.264 ones, named "<height>phevc".
+	Codec VideoCodec `json:",omitempty"`
 }
 
 // Ladder is the configured set of rungs.
@@ -53,11 +56,14 @@ func DefaultLadder() Ladder {
 }
 
 // ParseLadder parses the LADDER setting: comma-separated rungs
-// "<height>p:<video bitrate>[:<audio bitrate>]", e.g.
-// "1080p:5000k:128k,720p:2800k,360p:800k:96k". Bitrates take a k or M suffix
-// (or none, for bits/s); the audio bitrate defaults to 128k. The rung's name
-// is its first field, so names are [0-9]+p. The result is sorted highest
-// first.
+// "<height>p:<video bitrate>[:<audio bitrate>][:hevc]", e.g.
+// "1080p:5000k:128k,720p:2800k,360p:800k:96k,720p:1600k:128k:hevc".
+// Bitrates take a k or M suffix (or none, for bits/s); the audio bitrate
+// defaults to 128k. The rung's name is its first field, so names are
+// [0-9]+p, and "<height>phevc" for an HEVC rung (":hevc", which needs fMP4
+// segments; ":h264" may be written too). A ladder with HEVC rungs must have
+// an H.264 one, so that every player finds a variant it decodes. The result
+// is sorted highest first, H.264 before HEVC at one height.
 func ParseLadder(s string) (Ladder, error) {
 	var l Ladder
 	for part := range strings.SplitSeq(s, ",") {
@@ -66,8 +72,15 @@ func ParseLadder(s string) (Ladder, error) {
 			continue
 		}
 		fields := strings.Split(part, ":")
+		var codec VideoCodec
+		if n := len(fields); n > 2 {
+			switch c := VideoCodec(fields[n-1]); c {
+			case CodecH264, CodecHEVC:
+				codec, fields = c, fields[:n-1]
+			}
+		}
 		if len(fields) < 2 || len(fields) > 3 {
-			return nil, fmt.Errorf("transcode: ladder: rung %q: want <height>p:<video bitrate>[:<audio bitrate>]", part)
+			return nil, fmt.Errorf("transcode: ladder: rung %q: want <height>p:<video bitrate>[:<audio bitrate>][:hevc]", part)
 		}
 		r := Rung{Name: fields[0], AudioBitrate: defaultAudio}
 		digits, ok := strings.CutSuffix(r.Name, "p")
@@ -83,6 +96,9 @@ func ParseLadder(s string) (Ladder, error) {
 			if r.AudioBitrate, err = parseBitrate(fields[2]); err != nil {
 				return nil, fmt.Errorf("transcode: ladder: rung %q: audio bitrate: %w", part, err)
 			}
+		}
+		if codec.HEVC() {
+			r.Name, r.Codec = r.Name+hevcSuffix, CodecHEVC
 		}
 		l = append(l, r)
 	}
@@ -115,8 +131,11 @@ func (l Ladder) validate() error {
 	if len(l) > maxRungs {
 		return fmt.Errorf("transcode: ladder: %d rungs, at most %d", len(l), maxRungs)
 	}
-	names, heights := map[string]bool{}, map[int]bool{}
+	names, heights := map[string]bool{}, map[string]bool{}
+	h264 := false
 	for _, r := range l {
+		height := string(r.Codec) + strconv.Itoa(r.Height)
+		h264 = h264 || !r.Codec.HEVC()
 		switch {
 		// Stricter than layout's rule: the name becomes ffmpeg's %v in
 		// var_stream_map, which has no quoting.
@@ -132,17 +151,27 @@ func (l Ladder) validate() error {
 			return fmt.Errorf("transcode: ladder: rung %s: audio bitrate %d out of range %d to %d", r.Name, r.AudioBitrate, minAudioRate, maxAudioRate)
 		case names[r.Name]:
 			return fmt.Errorf("transcode: ladder: rung name %s appears twice", r.Name)
-		case heights[r.Height]:
+		case heights[height]:
 			return fmt.Errorf("transcode: ladder: height %d appears twice", r.Height)
+		case r.Codec != "" && r.Codec != CodecH264 && r.Codec != CodecHEVC:
+			return fmt.Errorf("transcode: ladder: rung %s: codec %q is not h264 or hevc", r.Name, r.Codec)
 		}
-		names[r.Name], heights[r.Height] = true, true
+		names[r.Name], heights[height] = true, true
+	}
+	if !h264 {
+		return errors.New("transcode: ladder: HEVC rungs only; add an H.264 rung, which every player decodes")
 	}
 	return nil
 }
 
 func (l Ladder) sorted() Ladder {
 	s := slices.Clone(l)
-	slices.SortStableFunc(s, func(a, b Rung) int { return b.Height - a.Height })
+	slices.SortStableFunc(s, func(a, b Rung) int {
+		if a.Height != b.Height {
+			return b.Height - a.Height
+		}
+		return strings.Compare(string(a.Codec.orH264()), string(b.Codec.orH264()))
+	})
 	return s
 }
 
@@ -157,6 +186,8 @@ type Rendition struct {
 	// on hard scenes.
 	MaxRate, BufSize int
 	AudioBitrate     int // bits/s; 0 when the source has no audio
+	// Codec is the rendition's encoder; "" is H.264.
+	Codec VideoCodec `json:",omitempty"`
 }
 
 // Plan is everything Args needs for one ffmpeg run.
@@ -193,6 +224,9 @@ type Plan struct {
 	// matrix is not BT.709 ("bt601" for SD); each rung's scale converts it
 	// to BT.709, which every output is tagged as. Empty: already BT.709.
 	InMatrix string `json:",omitempty"`
+	// Segments is the segment container; "" is MPEG-TS. Args refuses HEVC
+	// renditions without fMP4.
+	Segments SegmentFormat `json:",omitempty"`
 }
 
 // PlanLadder fits ladder to the source described by p:
@@ -273,13 +307,18 @@ func PlanLadder(p *Probe, ladder Ladder, segment time.Duration) (Plan, error) {
 			continue
 		}
 		w, h := size(r.Height)
-		plan.Renditions = append(plan.Renditions, rendition(r.Name, w, h, r.Height, r.VideoBitrate, r.AudioBitrate))
+		ren := rendition(r.Name, w, h, r.Height, r.VideoBitrate, r.AudioBitrate)
+		ren.Codec = r.Codec
+		plan.Renditions = append(plan.Renditions, ren)
 	}
-	if len(plan.Renditions) == 0 {
-		base := sorted[len(sorted)-1]
+	if !slices.ContainsFunc(plan.Renditions, func(r Rendition) bool { return !r.Codec.HEVC() }) {
+		// The fallback is H.264, which every player decodes; HEVC rungs
+		// that fit the source stay beside it.
+		h264 := slices.DeleteFunc(slices.Clone(sorted), func(r Rung) bool { return r.Codec.HEVC() })
+		base := h264[len(h264)-1]
 		w, h := dw&^1, dh&^1
 		s := min(w, h)
-		plan.Renditions = append(plan.Renditions, rendition(fmt.Sprintf("%dp", s), w, h, base.Height, base.VideoBitrate, base.AudioBitrate))
+		plan.Renditions = append([]Rendition{rendition(fmt.Sprintf("%dp", s), w, h, base.Height, base.VideoBitrate, base.AudioBitrate)}, plan.Renditions...)
 	}
 	rate := 0
 	for _, r := range sorted {
