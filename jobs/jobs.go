@@ -105,6 +105,8 @@ type TranscodePayload struct {
 	// this job; empty takes the worker's.
 	Ladder string `json:"ladder,omitempty"`
 	Preset string `json:"preset,omitempty"`
+	// Segments overrides the worker's SEGMENT_FORMAT: "ts" or "fmp4".
+	Segments string `json:"segments,omitempty"`
 	// Priority is the queue the task was sent to (high, normal or low).
 	Priority Priority `json:"priority,omitempty"`
 	// Metadata is the caller's JSON object (at most MaxMetadataBytes),
@@ -125,6 +127,19 @@ func (p TranscodePayload) Validate() error {
 	if p.Ladder != "" {
 		if _, err := transcode.ParseLadder(p.Ladder); err != nil {
 			return fmt.Errorf("%w: ladder %q: %w", ErrInvalidPayload, p.Ladder, err)
+		}
+	}
+	if p.Segments != "" {
+		f, err := transcode.ParseSegmentFormat(p.Segments)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidPayload, err)
+		}
+		// A ladder with HEVC and ts asked for is refused here; with no
+		// format given, the worker's SEGMENT_FORMAT decides at run time.
+		if l, err := transcode.ParseLadder(p.Ladder); p.Ladder != "" && err == nil {
+			if err := l.CheckSegments(f); err != nil {
+				return fmt.Errorf("%w: %w", ErrInvalidPayload, err)
+			}
 		}
 	}
 	if p.Preset != "" && !config.ValidPreset(p.Preset) {
@@ -391,6 +406,10 @@ type TranscodeRequest struct {
 	Ladder string
 	// Preset overrides the worker's X264_PRESET (ultrafast … veryslow).
 	Preset string
+	// Segments overrides the worker's SEGMENT_FORMAT: "ts" (MPEG-TS) or
+	// "fmp4" (fragmented MP4, which HEVC rungs need); empty takes the
+	// worker's.
+	Segments string
 	// Priority is high, normal (the default) or low.
 	Priority Priority
 	// Metadata is the caller's own JSON object (at most MaxMetadataBytes),
@@ -410,7 +429,7 @@ func (c *Client) EnqueueTranscode(ctx context.Context, r TranscodeRequest) (Enqu
 		r.Priority = PriorityNormal
 	}
 	p := TranscodePayload{VideoID: r.VideoID, Source: r.Source, Ladder: strings.TrimSpace(r.Ladder), Preset: r.Preset,
-		Priority: r.Priority, Metadata: r.Metadata, Subtitles: r.Subtitles}
+		Segments: r.Segments, Priority: r.Priority, Metadata: r.Metadata, Subtitles: r.Subtitles}
 	if err := p.Validate(); err != nil {
 		return EnqueueResult{}, err
 	}
@@ -419,7 +438,7 @@ func (c *Client) EnqueueTranscode(ctx context.Context, r TranscodeRequest) (Enqu
 	}
 	p.Metadata, _ = normalizeMetadata(p.Metadata)
 	req := catalog.JobRequest{Metadata: p.Metadata,
-		Options: catalog.JobOptions{Ladder: p.Ladder, Preset: p.Preset, Priority: string(p.Priority)}}
+		Options: catalog.JobOptions{Ladder: p.Ladder, Preset: p.Preset, Priority: string(p.Priority), Segments: p.Segments}}
 	taskID := TaskID(r.VideoID, r.Source)
 	res := EnqueueResult{TaskID: taskID}
 	job, created, err := c.db.UpsertJobWith(ctx, r.VideoID, r.Source, taskID, req)

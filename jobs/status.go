@@ -47,6 +47,7 @@ type JobOptions struct {
 	Ladder   string   `json:"ladder,omitempty"`
 	Preset   string   `json:"preset,omitempty"`
 	Priority Priority `json:"priority,omitempty"`
+	Segments string   `json:"segments,omitempty"`
 }
 
 // Job is one request to package a video from a source.
@@ -151,7 +152,8 @@ func publicJob(j catalog.Job) Job {
 	}
 	return Job{ID: j.ID, VideoID: j.VideoID, TaskID: j.TaskID, Source: j.Source, State: State(j.State), Stage: Stage(j.Stage),
 		Progress: j.Progress, Error: j.Error, Attempts: j.Attempts, Version: j.Version, Metadata: meta,
-		Options:   JobOptions{Ladder: j.Options.Ladder, Preset: j.Options.Preset, Priority: Priority(j.Options.Priority)},
+		Options: JobOptions{Ladder: j.Options.Ladder, Preset: j.Options.Preset, Priority: Priority(j.Options.Priority),
+			Segments: j.Options.Segments},
 		CreatedAt: j.CreatedAt, EnqueuedAt: j.EnqueuedAt, StartedAt: j.StartedAt, FinishedAt: j.FinishedAt, UpdatedAt: j.UpdatedAt}
 }
 

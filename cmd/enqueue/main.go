@@ -94,6 +94,7 @@ type Config struct {
 	// Per-job options of transcode (jobs.TranscodeRequest).
 	Ladder   string
 	Preset   string
+	Segments string
 	Priority string
 	Metadata string
 	// Subtitles are transcode's --subtitle LANG=PATH sidecars.
@@ -198,6 +199,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fs.IntVar(&c.MaxRetry, "max-retry", 5, "retries of a transient failure before the job is failed")
 		fs.StringVar(&c.Ladder, "ladder", "", "this job's ladder instead of the worker's LADDER, e.g. 720p:2800k,360p:800k:96k")
 		fs.StringVar(&c.Preset, "preset", "", "this job's x264 preset instead of the worker's X264_PRESET")
+		fs.StringVar(&c.Segments, "segments", "", "this job's segment format instead of the worker's SEGMENT_FORMAT: ts or fmp4 (HEVC rungs need fmp4)")
 		fs.StringVar(&c.Priority, "priority", "normal", "queue priority: high, normal or low")
 		fs.StringVar(&c.Metadata, "metadata", "", `your JSON object, returned in every status and event (at most 4 KiB), e.g. '{"upload":"u-42"}'`)
 		fs.Var(&c.Subtitles, "subtitle", "LANG=PATH: a sidecar subtitle file (SubRip, WebVTT or ASS; a local file is uploaded first) published as a WebVTT rendition; repeatable")
@@ -251,6 +253,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}{
 			{"ladder", c.Ladder, jobs.TranscodePayload{Ladder: c.Ladder}},
 			{"preset", c.Preset, jobs.TranscodePayload{Preset: c.Preset}},
+			{"segments", c.Segments, jobs.TranscodePayload{Segments: c.Segments}},
 			{"priority", c.Priority, jobs.TranscodePayload{Priority: jobs.Priority(c.Priority)}},
 			{"metadata", c.Metadata, jobs.TranscodePayload{Metadata: json.RawMessage(c.Metadata)}},
 		} {
@@ -357,7 +360,7 @@ func runTranscode(ctx context.Context, c Config, getenv func(string) string, db 
 	}
 	defer client.Close()
 	res, err := client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: c.Video, Source: source, Force: c.Force,
-		Ladder: c.Ladder, Preset: c.Preset, Priority: jobs.Priority(c.Priority), Metadata: json.RawMessage(c.Metadata), Subtitles: subs})
+		Ladder: c.Ladder, Preset: c.Preset, Segments: c.Segments, Priority: jobs.Priority(c.Priority), Metadata: json.RawMessage(c.Metadata), Subtitles: subs})
 	if err != nil {
 		return err
 	}

@@ -89,6 +89,9 @@ func TestConfigBadValues(t *testing.T) {
 		{"SOURCE_NOT_FOUND_ATTEMPTS", "0", "from 1 to 100"},
 		{"SOURCE_NOT_FOUND_ATTEMPTS", "three", "an integer"},
 		{"STORYBOARD", "yes", "on or off"},
+		{"SEGMENT_FORMAT", "FMP4", "ts or fmp4"},
+		{"SEGMENT_FORMAT", "cmaf", "ts or fmp4"},
+		{"LADDER", "720p:1M,720p:500k:hevc", "need SEGMENT_FORMAT=fmp4"},
 		{"STORYBOARD_INTERVAL", "10ms", "from 100ms to 10m"},
 		{"STORYBOARD_INTERVAL", "5", "a Go duration"},
 	}
@@ -218,6 +221,20 @@ func TestKeyPeriodSetting(t *testing.T) {
 	}
 	if c, _, _, err := parseConfig([]string{"--key-period", "2s"}, with(env, "KEY_PERIOD", "10m").get, &bytes.Buffer{}); err != nil || c.KeyPeriod != 2*time.Second {
 		t.Errorf("--key-period 2s: %v %v", c.KeyPeriod, err)
+	}
+}
+
+// TestSegmentFormatSetting: MPEG-TS by default; fmp4 with HEVC rungs
+// parses, from the variable or the flag.
+func TestSegmentFormatSetting(t *testing.T) {
+	env := offlineEnv(t)
+	if c, _, _, err := parseConfig(nil, env.get, &bytes.Buffer{}); err != nil || c.segments != transcode.SegmentsTS {
+		t.Errorf("default: %q %v", c.segments, err)
+	}
+	hevc := with(env, "LADDER", "720p:2M,720p:1M:128k:hevc")
+	if c, _, _, err := parseConfig([]string{"--segment-format", "fmp4"}, hevc.get, &bytes.Buffer{}); err != nil ||
+		c.segments != transcode.SegmentsFMP4 || !c.ladder.HasHEVC() {
+		t.Errorf("--segment-format fmp4 with HEVC: %q %v", c.segments, err)
 	}
 }
 

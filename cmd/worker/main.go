@@ -103,6 +103,7 @@ type Config struct {
 	RetiredKEKs       string          `env:"KEY_ENCRYPTION_KEYS_RETIRED" secret:"true"`
 	KeyURITemplate    string          `env:"KEY_URI_TEMPLATE" envDefault:"http://127.0.0.1:8080/v1/keys/{key_id}" flag:"key-uri-template" help:"EXT-X-KEY URI with {key_id}"`
 	Ladder            string          `env:"LADDER" envDefault:"1080p:5000k:128k,720p:2800k:128k,480p:1400k:128k,360p:800k:96k" flag:"ladder" help:"ABR ladder: name:video bitrate[:audio bitrate],…"`
+	SegmentFormat     string          `env:"SEGMENT_FORMAT" envDefault:"ts" flag:"segment-format" help:"segment container: ts (MPEG-TS) or fmp4 (fragmented MP4, needed by HEVC rungs)"`
 	SegmentSeconds    float64         `env:"SEGMENT_SECONDS" envDefault:"4" flag:"segment-seconds" help:"target segment duration in seconds (1-30)"`
 	KeyPeriod         time.Duration   `env:"KEY_PERIOD" envDefault:"5m" flag:"key-period" help:"media time one content key encrypts; 0: one key per version"`
 	Preset            string          `env:"X264_PRESET" envDefault:"veryfast" flag:"preset" help:"x264 preset (ultrafast … placebo)"`
@@ -133,8 +134,9 @@ type Config struct {
 	WebhookSecret      string `env:"WEBHOOK_SECRET" secret:"true"`
 	WebhookConcurrency int    `env:"WEBHOOK_CONCURRENCY" envDefault:"4" flag:"webhook-concurrency" help:"webhook deliveries at once (1-64), never taking a transcode slot"`
 
-	ladder  transcode.Ladder // parsed LADDER
-	keyring *keys.Keyring    // parsed KEK variables (run, rewrap-keys)
+	ladder   transcode.Ladder        // parsed LADDER
+	segments transcode.SegmentFormat // parsed SEGMENT_FORMAT
+	keyring  *keys.Keyring           // parsed KEK variables (run, rewrap-keys)
 
 	webhooks webhookSettings // parsed WEBHOOK_* variables (run)
 }
@@ -149,6 +151,11 @@ func (c *Config) validate(cmd string, p *config.Problems) {
 	var err error
 	if c.ladder, err = transcode.ParseLadder(c.Ladder); err != nil {
 		p.Add("LADDER", "rungs as name:video bitrate[:audio bitrate], e.g. 720p:2800k:128k,360p:800k ("+err.Error()+")")
+	}
+	if c.segments, err = transcode.ParseSegmentFormat(c.SegmentFormat); err != nil {
+		p.Add("SEGMENT_FORMAT", "ts or fmp4")
+	} else if err := c.ladder.CheckSegments(c.segments); c.ladder != nil && err != nil {
+		p.Add("LADDER", "HEVC rungs (:hevc) need SEGMENT_FORMAT=fmp4")
 	}
 	p.Check(c.SegmentSeconds >= 1 && c.SegmentSeconds <= 30, "SEGMENT_SECONDS", "a number of seconds from 1 to 30")
 	p.Check(c.KeyPeriod == 0 || c.KeyPeriod >= time.Second, "KEY_PERIOD", "a Go duration of at least 1s such as 5m, or 0 for one key per version")
@@ -424,7 +431,7 @@ func runWorker(ctx context.Context, sig signals, cfg Config, getenv func(string)
 	lim := transcode.DefaultLimits()
 	lim.MaxBytes, lim.MaxDuration = int64(cfg.MaxSourceBytes), cfg.MaxSourceDuration
 	pipe, err := pipeline.New(pipeline.Config{
-		Exec: dec, Ladder: ladder,
+		Exec: dec, Ladder: ladder, Segments: cfg.segments,
 		Segment: time.Duration(cfg.SegmentSeconds * float64(time.Second)), Limits: lim, Preset: cfg.Preset,
 		TempDir: cfg.TempDir, KeyURITemplate: cfg.KeyURITemplate, UploadConcurrency: cfg.UploadConcurrency,
 		TimeoutBase: jobTimeoutBase, TimeoutFactor: jobTimeoutFactor, KeyPeriod: cfg.KeyPeriod,

@@ -153,6 +153,7 @@ type JobOptions struct {
 	Ladder   string `json:"ladder,omitempty"`   // a LADDER value
 	Preset   string `json:"preset,omitempty"`   // an x264 preset
 	Priority string `json:"priority,omitempty"` // high, normal or low
+	Segments string `json:"segments,omitempty"` // ts or fmp4
 }
 
 const jobColumns = `id, video_id, task_id, source, state, progress, coalesce(error, ''), coalesce(version, 0), attempts, created_at, updated_at,

@@ -75,6 +75,10 @@ type Config struct {
 	SourceAttempts int
 	// Storyboard is the thumbnail storyboard's setting (off when zero).
 	Storyboard StoryboardConfig
+	// Segments is the segment container (SEGMENT_FORMAT), default
+	// MPEG-TS; a job's own (jobs.TranscodeRequest.Segments) wins. A
+	// Ladder with HEVC rungs needs fMP4 (New refuses it otherwise).
+	Segments transcode.SegmentFormat
 }
 
 // DefaultSourceAttempts is Config.SourceAttempts' default.
@@ -148,6 +152,9 @@ func New(cfg Config, store storage.Store, db *catalog.DB, keyring *keys.Keyring,
 	if cfg.Exec == nil {
 		return nil, errors.New("pipeline: no decoder Exec configured")
 	}
+	if err := cfg.Ladder.CheckSegments(cfg.Segments); err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
 	if m == nil {
 		m = NewMetrics(nil)
 	}
@@ -182,7 +189,7 @@ func (p *Pipeline) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		// Enqueued without the jobs client (e.g. straight through asynq):
 		// record the job now.
 		req := catalog.JobRequest{Metadata: payload.Metadata, Options: catalog.JobOptions{
-			Ladder: payload.Ladder, Preset: payload.Preset, Priority: string(payload.Priority)}}
+			Ladder: payload.Ladder, Preset: payload.Preset, Priority: string(payload.Priority), Segments: payload.Segments}}
 		if _, _, err = p.db.UpsertJobWith(ctx, payload.VideoID, payload.Source, taskID, req); err == nil {
 			att, err = p.db.StartAttempt(ctx, taskID)
 		}
@@ -372,8 +379,12 @@ func (p *Pipeline) runIn(ctx context.Context, log *slog.Logger, dir string, att 
 	if err != nil {
 		return false, badInput(err)
 	}
+	if plan.Segments, err = p.segmentFormat(payload, ladder); err != nil {
+		return false, badInput(err)
+	}
 	log.Info("planned ladder", "preset", preset, "duration_seconds", probe.Duration.Seconds(), "renditions", len(plan.Renditions), "audio", plan.HasAudio,
-		"deinterlace", plan.Deinterlace, "tonemap", plan.ToneMap != nil, "fps", plan.FrameRate.String(), "audio_renditions", len(plan.Audio))
+		"deinterlace", plan.Deinterlace, "tonemap", plan.ToneMap != nil, "fps", plan.FrameRate.String(), "audio_renditions", len(plan.Audio),
+		"segments", plan.Segments)
 	if plan.AudioIgnored > 0 {
 		log.Warn("audio streams over the limit are ignored", "ignored", plan.AudioIgnored, "limit", transcode.MaxAudioRenditions)
 	}

@@ -28,6 +28,7 @@ type renditionOutput struct {
 	iframes   []playlist.Segment        // trick play (iframes.go), by index; nil: none for this rendition
 	audio     *transcode.AudioRendition // an alternate audio rendition; nil for video
 	firstPTS  int64                     // 90 kHz PTS the first segment starts at (subtitles' X-TIMESTAMP-MAP); -1 unknown
+	init      string                    // fMP4: ffmpeg's plain init section (fmp4.go); "" for MPEG-TS
 }
 
 type uploadResult struct {
@@ -56,6 +57,11 @@ func (p *Pipeline) transcodeAndUpload(ctx context.Context, log *slog.Logger, att
 	}
 	res := &uploadResult{}
 	trick := iframeRungs(plan.Renditions)
+	if plan.Segments.FMP4() {
+		// Trick play cuts MPEG-TS; fMP4 titles have no I-frame playlists
+		// (README, CMAF).
+		trick = map[string]bool{}
+	}
 	if err := checkIFrameNames(plan.Renditions, trick); err != nil {
 		return nil, badInput(err)
 	}
@@ -99,6 +105,9 @@ func (p *Pipeline) transcodeAndUpload(ctx context.Context, log *slog.Logger, att
 			}
 			if final && !m.Ended {
 				return fmt.Errorf("pipeline: ffmpeg playlist of %s has no EXT-X-ENDLIST", r.rendition.Name)
+			}
+			if err := noteInit(r, dir, m); err != nil {
+				return err
 			}
 			for ; queued[i] < len(m.Segments); queued[i]++ {
 				s := m.Segments[queued[i]]
@@ -162,6 +171,9 @@ wait:
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
+	if err := p.storeInits(ctx, v, res); err != nil {
+		return nil, err
+	}
 	log.Info("segments uploaded", "ffmpeg_seconds", res.ffmpeg.Seconds(), "total_seconds", time.Since(started).Seconds())
 	return res, nil
 }
@@ -176,12 +188,18 @@ func (p *Pipeline) uploadSegment(ctx context.Context, v *packager.Version, j seg
 		if j.r.audio != nil {
 			codecsOf = transcode.SegmentAudioCodecs
 		}
+		firstPTS := transcode.FirstPTS
+		if init := j.r.init; init != "" {
+			// fMP4: the sample entries of the init section name them.
+			codecsOf = func(string) (string, error) { return transcode.InitCodecs(init) }
+			firstPTS = func(seg string) (int64, error) { return transcode.FirstPTSFMP4(init, seg) }
+		}
 		codecs, err := codecsOf(j.local)
 		if err != nil {
 			return fmt.Errorf("pipeline: codecs of %s: %w", j.r.rendition.Name, err)
 		}
 		// Only subtitles need it (storeSubtitles refuses -1).
-		pts, err := transcode.FirstPTS(j.local)
+		pts, err := firstPTS(j.local)
 		if err != nil {
 			pts = -1
 		}
@@ -281,7 +299,7 @@ func (p *Pipeline) writePlaylists(ctx context.Context, v *packager.Version, plan
 		alts = append(alts, s.alt)
 		renditions = append(renditions, s.rendition)
 	}
-	master, size, err := v.WriteMaster(ctx, playlist.Master{Variants: playlist.SortByBandwidth(variants), Alternatives: alts,
+	master, size, err := v.WriteMaster(ctx, playlist.Master{Variants: orderVariants(variants), Alternatives: alts,
 		IFrameVariants: iframes, Independent: true, Complete: true})
 	if err != nil {
 		return "", nil, fmt.Errorf("pipeline: %w", err)

@@ -71,8 +71,11 @@ type RenditionReport struct {
 	Format string `json:"format,omitempty"`
 	// Cues counts the WebVTT cues of a subtitle rendition (a cue repeated
 	// in the segments it spans counts in each).
-	Cues     int      `json:"cues,omitempty"`
-	Stream   string   `json:"stream,omitempty"`
+	Cues   int    `json:"cues,omitempty"`
+	Stream string `json:"stream,omitempty"`
+	// Codec is ffprobe's name of the decoded stream's codec ("h264",
+	// "hevc", "aac"): an HEVC rung reports "hevc".
+	Codec    string   `json:"codec,omitempty"`
 	Problems []string `json:"problems,omitempty"`
 }
 
@@ -396,10 +399,10 @@ func (v *Verifier) rendition(ctx context.Context, name string, ks *versionKeys, 
 		rr.DecodedDuration += dec.duration
 		switch {
 		case dec.hasVideo:
-			rr.Stream = "video"
+			rr.Stream, rr.Codec = "video", dec.videoCodec
 			rr.DecodedFrames += dec.videoFrames
 		case dec.hasAudio:
-			rr.Stream = "audio"
+			rr.Stream, rr.Codec = "audio", dec.audioCodec
 			rr.DecodedFrames += dec.audioFrames
 		}
 	}
@@ -537,13 +540,14 @@ func DecodeArgs(absPath string) []string {
 // report the duration and each stream's type and frames decoded.
 func DecodeAllArgs(format, absPath string) []string {
 	return []string{"-hide_banner", "-v", "error", "-protocol_whitelist", "file", "-f", format,
-		"-count_frames", "-show_entries", "format=duration,start_time:stream=codec_type,nb_read_frames", "-of", "json", "file:" + absPath}
+		"-count_frames", "-show_entries", "format=duration,start_time:stream=codec_type,codec_name,nb_read_frames", "-of", "json", "file:" + absPath}
 }
 
 type decoded struct {
 	duration                 float64
 	hasVideo, hasAudio       bool
 	videoFrames, audioFrames int64
+	videoCodec, audioCodec   string
 }
 
 func probeDecode(ctx context.Context, x *transcode.Exec, format, file string) (decoded, error) {
@@ -577,6 +581,7 @@ func parseDecode(out []byte, format string) (decoded, error) {
 			} `json:"format"`
 			Streams []struct {
 				Type   string `json:"codec_type"`
+				Codec  string `json:"codec_name"`
 				Frames string `json:"nb_read_frames"`
 			} `json:"streams"`
 		}
@@ -598,9 +603,9 @@ func parseDecode(out []byte, format string) (decoded, error) {
 		}
 		switch {
 		case s.Type == "video" && !d.hasVideo:
-			d.hasVideo, d.videoFrames = true, n
+			d.hasVideo, d.videoFrames, d.videoCodec = true, n, s.Codec
 		case s.Type == "audio" && !d.hasAudio:
-			d.hasAudio, d.audioFrames = true, n
+			d.hasAudio, d.audioFrames, d.audioCodec = true, n, s.Codec
 		}
 	}
 	if !d.hasVideo && !d.hasAudio {

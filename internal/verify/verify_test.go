@@ -51,10 +51,10 @@ func TestVTTChecker(t *testing.T) {
 }
 
 func TestParseDecode(t *testing.T) {
-	ts := `{"streams":[{"codec_type":"video","nb_read_frames":"75"},{"codec_type":"audio","nb_read_frames":"142"}],
+	ts := `{"streams":[{"codec_type":"video","codec_name":"hevc","nb_read_frames":"75"},{"codec_type":"audio","codec_name":"aac","nb_read_frames":"142"}],
 		"format":{"duration":"3.000000","start_time":"1.400000"}}`
 	d, err := parseDecode([]byte(ts), "mpegts")
-	if err != nil || d.duration != 3 || !d.hasVideo || d.videoFrames != 75 || d.audioFrames != 142 {
+	if err != nil || d.duration != 3 || !d.hasVideo || d.videoFrames != 75 || d.audioFrames != 142 || d.videoCodec != "hevc" || d.audioCodec != "aac" {
 		t.Fatalf("mpegts: %+v %v", d, err)
 	}
 	// The mov demuxer reports a fragmented file's end time: fragments that
