@@ -241,3 +241,38 @@ func TestHEVCCodecString(t *testing.T) {
 		t.Error("short hvcC accepted")
 	}
 }
+
+// FuzzCodecsFromInit: whatever the bytes, the box reader neither panics
+// nor reads past a box; what it names is an avc1, hvc1 or mp4a list.
+func FuzzCodecsFromInit(f *testing.F) {
+	for _, name := range []string{"init_seed_avc.mp4", "init_seed_hevc.mp4"} {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := CodecsFromInit(b)
+		if err != nil {
+			return
+		}
+		for _, one := range strings.Split(c, ",") {
+			if !strings.HasPrefix(one, "avc") && !strings.HasPrefix(one, "hvc1.") && !strings.HasPrefix(one, "hev1.") && !strings.HasPrefix(one, "mp4a.40.") {
+				t.Fatalf("codecs %q", c)
+			}
+		}
+	})
+}
+
+// TestCodecsFromInitSeeds: ffmpeg's own init sections (160x90 and 320x180:
+// x264 ultrafast, Constrained Baseline level 1.3, and x265 Main level 1,
+// each with AAC-LC) are named from their records.
+func TestCodecsFromInitSeeds(t *testing.T) {
+	for name, want := range map[string]string{"init_seed_avc.mp4": "avc1.42c00d,mp4a.40.2", "init_seed_hevc.mp4": "hvc1.1.6.L30.90,mp4a.40.2"} {
+		got, err := InitCodecs(filepath.Join("testdata", name))
+		if err != nil || got != want {
+			t.Errorf("%s: %q, %v; want %q", name, got, err, want)
+		}
+	}
+}
