@@ -1,13 +1,9 @@
 package gateway
 
 import (
-	"context"
-	"encoding/json"
 	"io"
 	"math"
 	"net/url"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -99,24 +95,7 @@ func TestFMP4HEVCTitle(t *testing.T) {
 	}
 
 	// The cues, as hls.js places them on the fMP4 timeline.
-	page := e.ts.URL + "/watch/" + video + "?token=" + url.QueryEscape(tok)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, node, filepath.Join(repoRoot(t), "e2e", "browser", "cues.mjs"), page).CombinedOutput()
-	t.Logf("cues.mjs: %s", out)
-	if err != nil {
-		t.Fatalf("cues.mjs: %v", err)
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	var cues struct {
-		Tracks []struct {
-			Lang string
-			Cues [][]any
-		}
-	}
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &cues); err != nil {
-		t.Fatal(err)
-	}
+	cues := hlsjsCues(t, node, e.ts.URL+"/watch/"+video+"?token="+url.QueryEscape(tok))
 	want := map[string]float64{"en": 0.5, "fr": 0.25} // first cue starts (testenv's subtitles)
 	for _, tr := range cues.Tracks {
 		if len(tr.Cues) == 0 {

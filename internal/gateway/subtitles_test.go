@@ -199,24 +199,7 @@ func TestSubtitleCuesInHlsJS(t *testing.T) {
 	e := newEnv(t, fixtures.FS(t), envOptions{cfg: func(c *Config) { c.PlayerScript = hlsjs }})
 	video := e.publishSubtitled(4)
 	tok := e.token(video, "viewer", playback.NewSessionID(), time.Hour)
-	page := e.ts.URL + "/watch/" + video + "?token=" + url.QueryEscape(tok)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, node, filepath.Join(repoRoot(t), "e2e", "browser", "cues.mjs"), page).CombinedOutput()
-	t.Logf("cues.mjs: %s", out)
-	if err != nil {
-		t.Fatalf("cues.mjs: %v", err)
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	var res struct {
-		Tracks []struct {
-			Label, Lang string
-			Cues        [][]any
-		}
-	}
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
-		t.Fatal(err)
-	}
+	res := hlsjsCues(t, node, e.ts.URL+"/watch/"+video+"?token="+url.QueryEscape(tok))
 	want := map[string][]transcode.Cue{
 		"en": {{Start: 500 * time.Millisecond, End: 1500 * time.Millisecond, Text: "Hello from the source"},
 			{Start: 1800 * time.Millisecond, End: 2600 * time.Millisecond, Text: "Second source cue"}},
@@ -241,4 +224,32 @@ func TestSubtitleCuesInHlsJS(t *testing.T) {
 			}
 		}
 	}
+}
+
+// cueReport is what e2e/browser/cues.mjs prints: the cues hls.js holds for
+// each subtitle track, as [start, end, text].
+type cueReport struct {
+	Tracks []struct {
+		Label, Lang string
+		Cues        [][]any
+	}
+}
+
+// hlsjsCues opens the gateway's /watch page (hls.js) at page with
+// cues.mjs and returns the cues it reports.
+func hlsjsCues(t *testing.T, node, page string) cueReport {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, node, filepath.Join(repoRoot(t), "e2e", "browser", "cues.mjs"), page).CombinedOutput()
+	t.Logf("cues.mjs: %s", out)
+	if err != nil {
+		t.Fatalf("cues.mjs: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	var res cueReport
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
+		t.Fatal(err)
+	}
+	return res
 }
