@@ -109,12 +109,12 @@ func TestTranscodeOptionsStatusList(t *testing.T) {
 
 	// Bad options are refused before anything is enqueued, named by flag.
 	_, err = runWith(env, "transcode", "--video", "o3", "--source", "uploads/o3.mp4", "--priority", "urgent", "--metadata", "[1]",
-		"--preset", "speedy", "--ladder", "big")
+		"--preset", "speedy", "--ladder", "big", "--segments", "mp4")
 	var ce *config.Error
-	if !errors.As(err, &ce) || len(ce.Problems) != 4 {
+	if !errors.As(err, &ce) || len(ce.Problems) != 5 {
 		t.Fatalf("bad options: %v", err)
 	}
-	for _, f := range []string{`--priority="urgent"`, `--metadata="[1]"`, `--preset="speedy"`, `--ladder="big"`} {
+	for _, f := range []string{`--priority="urgent"`, `--metadata="[1]"`, `--preset="speedy"`, `--ladder="big"`, `--segments="mp4"`} {
 		if !strings.Contains(err.Error(), f) {
 			t.Errorf("bad options: %v lacks %s", err, f)
 		}
