@@ -3,7 +3,6 @@ package backfill
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -244,7 +243,7 @@ func TestTwoWorkersShareARun(t *testing.T) {
 	if st.Done != n || st.Failed != 1 || st.Remaining != 0 {
 		t.Fatalf("status: done %d failed %d remaining %d, want %d, 1, 0", st.Done, st.Failed, st.Remaining, n)
 	}
-	checkExactlyOnce(t, h.db, h.store, n, 0)
+	fixtures.CheckConvertedOnce(t, h.db, h.store, n, 4, 0) // two segments, the media playlist, the master
 	second := 0
 	for line := range strings.Lines(h.logs.String()) {
 		if strings.Contains(line, "title re-encrypted and published") && strings.Contains(line, "worker=2") {
@@ -254,66 +253,5 @@ func TestTwoWorkersShareARun(t *testing.T) {
 	t.Logf("the second worker converted %d of %d titles", second, n)
 	if second == 0 || second == n {
 		t.Errorf("the second worker converted %d of %d titles: the run was not shared", second, n)
-	}
-}
-
-// checkExactlyOnce asserts that each of the n titles of tinyCatalogue has
-// one published version, the only one of its versions, except for at most
-// crashed titles whose attempt died unpublished, and that storage holds
-// the published version's objects and nothing else (beyond crashed
-// attempts' prefixes).
-func checkExactlyOnce(t *testing.T, db *catalog.DB, store storage.Store, n, crashed int) {
-	t.Helper()
-	ctx := context.Background()
-	rows, err := db.Pool().Query(ctx, `select v.id, v.current_version, count(ver.*) filter (where ver.state = 'published'),
-			count(ver.*), (select count(*) from jobs j where j.video_id = v.id)
-		from videos v join versions ver on ver.video_id = v.id group by v.id order by v.id`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	current := map[string]int{}
-	extra := 0
-	for rows.Next() {
-		var (
-			id                      string
-			cur, pub, total, jobsOf int
-		)
-		if err := rows.Scan(&id, &cur, &pub, &total, &jobsOf); err != nil {
-			t.Fatal(err)
-		}
-		current[id] = cur
-		if pub != 1 || jobsOf != 1 {
-			t.Errorf("%s: %d published versions of %d, %d jobs; want 1 published, 1 job", id, pub, total, jobsOf)
-		}
-		extra += total - 1
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if len(current) != n {
-		t.Errorf("%d titles have versions, want %d", len(current), n)
-	}
-	if extra > crashed {
-		t.Errorf("%d unpublished versions, want at most %d (the crashed attempts)", extra, crashed)
-	}
-	prefixes := map[string]int{}
-	err = store.List(ctx, "hls/", func(o storage.ObjectInfo) error {
-		parts := strings.SplitN(o.Name, "/", 4)
-		prefixes[parts[1]+"/"+parts[2]]++
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Every tiny title converts to the same objects: its two segments, its
-	// media playlist and its master.
-	for video, v := range current {
-		if got := prefixes[fmt.Sprintf("%s/v%d", video, v)]; got != 4 {
-			t.Errorf("%s v%d: %d objects stored, want 4", video, v, got)
-		}
-		delete(prefixes, fmt.Sprintf("%s/v%d", video, v))
-	}
-	if len(prefixes) > crashed {
-		t.Errorf("objects under %d version prefixes no current version owns: %v", len(prefixes), prefixes)
 	}
 }
