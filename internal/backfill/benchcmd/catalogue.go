@@ -47,6 +47,7 @@ type catCfg struct {
 	dir, enqueue, worker  string
 	titles, small, runs   int
 	workers               int
+	convert               bool
 	reencryptMBps         float64
 	databaseURL, redisURL string
 	timeout               time.Duration
@@ -63,6 +64,7 @@ func catalogueMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.IntVar(&c.small, "small", 5000, "tiny titles in the small catalogue (the RSS comparison)")
 	fs.IntVar(&c.runs, "runs", 3, "discoveries and starts per figure (median)")
 	fs.IntVar(&c.workers, "workers", 2, "worker processes converting the catalogue, one core each")
+	fs.BoolVar(&c.convert, "convert", true, "convert the catalogue (false: discovery, start and status figures only, e.g. with -titles 100000)")
 	fs.Float64Var(&c.reencryptMBps, "reencrypt-mbps", 0, "re-encryption MB/s of one worker core (scripts/backfill-bench.sh passes its measured figure), for the 100 TB extrapolation")
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Minute, "longest conversion of the catalogue")
 	fs.StringVar(&c.databaseURL, "database-url", config.Getenv(os.Getenv, "DATABASE_URL", config.DefaultDatabaseURL), "PostgreSQL server (a fresh database is created on it)")
@@ -221,6 +223,25 @@ func catalogueMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 
+	row := func(name string, v float64, format, target string) {
+		fmt.Fprintf(stdout, "%-72s %10s  %s\n", name, fmt.Sprintf(format, v), target)
+	}
+	startRows := func() {
+		fmt.Fprintf(stdout, "\n%-72s %10s  %s\n", fmt.Sprintf("catalogue figures, %d tiny titles on the filesystem (medians of %d)", c.titles, c.runs), "value", "target")
+		row("discovery, enqueue backfill start --dry-run (s)", median(disc), "%.2f", "")
+		row("start, enqueue backfill start (s)", median(start), "%.2f", "")
+		row("  start killed half-way, then started again: the second start (s)", resumed.secs, "%.2f", "resumes")
+		row(fmt.Sprintf("  items recorded before the kill (of %d)", c.titles), float64(before.Total), "%.0f", "")
+		row(fmt.Sprintf("peak RSS, enqueue backfill start, %d titles (MB)", c.small), median(smallRSS), "%.1f", "")
+		row(fmt.Sprintf("peak RSS, enqueue backfill start, %d titles (MB)", c.titles), median(startRSS), "%.1f", "same as the small one")
+		row(fmt.Sprintf("peak RSS, --dry-run, %d / %d titles (MB)", c.small, c.titles), median(smallDiscRSS), "%.1f", fmt.Sprintf("/ %.1f", median(discRSS)))
+	}
+	if !c.convert {
+		startRows()
+		row("enqueue backfill status, before the run (s, whole process)", statusBefore, "%.3f", "")
+		return nil
+	}
+
 	progress("converting %d titles with %d workers, one core each", c.titles, c.workers)
 	var workers []*exec.Cmd
 	var logs []*bytes.Buffer
@@ -290,17 +311,7 @@ func catalogueMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 
-	row := func(name string, v float64, format, target string) {
-		fmt.Fprintf(stdout, "%-72s %10s  %s\n", name, fmt.Sprintf(format, v), target)
-	}
-	fmt.Fprintf(stdout, "\n%-72s %10s  %s\n", fmt.Sprintf("catalogue figures, %d tiny titles on the filesystem (medians of %d)", c.titles, c.runs), "value", "target")
-	row("discovery, enqueue backfill start --dry-run (s)", median(disc), "%.2f", "")
-	row("start, enqueue backfill start (s)", median(start), "%.2f", "")
-	row("  start killed half-way, then started again: the second start (s)", resumed.secs, "%.2f", "resumes")
-	row(fmt.Sprintf("  items recorded before the kill (of %d)", c.titles), float64(before.Total), "%.0f", "")
-	row(fmt.Sprintf("peak RSS, enqueue backfill start, %d titles (MB)", c.small), median(smallRSS), "%.1f", "")
-	row(fmt.Sprintf("peak RSS, enqueue backfill start, %d titles (MB)", c.titles), median(startRSS), "%.1f", "same as the small one")
-	row(fmt.Sprintf("peak RSS, --dry-run, %d / %d titles (MB)", c.small, c.titles), median(smallDiscRSS), "%.1f", fmt.Sprintf("/ %.1f", median(discRSS)))
+	startRows()
 	row("enqueue backfill status, before / after the run (s, whole process)", statusBefore, "%.3f", fmt.Sprintf("/ %.3f", statusAfter))
 	row(fmt.Sprintf("titles per second, %d workers, one core each", c.workers), tps, "%.1f", "")
 	row("  per worker", tps/float64(c.workers), "%.1f", "")
