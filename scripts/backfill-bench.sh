@@ -47,3 +47,16 @@ echo
 echo "== backfill: re-encrypt vs re-transcode, and peak RSS short vs long title"
 go build -o bin/backfill-bench ./internal/backfill/benchcmd
 ./bin/backfill-bench "$@"
+
+echo
+echo "== backfill: a 20,000-title catalogue: discovery, start, peak RSS 5,000 vs 20,000 titles, two workers, 100 TB extrapolation"
+go build -o bin/ ./cmd/enqueue ./cmd/worker
+# Re-encryption MB/s of one core, filesystem, from the go test benchmark above.
+per_core=$(awk '
+  function val(unit,  i){for(i=2;i<=NF;i++)if($i==unit)return $(i-1); return 0}
+  function med(a,n,  i,j,t){for(i=1;i<=n;i++)for(j=i+1;j<=n;j++)if(a[j]<a[i]){t=a[i];a[i]=a[j];a[j]=t} return a[int((n+1)/2)]}
+  /^BenchmarkReencrypt\/fs/ {f[++nf]=val("MB/s"); fc[nf]=val("cores")}
+  END {c=med(fc,nf); printf "%.0f", (c>0 ? med(f,nf)/c : 0)}' "$out")
+# BENCH_CATALOGUE_ARGS, e.g. "-titles 100000 -workers 4", goes to benchcmd catalogue.
+# shellcheck disable=SC2086
+./bin/backfill-bench catalogue -reencrypt-mbps "${per_core:-0}" ${BENCH_CATALOGUE_ARGS:-}

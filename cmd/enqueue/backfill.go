@@ -173,7 +173,7 @@ func runBackfill(ctx context.Context, args []string, getenv func(string) string,
 		return err
 	}
 	var store storage.Store
-	if sub == "start" {
+	if sub == "start" || sub == "resume" { // resume may continue an interrupted start
 		if store, err = storage.Open(ctx, *storageURL, config.WithValues(getenv, "AZURE_STORAGE_CONNECTION_STRING", cfg.AzureConnection)); err != nil {
 			return err
 		}
@@ -264,52 +264,93 @@ func runBackfill(ctx context.Context, args []string, getenv func(string) string,
 	return nil
 }
 
+// maxBrokenListed bounds the broken titles a "nothing to do" start lists.
+const maxBrokenListed = 100
+
+// backfillStart prints as discovery goes: a dry run's table a chunk of
+// lines at a time, so that a 100,000-title catalogue is never held (JSON
+// holds the candidates of a dry run only).
 func backfillStart(ctx context.Context, c *backfill.Client, o backfill.StartOptions, asJSON bool, stdout io.Writer) error {
+	var (
+		tw         *tabwriter.Writer
+		lines      int
+		broken     []backfill.Candidate
+		moreBroken int
+	)
+	switch {
+	case asJSON && o.DryRun:
+		// Start collects the candidates into the result.
+	case asJSON:
+		o.Each = func(backfill.Candidate) error { return nil }
+	case o.DryRun:
+		tw = tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "ACTION\tVIDEO\tPLAYLIST\tRENDITIONS\tSEGMENTS\tBYTES\tREASON")
+		o.Each = func(cd backfill.Candidate) error {
+			where := cd.Legacy
+			if cd.Source != "" {
+				where = cd.Source
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", cd.Action, cd.VideoID, where, len(cd.Renditions), cd.Segments, cd.Bytes, cd.Reason)
+			if lines++; lines%1000 == 0 {
+				return tw.Flush()
+			}
+			return nil
+		}
+	default:
+		o.Each = func(cd backfill.Candidate) error {
+			if cd.Action == backfill.ActionBroken {
+				if len(broken) < maxBrokenListed {
+					broken = append(broken, cd)
+				} else {
+					moreBroken++
+				}
+			}
+			return nil
+		}
+	}
 	res, err := c.Start(ctx, o)
+	if tw != nil {
+		tw.Flush()
+	}
 	if err != nil {
 		return err
 	}
 	if asJSON {
 		return printJSON(stdout, res)
 	}
-	if res.Existing && res.Run != nil && res.Candidates == nil {
-		fmt.Fprintf(stdout, "run %d with the same options is already %s; nothing started (follow it with: enqueue backfill status %d --watch)\n",
-			res.Run.ID, res.Run.State, res.Run.ID)
+	if res.Existing && res.Run != nil {
+		what := "already " + res.Run.State
+		if res.Run.State == catalog.RunStarting {
+			what = "being started by another enqueue"
+		}
+		fmt.Fprintf(stdout, "run %d with the same options is %s; nothing started (follow it with: enqueue backfill status %d --watch)\n",
+			res.Run.ID, what, res.Run.ID)
 		return nil
 	}
 	s := res.Summary
 	work := s.Titles[backfill.ActionConvert] + s.Titles[backfill.ActionRekey] + s.Titles[backfill.ActionRetranscode]
 	if o.DryRun {
-		tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
-		fmt.Fprintln(tw, "ACTION\tVIDEO\tPLAYLIST\tRENDITIONS\tSEGMENTS\tBYTES\tREASON")
-		for _, cd := range res.Candidates {
-			where := cd.Legacy
-			if cd.Source != "" {
-				where = cd.Source
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", cd.Action, cd.VideoID, where, len(cd.Renditions), cd.Segments, cd.Bytes, cd.Reason)
-		}
-		tw.Flush()
 		fmt.Fprintf(stdout, "dry run: would work on %d titles (%d segments, %s); %d broken, %d skipped; nothing recorded\n",
 			work, s.Segments, humanBytes(s.Bytes), s.Titles[backfill.ActionBroken], s.Titles[backfill.ActionSkip])
 		return nil
 	}
 	if res.NothingToDo() {
 		fmt.Fprintf(stdout, "nothing to do: %d titles found, none to convert (%d skipped, %d broken); no run recorded\n",
-			len(res.Candidates), s.Titles[backfill.ActionSkip], s.Titles[backfill.ActionBroken])
-		for _, cd := range res.Candidates {
-			if cd.Action == backfill.ActionBroken {
-				fmt.Fprintf(stdout, "  broken %s: %s\n", cd.VideoID, cd.Reason)
-			}
+			res.Discovered, s.Titles[backfill.ActionSkip], s.Titles[backfill.ActionBroken])
+		for _, cd := range broken {
+			fmt.Fprintf(stdout, "  broken %s: %s\n", cd.VideoID, cd.Reason)
+		}
+		if moreBroken > 0 {
+			fmt.Fprintf(stdout, "  … and %d more broken titles\n", moreBroken)
 		}
 		return nil
 	}
-	if !res.Created {
-		fmt.Fprintf(stdout, "run %d with the same options is already %s; nothing started\n", res.Run.ID, res.Run.State)
-		return nil
+	verb := "started"
+	if res.Resumed {
+		verb = "resumed the interrupted start of"
 	}
-	fmt.Fprintf(stdout, "started backfill run %d: %d titles to work on (%d segments, %s), %d broken (recorded as failed), %d skipped\n",
-		res.Run.ID, work, s.Segments, humanBytes(s.Bytes), s.Titles[backfill.ActionBroken], s.Titles[backfill.ActionSkip])
+	fmt.Fprintf(stdout, "%s backfill run %d: %d titles to work on (%d segments, %s), %d broken (recorded as failed), %d skipped\n",
+		verb, res.Run.ID, work, s.Segments, humanBytes(s.Bytes), s.Titles[backfill.ActionBroken], s.Titles[backfill.ActionSkip])
 	fmt.Fprintf(stdout, "follow it with: enqueue backfill status %d --watch\n", res.Run.ID)
 	return nil
 }

@@ -47,6 +47,13 @@ type StartOptions struct {
 	BatchSize   int // default 10
 	MaxInflight int // default 2
 	DryRun      bool
+	// Each, when set, receives every candidate as discovery finds it (in
+	// chunks, in title-directory order) and StartResult.Candidates stays
+	// empty: a 100,000-title start then holds one chunk, not the catalogue.
+	Each func(Candidate) error
+	// Chunk is how many titles are planned and recorded at once (default
+	// 1000); an interrupted start resumes after its last recorded chunk.
+	Chunk int
 }
 
 // StartResult says what Start did.
@@ -54,9 +61,13 @@ type StartResult struct {
 	Run        *catalog.BackfillRun `json:"run,omitempty"`
 	Created    bool                 `json:"created"`
 	Existing   bool                 `json:"existing"` // an active run with the same options was returned
+	Resumed    bool                 `json:"resumed,omitempty"`
 	Candidates []Candidate          `json:"candidates,omitempty"`
 	Summary    Summary              `json:"summary"`
 	DryRun     bool                 `json:"dry_run,omitempty"`
+	// Discovered counts the titles this call planned (a resumed start
+	// plans only those after its cursor).
+	Discovered int `json:"discovered"`
 }
 
 // NothingToDo reports that discovery found no title to work on.
@@ -122,12 +133,20 @@ func normalise(o *StartOptions) error {
 }
 
 // Start runs discovery and records a run of the titles to work on, then
-// wakes the workers. It is idempotent: while a run with the same options is
-// running or paused, that run is returned (Existing); once it is done, the
-// titles it converted have keys and are skipped, so a second start finds
-// nothing to do and records nothing. A start that finds no title to work on
-// records no run. Broken titles are recorded as failed items of the run,
-// with their reason, when there is something else to do.
+// wakes the workers. Discovery streams: the run is recorded first, in state
+// starting, and its items are added a chunk at a time (one transaction
+// each, with the discovery cursor), so memory does not grow with the
+// catalogue and an interrupted start resumes after its last chunk when
+// started again with the same options (or with Resume). The run becomes
+// running once every title is recorded.
+//
+// It is idempotent: while a run with the same options is running or paused,
+// that run is returned (Existing), and while another process is starting
+// it, too; once it is done, the titles it converted have keys and are
+// skipped, so a second start finds nothing to do and records nothing. A
+// start that finds no title to work on records no run. Broken titles are
+// recorded as failed items of the run, with their reason, when there is
+// something else to do.
 func (c *Client) Start(ctx context.Context, o StartOptions) (StartResult, error) {
 	if err := normalise(&o); err != nil {
 		return StartResult{}, err
@@ -135,10 +154,10 @@ func (c *Client) Start(ctx context.Context, o StartOptions) (StartResult, error)
 	res := StartResult{DryRun: o.DryRun}
 	fp := Fingerprint(o.RunOptions)
 	if !o.DryRun {
-		if r, err := c.db.ActiveBackfillRun(ctx, fp); err == nil {
+		if r, err := c.db.ActiveBackfillRun(ctx, fp); err == nil && r.State != catalog.RunStarting {
 			res.Run, res.Existing = &r, true
 			return res, nil
-		} else if !errors.Is(err, catalog.ErrNotFound) {
+		} else if err != nil && !errors.Is(err, catalog.ErrNotFound) {
 			return res, err
 		}
 	}
@@ -152,41 +171,185 @@ func (c *Client) Start(ctx context.Context, o StartOptions) (StartResult, error)
 		}
 		o.RekeyBefore = cutoff
 	}
-	cands, err := Discover(ctx, c.store, c.db, o.RunOptions, o.IDs)
+	if o.DryRun {
+		res.Summary = Summary{Titles: map[string]int{}}
+		err := DiscoverEach(ctx, c.store, c.db, o.RunOptions, o.IDs, DiscoverOptions{Chunk: o.Chunk}, func(cands []Candidate, _ string) error {
+			return c.take(&res, o.Each, cands)
+		})
+		return res, err
+	}
+	release, ok, err := c.db.LockBackfillStart(ctx, fp)
 	if err != nil {
 		return res, err
 	}
-	res.Candidates, res.Summary = cands, Summarise(cands)
-	if o.DryRun || res.NothingToDo() {
+	if !ok {
+		// Another process is starting this very backfill right now.
+		r, err := c.db.ActiveBackfillRun(ctx, fp)
+		if err != nil {
+			return res, fmt.Errorf("backfill: another start of the same backfill is in progress: %w", err)
+		}
+		res.Run, res.Existing = &r, true
 		return res, nil
 	}
-	items := make([]catalog.NewBackfillItem, 0, len(cands))
-	for _, cd := range cands {
-		it := catalog.NewBackfillItem{VideoID: cd.VideoID, Legacy: cd.Legacy, EstBytes: cd.Bytes, EstSegments: cd.Segments}
-		switch cd.Action {
-		case ActionBroken:
-			it.State, it.Error = catalog.ItemFailed, cd.Reason
-		case ActionSkip:
-			if cd.NotATitle {
-				continue
-			}
-			it.State, it.Error = catalog.ItemSkipped, cd.Reason
-		}
-		items = append(items, it)
-	}
+	defer release()
 	opts, err := json.Marshal(o.RunOptions)
 	if err != nil {
 		return res, err
 	}
-	run, created, err := c.db.CreateBackfillRun(ctx, opts, fp, o.BatchSize, o.MaxInflight, items)
+	run, created, err := c.db.BeginBackfillRun(ctx, opts, fp, o.BatchSize, o.MaxInflight)
 	if err != nil {
 		return res, err
 	}
-	res.Run, res.Created, res.Existing = &run, created, !created
-	if err := c.Kick(ctx, run.ID); err != nil {
-		return res, err
+	if !created && run.State != catalog.RunStarting {
+		res.Run, res.Existing = &run, true
+		return res, nil
 	}
-	return res, nil
+	if !created {
+		// An interrupted start: continue it under the options it recorded
+		// (its re-key cutoff included).
+		var ro RunOptions
+		if err := json.Unmarshal(run.Options, &ro); err != nil {
+			return res, fmt.Errorf("backfill: run %d options: %w", run.ID, err)
+		}
+		o.RunOptions, res.Resumed = ro, true
+	}
+	return res, c.record(ctx, run, o, &res)
+}
+
+// take adds a chunk of candidates to a start's result.
+func (c *Client) take(res *StartResult, each func(Candidate) error, cands []Candidate) error {
+	res.Discovered += len(cands)
+	for _, cd := range cands {
+		res.Summary.add(cd)
+		if each != nil {
+			if err := each(cd); err != nil {
+				return err
+			}
+		} else {
+			res.Candidates = append(res.Candidates, cd)
+		}
+	}
+	return nil
+}
+
+// record discovers the titles of a starting run after its cursor, records
+// them chunk by chunk, and ends the start (see Start). The caller holds the
+// start lock.
+func (c *Client) record(ctx context.Context, run catalog.BackfillRun, o StartOptions, res *StartResult) error {
+	after, err := c.db.DiscoveredThrough(ctx, run.ID)
+	if err != nil {
+		return err
+	}
+	res.Summary = Summary{Titles: map[string]int{}}
+	notTitles := 0
+	err = DiscoverEach(ctx, c.store, c.db, o.RunOptions, o.IDs, DiscoverOptions{After: after, Chunk: o.Chunk},
+		func(cands []Candidate, through string) error {
+			if err := c.take(res, o.Each, cands); err != nil {
+				return err
+			}
+			items := make([]catalog.NewBackfillItem, 0, len(cands))
+			for _, cd := range cands {
+				if cd.NotATitle {
+					notTitles++
+					continue
+				}
+				items = append(items, newItem(cd))
+			}
+			return c.db.AddBackfillItems(ctx, run.ID, items, through)
+		})
+	if err != nil {
+		return err
+	}
+	if res.Resumed {
+		// Earlier chunks were recorded by the interrupted start: report
+		// the whole run, from what is recorded.
+		if res.Summary, err = c.recordedSummary(ctx, run.ID, o.RunOptions, notTitles); err != nil {
+			return err
+		}
+	}
+	run, deleted, err := c.db.FinishBackfillStart(ctx, run.ID)
+	if err != nil {
+		return err
+	}
+	if deleted {
+		return nil // nothing to do: no run recorded
+	}
+	res.Run, res.Created = &run, !res.Resumed
+	res.Existing = false
+	return c.Kick(ctx, run.ID)
+}
+
+// newItem is a candidate's row in a run.
+func newItem(cd Candidate) catalog.NewBackfillItem {
+	it := catalog.NewBackfillItem{VideoID: cd.VideoID, Legacy: cd.Legacy, EstBytes: cd.Bytes, EstSegments: cd.Segments}
+	switch cd.Action {
+	case ActionBroken:
+		it.State, it.Error = catalog.ItemFailed, cd.Reason
+	case ActionSkip:
+		it.State, it.Error = catalog.ItemSkipped, cd.Reason
+	}
+	return it
+}
+
+// recordedSummary is a run's Summary from its recorded items; the titles
+// to work on are counted under the run's main action.
+func (c *Client) recordedSummary(ctx context.Context, runID int64, o RunOptions, notTitles int) (Summary, error) {
+	counts, segs, bytes, err := c.db.BackfillStartSummary(ctx, runID)
+	if err != nil {
+		return Summary{}, err
+	}
+	work := ActionConvert
+	switch {
+	case o.Retranscode:
+		work = ActionRetranscode
+	case o.Rekey:
+		work = ActionRekey
+	}
+	s := Summary{Titles: map[string]int{}, Segments: segs, Bytes: bytes}
+	if n := counts[catalog.ItemPending]; n > 0 {
+		s.Titles[work] = n
+	}
+	if n := counts[catalog.ItemFailed]; n > 0 {
+		s.Titles[ActionBroken] = n
+	}
+	if n := counts[catalog.ItemSkipped] + notTitles; n > 0 {
+		s.Titles[ActionSkip] = n
+	}
+	return s, nil
+}
+
+// resumeStart continues the interrupted start of a run (Resume of a run in
+// state starting). A run started from --ids did not record its ids (only
+// their digest): it is continued by the same `enqueue backfill start`.
+func (c *Client) resumeStart(ctx context.Context, run catalog.BackfillRun) (catalog.BackfillRun, error) {
+	var ro RunOptions
+	if err := json.Unmarshal(run.Options, &ro); err != nil {
+		return run, fmt.Errorf("backfill: run %d options: %w", run.ID, err)
+	}
+	if ro.IDsCount > 0 {
+		return run, fmt.Errorf("backfill: run %d was started from --ids %s: run the same `enqueue backfill start --ids` again to continue it",
+			run.ID, ro.IDsFile)
+	}
+	if c.store == nil {
+		return run, errors.New("backfill: resuming a start needs the storage")
+	}
+	release, ok, err := c.db.LockBackfillStart(ctx, run.Fingerprint)
+	if err != nil {
+		return run, err
+	}
+	if !ok {
+		return run, fmt.Errorf("backfill: run %d is being started by another process", run.ID)
+	}
+	defer release()
+	o := StartOptions{RunOptions: ro, Each: func(Candidate) error { return nil }}
+	res := StartResult{Resumed: true}
+	if err := c.record(ctx, run, o, &res); err != nil {
+		return run, err
+	}
+	if res.Run == nil {
+		return run, fmt.Errorf("backfill: run %d found no title to work on and was removed", run.ID)
+	}
+	return *res.Run, nil
 }
 
 // Kick schedules a tick of the run now, so that a worker picks it up.
@@ -200,8 +363,14 @@ func (c *Client) Pause(ctx context.Context, runID int64) (catalog.BackfillRun, e
 	return c.db.SetBackfillRunState(ctx, runID, []string{catalog.RunRunning}, catalog.RunPaused)
 }
 
-// Resume continues a paused run where it was.
+// Resume continues a paused run where it was, or the interrupted start of
+// a run left starting.
 func (c *Client) Resume(ctx context.Context, runID int64) (catalog.BackfillRun, error) {
+	if r, err := c.db.BackfillRunByID(ctx, runID); err != nil {
+		return r, err
+	} else if r.State == catalog.RunStarting {
+		return c.resumeStart(ctx, r)
+	}
 	r, err := c.db.SetBackfillRunState(ctx, runID, []string{catalog.RunPaused}, catalog.RunRunning)
 	if err != nil {
 		return r, err
@@ -212,7 +381,7 @@ func (c *Client) Resume(ctx context.Context, runID int64) (catalog.BackfillRun, 
 // Cancel ends a run for good: no further title starts. Titles already
 // converted stay converted.
 func (c *Client) Cancel(ctx context.Context, runID int64) (catalog.BackfillRun, error) {
-	return c.db.SetBackfillRunState(ctx, runID, []string{catalog.RunRunning, catalog.RunPaused}, catalog.RunCancelled)
+	return c.db.SetBackfillRunState(ctx, runID, []string{catalog.RunStarting, catalog.RunRunning, catalog.RunPaused}, catalog.RunCancelled)
 }
 
 // RetryFailed puts the run's failed titles back in the queue (only those),
@@ -253,6 +422,10 @@ type Status struct {
 	Failures       []ItemReport `json:"failures,omitempty"`
 }
 
+// maxStatusFailures is how many failed titles a status lists (the first
+// ones); `enqueue backfill items RUN --state failed` lists them all.
+const maxStatusFailures = 50
+
 // Status reports on a run; runID 0 means the latest.
 func (c *Client) Status(ctx context.Context, runID int64) (Status, error) {
 	var (
@@ -283,7 +456,7 @@ func (c *Client) Status(ctx context.Context, runID int64) (Status, error) {
 		s.ETASeconds = &secs
 	}
 	if s.Failed > 0 {
-		failed, err := c.db.BackfillItems(ctx, s.Run.ID, catalog.ItemFailed)
+		failed, err := c.db.BackfillItemsLimit(ctx, s.Run.ID, catalog.ItemFailed, maxStatusFailures)
 		if err != nil {
 			return s, err
 		}

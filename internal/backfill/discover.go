@@ -2,6 +2,7 @@ package backfill
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +10,6 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"sync"
 
 	"golang.org/x/sync/errgroup"
 
@@ -67,24 +67,86 @@ type title struct {
 // {opts.LegacyPrefix}/{video}/. Each title is planned as the worker would
 // (playlists read, objects sized up, nothing else read), so broken titles
 // are reported with their reason and titles that are already encrypted or
-// have a key are skipped (unless re-keyed).
+// have a key are skipped (unless re-keyed). The candidates are sorted by
+// video id. It holds them all: a large catalogue goes through DiscoverEach.
 func Discover(ctx context.Context, store storage.Store, db *catalog.DB, opts RunOptions, videoIDs []string) ([]Candidate, error) {
-	var titles []*title
-	var err error
-	switch {
-	case opts.Prefix != "":
-		titles, err = scanPrefix(ctx, store, opts.Prefix)
-	case opts.FromDB:
-		videoIDs, err = db.KnownVideos(ctx, opts.Rekey)
-		if err == nil {
-			titles, err = listTitles(ctx, store, opts.LegacyPrefix, videoIDs)
-		}
-	default:
-		titles, err = listTitles(ctx, store, opts.LegacyPrefix, videoIDs)
-	}
+	var out []Candidate
+	err := DiscoverEach(ctx, store, db, opts, videoIDs, DiscoverOptions{}, func(cands []Candidate, _ string) error {
+		out = append(out, cands...)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
+	slices.SortFunc(out, func(a, b Candidate) int { return strings.Compare(a.VideoID, b.VideoID) })
+	return out, nil
+}
+
+// DiscoverOptions tune DiscoverEach.
+type DiscoverOptions struct {
+	// After skips every title whose directory ({prefix}{video}/) is at or
+	// before it in byte order: the cursor of a resumed start.
+	After string
+	// Chunk is how many titles are planned and handed over at once
+	// (default 1000): what discovery holds in memory.
+	Chunk int
+	// Parallel bounds the titles planned at once (default 8).
+	Parallel int
+}
+
+// DiscoverEach is Discover for a catalogue of any size: it lists storage
+// as a stream and hands the candidates over in chunks, in byte order of
+// their title directory, each with the directory of its last title
+// (through, the cursor to resume after). It holds one chunk at a time; a
+// prefix listing is never collected (a title's objects are contiguous in
+// a lexical listing, so a title is complete when the next one begins).
+// An --ids or --from-db list is held, as ids only.
+func DiscoverEach(ctx context.Context, store storage.Store, db *catalog.DB, opts RunOptions, videoIDs []string,
+	do DiscoverOptions, fn func(cands []Candidate, through string) error) error {
+	do.Chunk = cmp.Or(max(do.Chunk, 0), 1000)
+	do.Parallel = cmp.Or(max(do.Parallel, 0), 8)
+	chunk := make([]*title, 0, do.Chunk)
+	flush := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		cands, err := planChunk(ctx, store, db, opts, chunk, do.Parallel)
+		if err != nil {
+			return err
+		}
+		through := chunk[len(chunk)-1].dir
+		chunk = chunk[:0]
+		return fn(cands, through)
+	}
+	add := func(t *title) error {
+		if do.After != "" && t.dir <= do.After {
+			return nil
+		}
+		chunk = append(chunk, t)
+		if len(chunk) == do.Chunk {
+			return flush()
+		}
+		return nil
+	}
+	var err error
+	switch {
+	case opts.Prefix != "":
+		err = scanPrefix(ctx, store, opts.Prefix, do.After, add)
+	case opts.FromDB:
+		if videoIDs, err = db.KnownVideos(ctx, opts.Rekey); err == nil {
+			err = eachListedTitle(ctx, store, opts.LegacyPrefix, videoIDs, do, add)
+		}
+	default:
+		err = eachListedTitle(ctx, store, opts.LegacyPrefix, videoIDs, do, add)
+	}
+	if err != nil {
+		return err
+	}
+	return flush()
+}
+
+// planChunk plans a chunk of titles, keeping their order.
+func planChunk(ctx context.Context, store storage.Store, db *catalog.DB, opts RunOptions, titles []*title, parallel int) ([]Candidate, error) {
 	var valid []string
 	for _, t := range titles {
 		if t.invalid == "" {
@@ -95,10 +157,9 @@ func Discover(ctx context.Context, store storage.Store, db *catalog.DB, opts Run
 	if err != nil {
 		return nil, err
 	}
-
 	out := make([]Candidate, len(titles))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
+	g.SetLimit(parallel)
 	for i, t := range titles {
 		g.Go(func() error {
 			c, err := candidate(gctx, store, db, opts, t, current)
@@ -109,7 +170,6 @@ func Discover(ctx context.Context, store storage.Store, db *catalog.DB, opts Run
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	slices.SortFunc(out, func(a, b Candidate) int { return strings.Compare(a.VideoID, b.VideoID) })
 	return out, nil
 }
 
@@ -221,62 +281,80 @@ func choosePlaylist(ctx context.Context, store storage.Store, t *title) (string,
 	return "", fmt.Sprintf("%d playlists under %s and no single master among them (name it master.m3u8)", len(t.playlists), t.dir), nil
 }
 
-// scanPrefix lists a prefix once and groups its objects by title.
-func scanPrefix(ctx context.Context, store storage.Store, prefix string) ([]*title, error) {
+// scanPrefix lists a prefix once, as a stream, and hands each title to
+// add once its last object has gone by. Titles at or before after are
+// passed over without being collected.
+func scanPrefix(ctx context.Context, store storage.Store, prefix, after string, add func(*title) error) error {
 	prefix = strings.TrimSuffix(prefix, "/") + "/"
-	byVideo := map[string]*title{}
-	var order []*title
+	var cur *title
 	err := store.List(ctx, prefix, func(o storage.ObjectInfo) error {
 		rest := o.Name[len(prefix):]
 		video, _, ok := strings.Cut(rest, "/")
 		if !ok {
 			return nil // an object directly under the prefix belongs to no title
 		}
-		t := byVideo[video]
-		if t == nil {
-			t = &title{video: video, dir: prefix + video + "/"}
-			if err := ids.ValidateVideoID(video); err != nil {
-				t.invalid = fmt.Sprintf("directory %s is not a valid video id: %v", t.dir, err)
+		if cur == nil || cur.video != video {
+			if cur != nil {
+				if err := add(cur); err != nil {
+					return err
+				}
 			}
-			byVideo[video] = t
-			order = append(order, t)
+			cur = &title{video: video, dir: prefix + video + "/"}
+			if err := ids.ValidateVideoID(video); err != nil {
+				cur.invalid = fmt.Sprintf("directory %s is not a valid video id: %v", cur.dir, err)
+			}
 		}
-		if strings.EqualFold(path.Ext(o.Name), ".m3u8") {
-			t.playlists = append(t.playlists, o.Name)
+		if strings.EqualFold(path.Ext(o.Name), ".m3u8") && (after == "" || cur.dir > after) {
+			cur.playlists = append(cur.playlists, o.Name)
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("backfill: scan %s: %w", prefix, err)
+	if err == nil && cur != nil {
+		err = add(cur)
 	}
-	return order, nil
+	if err != nil {
+		return fmt.Errorf("backfill: scan %s: %w", prefix, err)
+	}
+	return nil
 }
 
-// listTitles lists {legacyPrefix}/{video}/ for each video.
-func listTitles(ctx context.Context, store storage.Store, legacyPrefix string, videoIDs []string) ([]*title, error) {
-	out := make([]*title, len(videoIDs))
-	var mu sync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
-	for i, v := range videoIDs {
-		g.Go(func() error {
-			t := &title{video: v, dir: strings.TrimSuffix(legacyPrefix, "/") + "/" + v + "/"}
-			err := store.List(gctx, t.dir, func(o storage.ObjectInfo) error {
-				if strings.EqualFold(path.Ext(o.Name), ".m3u8") {
-					t.playlists = append(t.playlists, o.Name)
-				}
-				return nil
+// eachListedTitle lists {legacyPrefix}/{video}/ for each video, in byte
+// order of those directories, a chunk at a time, and hands the titles to
+// add in that order.
+func eachListedTitle(ctx context.Context, store storage.Store, legacyPrefix string, videoIDs []string, do DiscoverOptions,
+	add func(*title) error) error {
+	base := strings.TrimSuffix(legacyPrefix, "/") + "/"
+	titles := make([]*title, 0, len(videoIDs))
+	for _, v := range videoIDs {
+		if t := (&title{video: v, dir: base + v + "/"}); do.After == "" || t.dir > do.After {
+			titles = append(titles, t)
+		}
+	}
+	// "a-b/" sorts before "a/": the directories' order, not the ids'.
+	slices.SortFunc(titles, func(a, b *title) int { return strings.Compare(a.dir, b.dir) })
+	for part := range slices.Chunk(titles, do.Chunk) {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(do.Parallel)
+		for _, t := range part {
+			g.Go(func() error {
+				return store.List(gctx, t.dir, func(o storage.ObjectInfo) error {
+					if strings.EqualFold(path.Ext(o.Name), ".m3u8") {
+						t.playlists = append(t.playlists, o.Name)
+					}
+					return nil
+				})
 			})
-			mu.Lock()
-			out[i] = t
-			mu.Unlock()
-			return err
-		})
+		}
+		if err := g.Wait(); err != nil {
+			return fmt.Errorf("backfill: list legacy titles: %w", err)
+		}
+		for _, t := range part {
+			if err := add(t); err != nil {
+				return err
+			}
+		}
 	}
-	if err := g.Wait(); err != nil {
-		return nil, fmt.Errorf("backfill: list legacy titles: %w", err)
-	}
-	return out, nil
+	return nil
 }
 
 // ParseIDs reads one video id per line (blank lines and lines starting
@@ -324,11 +402,15 @@ type Summary struct {
 func Summarise(cands []Candidate) Summary {
 	s := Summary{Titles: map[string]int{}}
 	for _, c := range cands {
-		s.Titles[c.Action]++
-		if c.Converts() {
-			s.Segments += c.Segments
-			s.Bytes += c.Bytes
-		}
+		s.add(c)
 	}
 	return s
+}
+
+func (s *Summary) add(c Candidate) {
+	s.Titles[c.Action]++
+	if c.Converts() {
+		s.Segments += c.Segments
+		s.Bytes += c.Bytes
+	}
 }

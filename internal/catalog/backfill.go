@@ -11,6 +11,7 @@ package catalog
 // versions, so `enqueue status` and `enqueue verify` see it like any other.
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,6 +23,7 @@ import (
 
 // Backfill run states.
 const (
+	RunStarting  = "starting" // discovery is recording the items; no worker touches it
 	RunRunning   = "running"
 	RunPaused    = "paused"
 	RunCancelled = "cancelled"
@@ -87,62 +89,227 @@ type NewBackfillItem struct {
 	EstSegments int
 }
 
-// CreateBackfillRun records a run and its items, in state running. If a
-// running or paused run with the same fingerprint exists, it is returned
-// instead and created is false: starting the same backfill twice starts it
-// once.
+// CreateBackfillRun records a run and its items, in state running, in one
+// transaction. If a starting, running or paused run with the same
+// fingerprint exists, it is returned instead and created is false: starting
+// the same backfill twice starts it once. A large catalogue is recorded in
+// chunks instead: BeginBackfillRun, AddBackfillItems, FinishBackfillStart.
 func (db *DB) CreateBackfillRun(ctx context.Context, options json.RawMessage, fingerprint string, batchSize, maxInflight int,
 	items []NewBackfillItem) (run BackfillRun, created bool, err error) {
 	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		// Serialise starts of the same fingerprint; the partial unique index
-		// is the backstop.
-		if _, err := tx.Exec(ctx, `select pg_advisory_xact_lock(hashtext('hlsvault-backfill-start'), hashtext($1))`, fingerprint); err != nil {
+		run, created, err = beginRun(ctx, tx, options, fingerprint, batchSize, maxInflight)
+		if err != nil || !created {
 			return err
 		}
-		r, err := scanRun(tx.QueryRow(ctx, `select `+runColumns+` from backfill_runs
-			where fingerprint = $1 and state in ('running', 'paused') order by id limit 1`, fingerprint))
-		if err == nil {
-			run = r
-			return nil
-		}
-		if !errors.Is(err, ErrNotFound) {
+		if err := insertItems(ctx, tx, run.ID, items); err != nil {
 			return err
 		}
-		run, err = scanRun(tx.QueryRow(ctx, `insert into backfill_runs (state, options, batch_size, max_inflight, fingerprint)
-			values ('running', $1, $2, $3, $4) returning `+runColumns, options, batchSize, maxInflight, fingerprint))
-		if err != nil {
-			return err
-		}
-		rows := make([][]any, 0, len(items))
-		for _, it := range items {
-			state := it.State
-			if state == "" {
-				state = ItemPending
-			}
-			var msg *string
-			if it.Error != "" {
-				msg = &it.Error
-			}
-			var finished *time.Time
-			if state != ItemPending {
-				now := time.Now()
-				finished = &now
-			}
-			rows = append(rows, []any{run.ID, it.VideoID, it.Legacy, state, msg, it.EstBytes, it.EstSegments, finished})
-		}
-		_, err = tx.CopyFrom(ctx, pgx.Identifier{"backfill_items"},
-			[]string{"run_id", "video_id", "legacy", "state", "error", "est_bytes", "est_segments", "finished_at"},
-			pgx.CopyFromRows(rows))
-		if err != nil {
-			return err
-		}
-		created = true
-		return nil
+		run, err = scanRun(tx.QueryRow(ctx, `update backfill_runs set state = 'running', updated_at = now()
+			where id = $1 returning `+runColumns, run.ID))
+		return err
 	})
 	if err != nil {
 		return BackfillRun{}, false, fmt.Errorf("catalog: create backfill run: %w", err)
 	}
 	return run, created, nil
+}
+
+// BeginBackfillRun records a run in state starting, with no items yet. If a
+// starting, running or paused run with the same fingerprint exists, it is
+// returned instead and created is false; a starting one is an interrupted
+// start (or one still in progress, see LockBackfillStart) to continue.
+func (db *DB) BeginBackfillRun(ctx context.Context, options json.RawMessage, fingerprint string, batchSize, maxInflight int) (run BackfillRun, created bool, err error) {
+	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		run, created, err = beginRun(ctx, tx, options, fingerprint, batchSize, maxInflight)
+		return err
+	})
+	if err != nil {
+		return BackfillRun{}, false, fmt.Errorf("catalog: begin backfill run: %w", err)
+	}
+	return run, created, nil
+}
+
+func beginRun(ctx context.Context, tx pgx.Tx, options json.RawMessage, fingerprint string, batchSize, maxInflight int) (BackfillRun, bool, error) {
+	// Serialise starts of the same fingerprint; the partial unique index
+	// is the backstop.
+	if _, err := tx.Exec(ctx, `select pg_advisory_xact_lock(hashtext('hlsvault-backfill-start'), hashtext($1))`, fingerprint); err != nil {
+		return BackfillRun{}, false, err
+	}
+	r, err := scanRun(tx.QueryRow(ctx, `select `+runColumns+` from backfill_runs
+		where fingerprint = $1 and state in ('starting', 'running', 'paused') order by id limit 1`, fingerprint))
+	if err == nil {
+		return r, false, nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return r, false, err
+	}
+	r, err = scanRun(tx.QueryRow(ctx, `insert into backfill_runs (state, options, batch_size, max_inflight, fingerprint)
+		values ('starting', $1, $2, $3, $4) returning `+runColumns, options, batchSize, maxInflight, fingerprint))
+	return r, err == nil, err
+}
+
+// insertItems adds items to a run with one multi-row statement; an item
+// already recorded for the same video is left as it is, so that a resumed
+// start may offer a chunk again.
+func insertItems(ctx context.Context, tx pgx.Tx, runID int64, items []NewBackfillItem) error {
+	if len(items) == 0 {
+		return nil
+	}
+	n := len(items)
+	var (
+		videos, legacies, states = make([]string, n), make([]string, n), make([]string, n)
+		msgs                     = make([]*string, n)
+		estBytes                 = make([]int64, n)
+		estSegs                  = make([]int32, n)
+	)
+	for i, it := range items {
+		videos[i], legacies[i], states[i] = it.VideoID, it.Legacy, cmp.Or(it.State, ItemPending)
+		if it.Error != "" {
+			msgs[i] = &it.Error
+		}
+		estBytes[i], estSegs[i] = it.EstBytes, int32(it.EstSegments)
+	}
+	_, err := tx.Exec(ctx, `insert into backfill_items (run_id, video_id, legacy, state, error, est_bytes, est_segments, finished_at)
+		select $1, v, l, s, e, b, g, case when s = 'pending' then null else now() end
+		from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::int[]) as t(v, l, s, e, b, g)
+		on conflict (run_id, video_id) do nothing`, runID, videos, legacies, states, msgs, estBytes, estSegs)
+	return err
+}
+
+// AddBackfillItems records one chunk of a starting run's items and moves
+// its discovery cursor to through, the directory of the chunk's last title,
+// in one transaction: a start interrupted after it resumes after through
+// (and one interrupted before offers the chunk again, which changes
+// nothing). It returns ErrBadTransition when the run is no longer starting
+// (cancelled meanwhile).
+func (db *DB) AddBackfillItems(ctx context.Context, runID int64, items []NewBackfillItem, through string) error {
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		var state string
+		if err := tx.QueryRow(ctx, `select state from backfill_runs where id = $1 for update`, runID).Scan(&state); err != nil {
+			return err
+		}
+		if state != RunStarting {
+			return fmt.Errorf("run %d is %s: %w", runID, state, ErrBadTransition)
+		}
+		if err := insertItems(ctx, tx, runID, items); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `update backfill_runs set discovered_through = $2, updated_at = now()
+			where id = $1 and (discovered_through is null or discovered_through < $2)`, runID, through)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("catalog: add items to backfill run %d: %w", runID, err)
+	}
+	return nil
+}
+
+// DiscoveredThrough returns a starting run's discovery cursor ("" before
+// its first chunk).
+func (db *DB) DiscoveredThrough(ctx context.Context, runID int64) (string, error) {
+	var s *string
+	if err := db.pool.QueryRow(ctx, `select discovered_through from backfill_runs where id = $1`, runID).Scan(&s); err != nil {
+		return "", fmt.Errorf("catalog: backfill run %d: %w", runID, err)
+	}
+	if s == nil {
+		return "", nil
+	}
+	return *s, nil
+}
+
+// FinishBackfillStart ends the start of a run once every chunk is
+// recorded: the run becomes running, or, when none of its items is pending
+// (every title skipped or broken), it is deleted with its items and
+// deleted is true, so that a start with nothing to do records nothing. A
+// run that is no longer starting is returned as it is.
+func (db *DB) FinishBackfillStart(ctx context.Context, runID int64) (run BackfillRun, deleted bool, err error) {
+	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		run, err = scanRun(tx.QueryRow(ctx, `select `+runColumns+` from backfill_runs where id = $1 for update`, runID))
+		if err != nil || run.State != RunStarting {
+			return err
+		}
+		var pending bool
+		if err := tx.QueryRow(ctx, `select exists (select 1 from backfill_items where run_id = $1 and state = 'pending')`,
+			runID).Scan(&pending); err != nil {
+			return err
+		}
+		if !pending {
+			if _, err := tx.Exec(ctx, `delete from backfill_items where run_id = $1`, runID); err != nil {
+				return err
+			}
+			_, err = tx.Exec(ctx, `delete from backfill_runs where id = $1`, runID)
+			deleted = true
+			return err
+		}
+		run, err = scanRun(tx.QueryRow(ctx, `update backfill_runs set state = 'running', updated_at = now()
+			where id = $1 returning `+runColumns, runID))
+		return err
+	})
+	if err != nil {
+		return run, false, fmt.Errorf("catalog: finish start of backfill run %d: %w", runID, err)
+	}
+	return run, deleted, nil
+}
+
+// LockBackfillStart takes a session advisory lock for the start of the
+// backfill with this fingerprint, on a connection it keeps until release is
+// called, so that a second `enqueue backfill start` can tell a start in
+// progress (ok false) from an interrupted one, whose process and therefore
+// lock are gone.
+func (db *DB) LockBackfillStart(ctx context.Context, fingerprint string) (release func(), ok bool, err error) {
+	conn, err := db.pool.Acquire(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("catalog: lock backfill start: %w", err)
+	}
+	if err := conn.QueryRow(ctx, `select pg_try_advisory_lock(hashtext('hlsvault-backfill-starting'), hashtext($1))`,
+		fingerprint).Scan(&ok); err != nil || !ok {
+		conn.Release()
+		if err != nil {
+			return nil, false, fmt.Errorf("catalog: lock backfill start: %w", err)
+		}
+		return nil, false, nil
+	}
+	return func() {
+		// A session lock outlives Release: unlock first, and if that
+		// fails, close the connection so the lock cannot leak.
+		_, err := conn.Exec(context.WithoutCancel(ctx), `select pg_advisory_unlock(hashtext('hlsvault-backfill-starting'), hashtext($1))`, fingerprint)
+		if err != nil {
+			conn.Conn().Close(context.WithoutCancel(ctx))
+		}
+		conn.Release()
+	}, true, nil
+}
+
+// BackfillStartSummary totals a run's recorded items by state, with the
+// estimated segments and bytes of those left to work on: what a start
+// reports, a resumed one included.
+func (db *DB) BackfillStartSummary(ctx context.Context, runID int64) (counts map[string]int, segments int, bytes int64, err error) {
+	counts = map[string]int{}
+	rows, err := db.pool.Query(ctx, `select state, count(*)::int, coalesce(sum(est_segments), 0)::int, coalesce(sum(est_bytes), 0)::bigint
+		from backfill_items where run_id = $1 group by state`, runID)
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("catalog: summary of run %d: %w", runID, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			s    string
+			n, g int
+			b    int64
+		)
+		if err := rows.Scan(&s, &n, &g, &b); err != nil {
+			return nil, 0, 0, fmt.Errorf("catalog: summary of run %d: %w", runID, err)
+		}
+		counts[s] = n
+		if s != ItemFailed && s != ItemSkipped {
+			segments += g
+			bytes += b
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, 0, fmt.Errorf("catalog: summary of run %d: %w", runID, err)
+	}
+	return counts, segments, bytes, nil
 }
 
 // BackfillRunByID returns one run.
@@ -154,11 +321,11 @@ func (db *DB) BackfillRunByID(ctx context.Context, id int64) (BackfillRun, error
 	return r, nil
 }
 
-// ActiveBackfillRun returns the running or paused run with this
+// ActiveBackfillRun returns the starting, running or paused run with this
 // fingerprint, or ErrNotFound.
 func (db *DB) ActiveBackfillRun(ctx context.Context, fingerprint string) (BackfillRun, error) {
 	r, err := scanRun(db.pool.QueryRow(ctx, `select `+runColumns+` from backfill_runs
-		where fingerprint = $1 and state in ('running', 'paused') order by id limit 1`, fingerprint))
+		where fingerprint = $1 and state in ('starting', 'running', 'paused') order by id limit 1`, fingerprint))
 	if errors.Is(err, ErrNotFound) {
 		return r, err
 	}
@@ -272,13 +439,20 @@ func (db *DB) ScheduleBackfillBatches(ctx context.Context, runID int64) (Backfil
 		if run.State != RunRunning {
 			return nil
 		}
-		var pending, outstanding int
-		if err := tx.QueryRow(ctx, `select count(*) filter (where state = 'pending'),
-				count(distinct batch) filter (where state in ('queued', 'running'))
-			from backfill_items where run_id = $1`, runID).Scan(&pending, &outstanding); err != nil {
+		// Neither question counts the run's pending items: on a 100,000-title
+		// run every finishing batch asks them, and an index probe
+		// (backfill_items_run_state_idx) and the outstanding batches
+		// (backfill_items_run_batch_idx, a few batches' items) stay cheap.
+		var (
+			pending     bool
+			outstanding int
+		)
+		if err := tx.QueryRow(ctx, `select exists (select 1 from backfill_items where run_id = $1 and state = 'pending'),
+				(select count(distinct batch) from backfill_items where run_id = $1 and state in ('queued', 'running'))`,
+			runID).Scan(&pending, &outstanding); err != nil {
 			return err
 		}
-		if pending == 0 && outstanding == 0 {
+		if !pending && outstanding == 0 {
 			run, err = scanRun(tx.QueryRow(ctx, `update backfill_runs set state = 'done', finished_at = now(), updated_at = now()
 				where id = $1 returning `+runColumns, runID))
 			return err
@@ -287,7 +461,7 @@ func (db *DB) ScheduleBackfillBatches(ctx context.Context, runID int64) (Backfil
 		if err := tx.QueryRow(ctx, `select next_batch from backfill_runs where id = $1`, runID).Scan(&next); err != nil {
 			return err
 		}
-		for free := run.MaxInflight - outstanding; free > 0 && pending > 0; free-- {
+		for free := run.MaxInflight - outstanding; free > 0 && pending; free-- {
 			rows, err := tx.Query(ctx, `update backfill_items set state = 'queued', batch = $2, queued_at = now(), updated_at = now()
 				where id in (select id from backfill_items where run_id = $1 and state = 'pending' order by id limit $3)
 				returning id`, runID, next, run.BatchSize)
@@ -302,7 +476,7 @@ func (db *DB) ScheduleBackfillBatches(ctx context.Context, runID int64) (Backfil
 				break
 			}
 			batches = append(batches, BackfillBatch{RunID: runID, Batch: next, Items: ids})
-			pending -= len(ids)
+			pending = len(ids) == run.BatchSize
 			next++
 		}
 		_, err = tx.Exec(ctx, `update backfill_runs set next_batch = $2 where id = $1`, runID, next)
@@ -389,8 +563,18 @@ func scanItem(row pgx.Row) (BackfillItem, error) {
 
 // BackfillItems returns a run's items, optionally only those in state.
 func (db *DB) BackfillItems(ctx context.Context, runID int64, state string) ([]BackfillItem, error) {
-	rows, err := db.pool.Query(ctx, `select `+itemColumns+` from backfill_items where run_id = $1 and ($2 = '' or state = $2) order by id`,
-		runID, state)
+	return db.BackfillItemsLimit(ctx, runID, state, 0)
+}
+
+// BackfillItemsLimit is BackfillItems for at most limit items (0: all), in
+// id order: status shows the first failures of a large run, not all.
+func (db *DB) BackfillItemsLimit(ctx context.Context, runID int64, state string, limit int) ([]BackfillItem, error) {
+	var lim *int
+	if limit > 0 {
+		lim = &limit
+	}
+	rows, err := db.pool.Query(ctx, `select `+itemColumns+` from backfill_items where run_id = $1 and ($2 = '' or state = $2) order by id limit $3`,
+		runID, state, lim)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: items of run %d: %w", runID, err)
 	}

@@ -43,6 +43,9 @@ type AzureConfig struct {
 	// with Go's default of 2 (the SDK's: 10), parallel segment uploads would
 	// keep opening and closing connections.
 	Concurrency int
+	// ListPageSize is how many blobs one List request returns (the
+	// service's maximum, 5000, when zero): List holds one page at a time.
+	ListPageSize int
 	// Logger is optional.
 	Logger *slog.Logger
 }
@@ -72,8 +75,9 @@ type Azure struct {
 	// containerURL has no query string, so it carries no SAS.
 	containerURL string
 	// cred signs SignedURL; nil when the connection string has no account key.
-	cred *azblob.SharedKeyCredential
-	log  *slog.Logger
+	cred     *azblob.SharedKeyCredential
+	log      *slog.Logger
+	pageSize int32 // List; 0: the service's default
 }
 
 var _ Store = (*Azure)(nil)
@@ -125,7 +129,10 @@ func newAzure(ctx context.Context, cfg AzureConfig, opts azcore.ClientOptions) (
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &Azure{cc: cc, container: cfg.Container, containerURL: cu.String(), cred: cred}
+	if cfg.ListPageSize < 0 || cfg.ListPageSize > 5000 {
+		return nil, fmt.Errorf("storage: new azure: list page size %d is not between 1 and 5000", cfg.ListPageSize)
+	}
+	a := &Azure{cc: cc, container: cfg.Container, containerURL: cu.String(), cred: cred, pageSize: int32(cfg.ListPageSize)}
 	a.log = log.With(slog.Group("storage", slog.String("store", a.String())))
 
 	if _, err := cc.Create(ctx, nil); err != nil {
@@ -502,12 +509,17 @@ func (a *Azure) Stat(ctx context.Context, name string) (ObjectInfo, error) {
 }
 
 // List pages through the flat listing, which the service returns in lexical
-// order.
+// order, one page (ListPageSize blobs) in memory at a time: a 100,000-title
+// catalogue streams through fn, and a callback that stops early fetches no
+// further page.
 func (a *Azure) List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
 	if err := validatePrefix(prefix); err != nil {
 		return err
 	}
 	opts := &container.ListBlobsFlatOptions{}
+	if a.pageSize > 0 {
+		opts.MaxResults = &a.pageSize
+	}
 	if prefix != "" {
 		opts.Prefix = &prefix
 	}

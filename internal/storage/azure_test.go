@@ -69,6 +69,22 @@ func TestAzure(t *testing.T) {
 	testStore(t, newTestAzure(t))
 }
 
+// TestAzureListPages runs the List contract with pages of 7 blobs, so that
+// every listing of more than a handful of objects crosses page boundaries.
+func TestAzureListPages(t *testing.T) {
+	cfg := azuriteConfig(t)
+	cfg.ListPageSize = 7
+	a, err := NewAzure(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testList(t, a)
+	cfg.ListPageSize = 5001
+	if _, err := NewAzure(context.Background(), cfg); err == nil {
+		t.Error("a list page size of 5001 was accepted")
+	}
+}
+
 func TestAzureContainer(t *testing.T) {
 	cfg := azuriteConfig(t)
 	var logs bytes.Buffer

@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -350,9 +349,13 @@ type fnError struct{ err error }
 
 func (e fnError) Error() string { return e.err.Error() }
 
-// walk lists directory rel ("" or ending in '/').
+// walk lists directory rel ("" or ending in '/'). It keeps one string per
+// entry of the directory (its name, with '/' appended for a directory: the
+// sort key), not the entries themselves, since a legacy catalogue's top
+// directory may hold 100,000 titles; a file's size is read when it is
+// visited.
 func (f *FS) walk(ctx context.Context, rel, prefix string, fn func(ObjectInfo) error) error {
-	entries, err := os.ReadDir(filepath.Join(f.dir, filepath.FromSlash(rel)))
+	keys, err := f.dirKeys(rel)
 	if err != nil {
 		// The prefix names no directory, or a concurrent Delete pruned it.
 		if isMissing(err) {
@@ -360,19 +363,13 @@ func (f *FS) walk(ctx context.Context, rel, prefix string, fn func(ObjectInfo) e
 		}
 		return err
 	}
-	key := func(e fs.DirEntry) string {
-		if e.IsDir() {
-			return e.Name() + "/"
-		}
-		return e.Name()
-	}
-	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return cmp.Compare(key(a), key(b)) })
-	for _, e := range entries {
+	slices.Sort(keys)
+	for _, key := range keys {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		name := rel + key(e)
-		if e.IsDir() {
+		name := rel + key
+		if strings.HasSuffix(key, "/") {
 			// Descend only where names can still match the prefix.
 			if strings.HasPrefix(name, prefix) || strings.HasPrefix(prefix, name) {
 				if err := f.walk(ctx, name, prefix, fn); err != nil {
@@ -381,23 +378,54 @@ func (f *FS) walk(ctx context.Context, rel, prefix string, fn func(ObjectInfo) e
 			}
 			continue
 		}
-		// Temporary files, symlinks and files that no valid name could
-		// address are not objects.
-		if !e.Type().IsRegular() || !strings.HasPrefix(name, prefix) || validateName(name, maxNameLen) != nil {
+		if !strings.HasPrefix(name, prefix) || validateName(name, maxNameLen) != nil {
 			continue
 		}
-		fi, err := e.Info()
+		fi, err := os.Lstat(f.path(name))
 		if err != nil {
 			if isMissing(err) {
-				continue // deleted since ReadDir
+				continue // deleted since it was listed
 			}
 			return err
+		}
+		// Temporary files, symlinks and files that no valid name could
+		// address are not objects.
+		if !fi.Mode().IsRegular() {
+			continue
 		}
 		if err := fn(fileInfo(name, fi)); err != nil {
 			return fnError{err}
 		}
 	}
 	return nil
+}
+
+// dirKeys reads directory rel in batches and returns its entries' sort
+// keys: a directory's name ends in '/', so that sorting the keys sorts
+// full names lexically ("a-b" < "a/b" because '-' < '/').
+func (f *FS) dirKeys(rel string) ([]string, error) {
+	d, err := os.Open(filepath.Join(f.dir, filepath.FromSlash(rel)))
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	var keys []string
+	for {
+		batch, err := d.ReadDir(1024)
+		for _, e := range batch {
+			if e.IsDir() {
+				keys = append(keys, e.Name()+"/")
+			} else if e.Type().IsRegular() {
+				keys = append(keys, e.Name())
+			}
+		}
+		if err == io.EOF {
+			return keys, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 }
 
 // Delete removes the object's file, then any directories this left empty, so

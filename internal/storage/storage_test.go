@@ -364,6 +364,27 @@ func testList(t *testing.T, s Store) {
 			t.Errorf("visited %q, want %q", got, want)
 		}
 	})
+	t.Run("a catalogue", func(t *testing.T) {
+		// Many titles of a few objects each, the shape the backfill's
+		// discovery streams through: complete, in order, across pages
+		// (a backend under test may use small pages, see TestAzureListPages).
+		var want []string
+		for i := range 60 {
+			for _, f := range []string{"index.m3u8", "seg_00000.ts", "seg_00001.ts"} {
+				n := fmt.Sprintf("list/cat/t%03d/%s", i, f)
+				mustPut(t, s, n, payload(3, uint64(i)), PutOptions{})
+				want = append(want, n)
+			}
+		}
+		slices.Sort(want)
+		var got []string
+		for _, o := range collect("list/cat/") {
+			got = append(got, o.Name)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("List(list/cat/): %d names, want %d in order; first differences: %q", len(got), len(want), firstDiff(got, want))
+		}
+	})
 	t.Run("invalid prefix", func(t *testing.T) {
 		for _, p := range []string{"../", "/list", "list//", "list/./", "a\\b"} {
 			err := s.List(t.Context(), p, func(ObjectInfo) error { t.Errorf("List(%q) called fn", p); return nil })
@@ -372,6 +393,23 @@ func testList(t *testing.T, s Store) {
 			}
 		}
 	})
+}
+
+// firstDiff returns the first pair of names where got and want differ.
+func firstDiff(got, want []string) []string {
+	for i := range max(len(got), len(want)) {
+		var g, w string
+		if i < len(got) {
+			g = got[i]
+		}
+		if i < len(want) {
+			w = want[i]
+		}
+		if g != w {
+			return []string{g, w}
+		}
+	}
+	return nil
 }
 
 func testDelete(t *testing.T, s Store) {

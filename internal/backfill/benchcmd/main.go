@@ -13,6 +13,7 @@
 //
 //	benchcmd [-dir .cache/bench-backfill] [-runs 3] [-transcode-runs 2] [-fs-mb 32,1024] [-azure-mb 32,256]
 //	benchcmd convert -store URL -playlist NAME -prefix PREFIX    (the child whose RSS is measured)
+//	benchcmd catalogue [-titles 20000] [-workers 2] …             (a large catalogue: see catalogue.go)
 package main
 
 import (
@@ -57,6 +58,8 @@ func main() {
 	var err error
 	if len(os.Args) > 1 && os.Args[1] == "convert" {
 		err = convertChild(ctx, os.Args[2:], os.Stdout)
+	} else if len(os.Args) > 1 && os.Args[1] == "catalogue" { // catalogue.go
+		err = catalogueMain(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	} else {
 		err = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	}
