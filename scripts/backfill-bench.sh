@@ -24,13 +24,17 @@ echo "== backfill: re-encryption throughput vs the AES-128-CBC ceiling and vs pl
 : >"$out"
 for i in 1 2 3; do
 	echo "run $i" >>"$out"
-	go test -run '^$' -bench 'AESCeiling|Reencrypt' -benchtime 5x -count 1 ./internal/backfill/ | grep '^Benchmark' | tee -a "$out"
+	# The ceiling is the best of 3 one-second samples taken just before:
+	# another helper's burst on a shared core would lower one sample (and
+	# flatter the ratio), never raise it.
+	go test -run '^$' -bench 'AESCeiling' -benchtime 1s -count 3 ./internal/backfill/ | grep '^Benchmark' | tee -a "$out"
+	go test -run '^$' -bench 'Reencrypt' -benchtime 5x -count 1 ./internal/backfill/ | grep '^Benchmark' | tee -a "$out"
 done
 awk '
   function val(unit,  i){for(i=2;i<=NF;i++)if($i==unit)return $(i-1); return 0}
   function med(a,n,  i,j,t){for(i=1;i<=n;i++)for(j=i+1;j<=n;j++)if(a[j]<a[i]){t=a[i];a[i]=a[j];a[j]=t} return a[int((n+1)/2)]}
   /^run /                           {r++}
-  /^BenchmarkAESCeiling/            {c[r]=val("MB/s")}
+  /^BenchmarkAESCeiling/            {v=val("MB/s"); if(v>c[r])c[r]=v}
   /^BenchmarkReencrypt\/fs-/        {f[r]=val("MB/s"); fc[r]=val("cores")}
   /^BenchmarkReencrypt\/azurite-[0-9]/ {a[r]=val("MB/s")}
   /^BenchmarkReencrypt\/azurite-put-1-/ {p1[r]=val("MB/s")}
@@ -39,7 +43,7 @@ awk '
     for(i=1;i<=r;i++){C[i]=c[i]; F[i]=f[i]; FC[i]=fc[i]; A[i]=a[i]; P1[i]=p1[i]; P8[i]=p8[i]
       RF[i]=f[i]/(c[i]*fc[i]); RA[i]=a[i]/p1[i]; RA8[i]=a[i]/p8[i]}
     printf "\n%-76s %10s  %s\n", "figure (medians of " r " runs)", "value", "target"
-    printf "%-76s %10.0f\n", "AES-128-CBC ceiling, one core, in process (MB/s)", med(C,r)
+    printf "%-76s %10.0f\n", "AES-128-CBC ceiling, one core, in process, best of 3 per run (MB/s)", med(C,r)
     printf "%-76s %10.0f\n", "re-encrypt filesystem→filesystem, verified (MB/s)", med(F,r)
     printf "%-76s %10.2f\n", "  cores used", med(FC,r)
     printf "%-76s %10.2f  ≥ 0.6\n", "  filesystem MB/s ÷ (ceiling × cores used), per run, median", med(RF,r)
