@@ -114,11 +114,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	progress := func(format string, a ...any) { fmt.Fprintf(stderr, "  "+format+"\n", a...) }
 
-	if err := ensureSource(ctx, c.source, progress); err != nil {
-		return err
-	}
 	var enc, tc []float64
 	if c.runs > 0 && c.transcodeRuns > 0 {
+		// Only the ratio needs the 1080p source (ffmpeg makes it once).
+		if err := ensureSource(ctx, c.source, progress); err != nil {
+			return err
+		}
 		if enc, tc, err = ratio(ctx, c, progress); err != nil {
 			return err
 		}
