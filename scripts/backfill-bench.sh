@@ -1,50 +1,61 @@
 #!/usr/bin/env bash
 # scripts/backfill-bench.sh: the backfill figures of `make bench`, measured
-# in one run on this machine (medians; compare only figures from the same
-# run).
+# in one run on this machine. The machine is shared and absolute numbers
+# are noisy: each ratio compares figures measured side by side in the same
+# `go test` run, and the median of 3 runs' ratios is printed.
 #
-#   re-encryption throughput, filesystem→filesystem and Azurite→Azurite, and
-#     its ratio to the in-process AES-128-CBC ceiling × the cores it used
+#   filesystem→filesystem re-encryption (read, encrypt, store, read back,
+#     decrypt, verify; playlists included) ÷ (AES-128-CBC ceiling on one
+#     core × the cores the re-encryption used)                 target ≥ 0.6
+#   Azurite→Azurite re-encryption ÷ plain 2 MiB Puts to the same Azurite,
+#     one at a time (storage's BenchmarkPut)                   target ≥ 0.7
+#     (and, for reference, ÷ 8 plain Puts at once)
 #   re-encrypting a title / re-transcoding it through the pipeline
-#   peak RSS re-encrypting a short and a long title (must be the same)
+#   peak RSS re-encrypting a short and a 10× longer title (must be the same)
 #
-# Extra arguments go to the benchcmd program (e.g. -runs 5 -long-mb 2048).
+# Extra arguments go to the benchcmd program (e.g. -runs 5 -fs-mb 64,640).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 mkdir -p .cache bin
 out=.cache/bench-backfill.txt
 
-echo "== backfill: re-encryption throughput vs the AES-128-CBC ceiling (go test -bench, 3 runs each, interleaved)"
+echo "== backfill: re-encryption throughput vs the AES-128-CBC ceiling and vs plain Puts (go test -bench, 3 runs)"
 : >"$out"
 for i in 1 2 3; do
-	go test -run '^$' -bench 'AESCeiling' -benchtime 1s -count 1 ./internal/backfill/ | grep '^Benchmark' | tee -a "$out"
+	echo "run $i" >>"$out"
+	# The ceiling is the best of 3 one-second samples taken just before:
+	# another helper's burst on a shared core would lower one sample (and
+	# flatter the ratio), never raise it.
+	go test -run '^$' -bench 'AESCeiling' -benchtime 1s -count 3 ./internal/backfill/ | grep '^Benchmark' | tee -a "$out"
 	go test -run '^$' -bench 'Reencrypt' -benchtime 5x -count 1 ./internal/backfill/ | grep '^Benchmark' | tee -a "$out"
 done
 awk '
   function val(unit,  i){for(i=2;i<=NF;i++)if($i==unit)return $(i-1); return 0}
   function med(a,n,  i,j,t){for(i=1;i<=n;i++)for(j=i+1;j<=n;j++)if(a[j]<a[i]){t=a[i];a[i]=a[j];a[j]=t} return a[int((n+1)/2)]}
-  /^BenchmarkAESCeiling/        {c[++nc]=val("MB/s")}
-  /^BenchmarkReencrypt\/fs/     {f[++nf]=val("MB/s"); fc[nf]=val("cores"); fe[nf]=val("encrypt-MB/s")}
-  /^BenchmarkReencrypt\/azurite/{a[++na]=val("MB/s"); ac[na]=val("cores")}
-  /^BenchmarkReencryptStream/   {s[++ns]=val("MB/s"); sc[ns]=val("cores")}
+  /^run /                           {r++}
+  /^BenchmarkAESCeiling/            {v=val("MB/s"); if(v>c[r])c[r]=v}
+  /^BenchmarkReencrypt\/fs-/        {f[r]=val("MB/s"); fc[r]=val("cores")}
+  /^BenchmarkReencrypt\/azurite-[0-9]/ {a[r]=val("MB/s")}
+  /^BenchmarkReencrypt\/azurite-put-1-/ {p1[r]=val("MB/s")}
+  /^BenchmarkReencrypt\/azurite-put-8-/ {p8[r]=val("MB/s")}
   END {
-    C=med(c,nc); F=med(f,nf); FC=med(fc,nf); A=med(a,na); AC=med(ac,na); S=med(s,ns); SC=med(sc,ns)
-    printf "\n%-72s %10s  %s\n", "figure (medians)", "value", "target"
-    printf "%-72s %10.0f\n", "AES-128-CBC ceiling, one core, in process (MB/s)", C
-    printf "%-72s %10.0f\n", "re-encrypt filesystem→filesystem, verified and published-ready (MB/s)", F
-    printf "%-72s %10.2f\n", "  cores used", FC
-    printf "%-72s %10.2f  ≥ 0.5\n", "  MB/s / (ceiling × cores)", F/(C*FC)
-    printf "%-72s %10.0f\n", "re-encryption pass alone, filesystem (MB/s)", S
-    printf "%-72s %10.2f\n", "  cores used", SC
-    printf "%-72s %10.2f  ≥ 0.5\n", "  MB/s / (ceiling × cores)", S/(C*SC)
-    printf "%-72s %10.0f\n", "re-encrypt Azurite→Azurite, verified (MB/s)", A
-    printf "%-72s %10.2f\n", "  cores used", AC
-    printf "%-72s %10.2f\n", "  MB/s / (ceiling × cores)", A/(C*AC)
+    for(i=1;i<=r;i++){C[i]=c[i]; F[i]=f[i]; FC[i]=fc[i]; A[i]=a[i]; P1[i]=p1[i]; P8[i]=p8[i]
+      RF[i]=f[i]/(c[i]*fc[i]); RA[i]=a[i]/p1[i]; RA8[i]=a[i]/p8[i]}
+    printf "\n%-76s %10s  %s\n", "figure (medians of " r " runs)", "value", "target"
+    printf "%-76s %10.0f\n", "AES-128-CBC ceiling, one core, in process, best of 3 per run (MB/s)", med(C,r)
+    printf "%-76s %10.0f\n", "re-encrypt filesystem→filesystem, verified (MB/s)", med(F,r)
+    printf "%-76s %10.2f\n", "  cores used", med(FC,r)
+    printf "%-76s %10.2f  ≥ 0.6\n", "  filesystem MB/s ÷ (ceiling × cores used), per run, median", med(RF,r)
+    printf "%-76s %10.0f\n", "re-encrypt Azurite→Azurite, verified (MB/s)", med(A,r)
+    printf "%-76s %10.0f\n", "plain 2 MiB Put to the same Azurite, one at a time (MB/s)", med(P1,r)
+    printf "%-76s %10.0f\n", "plain 2 MiB Put to the same Azurite, 8 at once (MB/s)", med(P8,r)
+    printf "%-76s %10.2f  ≥ 0.7\n", "  Azurite re-encrypt ÷ plain Put (one at a time), per run, median", med(RA,r)
+    printf "%-76s %10.2f\n", "  Azurite re-encrypt ÷ plain Put (8 at once), per run, median", med(RA8,r)
   }' "$out"
 
 echo
-echo "== backfill: re-encrypt vs re-transcode, and peak RSS short vs long title"
+echo "== backfill: re-encrypt vs re-transcode, and peak RSS short vs 10x longer title"
 go build -o bin/backfill-bench ./internal/backfill/benchcmd
 ./bin/backfill-bench "$@"
 

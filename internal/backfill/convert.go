@@ -7,10 +7,7 @@ import (
 	"io"
 	"path"
 	"strings"
-	"sync/atomic"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/hlsvault/hlsvault/internal/catalog"
 	"github.com/hlsvault/hlsvault/internal/layout"
@@ -32,6 +29,11 @@ type Converter struct {
 	// Memory is a few working buffers per object in flight, whatever the
 	// title's length.
 	Concurrency int
+	// MaxInFlight bounds the objects in flight across every title being
+	// converted at once through this Converter (default 2 × Concurrency).
+	MaxInFlight int
+
+	slots slots
 }
 
 // Result is what a conversion stored.
@@ -48,7 +50,8 @@ type Result struct {
 	Objects        int
 	Verified       int
 	// EncryptTime is the time to stream every object through AES into
-	// storage; TotalTime adds verification and the playlists.
+	// storage and verify it (the two overlap); TotalTime adds the listing
+	// check and the playlists.
 	EncryptTime, TotalTime time.Duration
 }
 
@@ -69,7 +72,7 @@ type titleTasks struct {
 
 func (c *Converter) concurrency() int {
 	if c.Concurrency <= 0 {
-		return 8
+		return defaultConcurrency
 	}
 	return c.Concurrency
 }
@@ -85,11 +88,11 @@ func (c *Converter) Convert(ctx context.Context, p *Plan, v *packager.Version) (
 		return nil, err
 	}
 	tasks := tt.all
-	if err := c.encryptAll(ctx, v, p.Source, tasks); err != nil {
+	if err := c.copyAll(ctx, v, p.Source, tasks); err != nil {
 		return nil, err
 	}
 	encrypted := time.Since(start)
-	verified, err := c.verifyAll(ctx, v, tasks)
+	verified, err := c.checkListing(ctx, v, tasks)
 	if err != nil {
 		return nil, err
 	}
@@ -154,36 +157,10 @@ func (p *Plan) tasks(periodOf func(start float64) (int, error)) (*titleTasks, er
 	return tt, nil
 }
 
-// encryptAll streams every object through the packager into storage, on a
-// bounded pool.
-func (c *Converter) encryptAll(ctx context.Context, v *packager.Version, src Source, tasks []*convTask) error {
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(c.concurrency())
-	for _, t := range tasks {
-		g.Go(func() error { return c.put(gctx, v, src, t) })
-	}
-	return g.Wait()
-}
-
-// verifyAll proves that every new object decrypts to its source's bytes
-// and that the prefix holds exactly these objects, at these sizes. It
-// returns how many objects were verified.
-func (c *Converter) verifyAll(ctx context.Context, v *packager.Version, tasks []*convTask) (int, error) {
-	var verified atomic.Int64
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(c.concurrency())
-	for _, t := range tasks {
-		g.Go(func() error {
-			if err := v.Verify(gctx, t.out); err != nil {
-				return fmt.Errorf("backfill: %w", err)
-			}
-			verified.Add(1)
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return 0, err
-	}
+// checkListing proves that the prefix holds exactly the objects copyAll
+// stored and verified, at their sizes. It returns how many objects were
+// verified.
+func (c *Converter) checkListing(ctx context.Context, v *packager.Version, tasks []*convTask) (int, error) {
 	want := make(map[string]int64, len(tasks))
 	for _, t := range tasks {
 		want[t.out.Name] = t.out.Size
@@ -202,7 +179,7 @@ func (c *Converter) verifyAll(ctx context.Context, v *packager.Version, tasks []
 	if n != len(tasks) {
 		return 0, fmt.Errorf("backfill: verification failed: %d objects under %s, expected %d", n, prefix, len(tasks))
 	}
-	return int(verified.Load()), nil
+	return len(tasks), nil
 }
 
 // put streams one source object (or range) into the version; the packager

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 const (
@@ -26,12 +27,27 @@ const (
 	BlockSize = aes.BlockSize
 )
 
-// bufSize is the working buffer. 64 KiB amortises the per-call overhead of
-// CryptBlocks and of the source's Read well enough to stay close to the raw
-// CBC throughput (see BenchmarkEncryptReader vs BenchmarkCBCCeiling) while
-// keeping memory per concurrent segment small. It must be a multiple of
-// BlockSize.
-const bufSize = 64 << 10
+// bufSize is the working buffer. 256 KiB amortises the per-call overhead of
+// CryptBlocks and of the source's Read (one read syscall per chunk on a
+// file) well enough to stay close to the raw CBC throughput (see
+// BenchmarkEncryptReader vs BenchmarkCBCCeiling) while keeping memory per
+// concurrent segment small; the buffers are pooled, returned as soon as a
+// reader reaches its end or an error. It must be a multiple of BlockSize.
+const bufSize = 256 << 10
+
+// bufs recycles working buffers (bufSize+BlockSize bytes): a backfill
+// streams thousands of segments, each through an encrypting and a
+// decrypting reader.
+var bufs = sync.Pool{New: func() any { b := make([]byte, bufSize+BlockSize); return &b }}
+
+func getBuf() []byte { return *(bufs.Get().(*[]byte)) }
+
+// putBuf returns a reader's buffer once nothing refers to it any more.
+func putBuf(b *[]byte) {
+	if *b != nil {
+		bufs.Put(b)
+	}
+}
 
 var (
 	// ErrBadPadding reports a decrypted segment whose PKCS7 padding is
@@ -94,16 +110,16 @@ func NewEncryptReader(src io.Reader, key, iv []byte) (io.Reader, error) {
 		src:  src,
 		mode: cipher.NewCBCEncrypter(b, iv),
 		// One spare block for the padding of a short final chunk.
-		buf: make([]byte, bufSize+BlockSize),
+		chunks: chunks{buf: getBuf()},
 	}, nil
 }
 
 type encryptReader struct {
 	src  io.Reader
 	mode cipher.BlockMode
-	buf  []byte
-	out  []byte // ciphertext not yet handed out; a sub-slice of buf
-	err  error  // sticky: io.EOF after the padded final block, or a source error
+	// out is ciphertext not yet handed out; err is io.EOF after the padded
+	// final block, or a source error.
+	chunks
 }
 
 // fill encrypts the next chunk into buf. It is only called once out is empty.
@@ -133,22 +149,10 @@ func (e *encryptReader) fill() {
 	}
 }
 
-func (e *encryptReader) Read(p []byte) (int, error) {
-	for len(e.out) == 0 {
-		if e.err != nil {
-			return 0, e.err
-		}
-		e.fill()
-	}
-	n := copy(p, e.out)
-	e.out = e.out[n:]
-	return n, nil
-}
+func (e *encryptReader) Read(p []byte) (int, error) { return e.read(p, e.fill) }
 
 // WriteTo writes the whole ciphertext to w without an intermediate copy.
-func (e *encryptReader) WriteTo(w io.Writer) (int64, error) {
-	return writeTo(w, &e.out, &e.err, e.fill)
-}
+func (e *encryptReader) WriteTo(w io.Writer) (int64, error) { return e.writeTo(w, e.fill) }
 
 // NewDecryptReader returns a reader yielding the plaintext of the
 // AES-128-CBC, PKCS7-padded ciphertext read from src.
@@ -169,16 +173,14 @@ func NewDecryptReader(src io.Reader, key, iv []byte) (io.Reader, error) {
 		mode: cipher.NewCBCDecrypter(b, iv),
 		// buf[:BlockSize] carries the held-back block in front of the
 		// next chunk so that both can be handed out as one slice.
-		buf: make([]byte, BlockSize+bufSize),
+		chunks: chunks{buf: getBuf()},
 	}, nil
 }
 
 type decryptReader struct {
 	src  io.Reader
 	mode cipher.BlockMode
-	buf  []byte
-	out  []byte
-	err  error
+	chunks
 
 	// held is true when next holds the decrypted last block of the
 	// previous chunk, not yet released because it may carry the padding.
@@ -245,45 +247,64 @@ func checkPadding(last []byte) (int, bool) {
 	return pad, good == 1
 }
 
-func (d *decryptReader) Read(p []byte) (int, error) {
-	for len(d.out) == 0 {
-		if d.err != nil {
-			return 0, d.err
-		}
-		d.fill()
-	}
-	n := copy(p, d.out)
-	d.out = d.out[n:]
-	return n, nil
-}
+func (d *decryptReader) Read(p []byte) (int, error) { return d.read(p, d.fill) }
 
 // WriteTo writes the whole plaintext to w without an intermediate copy.
-func (d *decryptReader) WriteTo(w io.Writer) (int64, error) {
-	return writeTo(w, &d.out, &d.err, d.fill)
+func (d *decryptReader) WriteTo(w io.Writer) (int64, error) { return d.writeTo(w, d.fill) }
+
+// chunks is what both readers share: a pooled working buffer, the part of
+// it not yet handed out, and a sticky error. fill (the reader's) makes the
+// next chunk; it is only called once out is empty and err is nil.
+type chunks struct {
+	buf []byte
+	out []byte // a sub-slice of buf
+	err error  // sticky: io.EOF at the end, or the failure
 }
 
-// writeTo drains a chunked reader into w; io.EOF ends it without error, as
-// io.WriterTo requires.
-func writeTo(w io.Writer, out *[]byte, errp *error, fill func()) (int64, error) {
-	var total int64
-	for {
-		if len(*out) > 0 {
-			n, err := w.Write(*out)
-			total += int64(n)
-			*out = (*out)[n:]
-			if err != nil {
-				return total, err
-			}
-			if len(*out) > 0 {
-				return total, io.ErrShortWrite
-			}
-		}
-		if *errp != nil {
-			if *errp == io.EOF {
-				return total, nil
-			}
-			return total, *errp
+func (c *chunks) read(p []byte, fill func()) (int, error) {
+	for len(c.out) == 0 {
+		if c.err != nil {
+			c.release()
+			return 0, c.err
 		}
 		fill()
 	}
+	n := copy(p, c.out)
+	c.out = c.out[n:]
+	return n, nil
+}
+
+// writeTo drains the reader into w; io.EOF ends it without error, as
+// io.WriterTo requires.
+func (c *chunks) writeTo(w io.Writer, fill func()) (int64, error) {
+	var total int64
+	for {
+		if len(c.out) > 0 {
+			n, err := w.Write(c.out)
+			total += int64(n)
+			c.out = c.out[n:]
+			if err != nil {
+				return total, err
+			}
+			if len(c.out) > 0 {
+				return total, io.ErrShortWrite
+			}
+		}
+		if c.err != nil {
+			c.release()
+			if c.err == io.EOF {
+				return total, nil
+			}
+			return total, c.err
+		}
+		fill()
+	}
+}
+
+// release pools the buffer once the reader has handed out everything it
+// ever will (its error is sticky, so fill never runs again).
+func (c *chunks) release() {
+	b := c.buf
+	c.buf, c.out = nil, nil
+	putBuf(&b)
 }
