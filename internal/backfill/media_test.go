@@ -2,6 +2,7 @@ package backfill
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -236,6 +237,19 @@ func TestBackfillCompletesMasters(t *testing.T) {
 	has(titleTrick, `#EXT-X-MEDIA:TYPE=CLOSED-CAPTIONS,GROUP-ID="captions",NAME="English",DEFAULT=YES,AUTOSELECT=YES,LANGUAGE="en",INSTREAM-ID="CC1"`)
 	if n := strings.Count(masters[titleTrick], "#EXT-X-I-FRAME-STREAM-INF:"); n != 2 || strings.Contains(masters[titleTrick], "iframes.m3u8") {
 		t.Errorf("%s: %d I-frame variants (want 2 of ours, no legacy byte-range playlist):\n%s", titleTrick, n, masters[titleTrick])
+	}
+	// verify decrypted each I-frame segment alone and decoded one
+	// keyframe from each, at the time its playlist gives.
+	rep, err := h.verifier().Verify(context.Background(), titleTrick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decoded := map[string]int64{}
+	for _, rr := range rep.Renditions {
+		decoded[rr.Name] = rr.DecodedFrames
+	}
+	if decoded["0-iframes"] != 3 || decoded["1-iframes"] != 3 || !rep.OK() {
+		t.Errorf("%s: verify decoded I-frames %v: %+v", titleTrick, decoded, rep)
 	}
 	pm, err := playlist.ParseMaster(strings.NewReader(masters[titleTrick]))
 	if err != nil {
