@@ -2,6 +2,7 @@ package transcode
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -25,9 +26,13 @@ type FMP4Init struct {
 const maxInitBytes = 1 << 20
 
 // ParseFMP4Init reads an fMP4 init section with github.com/Eyevinn/mp4ff.
-func ParseFMP4Init(b []byte) (*FMP4Init, error) {
+func ParseFMP4Init(b []byte) (out *FMP4Init, err error) {
+	defer recoverMP4(&err)
 	if len(b) > maxInitBytes {
 		return nil, fmt.Errorf("transcode: init section of %d bytes is larger than %d", len(b), maxInitBytes)
+	}
+	if err := checkBoxes(b); err != nil {
+		return nil, fmt.Errorf("transcode: init section: %w", err)
 	}
 	f, err := mp4.DecodeFile(bytes.NewReader(b))
 	if err != nil {
@@ -36,7 +41,7 @@ func ParseFMP4Init(b []byte) (*FMP4Init, error) {
 	if f.Init == nil || f.Init.Moov == nil {
 		return nil, errors.New("transcode: init section has no moov")
 	}
-	out := &FMP4Init{}
+	out = &FMP4Init{}
 	for _, trak := range f.Init.Moov.Traks {
 		if trak.Mdia == nil || trak.Mdia.Minf == nil || trak.Mdia.Minf.Stbl == nil || trak.Mdia.Minf.Stbl.Stsd == nil {
 			continue
@@ -109,8 +114,8 @@ func (s *FMP4Inspector) Write(p []byte) (int, error) {
 var ErrNotInspected = errors.New("transcode: segment too large to inspect")
 
 // Finish decodes the segment's fragments.
-func (s *FMP4Inspector) Finish() (SegmentInfo, error) {
-	info := SegmentInfo{}
+func (s *FMP4Inspector) Finish() (info SegmentInfo, err error) {
+	defer recoverMP4(&err)
 	if s.init.Video != nil {
 		v := *s.init.Video
 		info.Video, info.HasVideo = &v, true
@@ -125,6 +130,9 @@ func (s *FMP4Inspector) Finish() (SegmentInfo, error) {
 	defer func() { s.buf = bytes.Buffer{} }()
 	if s.init.Video == nil {
 		return info, nil
+	}
+	if err := checkBoxes(s.buf.Bytes()); err != nil {
+		return info, fmt.Errorf("transcode: fMP4 segment: %w", err)
 	}
 	f, err := mp4.DecodeFile(bytes.NewReader(s.buf.Bytes()))
 	if err != nil {
@@ -163,4 +171,40 @@ func (s *FMP4Inspector) Finish() (SegmentInfo, error) {
 		}
 	}
 	return info, nil
+}
+
+// recoverMP4 turns a panic inside mp4ff's decoder into an error: it
+// indexes freely on malformed boxes, and a legacy segment must never take
+// the worker down.
+func recoverMP4(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("transcode: malformed MP4 (decoder panic: %v)", r)
+	}
+}
+
+// checkBoxes refuses bytes whose top-level boxes do not tile them exactly:
+// mp4ff allocates a top-level box's declared size before reading it, so a
+// garbage size would allocate gigabytes.
+func checkBoxes(b []byte) error {
+	for len(b) > 0 {
+		if len(b) < 8 {
+			return errors.New("truncated box header")
+		}
+		size := uint64(binary.BigEndian.Uint32(b))
+		hdr := uint64(8)
+		switch size {
+		case 0:
+			size = uint64(len(b)) // to the end
+		case 1:
+			if len(b) < 16 {
+				return errors.New("truncated box header")
+			}
+			size, hdr = binary.BigEndian.Uint64(b[8:]), 16
+		}
+		if size < hdr || size > uint64(len(b)) {
+			return fmt.Errorf("box %q of %d bytes in %d", b[4:8], size, len(b))
+		}
+		b = b[size:]
+	}
+	return nil
 }
