@@ -467,26 +467,12 @@ func adtsInfo(es []byte) (AudioInfo, bool) {
 func seiHasCaptions(nal []byte) bool {
 	b := rbsp(nal[1:])
 	for len(b) > 2 {
-		typ, size := 0, 0
-		for len(b) > 0 && b[0] == 0xff {
-			typ += 255
-			b = b[1:]
-		}
-		if len(b) == 0 {
+		var typ, size int
+		var ok bool
+		if typ, b, ok = seiNumber(b); !ok {
 			return false
 		}
-		typ += int(b[0])
-		b = b[1:]
-		for len(b) > 0 && b[0] == 0xff {
-			size += 255
-			b = b[1:]
-		}
-		if len(b) == 0 {
-			return false
-		}
-		size += int(b[0])
-		b = b[1:]
-		if size > len(b) {
+		if size, b, ok = seiNumber(b); !ok || size > len(b) {
 			return false
 		}
 		if typ == 4 && ccDataHasCaptions(b[:size]) {
@@ -498,6 +484,20 @@ func seiHasCaptions(nal []byte) bool {
 		}
 	}
 	return false
+}
+
+// seiNumber reads an SEI payloadType or payloadSize: 0xFF bytes each
+// adding 255, then the last byte (H.264 section 7.3.2.3.1).
+func seiNumber(b []byte) (int, []byte, bool) {
+	n := 0
+	for len(b) > 0 && b[0] == 0xff {
+		n += 255
+		b = b[1:]
+	}
+	if len(b) == 0 {
+		return 0, nil, false
+	}
+	return n + int(b[0]), b[1:], true
 }
 
 func ccDataHasCaptions(p []byte) bool {
