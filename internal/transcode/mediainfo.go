@@ -227,29 +227,38 @@ func (s *TSInspector) Finish() (SegmentInfo, error) {
 }
 
 // forEachNAL calls f with each NAL unit (header byte first) of an Annex B
-// byte stream, until f returns false.
+// byte stream, until f returns false. A slice (types 1 and 5) is passed as
+// its header byte alone and ends the walk: nothing of interest follows it
+// in an access unit, and not scanning its bytes for the next start code
+// keeps the tee cheap.
 func forEachNAL(es []byte, f func(nal []byte) bool) {
-	start := -1
-	for i := 0; i+2 < len(es); i++ {
-		if es[i] != 0 || es[i+1] != 0 || es[i+2] != 1 {
-			continue
+	i := bytes.Index(es, startCode)
+	for i >= 0 {
+		start := i + 3
+		if start >= len(es) {
+			return
 		}
-		if start >= 0 {
-			end := i
-			for end > start && es[end-1] == 0 {
-				end-- // the leading zero of a 4-byte start code
-			}
-			if end > start && !f(es[start:end]) {
-				return
-			}
+		if t := es[start] & 0x1f; t == 1 || t == 5 {
+			f(es[start : start+1])
+			return
 		}
-		start = i + 3
-		i += 2
-	}
-	if start >= 0 && start < len(es) {
-		f(es[start:])
+		next := bytes.Index(es[start:], startCode)
+		end := len(es)
+		if next >= 0 {
+			end = start + next
+		}
+		nal := es[start:end]
+		for len(nal) > 1 && nal[len(nal)-1] == 0 {
+			nal = nal[:len(nal)-1] // the leading zero of a 4-byte start code
+		}
+		if len(nal) > 0 && !f(nal) || next < 0 {
+			return
+		}
+		i = end
 	}
 }
+
+var startCode = []byte{0, 0, 1}
 
 // forEachLengthPrefixedNAL is forEachNAL for an ISO BMFF sample: NAL units
 // each preceded by its length in size bytes (avcC lengthSizeMinusOne+1).

@@ -82,7 +82,7 @@ func ParseFMP4Init(b []byte) (out *FMP4Init, err error) {
 // maxFMP4SegmentBytes bounds the fMP4 segment an FMP4Inspector keeps to
 // read its samples (mp4ff decodes a whole fragment); a longer segment is
 // reported as not inspected.
-const maxFMP4SegmentBytes = 64 << 20
+const maxFMP4SegmentBytes = 16 << 20
 
 // FMP4Inspector reads one fMP4 media segment (moof+mdat) written to it and
 // reports, at Finish, its video samples: whether the first is an IDR

@@ -193,3 +193,28 @@ func FuzzMediaReaders(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkTSInspector measures the tee's cost per byte of a 720p segment
+// (compare with AES-128-CBC, about 900 MB/s on one core here).
+func BenchmarkTSInspector(b *testing.B) {
+	dir := b.TempDir()
+	out := filepath.Join(dir, "seg.ts")
+	ffmpegRun(b, "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25:duration=2", "-f", "lavfi", "-i", "sine=duration=2",
+		"-c:v", "libx264", "-preset", "ultrafast", "-b:v", "3M", "-pix_fmt", "yuv420p", "-g", "50", "-c:a", "aac", "-f", "mpegts", out)
+	seg, err := os.ReadFile(out)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(seg)))
+	for b.Loop() {
+		s := NewTSInspector(true)
+		for p := seg; len(p) > 0; {
+			n := min(len(p), 32<<10)
+			s.Write(p[:n])
+			p = p[n:]
+		}
+		if _, err := s.Finish(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
