@@ -42,7 +42,7 @@ const (
 
 // convertible lists the titles a backfill converts.
 var convertible = []string{titleTSMaster, titleFMP4, titleTSByteRange, titleFMP4ByteRange, titleAudioGroup, titleDiscontinuity, titleTwoMaps,
-	titleTrick, titleCaptions}
+	titleTrick, titleCaptions, titleOpenGOP}
 
 // urlMap maps the absolute URLs of titleDiscontinuity's third segment.
 var urlMap = map[string]string{"https://media.example.com/catalogue/": "legacy/"}

@@ -27,6 +27,9 @@ const (
 	// titleCaptions is a TS title whose H.264 carries A/53 (GA94) caption
 	// SEI, with a master that declares no captions.
 	titleCaptions = "ts-captions"
+	// titleOpenGOP is one TS file with a single IDR, cut by byte ranges at
+	// packet boundaries: its second and third segments start mid-GOP.
+	titleOpenGOP = "ts-open-gop"
 )
 
 // a53SEI is an H.264 SEI NAL unit (with its start code) holding one
@@ -133,6 +136,25 @@ func generateMediaTitles(ffmpeg, work, out, src string) error {
 		"-hls_segment_filename", o(titleCaptions, "v", "seg_%03d.ts"), o(titleCaptions, "v", "index.m3u8")); err != nil {
 		return err
 	}
+	// titleOpenGOP: one GOP of 3 s, three byte ranges.
+	gop := filepath.Join(work, "gop.ts")
+	if err := ffmpegRun(ffmpeg, "-i", src, "-c:v", "libx264", "-preset", "ultrafast", "-g", "250", "-c:a", "copy", "-f", "mpegts", gop); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(gop)
+	if err != nil {
+		return err
+	}
+	third := len(b) / 188 / 3 * 188
+	if err := write(o(titleOpenGOP, "all.ts"), b); err != nil {
+		return err
+	}
+	if err := write(o(titleOpenGOP, "index.m3u8"), fmt.Appendf(nil, "#EXTM3U\n#EXT-X-VERSION:4\n#EXT-X-TARGETDURATION:1\n#EXT-X-PLAYLIST-TYPE:VOD\n"+
+		"#EXTINF:1.0,\n#EXT-X-BYTERANGE:%d@0\nall.ts\n#EXTINF:1.0,\n#EXT-X-BYTERANGE:%d@%d\nall.ts\n#EXTINF:1.0,\n#EXT-X-BYTERANGE:%d@%d\nall.ts\n"+
+		"#EXT-X-ENDLIST\n", third, third, third, len(b)-2*third, 2*third)); err != nil {
+		return err
+	}
+
 	// ffmpeg writes the master beside the media playlist: move it up.
 	cm, err := os.ReadFile(o(titleCaptions, "v", "master.m3u8"))
 	if err != nil {
@@ -169,7 +191,7 @@ func TestBackfillCompletesMasters(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := newHarness(t, fs)
-	titles := []string{titleTSMaster, titleTrick, titleCaptions, titleAudioGroup, titleFMP4}
+	titles := []string{titleTSMaster, titleTrick, titleCaptions, titleAudioGroup, titleFMP4, titleOpenGOP}
 	uploadLegacy(t, fs, "legacy/", titles...)
 	h.startWorker()
 	run := h.start(StartOptions{IDs: titles})
@@ -188,7 +210,7 @@ func TestBackfillCompletesMasters(t *testing.T) {
 
 	for _, video := range titles {
 		top := "legacy/" + video + "/master.m3u8"
-		if video == titleFMP4 {
+		if video == titleFMP4 || video == titleOpenGOP {
 			top = "legacy/" + video + "/index.m3u8"
 		}
 		cur := h.checkConverted(video, top) // verify: every rendition and I-frame playlist decodes
@@ -278,6 +300,14 @@ func TestBackfillCompletesMasters(t *testing.T) {
 	// A single fMP4 playlist: the synthesized master reads avcC and esds.
 	every(titleFMP4, codecs, regexp.MustCompile(`RESOLUTION=320x240`), rate, none)
 	has(titleFMP4, "#EXT-X-INDEPENDENT-SEGMENTS")
+	// Segments that do not all start with an IDR: neither
+	// EXT-X-INDEPENDENT-SEGMENTS (master or media) nor trick play, though
+	// the rest is read as for any title.
+	every(titleOpenGOP, codecs, rate, none, regexp.MustCompile(`RESOLUTION=320x240`))
+	media := string(readObject(t, fs, "hls/"+titleOpenGOP+"/v1/main/index.m3u8"))
+	if strings.Contains(masters[titleOpenGOP]+media, "INDEPENDENT") || strings.Contains(masters[titleOpenGOP], "I-FRAME") {
+		t.Errorf("%s: independent or trick play though segments start mid-GOP:\n%s\n%s", titleOpenGOP, masters[titleOpenGOP], media)
+	}
 	if strings.Contains(masters[titleFMP4], "I-FRAME") {
 		t.Errorf("%s: fMP4 has no I-frame cut, yet:\n%s", titleFMP4, masters[titleFMP4])
 	}
