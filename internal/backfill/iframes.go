@@ -56,11 +56,16 @@ func (pl *planner) chooseTrickPlay(ctx context.Context, p *Plan) error {
 		bySource[r.segments[0].obj.src] = r
 	}
 	for _, iv := range p.master.IFrameVariants {
+		// A legacy I-frame playlist that is missing or broken only says
+		// less about which renditions had trick play: ours replace them.
 		name, err := pl.resolve(pl.src.Playlist, iv.URI)
 		if err != nil {
-			return err
+			continue
 		}
 		data, err := pl.readPlaylist(ctx, name)
+		if IsBroken(err) {
+			continue
+		}
 		if err != nil {
 			return err
 		}
