@@ -246,7 +246,7 @@ func TestBackfillCatalogue(t *testing.T) {
 
 			for _, video := range convertible {
 				legacy := "legacy/" + video + "/index.m3u8"
-				if video == titleTSMaster || video == titleAudioGroup {
+				if video == titleTSMaster || video == titleAudioGroup || video == titleTrick || video == titleCaptions {
 					legacy = "legacy/" + video + "/master.m3u8"
 				}
 				cur := h.checkConverted(video, legacy)

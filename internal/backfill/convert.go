@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/hlsvault/hlsvault/internal/catalog"
@@ -60,6 +60,7 @@ type convTask struct {
 	name  string  // relative to the version prefix
 	start float64 // media start of the segment (for an init section, of the one it starts at)
 	out   packager.Stored
+	media *taskMedia // reads the plaintext on its way (media.go); nil: not read
 }
 
 // titleTasks are the objects a conversion writes, and for each segment its
@@ -88,11 +89,16 @@ func (c *Converter) Convert(ctx context.Context, p *Plan, v *packager.Version) (
 		return nil, err
 	}
 	tasks := tt.all
-	if err := c.copyAll(ctx, v, p.Source, tasks); err != nil {
-		return nil, err
+	// Init sections before the segments read with them (media.go), each
+	// object verified as soon as it is stored.
+	mp := newMediaPlan(p, tt)
+	for _, phase := range mp.phases(tasks) {
+		if err := c.copyAll(ctx, v, p.Source, phase); err != nil {
+			return nil, err
+		}
 	}
 	encrypted := time.Since(start)
-	verified, err := c.checkListing(ctx, v, tasks)
+	verified, err := c.checkListing(ctx, v, append(slices.Clip(tasks), mp.storedIFrames()...))
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +108,7 @@ func (c *Converter) Convert(ctx context.Context, p *Plan, v *packager.Version) (
 		res.PlainBytes += t.out.PlainSize
 		res.EncryptedBytes += t.out.Size
 	}
-	if err := c.writePlaylists(ctx, p, v, tt, res); err != nil {
+	if err := c.writePlaylists(ctx, p, v, tt, mp, res); err != nil {
 		return nil, err
 	}
 	res.EncryptTime, res.TotalTime = encrypted, time.Since(start)
@@ -204,7 +210,11 @@ func (c *Converter) put(ctx context.Context, v *packager.Version, src Source, t 
 	defer rc.Close()
 	obj := packager.Object{Name: t.name, Body: rc, Size: o.size, SourceSize: o.srcSize, Start: t.start,
 		Check: func(plain io.Reader) io.Reader {
-			return &lengthChecker{r: plain, want: o.size, what: o.what, src: o.src}
+			var r io.Reader = &lengthChecker{r: plain, want: o.size, what: o.what, src: o.src}
+			if t.media != nil {
+				r = t.media.tee(r)
+			}
+			return r
 		}}
 	if o.srcIV != nil {
 		k, ok := src.Keys[o.srcKey]
@@ -218,6 +228,9 @@ func (c *Converter) put(ctx context.Context, v *packager.Version, src Source, t 
 		return c.putError(o, t, err)
 	}
 	t.out = st
+	if t.media != nil {
+		return t.media.done(ctx, v)
+	}
 	return nil
 }
 
@@ -231,136 +244,6 @@ func (c *Converter) putError(o *object, t *convTask, err error) error {
 		return broken("%s: %s does not decrypt with the version's key: %v", o.what, o.src, err)
 	}
 	return fmt.Errorf("backfill: store %s: %w", t.name, err)
-}
-
-// writePlaylists writes each rendition's media playlist, then the master.
-func (c *Converter) writePlaylists(ctx context.Context, p *Plan, v *packager.Version, tt *titleTasks, res *Result) error {
-	prefix := v.Prefix()
-	type measured struct{ peak, avg int64 }
-	bw := map[*renditionPlan]measured{}
-	totals := map[*renditionPlan]float64{}
-	for _, r := range p.renditions {
-		m := playlist.Media{Independent: r.independent}
-		var segs []playlist.Segment
-		for i := range r.segments {
-			s := &r.segments[i]
-			out := tt.segment[&s.obj].out
-			es := playlist.Segment{URI: s.obj.dest, Duration: s.duration, Size: out.Size, IV: out.IV, Discontinuity: s.discontinuity,
-				KeyURI: out.Key.URI}
-			if in, ok := tt.init[&s.obj]; ok {
-				es.Init = &playlist.Init{URI: path.Base(in.name), IV: in.out.IV, KeyURI: in.out.Key.URI}
-			}
-			m.Segments = append(m.Segments, es)
-			segs = append(segs, playlist.Segment{URI: s.obj.dest, Duration: s.duration, Size: out.Size})
-			totals[r] += s.duration
-		}
-		if _, _, err := v.WriteMedia(ctx, r.name, m); errors.Is(err, packager.ErrInvalidPlaylist) {
-			return broken("media playlist %s cannot be rewritten: %v", r.legacy, err)
-		} else if err != nil {
-			return fmt.Errorf("backfill: %w", err)
-		}
-		peak, avg := playlist.Bandwidth(segs)
-		bw[r] = measured{peak, avg}
-	}
-
-	var master playlist.Master
-	if p.master == nil {
-		r := p.renditions[0]
-		master.Variants = []playlist.Variant{{URI: layout.MediaPlaylistURI(r.name), Bandwidth: max(bw[r].peak, 1), AverageBandwidth: bw[r].avg}}
-		res.Renditions = append(res.Renditions, catalog.Rendition{Name: r.name, Playlist: layout.MediaPlaylistName(prefix, r.name),
-			Bandwidth: bw[r].peak, AverageBandwidth: bw[r].avg, Segments: len(r.segments), Duration: totals[r]})
-		res.Duration = totals[r]
-	} else {
-		pl := &planner{store: c.Store, src: p.Source}
-		lm := p.master
-		master.Independent = lm.Independent
-		groups := map[string][]*renditionPlan{} // group id → renditions with a URI
-		written := map[string]bool{}
-		for _, lmed := range lm.Media {
-			if lmed.Type == "CLOSED-CAPTIONS" {
-				continue // grafov cannot write INSTREAM-ID; see the README
-			}
-			mm := lmed.Alternative
-			if mm.URI != "" {
-				name, err := pl.resolve(p.Source.Playlist, mm.URI)
-				if err != nil {
-					return err
-				}
-				r := p.byLegacy[name]
-				mm.URI = layout.MediaPlaylistURI(r.name)
-				groups[mm.GroupID] = append(groups[mm.GroupID], r)
-				// In the catalog too: the gateway serves a master's
-				// URIs only when they name the version's renditions.
-				res.Renditions = append(res.Renditions, alternateRendition(mm, r.name, layout.MediaPlaylistName(prefix, r.name),
-					bw[r].peak, bw[r].avg, len(r.segments), totals[r]))
-			}
-			written[mm.GroupID] = true
-			master.Alternatives = append(master.Alternatives, mm)
-		}
-		for _, v := range lm.Variants {
-			name, err := pl.resolve(p.Source.Playlist, v.URI)
-			if err != nil {
-				return err
-			}
-			r := p.byLegacy[name]
-			m := bw[r]
-			// A variant plays its alternate audio alongside: count the
-			// heaviest rendition of its group.
-			var extra measured
-			for _, a := range groups[v.Audio] {
-				if a != r {
-					extra.peak, extra.avg = max(extra.peak, bw[a].peak), max(extra.avg, bw[a].avg)
-				}
-			}
-			peak := max(v.Bandwidth, m.peak+extra.peak, 1)
-			mv := playlist.Variant{
-				URI: layout.MediaPlaylistURI(r.name), Bandwidth: peak, AverageBandwidth: min(m.avg+extra.avg, peak),
-				Codecs: v.Codecs, Width: v.Width, Height: v.Height, FrameRate: v.FrameRate,
-			}
-			if written[v.Audio] {
-				mv.Audio = v.Audio
-			}
-			if written[v.Video] {
-				mv.Video = v.Video
-			}
-			if written[v.Subtitles] {
-				mv.Subtitles = v.Subtitles
-			}
-			master.Variants = append(master.Variants, mv)
-			res.Renditions = append(res.Renditions, catalog.Rendition{Name: r.name, Playlist: layout.MediaPlaylistName(prefix, r.name),
-				Width: v.Width, Height: v.Height, Bandwidth: mv.Bandwidth, AverageBandwidth: mv.AverageBandwidth, Codecs: v.Codecs,
-				FrameRate: v.FrameRate, Segments: len(r.segments), Duration: totals[r]})
-			res.Duration = max(res.Duration, totals[r])
-		}
-		// Renditions only an EXT-X-MEDIA names (subtitles, alternate
-		// audio) are catalogued too: the gateway serves only those.
-		recorded := map[string]bool{}
-		for _, cr := range res.Renditions {
-			recorded[cr.Name] = true
-		}
-		for _, mm := range master.Alternatives {
-			name, ok := layout.RenditionFromURI(mm.URI)
-			if !ok || recorded[name] {
-				continue
-			}
-			recorded[name] = true
-			for _, r := range groups[mm.GroupID] {
-				if r.name == name {
-					res.Renditions = append(res.Renditions, catalog.Rendition{Type: strings.ToLower(mm.Type), Name: r.name,
-						Playlist: layout.MediaPlaylistName(prefix, r.name), Segments: len(r.segments), Duration: totals[r]})
-				}
-			}
-		}
-	}
-	name, _, err := v.WriteMaster(ctx, master)
-	if errors.Is(err, packager.ErrInvalidPlaylist) {
-		return broken("master playlist %s cannot be rewritten: %v", p.Source.Playlist, err)
-	}
-	if err != nil {
-		return fmt.Errorf("backfill: %w", err)
-	}
-	res.Master = name
-	return nil
 }
 
 // lengthChecker checks the plaintext's length: a source that ends early or

@@ -41,7 +41,8 @@ const (
 )
 
 // convertible lists the titles a backfill converts.
-var convertible = []string{titleTSMaster, titleFMP4, titleTSByteRange, titleFMP4ByteRange, titleAudioGroup, titleDiscontinuity, titleTwoMaps}
+var convertible = []string{titleTSMaster, titleFMP4, titleTSByteRange, titleFMP4ByteRange, titleAudioGroup, titleDiscontinuity, titleTwoMaps,
+	titleTrick, titleCaptions, titleOpenGOP}
 
 // urlMap maps the absolute URLs of titleDiscontinuity's third segment.
 var urlMap = map[string]string{"https://media.example.com/catalogue/": "legacy/"}
@@ -130,6 +131,9 @@ func generateLegacy(ffmpeg, work, out string) error {
 		if err := ffmpegRun(ffmpeg, args...); err != nil {
 			return err
 		}
+	}
+	if err := generateMediaTitles(ffmpeg, work, out, src); err != nil {
+		return err
 	}
 	plain := func(n int) []byte {
 		b, _ := os.ReadFile(filepath.Join(work, "plain", fmt.Sprintf("seg_%03d.ts", n)))

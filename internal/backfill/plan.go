@@ -96,6 +96,8 @@ type Plan struct {
 	master     *playlist.LegacyMaster
 	renditions []*renditionPlan
 	byLegacy   map[string]*renditionPlan
+	// trick are the renditions given an I-frame playlist (iframes.go).
+	trick map[*renditionPlan]bool
 	// Bytes is the plaintext size of what is re-encrypted (for a re-key,
 	// the encrypted size, a close upper bound); Segments counts media
 	// segments, Objects segments and init sections.
@@ -190,6 +192,9 @@ func (pl *planner) plan(ctx context.Context) (*Plan, error) {
 				return nil, err
 			}
 		}
+	}
+	if err := pl.chooseTrickPlay(ctx, p); err != nil {
+		return nil, err
 	}
 	for _, r := range p.renditions {
 		p.Segments += len(r.segments)

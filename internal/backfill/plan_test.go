@@ -174,3 +174,54 @@ func TestFingerprint(t *testing.T) {
 		t.Errorf("fingerprint %q", a)
 	}
 }
+
+// TestPlanTrickPlay: trick play goes to the TS renditions the legacy
+// I-frame playlists point into; a missing or broken legacy I-frame playlist
+// does not break the title; without any, the pipeline's rule by RESOLUTION
+// (up to 720 lines, and the lowest), never an audio-only or fMP4 variant.
+func TestPlanTrickPlay(t *testing.T) {
+	fs, err := storage.NewFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seg := func(r string) string { return mediaHead + "#EXTINF:4,\n" + r + ".ts\n#EXT-X-ENDLIST\n" }
+	variants := "#EXT-X-STREAM-INF:BANDWIDTH=9000,RESOLUTION=1920x1080\nhd/index.m3u8\n" +
+		"#EXT-X-STREAM-INF:BANDWIDTH=5000,RESOLUTION=1280x720\nmid/index.m3u8\n" +
+		"#EXT-X-STREAM-INF:BANDWIDTH=900,RESOLUTION=640x360\nlow/index.m3u8\n" +
+		"#EXT-X-STREAM-INF:BANDWIDTH=100,CODECS=\"mp4a.40.2\"\naudio/index.m3u8\n" +
+		"#EXT-X-STREAM-INF:BANDWIDTH=800,RESOLUTION=640x360\nfmp4/index.m3u8\n"
+	objs := map[string]string{
+		"l/rule/master.m3u8": "#EXTM3U\n" + variants,
+		"l/legacy/master.m3u8": "#EXTM3U\n" + variants +
+			"#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=100,URI=\"hd/iframes.m3u8\"\n" +
+			"#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=100,URI=\"gone/iframes.m3u8\"\n" +
+			"#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=100,URI=\"bad/iframes.m3u8\"\n",
+		"l/legacy/hd/iframes.m3u8":  mediaHead + "#EXT-X-I-FRAMES-ONLY\n#EXTINF:4,\n#EXT-X-BYTERANGE:188@0\nhd.ts\n#EXT-X-ENDLIST\n",
+		"l/legacy/bad/iframes.m3u8": "not a playlist",
+	}
+	for _, title := range []string{"rule", "legacy"} {
+		for _, r := range []string{"hd", "mid", "low", "audio"} {
+			objs["l/"+title+"/"+r+"/index.m3u8"] = seg(r)
+			objs["l/"+title+"/"+r+"/"+r+".ts"] = "ts"
+		}
+		objs["l/"+title+"/fmp4/index.m3u8"] = mediaHead + "#EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF:4,\na.m4s\n#EXT-X-ENDLIST\n"
+		objs["l/"+title+"/fmp4/init.mp4"] = "init"
+		objs["l/"+title+"/fmp4/a.m4s"] = "m4s"
+	}
+	putAll(t, fs, objs)
+	for title, want := range map[string][]string{"rule": {"mid", "low"}, "legacy": {"hd"}} {
+		p, err := PlanTitle(context.Background(), fs, Source{Playlist: "l/" + title + "/master.m3u8"})
+		if err != nil {
+			t.Fatalf("%s: %v", title, err)
+		}
+		var got []string
+		for _, r := range p.renditions {
+			if p.trick[r] {
+				got = append(got, r.name)
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: trick play for %v, want %v", title, got, want)
+		}
+	}
+}

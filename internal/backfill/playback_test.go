@@ -20,19 +20,22 @@ import (
 )
 
 // TestBackfilledTitlesPlay re-encrypts a legacy fMP4 title (AES-128 fMP4:
-// an encrypted init section, which Chromium's own HLS cannot play) and a
-// legacy title with an alternate audio group, then, through the real
-// gateway: the rewritten master and media playlists pass third-party strict
-// parsing, and both play in hls.js and Shaka Player in headless Chromium;
-// the audio-group title lists its English track, which the player
-// switches to (Shaka only until the master carries CODECS, see below).
+// an encrypted init section, which Chromium's own HLS cannot play), a
+// legacy title with an alternate audio group and one with legacy I-frame
+// playlists and a CC1 group, then, through the real gateway: the rewritten
+// master, media and I-frame playlists pass third-party strict parsing, and
+// all play in hls.js and Shaka Player in headless Chromium; the
+// audio-group title lists its English track, which the players switch to.
+// hls.js plays the audio-group title because the re-encryption writes the
+// CODECS the legacy master lacked (without them it failed with a fatal
+// bufferAppendError after a few frames).
 func TestBackfilledTitlesPlay(t *testing.T) {
 	fs := fixtures.FS(t)
 	h := newHarness(t, fs)
-	uploadLegacy(t, fs, "legacy/", titleFMP4, titleAudioGroup)
+	uploadLegacy(t, fs, "legacy/", titleFMP4, titleAudioGroup, titleTrick)
 	h.startWorker()
-	run := h.start(StartOptions{IDs: []string{titleFMP4, titleAudioGroup}})
-	if st := h.waitRun(run.Run.ID, 2*time.Minute, catalog.RunDone); st.Done != 2 {
+	run := h.start(StartOptions{IDs: []string{titleFMP4, titleAudioGroup, titleTrick}})
+	if st := h.waitRun(run.Run.ID, 2*time.Minute, catalog.RunDone); st.Done != 3 {
 		t.Fatalf("run: %+v", st)
 	}
 	gw := gatewayenv.Start(t, h.db, fs, h.keyring, nil)
@@ -48,18 +51,25 @@ func TestBackfilledTitlesPlay(t *testing.T) {
 	t.Run("audio-group", func(t *testing.T) {
 		master := gw.MasterURL(titleAudioGroup)
 		pls := hlscheck.Crawl(t, gw.Client, master)
-		if len(pls) != 3 {
-			t.Errorf("crawled %d playlists, want the master, the video and the audio rendition", len(pls))
+		if len(pls) != 4 {
+			t.Errorf("crawled %d playlists, want the master, the video, the audio rendition and the video's I-frames", len(pls))
 		}
 		hlscheck.StrictAll(t, pls)
-		// Shaka only, for now: the legacy master's video variant has no
-		// CODECS, the re-encryption carries that over, and hls.js then
-		// fails with a fatal bufferAppendError after a few frames (with
-		// CODECS="avc1.42c00d,mp4a.40.2" added it plays). Issue 12 item 6
-		// (CODECS read from the media) fixes the master; then add hlsjs.
-		for p, r := range player.Play(t, gw.MasterURL(titleAudioGroup), player.Options{Players: []string{"shaka"}, Audio: "en"}) {
+		for p, r := range player.Play(t, gw.MasterURL(titleAudioGroup), player.Options{Audio: "en"}) {
 			if len(r.AudioTracks) != 1 || r.AudioTracks[0].Lang != "en" {
 				t.Errorf("%s: audio tracks %+v, want the legacy English one", p, r.AudioTracks)
+			}
+		}
+	})
+	t.Run("trick-play-and-captions", func(t *testing.T) {
+		pls := hlscheck.Crawl(t, gw.Client, gw.MasterURL(titleTrick))
+		if len(pls) != 5 {
+			t.Errorf("crawled %d playlists, want the master, two renditions and their two I-frame playlists", len(pls))
+		}
+		hlscheck.StrictAll(t, pls)
+		for p, r := range player.Play(t, gw.MasterURL(titleTrick), player.Options{}) {
+			if r.Width == 0 {
+				t.Errorf("%s: no video: %+v", p, r)
 			}
 		}
 	})
@@ -99,20 +109,25 @@ func makeMultiLanguageTitle(t *testing.T, store storage.Store, prefix, video str
 	if err := ffmpegRun(ffmpeg, args...); err != nil {
 		t.Fatal(err)
 	}
+	m := filepath.Join(out, "master.m3u8")
+	b, err := os.ReadFile(m)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !subs {
-		m := filepath.Join(out, "master.m3u8")
-		b, err := os.ReadFile(m)
-		if err != nil {
-			t.Fatal(err)
-		}
 		for _, a := range []string{"aud_en", "aud_fr"} {
 			b = append(b, "#EXT-X-STREAM-INF:BANDWIDTH=70000,CODECS=\"mp4a.40.2\",AUDIO=\"group_aud\"\n"+a+"/index.m3u8\n"...)
 		}
-		if err := os.WriteFile(m, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
+	} else {
+		// ffmpeg 5.1 writes no LANGUAGE on a subtitle rendition; the
+		// legacy packagers this stands for did.
+		b = bytes.Replace(b, []byte(`TYPE=SUBTITLES,GROUP-ID="subs",NAME="subtitle_2",DEFAULT=NO,`),
+			[]byte(`TYPE=SUBTITLES,GROUP-ID="subs",NAME="English",DEFAULT=NO,AUTOSELECT=YES,LANGUAGE="en",`), 1)
 	}
-	err := filepath.WalkDir(out, func(p string, d os.DirEntry, err error) error {
+	if err := os.WriteFile(m, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = filepath.WalkDir(out, func(p string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -129,22 +144,16 @@ func makeMultiLanguageTitle(t *testing.T, store storage.Store, prefix, video str
 }
 
 // TestBackfilledMultiLanguageTitlePlays: a legacy title with English and
-// French audio, re-encrypted, passes third-party strict parsing through
-// the gateway, and hls.js and Shaka Player both list the two languages and
-// switch from English to French while playing.
-//
-// Not yet with subtitles (makeMultiLanguageTitle(..., true)): a legacy
-// master whose renditions appear only in EXT-X-MEDIA (subtitles, or
-// alternate audio without audio-only variants) is re-encrypted and
-// published, but the version's catalog renditions list only the variants,
-// so the gateway refuses the master (500: "URI ... is not a published
-// rendition's index.m3u8"). Once renditions of EXT-X-MEDIA are published
-// as renditions, pass true and Text: "en" below.
+// French audio and English subtitles, re-encrypted, passes third-party
+// strict parsing through the gateway, and hls.js and Shaka Player both list
+// the two languages, switch from English to French while playing, and show
+// an English cue. The master keeps the audio renditions' LANGUAGE, NAME,
+// DEFAULT and AUTOSELECT and gains their CHANNELS.
 func TestBackfilledMultiLanguageTitlePlays(t *testing.T) {
 	fs := fixtures.FS(t)
 	h := newHarness(t, fs)
 	const video = "multi-lang"
-	makeMultiLanguageTitle(t, fs, "legacy/", video, false)
+	makeMultiLanguageTitle(t, fs, "legacy/", video, true)
 	h.startWorker()
 	run := h.start(StartOptions{IDs: []string{video}})
 	if st := h.waitRun(run.Run.ID, 2*time.Minute, catalog.RunDone); st.Done != 1 {
@@ -152,11 +161,22 @@ func TestBackfilledMultiLanguageTitlePlays(t *testing.T) {
 	}
 	gw := gatewayenv.Start(t, h.db, fs, h.keyring, nil)
 	pls := hlscheck.Crawl(t, gw.Client, gw.MasterURL(video))
-	if len(pls) != 4 {
-		t.Errorf("crawled %d playlists, want the master, video, en and fr", len(pls))
+	if len(pls) != 6 {
+		t.Errorf("crawled %d playlists, want the master, video, en, fr, the subtitles and the video's I-frames", len(pls))
 	}
 	hlscheck.StrictAll(t, pls)
-	for p, r := range player.Play(t, gw.MasterURL(video), player.Options{Audio: "fr"}) {
+	cur, err := h.db.CurrentVersion(context.Background(), video)
+	if err != nil {
+		t.Fatal(err)
+	}
+	master := string(readObject(t, fs, cur.Master))
+	for _, want := range []string{`NAME="audio_0",DEFAULT=YES,LANGUAGE="en",CHANNELS="1",URI=`, `NAME="audio_1",DEFAULT=NO,LANGUAGE="fr",CHANNELS="1",URI=`,
+		`TYPE=SUBTITLES,GROUP-ID="subs",NAME="English",DEFAULT=NO,AUTOSELECT=YES,LANGUAGE="en",URI=`, `SUBTITLES="subs"`} {
+		if !strings.Contains(master, want) {
+			t.Errorf("master lacks %s:\n%s", want, master)
+		}
+	}
+	for p, r := range player.Play(t, gw.MasterURL(video), player.Options{Audio: "fr", Text: "en"}) {
 		var langs []string
 		for _, a := range r.AudioTracks {
 			langs = append(langs, a.Lang)

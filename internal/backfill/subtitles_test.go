@@ -20,7 +20,7 @@ import (
 )
 
 // TestRekeySubtitledTitle: a re-key of a title published with a subtitle
-// rendition keeps the subtitle group, and the catalog lists the subtitle
+// rendition keeps the subtitle group and its trick play, and the catalog lists the subtitle
 // rendition, so the gateway (which serves only catalogued renditions)
 // can serve the new master's EXT-X-MEDIA URI; the new version verifies.
 func TestRekeySubtitledTitle(t *testing.T) {
@@ -76,5 +76,12 @@ func TestRekeySubtitledTitle(t *testing.T) {
 	}
 	if subs != 1 || !strings.Contains(string(master), `SUBTITLES="subs"`) {
 		t.Errorf("re-keyed master lost the subtitle group:\n%s", master)
+	}
+	// Trick play and the captions statement survive the re-key too: the
+	// I-frames are cut again from the decrypted segments.
+	for _, want := range []string{"#EXT-X-I-FRAME-STREAM-INF:", "CLOSED-CAPTIONS=NONE", "#EXT-X-INDEPENDENT-SEGMENTS", "FRAME-RATE="} {
+		if !strings.Contains(string(master), want) {
+			t.Errorf("re-keyed master lacks %s:\n%s", want, master)
+		}
 	}
 }

@@ -27,33 +27,9 @@ import (
 // ciphertext cannot be decrypted on its own (RFC 8216 decrypts each range
 // as a segment of its own, with its own IV).
 
-// iframeMaxHeight is the tallest rendition that gets an I-frame playlist.
-// Trick play shows small pictures fast (a scrub preview, 8x scan): a player
-// fetching I-frames at several per second wants them small, and the top
-// rungs' IDRs are most of the storage trick play would cost. The lowest
-// rendition always gets one, so that every title has trick play.
-const iframeMaxHeight = 720
-
-// iframeRungs reports which renditions of rs get an I-frame playlist.
-func iframeRungs(rs []transcode.Rendition) map[string]bool {
-	out := map[string]bool{}
-	lowest := -1
-	for i, r := range rs {
-		if r.Width <= 0 || r.Height <= 0 {
-			continue // not a video rendition
-		}
-		if r.Height <= iframeMaxHeight {
-			out[r.Name] = true
-		}
-		if lowest < 0 || r.Height < rs[lowest].Height {
-			lowest = i
-		}
-	}
-	if lowest >= 0 {
-		out[rs[lowest].Name] = true
-	}
-	return out
-}
+// iframeRungs reports which renditions of rs get an I-frame playlist
+// (transcode.IFrameRungs: the rule the backfill applies too).
+func iframeRungs(rs []transcode.Rendition) map[string]bool { return transcode.IFrameRungs(rs) }
 
 // checkIFrameNames refuses a ladder where an I-frame rendition's name would
 // be another rendition's, or not a valid rendition name.

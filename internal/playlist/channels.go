@@ -2,7 +2,9 @@ package playlist
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -21,14 +23,38 @@ func checkChannels(s string) error {
 	return nil
 }
 
-// addChannels writes the CHANNELS attribute grafov v0.12.1 cannot write
-// (its Alternative has no such field): the k-th EXT-X-MEDIA line grafov
-// wrote is alts[k] (WriteMaster refuses repeats, so grafov skips none);
-// the attribute goes before URI, or at the end of a line without one.
-func addChannels(b []byte, alts []Alternative) ([]byte, error) {
+// CheckClosedCaptions accepts a CLOSED-CAPTIONS rendition as WriteMaster
+// writes it: no URI (the captions are in the video stream) and an
+// INSTREAM-ID of CC1 to CC4 (CEA-608) or SERVICE1 to SERVICE63 (CEA-708),
+// RFC 8216 section 4.3.4.1.
+func CheckClosedCaptions(r Alternative) error {
+	if r.URI != "" {
+		return errors.New("a CLOSED-CAPTIONS rendition has no URI")
+	}
+	if r.Channels != "" || r.Forced {
+		return errors.New("CHANNELS or FORCED on a CLOSED-CAPTIONS rendition")
+	}
+	id := r.InstreamID
+	if n, ok := strings.CutPrefix(id, "CC"); ok && len(n) == 1 && n >= "1" && n <= "4" {
+		return nil
+	}
+	if n, ok := strings.CutPrefix(id, "SERVICE"); ok {
+		if v, err := strconv.Atoi(n); err == nil && v >= 1 && v <= 63 && strconv.Itoa(v) == n {
+			return nil
+		}
+	}
+	return fmt.Errorf("INSTREAM-ID %q is not CC1..CC4 or SERVICE1..SERVICE63", id)
+}
+
+// addMediaAttributes writes the EXT-X-MEDIA attributes grafov v0.12.1
+// cannot write (its Alternative has no such fields): CHANNELS and
+// INSTREAM-ID. The k-th EXT-X-MEDIA line grafov wrote is alts[k]
+// (WriteMaster refuses repeats, so grafov skips none); the attributes go
+// before URI, or at the end of a line without one.
+func addMediaAttributes(b []byte, alts []Alternative) ([]byte, error) {
 	any := false
 	for _, a := range alts {
-		any = any || a.Channels != ""
+		any = any || a.Channels != "" || a.InstreamID != ""
 	}
 	if !any {
 		return b, nil
@@ -44,10 +70,16 @@ func addChannels(b []byte, alts []Alternative) ([]byte, error) {
 		}
 		a := alts[k]
 		k++
-		if a.Channels == "" {
+		var attr []byte
+		if a.Channels != "" {
+			attr = append(attr, `,CHANNELS="`+a.Channels+`"`...)
+		}
+		if a.InstreamID != "" {
+			attr = append(attr, `,INSTREAM-ID="`+a.InstreamID+`"`...)
+		}
+		if len(attr) == 0 {
 			continue
 		}
-		attr := []byte(`,CHANNELS="` + a.Channels + `"`)
 		body := bytes.TrimSuffix(line, []byte("\n"))
 		at := len(body)
 		if a.URI != "" {

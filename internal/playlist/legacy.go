@@ -19,8 +19,12 @@ import (
 // LegacyMaster is a master playlist as a legacy packager wrote it, with
 // what re-encrypting it must carry over.
 type LegacyMaster struct {
-	Variants       []LegacyVariant
-	IFrameVariants []ParsedVariant // listed for information; not carried over
+	Variants []LegacyVariant
+	// IFrameVariants are the legacy I-frame playlists: byte ranges into
+	// whole segments cannot be carried under whole-segment encryption, so
+	// the backfill cuts its own I-frame segments for the renditions they
+	// point into.
+	IFrameVariants []ParsedVariant
 	Media          []LegacyMedia
 	Independent    bool
 }
@@ -31,10 +35,11 @@ type LegacyVariant struct {
 	Video, Subtitles, ClosedCaptions string
 }
 
-// LegacyMedia is an EXT-X-MEDIA tag with every attribute we carry over.
+// LegacyMedia is an EXT-X-MEDIA tag with every attribute we carry over
+// (grafov's decoder drops CHANNELS and INSTREAM-ID; this collector reads
+// the tag itself).
 type LegacyMedia struct {
 	Alternative // URI as written
-	InstreamID  string
 }
 
 // legacyMediaCollector is renditionCollector keeping every attribute.
@@ -48,8 +53,8 @@ func (c *legacyMediaCollector) Decode(line string) (m3u8.CustomTag, error) {
 		Alternative: Alternative{
 			Type: a["TYPE"], GroupID: a["GROUP-ID"], Name: a["NAME"], Language: a["LANGUAGE"], Default: a["DEFAULT"] == "YES",
 			Autoselect: a["AUTOSELECT"], Characteristics: a["CHARACTERISTICS"], URI: a["URI"],
+			Channels: a["CHANNELS"], InstreamID: a["INSTREAM-ID"], Forced: a["FORCED"] == "YES",
 		},
-		InstreamID: a["INSTREAM-ID"],
 	})
 	return rawTag(line), nil
 }

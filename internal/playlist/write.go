@@ -85,10 +85,14 @@ type Variant struct {
 	FrameRate        float64 // written with 3 decimals
 	// Group ids of the alternative renditions this variant plays with.
 	Audio, Video, Subtitles string
+	// ClosedCaptions is the CLOSED-CAPTIONS attribute: a CLOSED-CAPTIONS
+	// group id, "NONE" (the media carries none), or "" for none written
+	// (unknown; Master.Complete writes NONE).
+	ClosedCaptions string
 }
 
-// Alternative is one EXT-X-MEDIA rendition (TYPE AUDIO, VIDEO or
-// SUBTITLES) of a master playlist.
+// Alternative is one EXT-X-MEDIA rendition (TYPE AUDIO, VIDEO, SUBTITLES
+// or CLOSED-CAPTIONS) of a master playlist.
 type Alternative struct {
 	Type            string
 	GroupID         string
@@ -104,6 +108,9 @@ type Alternative struct {
 	// Forced writes FORCED=YES (SUBTITLES only): the rendition carries
 	// only forced narrative (signs, foreign dialogue).
 	Forced bool
+	// InstreamID is the INSTREAM-ID of a CLOSED-CAPTIONS rendition ("CC1"),
+	// which has no URI: the captions travel in the video stream.
+	InstreamID string
 }
 
 // IFrameVariant is one EXT-X-I-FRAME-STREAM-INF of a master playlist: an
@@ -504,8 +511,15 @@ func WriteMaster(w io.Writer, m Master) error {
 	for i, r := range m.Alternatives {
 		switch r.Type {
 		case "AUDIO", "VIDEO", "SUBTITLES":
+			if r.InstreamID != "" {
+				return fmt.Errorf("playlist: rendition %d: INSTREAM-ID on a %s rendition", i, r.Type)
+			}
+		case "CLOSED-CAPTIONS":
+			if err := CheckClosedCaptions(r); err != nil {
+				return fmt.Errorf("playlist: rendition %d: %w", i, err)
+			}
 		default:
-			return fmt.Errorf("playlist: rendition %d: TYPE %q is not AUDIO, VIDEO or SUBTITLES", i, r.Type)
+			return fmt.Errorf("playlist: rendition %d: TYPE %q is not AUDIO, VIDEO, SUBTITLES or CLOSED-CAPTIONS", i, r.Type)
 		}
 		for name, v := range map[string]string{"GROUP-ID": r.GroupID, "NAME": r.Name} {
 			if err := checkQuotedValue(v); err != nil {
@@ -589,7 +603,11 @@ func WriteMaster(w io.Writer, m Master) error {
 		if math.IsNaN(v.FrameRate) || math.IsInf(v.FrameRate, 0) || v.FrameRate < 0 {
 			return fmt.Errorf("playlist: variant %q: frame rate %v", v.URI, v.FrameRate)
 		}
-		for typ, g := range map[string]string{"AUDIO": v.Audio, "VIDEO": v.Video, "SUBTITLES": v.Subtitles} {
+		cc := v.ClosedCaptions
+		if cc == "NONE" {
+			cc = ""
+		}
+		for typ, g := range map[string]string{"AUDIO": v.Audio, "VIDEO": v.Video, "SUBTITLES": v.Subtitles, "CLOSED-CAPTIONS": cc} {
 			if g != "" && groups[g] != typ {
 				return fmt.Errorf("playlist: variant %q names %s group %q, which has no %s rendition", v.URI, typ, g, typ)
 			}
@@ -603,7 +621,10 @@ func WriteMaster(w io.Writer, m Master) error {
 			Video:            v.Video,
 			Subtitles:        v.Subtitles,
 		}
-		if m.Complete {
+		switch {
+		case v.ClosedCaptions != "":
+			params.Captions = v.ClosedCaptions
+		case m.Complete:
 			// Our own encodes never carry CEA-608/708 (x264 runs with
 			// -a53cc 0), so they say so.
 			params.Captions = "NONE"
@@ -628,7 +649,7 @@ func WriteMaster(w io.Writer, m Master) error {
 	if err != nil {
 		return err
 	}
-	if out, err = addChannels(out, m.Alternatives); err != nil {
+	if out, err = addMediaAttributes(out, m.Alternatives); err != nil {
 		return err
 	}
 	// FORCED is an enumerated string (RFC 8216 4.3.4.1): no quotes. No

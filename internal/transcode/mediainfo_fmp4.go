@@ -1,0 +1,210 @@
+package transcode
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/Eyevinn/mp4ff/aac"
+	"github.com/Eyevinn/mp4ff/mp4"
+)
+
+// FMP4Init is what an fMP4 init section (ftyp+moov) says about its media:
+// the H.264 track from its avcC (the SPS inside it gives size and frame
+// rate), the AAC track from its esds AudioSpecificConfig.
+type FMP4Init struct {
+	Video *VideoInfo
+	Audio *AudioInfo
+
+	videoTrex     *mp4.TrexBox
+	videoTrackID  uint32
+	nalLengthSize int
+}
+
+// maxInitBytes bounds an init section: a moov without samples is a few KiB.
+const maxInitBytes = 1 << 20
+
+// ParseFMP4Init reads an fMP4 init section with github.com/Eyevinn/mp4ff.
+func ParseFMP4Init(b []byte) (out *FMP4Init, err error) {
+	defer recoverMP4(&err)
+	if len(b) > maxInitBytes {
+		return nil, fmt.Errorf("transcode: init section of %d bytes is larger than %d", len(b), maxInitBytes)
+	}
+	if err := checkBoxes(b); err != nil {
+		return nil, fmt.Errorf("transcode: init section: %w", err)
+	}
+	f, err := mp4.DecodeFile(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("transcode: init section: %w", err)
+	}
+	if f.Init == nil || f.Init.Moov == nil {
+		return nil, errors.New("transcode: init section has no moov")
+	}
+	out = &FMP4Init{}
+	for _, trak := range f.Init.Moov.Traks {
+		if trak.Mdia == nil || trak.Mdia.Minf == nil || trak.Mdia.Minf.Stbl == nil || trak.Mdia.Minf.Stbl.Stsd == nil {
+			continue
+		}
+		stsd := trak.Mdia.Minf.Stbl.Stsd
+		switch {
+		case stsd.AvcX != nil && stsd.AvcX.AvcC != nil && out.Video == nil:
+			rec := stsd.AvcX.AvcC.DecConfRec
+			if len(rec.SPSnalus) == 0 {
+				return nil, errors.New("transcode: init section: avcC without an SPS")
+			}
+			v, err := ParseSPS(rec.SPSnalus[0])
+			if err != nil {
+				return nil, fmt.Errorf("transcode: init section: %w", err)
+			}
+			v.Codec = fmt.Sprintf("avc1.%02x%02x%02x", rec.AVCProfileIndication, rec.ProfileCompatibility, rec.AVCLevelIndication)
+			out.Video = &v
+			out.videoTrackID = trak.Tkhd.TrackID
+			out.nalLengthSize = 4 // mp4ff decodes only avcC with 4-byte NAL lengths
+			if f.Init.Moov.Mvex != nil {
+				out.videoTrex, _ = f.Init.Moov.Mvex.GetTrex(out.videoTrackID)
+			}
+		case stsd.Mp4a != nil && stsd.Mp4a.Esds != nil && out.Audio == nil:
+			dsi := stsd.Mp4a.Esds.DecConfigDescriptor.DecSpecificInfo
+			if dsi == nil {
+				return nil, errors.New("transcode: init section: esds without an AudioSpecificConfig")
+			}
+			asc, err := aac.DecodeAudioSpecificConfig(bytes.NewReader(dsi.DecConfig))
+			if err != nil {
+				return nil, fmt.Errorf("transcode: init section: %w", err)
+			}
+			out.Audio = &AudioInfo{Codec: fmt.Sprintf("mp4a.40.%d", asc.ObjectType), Channels: int(asc.ChannelConfiguration)}
+		}
+	}
+	return out, nil
+}
+
+// maxFMP4SegmentBytes bounds the fMP4 segment an FMP4Inspector keeps to
+// read its samples (mp4ff decodes a whole fragment); a longer segment is
+// reported as not inspected.
+const maxFMP4SegmentBytes = 16 << 20
+
+// FMP4Inspector reads one fMP4 media segment (moof+mdat) written to it and
+// reports, at Finish, its video samples: whether the first is an IDR
+// picture, how many there are and whether any carries A/53 captions.
+type FMP4Inspector struct {
+	init *FMP4Init
+	buf  bytes.Buffer
+	over bool
+}
+
+// NewFMP4Inspector returns an inspector for one segment of the stream init
+// describes.
+func NewFMP4Inspector(init *FMP4Init) *FMP4Inspector { return &FMP4Inspector{init: init} }
+
+// Write keeps the segment; it never fails.
+func (s *FMP4Inspector) Write(p []byte) (int, error) {
+	if !s.over {
+		if s.buf.Len()+len(p) > maxFMP4SegmentBytes {
+			s.over = true
+			s.buf = bytes.Buffer{}
+		} else {
+			s.buf.Write(p)
+		}
+	}
+	return len(p), nil
+}
+
+// ErrNotInspected marks a segment too large to inspect.
+var ErrNotInspected = errors.New("transcode: segment too large to inspect")
+
+// Finish decodes the segment's fragments.
+func (s *FMP4Inspector) Finish() (info SegmentInfo, err error) {
+	defer recoverMP4(&err)
+	if s.init.Video != nil {
+		v := *s.init.Video
+		info.Video, info.HasVideo = &v, true
+	}
+	if s.init.Audio != nil {
+		a := *s.init.Audio
+		info.Audio, info.HasAudio = &a, true
+	}
+	if s.over {
+		return info, ErrNotInspected
+	}
+	defer func() { s.buf = bytes.Buffer{} }()
+	if s.init.Video == nil {
+		return info, nil
+	}
+	if err := checkBoxes(s.buf.Bytes()); err != nil {
+		return info, fmt.Errorf("transcode: fMP4 segment: %w", err)
+	}
+	f, err := mp4.DecodeFile(bytes.NewReader(s.buf.Bytes()))
+	if err != nil {
+		return info, fmt.Errorf("transcode: fMP4 segment: %w", err)
+	}
+	trex := s.init.videoTrex
+	if trex == nil {
+		trex = &mp4.TrexBox{TrackID: s.init.videoTrackID}
+	}
+	for _, seg := range f.Segments {
+		for _, frag := range seg.Fragments {
+			samples, err := frag.GetFullSamples(trex)
+			if err != nil {
+				return info, fmt.Errorf("transcode: fMP4 segment: %w", err)
+			}
+			for _, sm := range samples {
+				info.VideoFrames++
+				first := info.VideoFrames == 1
+				forEachLengthPrefixedNAL(sm.Data, s.init.nalLengthSize, func(nal []byte) bool {
+					switch nal[0] & 0x1f {
+					case 6:
+						if !info.Captions && seiHasCaptions(nal) {
+							info.Captions = true
+						}
+					case 5:
+						if first {
+							info.StartsWithIDR = true
+						}
+						return false
+					case 1:
+						return false
+					}
+					return true
+				})
+			}
+		}
+	}
+	return info, nil
+}
+
+// recoverMP4 turns a panic inside mp4ff's decoder into an error: it
+// indexes freely on malformed boxes, and a legacy segment must never take
+// the worker down.
+func recoverMP4(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("transcode: malformed MP4 (decoder panic: %v)", r)
+	}
+}
+
+// checkBoxes refuses bytes whose top-level boxes do not tile them exactly:
+// mp4ff allocates a top-level box's declared size before reading it, so a
+// garbage size would allocate gigabytes.
+func checkBoxes(b []byte) error {
+	for len(b) > 0 {
+		if len(b) < 8 {
+			return errors.New("truncated box header")
+		}
+		size := uint64(binary.BigEndian.Uint32(b))
+		hdr := uint64(8)
+		switch size {
+		case 0:
+			size = uint64(len(b)) // to the end
+		case 1:
+			if len(b) < 16 {
+				return errors.New("truncated box header")
+			}
+			size, hdr = binary.BigEndian.Uint64(b[8:]), 16
+		}
+		if size < hdr || size > uint64(len(b)) {
+			return fmt.Errorf("box %q of %d bytes in %d", b[4:8], size, len(b))
+		}
+		b = b[size:]
+	}
+	return nil
+}
