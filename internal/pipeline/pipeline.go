@@ -75,6 +75,11 @@ type Config struct {
 	SourceAttempts int
 	// Storyboard is the thumbnail storyboard's setting (off when zero).
 	Storyboard StoryboardConfig
+	// Chunk is how much media one chunk of a chunked transcode encodes
+	// (CHUNK_SECONDS, see chunks.go); 0 disables chunking. Enqueuer
+	// enqueues the pieces (required for chunking).
+	Chunk    time.Duration
+	Enqueuer *asynq.Client
 }
 
 // DefaultSourceAttempts is Config.SourceAttempts' default.
@@ -205,6 +210,10 @@ func (p *Pipeline) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	log.Info("job started", "source", payload.Source)
 
 	published, err := p.run(ctx, log, att, payload)
+	if errors.Is(err, errFannedOut) {
+		log.Info("job fanned out into pieces", "seconds", time.Since(start).Seconds())
+		return nil
+	}
 	elapsed := time.Since(start)
 	p.metrics.jobDuration.Observe(elapsed.Seconds())
 	bg := context.WithoutCancel(ctx)
@@ -376,6 +385,13 @@ func (p *Pipeline) runIn(ctx context.Context, log *slog.Logger, dir string, att 
 		"deinterlace", plan.Deinterlace, "tonemap", plan.ToneMap != nil, "fps", plan.FrameRate.String(), "audio_renditions", len(plan.Audio))
 	if plan.AudioIgnored > 0 {
 		log.Warn("audio streams over the limit are ignored", "ignored", plan.AudioIgnored, "limit", transcode.MaxAudioRenditions)
+	}
+
+	if chunks, err := p.chunksFor(log, plan, subs); err != nil || chunks != nil {
+		if err != nil {
+			return false, badInput(err)
+		}
+		return false, p.fanOut(ctx, log, att, payload, probe, plan, preset, chunks)
 	}
 
 	timeout := p.cfg.TimeoutBase + time.Duration(p.cfg.TimeoutFactor*float64(probe.Duration))

@@ -1,0 +1,258 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/hlsvault/hlsvault/internal/catalog"
+	"github.com/hlsvault/hlsvault/internal/keys"
+	"github.com/hlsvault/hlsvault/internal/playlist"
+	"github.com/hlsvault/hlsvault/internal/segcrypt"
+	"github.com/hlsvault/hlsvault/internal/testenv"
+	"github.com/hlsvault/hlsvault/internal/testenv/decoder"
+	"github.com/hlsvault/hlsvault/internal/testenv/fixtures"
+	"github.com/hlsvault/hlsvault/internal/testenv/hlscheck"
+	"github.com/hlsvault/hlsvault/internal/transcode"
+	"github.com/hlsvault/hlsvault/internal/verify"
+	"github.com/hlsvault/hlsvault/internal/worker"
+	"github.com/hlsvault/hlsvault/jobs"
+)
+
+// withChunks turns chunking on: chunk of media per chunk, 4 s segments, a
+// two-rung ladder that fits a 160x90 source.
+func withChunks(t *testing.T, chunk time.Duration) func(*Config) {
+	return func(c *Config) {
+		ladder, err := transcode.ParseLadder("90p:120k:64k,72p:80k:48k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl := asynq.NewClient(fixtures.Redis(t))
+		t.Cleanup(func() { cl.Close() })
+		c.Ladder, c.Segment, c.Chunk, c.Enqueuer = ladder, 4*time.Second, chunk, cl
+	}
+}
+
+// chunkWorker runs one more worker process's worth of pipeline (its own
+// Pipeline and asynq server, logging as name) on the harness's queues.
+func (h *harness) chunkWorker(name string, logs io.Writer) (stop func()) {
+	h.t.Helper()
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(logs, testenv.TestWriter{T: h.t}), nil)).With("worker", name)
+	p, err := New(h.pipe.cfg, h.store, h.db, h.keyring, log, nil)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	hs := worker.Handlers{jobs.TypeTranscode: p}
+	maps.Copy(hs, p.PieceHandlers())
+	return fixtures.Worker(h.t, worker.Config{Queues: h.queues, RetryDelay: func(int) time.Duration { return time.Second }},
+		h.redis, log, hs)
+}
+
+// waitEnd waits until the job is published, failed or cancelled.
+func (h *harness) waitEnd(taskID string, limit time.Duration) jobs.Job {
+	h.t.Helper()
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		j, err := h.client.Job(context.Background(), taskID)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if j.State == jobs.Published || j.State == jobs.Failed || j.State == jobs.Cancelled {
+			return j
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	h.t.Fatalf("job %s did not end in %v", taskID, limit)
+	return jobs.Job{}
+}
+
+// decryptRendition decrypts every segment of one media playlist of cur,
+// each with its own period's key, into one MPEG-TS file.
+func (h *harness) decryptRendition(t *testing.T, cur catalog.Version, name string) (string, *playlist.ParsedMedia) {
+	t.Helper()
+	byURI := map[string]keys.ContentKey{}
+	for _, k := range cur.Keys {
+		ck, err := h.keyring.Unwrap(k.KEKID, k.KeyID, k.Wrapped)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byURI[strings.ReplaceAll(h.pipe.cfg.KeyURITemplate, "{key_id}", k.KeyID)] = ck
+	}
+	objs := h.objects(name)
+	m, err := playlist.ParseMedia(bytes.NewReader(objs[name]))
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	var ts bytes.Buffer
+	for _, s := range m.Segments {
+		seg := path.Join(path.Dir(name), s.URI)
+		iv, err := hex.DecodeString(strings.TrimPrefix(strings.ToLower(s.Key.IV), "0x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ck, ok := byURI[s.Key.URI]
+		if !ok {
+			t.Fatalf("%s: key %s is not the version's", seg, s.Key.URI)
+		}
+		dec, err := segcrypt.NewDecryptReader(bytes.NewReader(h.objects(seg)[seg]), ck.Bytes(), iv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(&ts, dec); err != nil {
+			t.Fatalf("%s: %v", seg, err)
+		}
+	}
+	p := filepath.Join(t.TempDir(), path.Base(path.Dir(name))+".ts")
+	if err := os.WriteFile(p, ts.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p, m
+}
+
+// packetPTS lists the PTS of every packet of a file's first stream, in
+// presentation order.
+func packetPTS(t *testing.T, file string) []int64 {
+	t.Helper()
+	_, ffprobe := testenv.FFmpeg(t)
+	out, err := exec.Command(ffprobe, "-v", "error", "-select_streams", "0", "-show_entries", "packet=pts", "-of", "csv=p=0", file).Output()
+	if err != nil {
+		t.Fatalf("ffprobe %s: %v", file, err)
+	}
+	var pts []int64
+	for _, l := range strings.Fields(string(out)) {
+		v, err := strconv.ParseInt(strings.TrimSuffix(l, ","), 10, 64)
+		if err != nil {
+			t.Fatalf("pts %q", l)
+		}
+		pts = append(pts, v)
+	}
+	slices.Sort(pts)
+	return pts
+}
+
+// TestChunkedTwoWorkers is issue 13's done-when, in process: a 10-minute
+// source, CHUNK_SECONDS=60 (10 chunks and the title piece), two worker
+// processes' worth of pipelines and asynq servers sharing the job through
+// Redis and PostgreSQL. Both take pieces; nothing is done twice; the
+// version verifies; every rendition has the unchunked plan's 150 segments
+// of 4 s, numbered and sequenced continuously with no discontinuity; the
+// video PTS advances by exactly one frame across every seam and the
+// audio, encoded once, without a gap; the key periods (140 s, across
+// chunk boundaries) form one key sequence; the progress events sum the
+// pieces'.
+func TestChunkedTwoWorkers(t *testing.T) {
+	h := newHarness(t, fixtures.FS(t), withChunks(t, time.Minute), func(c *Config) { c.KeyPeriod = 140 * time.Second })
+	ctx := context.Background()
+	src := testenv.MakeSource(t, t.TempDir(), testenv.Source{Width: 160, Height: 90, Seconds: 600, FPS: 25, Audio: true})
+	h.upload("uploads/long.mp4", src)
+	video := testenv.Name("chunked")
+	var logsA, logsB testenv.SyncBuffer
+	h.chunkWorker("A", &logsA)
+	h.chunkWorker("B", &logsB)
+	res, err := h.client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: video, Source: "uploads/long.mp4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := h.waitEnd(res.TaskID, 8*time.Minute)
+	if j.State != jobs.Published || j.Attempts != 1 {
+		t.Fatalf("job %+v", j)
+	}
+	all := logsA.String() + logsB.String()
+	if !strings.Contains(all, "fanned out") {
+		t.Fatal("the job was not chunked")
+	}
+	// Every piece stored once (no duplicate work), and both workers did
+	// some (scale-out).
+	for piece := range 11 {
+		re := regexp.MustCompile(fmt.Sprintf(`msg="piece stored" worker=[AB] job=\d+ version=1 piece=%d piece_attempt=1 `, piece))
+		if n := len(re.FindAllString(all, -1)); n != 1 {
+			t.Errorf("piece %d stored %d times", piece, n)
+		}
+	}
+	if strings.Contains(all, "piece_attempt=2") {
+		t.Error("a piece was run twice")
+	}
+	if a, b := strings.Count(logsA.String(), "piece stored"), strings.Count(logsB.String(), "piece stored"); a == 0 || b == 0 {
+		t.Errorf("pieces stored by worker A: %d, by B: %d; want both", a, b)
+	}
+
+	ver := &verify.Verifier{Store: h.store, DB: h.db, Keyring: h.keyring, Exec: decoder.Exec(t)}
+	rep, err := ver.Verify(ctx, video)
+	if err != nil || !rep.OK() {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
+	hlscheck.StrictAll(t, hlscheck.Stored(t, h.store, "hls/"+video+"/"))
+	cur, err := h.db.CurrentVersion(ctx, video)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cur.Keys) != 5 {
+		t.Errorf("keys %+v, want 5 periods of 140 s", cur.Keys)
+	}
+	var videoPTS [][]int64
+	for _, r := range cur.Renditions {
+		if r.Type == catalog.RenditionStoryboard {
+			continue
+		}
+		file, m := h.decryptRendition(t, cur, r.Playlist)
+		if r.Type == catalog.RenditionAudio {
+			if r.Segments < 149 || r.Segments > 151 {
+				t.Errorf("%s: %d audio segments", r.Name, r.Segments)
+			}
+		} else if len(m.Segments) != 150 {
+			t.Errorf("%s: %d segments, want 150", r.Name, len(m.Segments))
+		}
+		for i, s := range m.Segments {
+			if want := fmt.Sprintf("seg_%05d.ts", i); s.URI != want || s.Discontinuity {
+				t.Errorf("%s: segment %d is %s (discontinuity %v), want %s", r.Name, i, s.URI, s.Discontinuity, want)
+			}
+			if r.Type != catalog.RenditionAudio && s.Duration != 4 {
+				t.Errorf("%s: segment %d lasts %v", r.Name, i, s.Duration)
+			}
+		}
+		pts := packetPTS(t, file)
+		step := int64(90000 / 25)
+		if r.Type == catalog.RenditionAudio {
+			step = 1920 // 1024 samples at 48 kHz
+		}
+		for i := 1; i < len(pts); i++ {
+			if pts[i]-pts[i-1] != step {
+				t.Errorf("%s: PTS jumps from %d to %d (at %.3f s)", r.Name, pts[i-1], pts[i], float64(pts[i])/90000)
+				break
+			}
+		}
+		if r.Type == catalog.RenditionAudio {
+			if d := videoPTS[0][0] - pts[0]; d < 0 || d > step {
+				t.Errorf("audio starts at %d, video at %d", pts[0], videoPTS[0][0])
+			}
+		} else {
+			if len(pts) != 15000 {
+				t.Errorf("%s: %d frames, want 15000", r.Name, len(pts))
+			}
+			videoPTS = append(videoPTS, pts)
+		}
+	}
+	if len(videoPTS) != 2 {
+		t.Fatalf("%d video renditions", len(videoPTS))
+	}
+	var leftover int
+	if err := h.db.Pool().QueryRow(ctx, `select count(*) from chunked_jobs where job_id = $1`, j.ID).Scan(&leftover); err != nil || leftover != 0 {
+		t.Errorf("chunk rows left after publish: %d %v", leftover, err)
+	}
+}
