@@ -89,6 +89,9 @@ func TestConfigBadValues(t *testing.T) {
 		{"SOURCE_NOT_FOUND_ATTEMPTS", "0", "from 1 to 100"},
 		{"SOURCE_NOT_FOUND_ATTEMPTS", "three", "an integer"},
 		{"STORYBOARD", "yes", "on or off"},
+		{"CHUNK_SECONDS", "1m", "an integer"},
+		{"CHUNK_SECONDS", "2", "0 (no chunking) or whole seconds from SEGMENT_SECONDS"},
+		{"CHUNK_SECONDS", "-60", "0 (no chunking) or whole seconds from SEGMENT_SECONDS"},
 		{"STORYBOARD_INTERVAL", "10ms", "from 100ms to 10m"},
 		{"STORYBOARD_INTERVAL", "5", "a Go duration"},
 	}

@@ -88,7 +88,7 @@ func (cp *chunkPlan) titlePiece() int { return len(cp.Chunks) }
 
 // pieceResult is what a piece stored, recorded in its row for the join.
 type pieceResult struct {
-	Renditions []renditionResult `json:"renditions"`
+	Renditions []renditionResult  `json:"renditions"`
 	Storyboard *catalog.Rendition `json:"storyboard,omitempty"`
 }
 
