@@ -410,6 +410,11 @@ func (p *Pipeline) runPieceIn(ctx context.Context, log *slog.Logger, dir string,
 		if err := p.storePiece(ctx, v, out, outs, start, attempt); err != nil {
 			return nil, err
 		}
+		if p.pieceHook != nil {
+			if err := p.pieceHook(ctx, pl.Piece, attempt); err != nil {
+				return nil, err
+			}
+		}
 		if err := checkPieceOutputs(outs, media, isTitle); err != nil {
 			return nil, err
 		}

@@ -136,6 +136,9 @@ type Pipeline struct {
 	// storyboardHook, if set, runs on the storyboard's sprite directory
 	// once ffmpeg made it; an error fails the pass (tests).
 	storyboardHook func(dir string) error
+	// pieceHook, if set, runs after a chunk piece stored its segments; an
+	// error fails the piece (tests).
+	pieceHook func(ctx context.Context, piece, attempt int) error
 }
 
 // New builds a Pipeline. The keyring's primary KEK wraps new keys.

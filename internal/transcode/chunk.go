@@ -30,6 +30,14 @@ import (
 // and overlap the second. 10 s exceeds any reorder delay.
 const ChunkTimelineOffset = 10 * time.Second
 
+// aacPriming is the AAC encoder's priming (1024 samples at 48 kHz): its
+// first packet starts that much before 0. An unchunked run shifts its
+// audio muxer's timestamps by it (ffmpeg makes them non-negative), so its
+// audio starts with its video; the audio run of a chunked transcode is
+// shifted the same, explicitly: hls.js takes an audio rendition that starts
+// before the video for an overlap (bufferAppendNoProgress).
+const aacPriming = 1024 * time.Second / 48000
+
 // Chunk is one stretch of the source that one ffmpeg run encodes.
 type Chunk struct {
 	Index int
@@ -181,7 +189,7 @@ func AudioArgs(plan Plan, audio []AudioRendition, input, outDir string, opt Args
 		"hls_flags":            "temp_file+independent_segments",
 		"hls_segment_type":     "mpegts",
 		"hls_segment_filename": outDir + "/%v/seg_%05d.ts",
-		"output_ts_offset":     secondsArg(ChunkTimelineOffset),
+		"output_ts_offset":     secondsArg(ChunkTimelineOffset + aacPriming),
 	}
 	var streams []*ffmpeg.Stream
 	var varMap []string
