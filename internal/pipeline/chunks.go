@@ -158,7 +158,14 @@ func (p *Pipeline) fanOut(ctx context.Context, log *slog.Logger, att catalog.Att
 		return err
 	}
 	p.setStage(ctx, log, att.Job.ID, catalog.StageEncode)
-	for i := range pieces {
+	// The title piece first: it spans the whole title (the storyboard
+	// decodes all of it), so with fewer workers than pieces it should not
+	// be the one left running at the end.
+	order := append([]int{cp.titlePiece()}, make([]int, len(chunks))...)
+	for i := range chunks {
+		order[i+1] = i
+	}
+	for _, i := range order {
 		if err := p.enqueuePiece(ctx, jobs.TypeTranscodePiece, jobs.PiecePayload{JobID: att.Job.ID, Version: att.Version, Piece: i},
 			cp.Timeout); err != nil {
 			return err
