@@ -168,6 +168,11 @@ func (p *Pipeline) fanOut(ctx context.Context, log *slog.Logger, att catalog.Att
 	for _, i := range order {
 		if err := p.enqueuePiece(ctx, jobs.TypeTranscodePiece, jobs.PiecePayload{JobID: att.Job.ID, Version: att.Version, Piece: i},
 			cp.Timeout); err != nil {
+			// The retry begins a new attempt; the pieces enqueued so far
+			// find theirs gone.
+			if derr := p.db.DropChunked(context.WithoutCancel(ctx), att.Job.ID, att.Version); derr != nil {
+				log.Error("drop the chunked attempt", "err", derr)
+			}
 			return err
 		}
 	}
@@ -292,7 +297,10 @@ func (p *Pipeline) endPiece(ctx context.Context, log *slog.Logger, pl jobs.Piece
 		drop()
 		return fmt.Errorf("pipeline: %s: %w: %w", pl.TaskID(), err, asynq.SkipRetry)
 	case errors.Is(err, catalog.ErrSuperseded) || errors.Is(err, catalog.ErrNotFound):
+		// A newer attempt of the job (its coordinator ran again), or the
+		// job ended: this attempt's rows and keys serve nobody.
 		log.Info("the attempt is over; piece dropped", "err", err)
+		drop()
 		return fmt.Errorf("pipeline: %s: %w: %w", pl.TaskID(), err, asynq.SkipRetry)
 	case errors.Is(err, context.Canceled):
 		// Shutdown: asynq puts the task back; the job stays processing for
