@@ -13,6 +13,9 @@
 // publish the version and its wrapped key in one database transaction. The
 // plain segments are deleted as soon as they are stored, and the key exists
 // only inside the packager's Version and, wrapped, in PostgreSQL.
+//
+// With Config.Chunk set, a long source is instead encoded in pieces that
+// any worker takes and joined into one version (chunks.go).
 package pipeline
 
 import (
