@@ -71,7 +71,10 @@ func runChunks(ctx context.Context, args []string, getenv func(string) string, s
 	defer b.db.Close()
 	defer b.client.Close()
 	// LOG_LEVEL=info: the per-piece times come from the workers' logs.
-	b.env = append(b.env, "LOG_LEVEL=info")
+	// DECODER_SANDBOX=none: the CPU figure is the workers' rusage, which
+	// includes the ffmpeg runs they reaped, but not those inside bwrap's
+	// pid namespace (its init reaps them out of the worker's sight).
+	b.env = append(b.env, "LOG_LEVEL=info", "DECODER_SANDBOX=none")
 	fmt.Fprintf(stdout, "source: 1920x1080, %d s, default ladder, preset %s, %d cores; chunked: CHUNK_SECONDS=%d, 2 worker processes\n",
 		c.Seconds, c.Preset, nproc(), *chunk)
 
