@@ -31,6 +31,10 @@ echo "== worker vs bare ffmpeg (1080p, 4 rungs)"
 
 
 echo
+echo "== chunked vs unchunked transcode (1080p, 120 s; two worker processes), time-to-publish model"
+./bin/hlsbench chunks
+
+echo
 echo "== playback gateway (wrk)"
 # Against a baseline when there is one: GATEWAY_BENCH_BASELINE as given, or
 # the merge base with main when this tree is a branch that differs from it.

@@ -10,6 +10,9 @@
 // runLoad). `hlsbench analysis` measures the pre-transcode checks (the
 // integrity check's packet read and the interlace check's idet sample)
 // against the transcode's wall time (see runAnalysis; no services needed).
+// `hlsbench chunks` compares chunked with unchunked transcoding of a 1080p
+// source of at least 120 s (CPU, wall with two worker processes) and
+// models the time to publish with N workers (see runChunks).
 //
 // It expects the services of `make services` and ./bin/worker (make build).
 package main
@@ -66,6 +69,9 @@ type Config struct {
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "load" {
 		return runLoad(ctx, args[1:], getenv, stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "chunks" {
+		return runChunks(ctx, args[1:], getenv, stdout, stderr)
 	}
 	if len(args) > 0 && args[0] == "analysis" {
 		return runAnalysis(ctx, args[1:], stdout, stderr)
@@ -325,68 +331,97 @@ func (b *bench) setup(ctx context.Context) error {
 // and waits until it is published. It returns the time from enqueue to
 // published and the worker's peak RSS in MiB.
 func (b *bench) worker(ctx context.Context, src string) (float64, float64, error) {
-	store, err := storage.Open(ctx, "azblob://"+b.queue, b.getenv)
+	video, name, err := b.upload(ctx, src)
 	if err != nil {
 		return 0, 0, err
 	}
-	var id [6]byte
-	rand.Read(id[:])
-	video := fmt.Sprintf("bench-%x", id)
-	f, err := os.Open(src)
-	if err != nil {
-		return 0, 0, err
-	}
-	name := "uploads/" + video + ".mp4"
-	err = store.Put(ctx, name, f, -1, storage.PutOptions{})
-	f.Close()
-	if err != nil {
-		return 0, 0, err
-	}
-
-	cmd := exec.CommandContext(ctx, b.cfg.Worker)
-	cmd.Env = b.env
-	logFile, err := os.Create(filepath.Join(b.cfg.Dir, "worker.log"))
+	cmd, logFile, err := b.startWorker(ctx, "worker.log")
 	if err != nil {
 		return 0, 0, err
 	}
 	defer logFile.Close()
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		return 0, 0, err
-	}
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	}()
+	defer stopWorker(cmd)
 	time.Sleep(500 * time.Millisecond) // let it connect, as a running fleet would be
 
 	start := time.Now()
+	if err := b.transcode(ctx, video, name, []*exec.Cmd{cmd}, logFile.Name()); err != nil {
+		return 0, 0, err
+	}
+	wall := time.Since(start).Seconds()
+	return wall, peakRSS(cmd.Process.Pid), nil
+}
+
+// upload stores src in Azurite for a new video id, and returns the id
+// and the object name.
+func (b *bench) upload(ctx context.Context, src string) (video, name string, err error) {
+	store, err := storage.Open(ctx, "azblob://"+b.queue, b.getenv)
+	if err != nil {
+		return "", "", err
+	}
+	var id [6]byte
+	rand.Read(id[:])
+	video = fmt.Sprintf("bench-%x", id)
+	f, err := os.Open(src)
+	if err != nil {
+		return "", "", err
+	}
+	defer f.Close()
+	name = "uploads/" + video + ".mp4"
+	return video, name, store.Put(ctx, name, f, -1, storage.PutOptions{})
+}
+
+// startWorker starts a worker process with the bench's environment and
+// extra variables, logging into log under the work directory.
+func (b *bench) startWorker(ctx context.Context, log string, env ...string) (*exec.Cmd, *os.File, error) {
+	cmd := exec.CommandContext(ctx, b.cfg.Worker)
+	cmd.Env = append(slices.Clone(b.env), env...)
+	logFile, err := os.Create(filepath.Join(b.cfg.Dir, log))
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, nil, err
+	}
+	return cmd, logFile, nil
+}
+
+// stopWorker stops a worker as a deployment would (SIGTERM) and waits.
+func stopWorker(cmd *exec.Cmd) {
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+}
+
+// transcode enqueues the uploaded source name for video and waits until
+// it is published, while the workers run.
+func (b *bench) transcode(ctx context.Context, video, name string, workers []*exec.Cmd, logs string) error {
 	res, err := b.client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: video, Source: name})
 	if err != nil {
-		return 0, 0, err
+		return err
 	}
 	for {
 		j, err := b.client.Job(ctx, res.TaskID)
 		if err != nil {
-			return 0, 0, err
+			return err
 		}
 		if j.State == jobs.Published {
-			break
+			return nil
 		}
 		if j.State == jobs.Failed {
-			return 0, 0, fmt.Errorf("job failed: %s", j.Error)
+			return fmt.Errorf("job failed: %s", j.Error)
 		}
-		if cmd.ProcessState != nil {
-			return 0, 0, errors.New("worker exited; see " + logFile.Name())
+		for _, w := range workers {
+			if w.ProcessState != nil {
+				return errors.New("worker exited; see " + logs)
+			}
 		}
 		select {
 		case <-ctx.Done():
-			return 0, 0, ctx.Err()
+			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	wall := time.Since(start).Seconds()
-	return wall, peakRSS(cmd.Process.Pid), nil
 }
 
 // peakRSS reads VmHWM of one process (its children, ffmpeg, excluded), MiB.

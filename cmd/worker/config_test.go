@@ -92,6 +92,9 @@ func TestConfigBadValues(t *testing.T) {
 		{"SEGMENT_FORMAT", "FMP4", "ts or fmp4"},
 		{"SEGMENT_FORMAT", "cmaf", "ts or fmp4"},
 		{"LADDER", "720p:1M,720p:500k:hevc", "need SEGMENT_FORMAT=fmp4"},
+		{"CHUNK_SECONDS", "1m", "an integer"},
+		{"CHUNK_SECONDS", "2", "0 (no chunking) or whole seconds from SEGMENT_SECONDS"},
+		{"CHUNK_SECONDS", "-60", "0 (no chunking) or whole seconds from SEGMENT_SECONDS"},
 		{"STORYBOARD_INTERVAL", "10ms", "from 100ms to 10m"},
 		{"STORYBOARD_INTERVAL", "5", "a Go duration"},
 	}

@@ -106,6 +106,7 @@ type Config struct {
 	SegmentFormat     string          `env:"SEGMENT_FORMAT" envDefault:"ts" flag:"segment-format" help:"segment container: ts (MPEG-TS) or fmp4 (fragmented MP4, needed by HEVC rungs)"`
 	SegmentSeconds    float64         `env:"SEGMENT_SECONDS" envDefault:"4" flag:"segment-seconds" help:"target segment duration in seconds (1-30)"`
 	KeyPeriod         time.Duration   `env:"KEY_PERIOD" envDefault:"5m" flag:"key-period" help:"media time one content key encrypts; 0: one key per version"`
+	ChunkSeconds      int             `env:"CHUNK_SECONDS" envDefault:"0" flag:"chunk-seconds" help:"media per chunk of a chunked parallel transcode, in whole seconds; 0 disables"`
 	Preset            string          `env:"X264_PRESET" envDefault:"veryfast" flag:"preset" help:"x264 preset (ultrafast … placebo)"`
 	Concurrency       int             `env:"WORKER_CONCURRENCY" envDefault:"1" flag:"concurrency" help:"jobs at once; ffmpeg uses every core, so 1 per machine"`
 	UploadConcurrency int             `env:"UPLOAD_CONCURRENCY" envDefault:"8" flag:"upload-concurrency" help:"parallel segment uploads per job (1-256)"`
@@ -159,6 +160,8 @@ func (c *Config) validate(cmd string, p *config.Problems) {
 	}
 	p.Check(c.SegmentSeconds >= 1 && c.SegmentSeconds <= 30, "SEGMENT_SECONDS", "a number of seconds from 1 to 30")
 	p.Check(c.KeyPeriod == 0 || c.KeyPeriod >= time.Second, "KEY_PERIOD", "a Go duration of at least 1s such as 5m, or 0 for one key per version")
+	p.Check(c.ChunkSeconds == 0 || (float64(c.ChunkSeconds) >= c.SegmentSeconds && c.ChunkSeconds <= 6*3600), "CHUNK_SECONDS",
+		"0 (no chunking) or whole seconds from SEGMENT_SECONDS to 21600 such as 60")
 	p.Check(config.ValidPreset(c.Preset), "X264_PRESET", config.FormPreset)
 	p.Check(c.Storyboard == "on" || c.Storyboard == "off", "STORYBOARD", "on or off")
 	p.Check(c.StoryboardInterval >= transcode.MinStoryboardInterval && c.StoryboardInterval <= 10*time.Minute, "STORYBOARD_INTERVAL",
@@ -430,6 +433,9 @@ func runWorker(ctx context.Context, sig signals, cfg Config, getenv func(string)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	lim := transcode.DefaultLimits()
 	lim.MaxBytes, lim.MaxDuration = int64(cfg.MaxSourceBytes), cfg.MaxSourceDuration
+	// The pipeline enqueues the pieces of chunked transcodes.
+	enq := asynq.NewClient(redisOpt)
+	defer enq.Close()
 	pipe, err := pipeline.New(pipeline.Config{
 		Exec: dec, Ladder: ladder, Segments: cfg.segments,
 		Segment: time.Duration(cfg.SegmentSeconds * float64(time.Second)), Limits: lim, Preset: cfg.Preset,
@@ -437,6 +443,7 @@ func runWorker(ctx context.Context, sig signals, cfg Config, getenv func(string)
 		TimeoutBase: jobTimeoutBase, TimeoutFactor: jobTimeoutFactor, KeyPeriod: cfg.KeyPeriod,
 		SourceAttempts: cfg.SourceAttempts,
 		Storyboard:     pipeline.StoryboardConfig{Enabled: cfg.Storyboard == "on", Interval: cfg.StoryboardInterval},
+		Chunk:          time.Duration(cfg.ChunkSeconds) * time.Second, Enqueuer: enq,
 	}, store, db, keyring, log, pipeline.NewMetrics(reg))
 	if err != nil {
 		return err
@@ -454,6 +461,9 @@ func runWorker(ctx context.Context, sig signals, cfg Config, getenv func(string)
 	srv, err := worker.New(worker.Config{Concurrency: cfg.Concurrency, Queues: queues, ShutdownTimeout: cfg.ShutdownTimeout},
 		redisOpt, log, worker.Handlers{
 			jobs.TypeTranscode: pipe,
+			// Chunked transcodes' pieces and joins (any worker takes any).
+			jobs.TypeTranscodePiece: asynq.HandlerFunc(pipe.ProcessPiece),
+			jobs.TypeTranscodeJoin:  asynq.HandlerFunc(pipe.ProcessJoin),
 			// Backfill batches and ticks (low-priority queue).
 			backfill.TypeBatch: asynq.HandlerFunc(bf.HandleBatch),
 			backfill.TypeTick:  asynq.HandlerFunc(bf.HandleTick),

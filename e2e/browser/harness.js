@@ -52,7 +52,7 @@
     var hls = window.__hls = new Hls({ renderTextTracksNatively: true });
     hls.on(Hls.Events.ERROR, function (ev, d) {
       state.errors.push({ type: d.type, details: d.details, fatal: !!d.fatal,
-        code: d.response ? d.response.code : null });
+        code: d.response ? d.response.code : null, frag: d.frag ? d.frag.type + ":" + d.frag.sn : null });
       if (d.fatal) fail("hls.js " + d.type + " " + d.details);
     });
     // hls.js lists the tracks of the current variant's groups, once known.

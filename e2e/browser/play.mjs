@@ -5,7 +5,7 @@
 //       prints one JSON line {ok, frames, currentTime, width, height, ...}.
 //
 //   node e2e/browser/play.mjs --master <master-url> [--players hlsjs,shaka]
-//       [--seconds N] [--audio LANG] [--text LANG]
+//       [--seconds N] [--audio LANG] [--text LANG] [--start T]
 //       [--page <watch-url>]
 //       each player (default both) in its own page of ONE Chromium, in
 //       parallel: the gateway's /watch page for the master's video (or
@@ -44,6 +44,9 @@ const flag = (name, def) => {
 const masterURL = flag("master", null);
 const watchURL = masterURL ? null : argv.find((a) => !a.startsWith("--"));
 const minSeconds = Number(flag("seconds", "1.5"));
+// --start T: seek to T once playing (e.g. just before a chunk seam), then
+// play past --seconds.
+const startAt = Number(flag("start", "0"));
 const players = flag("players", "hlsjs,shaka").split(",").filter(Boolean);
 const audio = flag("audio", null);
 const text = flag("text", null);
@@ -76,6 +79,10 @@ const BENIGN = new Set(["bufferSeekOverHole", "bufferNudgeOnStall"]);
 // abort, a short stall or an append that added nothing. Playback must still
 // advance past --seconds.
 const SWITCH = new Set(["aborted", "bufferStalledError", "bufferAppendNoProgress"]);
+// Also notices: a seek (--start) aborts the loads in flight; and hls.js 1.7
+// reports its first append of an alternate audio rendition's first
+// fragment as making no progress (every title with an audio group, chunked
+// or not, from the start, without any switch).
 
 // dedupe keeps the first of repeated problems (a player retrying a
 // request reports the same failure many times), at most 20.
@@ -159,19 +166,27 @@ async function playHarness(browser, player) {
   let r = null;
   try {
     await page.goto(pageURL, { waitUntil: "load" });
-    const handle = await page.waitForFunction(({ min, audio, text }) => {
+    const handle = await page.waitForFunction(({ min, audio, text, start }) => {
       const s = window.__e2e;
       const v = document.getElementById("player");
       if (!s || !v) return false;
       const q = v.getVideoPlaybackQuality();
       const snap = { ...s, frames: q.totalVideoFrames, dropped: q.droppedVideoFrames, currentTime: v.currentTime,
-        width: v.videoWidth, height: v.videoHeight };
+        width: v.videoWidth, height: v.videoHeight, seekedFrom: window.__e2eSeeked ? window.__e2eSeeked.frames : null };
       if (s.fatal) return snap;
-      const played = q.totalVideoFrames > 0 && v.currentTime >= min;
+      // --start: once playing, seek there once; frames must then be
+      // decoded after the seek, up to --seconds.
+      if (start > 0 && !window.__e2eSeeked && q.totalVideoFrames > 0) {
+        window.__e2eSeeked = { frames: q.totalVideoFrames };
+        v.currentTime = start;
+        return false;
+      }
+      const seeked = !(start > 0) || (window.__e2eSeeked && q.totalVideoFrames > window.__e2eSeeked.frames);
+      const played = seeked && q.totalVideoFrames > 0 && v.currentTime >= min;
       if (played && (!audio || s.audioSwitched) && (!text || s.cue.shown)) return snap;
       window.__e2eLast = snap;
       return false;
-    }, { min: minSeconds, audio, text }, { timeout: 60000, polling: 200 }).catch(async (e) => {
+    }, { min: minSeconds, audio, text, start: startAt }, { timeout: 60000, polling: 200 }).catch(async (e) => {
       problems.push(`${player}: timed out (${redact(e.message.split("\n")[0])})`);
       return null;
     });
@@ -183,7 +198,8 @@ async function playHarness(browser, player) {
   if (!r) return { ok: false, notices, problems };
   if (r.fatal) problems.push(`${player}: fatal: ${redact(r.fatal)}`);
   for (const e of r.errors || []) {
-    if (player === "hlsjs" && !e.fatal && (e.type === "mediaError" && BENIGN.has(e.details) || audio && SWITCH.has(e.details))) {
+    if (player === "hlsjs" && !e.fatal && (e.type === "mediaError" && BENIGN.has(e.details) || audio && SWITCH.has(e.details) ||
+        startAt > 0 && e.details === "aborted" || e.details === "bufferAppendNoProgress" && e.frag === "audio:0")) {
       notices.push(e.details);
     }
     else problems.push(`${player} error: ` + redact(JSON.stringify(e)));

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"maps"
 	"net/url"
 	"os"
 	"os/exec"
@@ -75,7 +76,9 @@ func (e *env) publishRealSource(source testenv.Source, opts ...func(*pipeline.Co
 		t.Fatal(err)
 	}
 	defer client.Close()
-	stop := fixtures.Worker(t, worker.Config{Queues: queues}, redisOpt, testenv.Logger(t), worker.Handlers{jobs.TypeTranscode: pipe})
+	handlers := worker.Handlers{jobs.TypeTranscode: pipe}
+	maps.Copy(handlers, pipe.PieceHandlers()) // chunked transcodes, when the options turn them on
+	stop := fixtures.Worker(t, worker.Config{Queues: queues}, redisOpt, testenv.Logger(t), handlers)
 	defer stop()
 	video := testenv.Name("e2e")
 	res, err := client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: video, Source: "uploads/e2e.mp4"})

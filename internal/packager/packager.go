@@ -166,6 +166,8 @@ type Version struct {
 	mu   sync.Mutex
 	keys map[int]*periodKey
 	byID map[string]*periodKey
+	// sealed: every key was made up front (Resume); no new ones.
+	sealed bool
 }
 
 // Begin starts a version under prefix (which must end in "/") with a fresh
@@ -215,6 +217,9 @@ func (v *Version) keyAt(start float64) (*periodKey, error) {
 	defer v.mu.Unlock()
 	if k, ok := v.keys[n]; ok {
 		return k, nil
+	}
+	if v.sealed {
+		return nil, fmt.Errorf("packager: media at %v s is in key period %d, which the resumed version has no key for", start, n)
 	}
 	ck, err := v.p.opts.NewKey()
 	if err != nil {

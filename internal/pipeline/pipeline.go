@@ -13,6 +13,9 @@
 // publish the version and its wrapped key in one database transaction. The
 // plain segments are deleted as soon as they are stored, and the key exists
 // only inside the packager's Version and, wrapped, in PostgreSQL.
+//
+// With Config.Chunk set, a long source is instead encoded in pieces that
+// any worker takes and joined into one version (chunks.go).
 package pipeline
 
 import (
@@ -79,6 +82,11 @@ type Config struct {
 	// MPEG-TS; a job's own (jobs.TranscodeRequest.Segments) wins. A
 	// Ladder with HEVC rungs needs fMP4 (New refuses it otherwise).
 	Segments transcode.SegmentFormat
+	// Chunk is how much media one chunk of a chunked transcode encodes
+	// (CHUNK_SECONDS, see chunks.go); 0 disables chunking. Enqueuer
+	// enqueues the pieces (required for chunking).
+	Chunk    time.Duration
+	Enqueuer *asynq.Client
 }
 
 // DefaultSourceAttempts is Config.SourceAttempts' default.
@@ -135,6 +143,9 @@ type Pipeline struct {
 	// storyboardHook, if set, runs on the storyboard's sprite directory
 	// once ffmpeg made it; an error fails the pass (tests).
 	storyboardHook func(dir string) error
+	// pieceHook, if set, runs after a chunk piece stored its segments; an
+	// error fails the piece (tests).
+	pieceHook func(ctx context.Context, piece, attempt int) error
 }
 
 // New builds a Pipeline. The keyring's primary KEK wraps new keys.
@@ -212,6 +223,10 @@ func (p *Pipeline) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	log.Info("job started", "source", payload.Source)
 
 	published, err := p.run(ctx, log, att, payload)
+	if errors.Is(err, errFannedOut) {
+		log.Info("job fanned out into pieces", "seconds", time.Since(start).Seconds())
+		return nil
+	}
 	elapsed := time.Since(start)
 	p.metrics.jobDuration.Observe(elapsed.Seconds())
 	bg := context.WithoutCancel(ctx)
@@ -387,6 +402,13 @@ func (p *Pipeline) runIn(ctx context.Context, log *slog.Logger, dir string, att 
 		"segments", plan.Segments)
 	if plan.AudioIgnored > 0 {
 		log.Warn("audio streams over the limit are ignored", "ignored", plan.AudioIgnored, "limit", transcode.MaxAudioRenditions)
+	}
+
+	if chunks, err := p.chunksFor(log, plan, subs); err != nil || chunks != nil {
+		if err != nil {
+			return false, badInput(err)
+		}
+		return false, p.fanOut(ctx, log, att, payload, probe, plan, preset, chunks)
 	}
 
 	timeout := p.cfg.TimeoutBase + time.Duration(p.cfg.TimeoutFactor*float64(probe.Duration))

@@ -86,15 +86,7 @@ func Args(plan Plan, input, outDir string, opt ArgsOptions) (args []string, err 
 		}
 	}()
 
-	in := ffmpeg.Input("file:"+input, ffmpeg.KwArgs{
-		"f":                  plan.Format,
-		"format_whitelist":   plan.Format,
-		"protocol_whitelist": "file",
-		"probesize":          strconv.Itoa(probeSize),
-		"analyzeduration":    strconv.Itoa(analyzeDuration),
-		"max_probe_packets":  strconv.Itoa(maxProbePackets),
-		"max_pixels":         strconv.FormatInt(opt.MaxPixels, 10),
-	})
+	in := inputStream(plan.Format, input, opt.MaxPixels)
 	// Once for the whole ladder, before the split: deinterlace, make the
 	// rate constant, map HDR to SDR.
 	video := in.Get(strconv.Itoa(plan.VideoIndex))
@@ -199,6 +191,20 @@ func Args(plan Plan, input, outDir string, opt ArgsOptions) (args []string, err 
 		).
 		GetArgs()
 	return args, nil
+}
+
+// inputStream is the source as every encode reads it: a file only, its
+// probed demuxer forced, probing and picture size bounded.
+func inputStream(format, input string, maxPixels int64) *ffmpeg.Stream {
+	return ffmpeg.Input("file:"+input, ffmpeg.KwArgs{
+		"f":                  format,
+		"format_whitelist":   format,
+		"protocol_whitelist": "file",
+		"probesize":          strconv.Itoa(probeSize),
+		"analyzeduration":    strconv.Itoa(analyzeDuration),
+		"max_probe_packets":  strconv.Itoa(maxProbePackets),
+		"max_pixels":         strconv.FormatInt(maxPixels, 10),
+	})
 }
 
 // toneMapFilters maps an HDR picture to SDR BT.709 with zscale and

@@ -89,6 +89,13 @@ func planAudio(streams []AudioStream, bitrate int) (group []AudioRendition, igno
 		ignored = len(streams) - MaxAudioRenditions
 		streams = streams[:MaxAudioRenditions]
 	}
+	return audioRenditions(streams, bitrate), ignored
+}
+
+// audioRenditions names, labels and rates one audio rendition per stream
+// (at most MaxAudioRenditions of them), the first default-disposition one
+// (else the first) the group's default.
+func audioRenditions(streams []AudioStream, bitrate int) (group []AudioRendition) {
 	def := 0
 	for i, s := range streams {
 		if s.Default {
@@ -121,7 +128,7 @@ func planAudio(streams []AudioStream, bitrate int) (group []AudioRendition, igno
 		}
 		group = append(group, a)
 	}
-	return group, ignored
+	return group
 }
 
 func (a AudioRendition) validate() error {

@@ -28,6 +28,9 @@ type Options struct {
 	Seconds float64  // currentTime must pass this; default 1.5
 	Audio   string   // switch to this audio language once playing ("" none)
 	Text    string   // enable this subtitle language and require a shown cue
+	// Start, when positive, seeks there once playing; playback must then
+	// decode frames and pass Seconds (which should exceed it).
+	Start float64
 	// Page is the page to open (default the gateway's /watch page of the
 	// master's video); its /player/*.js are replaced by the player's.
 	Page string
@@ -77,6 +80,10 @@ func Run(t testing.TB, masterURL string, opts Options) (map[string]Result, error
 	}
 	secs, _ := json.Marshal(opts.Seconds)
 	args := []string{script, "--master", masterURL, "--players", strings.Join(opts.Players, ","), "--seconds", string(secs)}
+	if opts.Start > 0 {
+		start, _ := json.Marshal(opts.Start)
+		args = append(args, "--start", string(start))
+	}
 	for flag, v := range map[string]string{"--audio": opts.Audio, "--text": opts.Text, "--page": opts.Page} {
 		if v != "" {
 			args = append(args, flag, v)
