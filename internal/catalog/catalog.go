@@ -153,6 +153,9 @@ type JobOptions struct {
 	Ladder   string `json:"ladder,omitempty"`   // a LADDER value
 	Preset   string `json:"preset,omitempty"`   // an x264 preset
 	Priority string `json:"priority,omitempty"` // high, normal or low
+	// Subtitles are the job's sidecar subtitle files, kept so that a
+	// re-transcode given none carries them (see CarriedSubtitles).
+	Subtitles []JobSubtitle `json:"subtitles,omitempty"`
 }
 
 const jobColumns = `id, video_id, task_id, source, state, progress, coalesce(error, ''), coalesce(version, 0), attempts, created_at, updated_at,

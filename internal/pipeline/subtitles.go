@@ -290,3 +290,13 @@ func addSubtitleBandwidth(subs []subtitleOutput, variants []playlist.Variant, re
 		renditions[i].Bandwidth, renditions[i].AverageBandwidth = variants[i].Bandwidth, variants[i].AverageBandwidth
 	}
 }
+
+// jobSubtitles are a payload's sidecars as the job row keeps them, for a
+// task enqueued without the jobs client.
+func jobSubtitles(subs []jobs.Subtitle) []catalog.JobSubtitle {
+	var out []catalog.JobSubtitle
+	for _, s := range subs {
+		out = append(out, catalog.JobSubtitle(s))
+	}
+	return out
+}
