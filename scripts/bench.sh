@@ -31,6 +31,10 @@ echo "== worker vs bare ffmpeg (1080p, 4 rungs)"
 
 
 echo
+echo "== issue 12's title: two audio tracks, subtitles, I-frame playlists, storyboard (1080p, 4 rungs)"
+./bin/hlsbench renditions
+
+echo
 echo "== playback gateway (wrk)"
 # Against a baseline when there is one: GATEWAY_BENCH_BASELINE as given, or
 # the merge base with main when this tree is a branch that differs from it.
