@@ -54,11 +54,7 @@ func runAnalysis(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	probe, err := transcode.ProbeFile(ctx, b.exec, src, transcode.DefaultLimits())
-	if err != nil {
-		return err
-	}
-	plan, err := transcode.PlanLadder(probe, transcode.DefaultLadder(), 4*time.Second)
+	probe, plan, err := b.plan(ctx, src)
 	if err != nil {
 		return err
 	}

@@ -165,11 +165,7 @@ func (b *bench) run(ctx context.Context) error {
 	defer b.db.Close()
 	defer b.client.Close()
 
-	probe, err := transcode.ProbeFile(ctx, b.exec, src, transcode.DefaultLimits())
-	if err != nil {
-		return err
-	}
-	plan, err := transcode.PlanLadder(probe, transcode.DefaultLadder(), 4*time.Second)
+	probe, plan, err := b.plan(ctx, src)
 	if err != nil {
 		return err
 	}
@@ -232,10 +228,26 @@ func (b *bench) run(ctx context.Context) error {
 	return nil
 }
 
+// plan probes src and plans the worker's default ladder for it (4 s
+// segments), as the worker does.
+func (b *bench) plan(ctx context.Context, src string) (*transcode.Probe, transcode.Plan, error) {
+	probe, err := transcode.ProbeFile(ctx, b.exec, src, transcode.DefaultLimits())
+	if err != nil {
+		return nil, transcode.Plan{}, err
+	}
+	plan, err := transcode.PlanLadder(probe, transcode.DefaultLadder(), 4*time.Second)
+	return probe, plan, err
+}
+
+// names lists a plan's renditions: the video rungs, then any alternate
+// audio.
 func names(p transcode.Plan) string {
 	var n []string
 	for _, r := range p.Renditions {
 		n = append(n, fmt.Sprintf("%s %dx%d", r.Name, r.Width, r.Height))
+	}
+	for _, a := range p.Audio {
+		n = append(n, fmt.Sprintf("%s %s %dch", a.Name, a.Language, a.Channels))
 	}
 	return strings.Join(n, ", ")
 }

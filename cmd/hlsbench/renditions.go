@@ -58,11 +58,7 @@ func runRenditions(ctx context.Context, args []string, getenv func(string) strin
 	if err != nil {
 		return err
 	}
-	probe, err := transcode.ProbeFile(ctx, b.exec, src, transcode.DefaultLimits())
-	if err != nil {
-		return err
-	}
-	plan, err := transcode.PlanLadder(probe, transcode.DefaultLadder(), 4*time.Second)
+	probe, plan, err := b.plan(ctx, src)
 	if err != nil {
 		return err
 	}
@@ -74,8 +70,8 @@ func runRenditions(ctx context.Context, args []string, getenv func(string) strin
 	}
 	defer b.db.Close()
 	defer b.client.Close()
-	fmt.Fprintf(stdout, "source: %dx%d, %v, ladder %s, audio %s, subtitles 1 embedded (mov_text) + 1 sidecar (srt), preset %s, %d cores\n",
-		probe.Video.DisplayWidth, probe.Video.DisplayHeight, probe.Duration, names(plan), audioNames(plan), c.Preset, nproc())
+	fmt.Fprintf(stdout, "source: %dx%d, %v, ladder %s, subtitles 1 embedded (mov_text) + 1 sidecar (srt), preset %s, %d cores\n",
+		probe.Video.DisplayWidth, probe.Video.DisplayHeight, probe.Duration, names(plan), c.Preset, nproc())
 
 	var (
 		bareWall, bareCPU, workerWall, workerCPU, wallRatio, cpuRatio []float64
@@ -142,14 +138,6 @@ func runRenditions(ctx context.Context, args []string, getenv func(string) strin
 	figureRow(stdout, "extra: storyboard pass, CPU (s)", board, 3, "")
 	figureRow(stdout, "extra renditions' CPU / video ladder CPU (%)", extraPct, 2, "")
 	return nil
-}
-
-func audioNames(p transcode.Plan) string {
-	var n []string
-	for _, a := range p.Audio {
-		n = append(n, fmt.Sprintf("%s %s %dch", a.Name, a.Language, a.Channels))
-	}
-	return strings.Join(n, ", ")
 }
 
 // renditionsSource generates, once, the 20 s 1080p source with an English
