@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -76,6 +77,7 @@ func runRenditions(ctx context.Context, args []string, getenv func(string) strin
 	var (
 		bareWall, bareCPU, workerWall, workerCPU, wallRatio, cpuRatio []float64
 		audio2, subs, iframes, board, videoCPU, extraPct              []float64
+		innerFF, innerRatio, outsideFF, pickup                        []float64
 	)
 	// LOG_LEVEL=info: worker.log keeps the last run's stage timings.
 	job := workerJob{src: src, sidecars: []sidecar{{"fr", side}}, env: []string{"STORYBOARD=on", "LOG_LEVEL=info"}}
@@ -112,6 +114,12 @@ func runRenditions(ctx context.Context, args []string, getenv func(string) strin
 				return err
 			}
 		}
+		ff, jobSecs, err := jobLogTimes(filepath.Join(b.cfg.Dir, "worker.log"))
+		if err != nil {
+			return err
+		}
+		innerFF, innerRatio = append(innerFF, ff), append(innerRatio, ff/w)
+		outsideFF, pickup = append(outsideFF, jobSecs-ff), append(pickup, wr.wall-jobSecs)
 		video := cpu - audioCPU[0] - audioCPU[1]
 		extra := audioCPU[1] + s + cut + sb
 		bareWall, bareCPU = append(bareWall, w), append(bareCPU, cpu)
@@ -128,6 +136,10 @@ func runRenditions(ctx context.Context, args []string, getenv func(string) strin
 	figureRow(stdout, "bare ffmpeg, worker's ladder (4 rungs + 2 audio), wall (s)", bareWall, 2, "")
 	figureRow(stdout, "worker enqueue→published, everything on, Azurite, wall (s)", workerWall, 2, "")
 	figureRow(stdout, "worker end to end / bare ffmpeg, wall", wallRatio, 2, "≤ 1.15")
+	figureRow(stdout, "  the job's ladder ffmpeg, wall (s)", innerFF, 2, "")
+	figureRow(stdout, "  the job's ladder ffmpeg / bare ffmpeg, wall", innerRatio, 2, "")
+	figureRow(stdout, "  the job outside its ladder ffmpeg, wall (s)", outsideFF, 2, "")
+	figureRow(stdout, "  enqueue → job start and job done → seen published (s)", pickup, 2, "")
 	figureRow(stdout, "bare ffmpeg CPU (user+sys s)", bareCPU, 2, "")
 	figureRow(stdout, "worker CPU, process + children (user+sys s)", workerCPU, 2, "")
 	figureRow(stdout, "worker CPU / bare ffmpeg CPU", cpuRatio, 2, "")
@@ -379,6 +391,36 @@ func (b *bench) describe(ctx context.Context, video string) error {
 		return errors.New("renditions: the worker did not publish every extra rendition")
 	}
 	return nil
+}
+
+// jobLogTimes reads a worker's log (JSON, LOG_LEVEL=info) of one job:
+// how long its ladder ffmpeg ran ("segments uploaded" ffmpeg_seconds) and
+// the whole job ("job done" seconds).
+func jobLogTimes(path string) (ffmpeg, job float64, err error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	for line := range bytes.Lines(data) {
+		var e struct {
+			Msg           string  `json:"msg"`
+			FFmpegSeconds float64 `json:"ffmpeg_seconds"`
+			Seconds       float64 `json:"seconds"`
+		}
+		if json.Unmarshal(line, &e) != nil {
+			continue
+		}
+		switch e.Msg {
+		case "segments uploaded":
+			ffmpeg = e.FFmpegSeconds
+		case "job done":
+			job = e.Seconds
+		}
+	}
+	if ffmpeg <= 0 || job <= 0 {
+		return 0, 0, fmt.Errorf("renditions: %s names no ffmpeg or job time (LOG_LEVEL=info, JSON)", path)
+	}
+	return ffmpeg, job, nil
 }
 
 // figureHeader and figureRow print the figures table every mode prints.
