@@ -480,6 +480,11 @@ func TestReTranscodeCarriesSubtitles(t *testing.T) {
 	enqueue(jobs.TranscodeRequest{Source: "uploads/c/e.mp4", DropSubtitles: true}, nil, false)
 	// The current version has none now: nothing to carry.
 	enqueue(jobs.TranscodeRequest{Source: "uploads/c/f.mp4"}, nil, false)
+	// A no-op carries nothing.
+	if res, err := e.client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: "c", Source: "uploads/c/a.mp4"}); err != nil ||
+		res.Outcome != jobs.AlreadyPublished || res.CarriedSubtitles != nil {
+		t.Errorf("already published: %+v %v", res, err)
+	}
 	if _, err := e.client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: "c", Source: "uploads/c/g.mp4", Subtitles: subs,
 		DropSubtitles: true}); !errors.Is(err, jobs.ErrInvalidPayload) {
 		t.Errorf("subtitles given and dropped: %v", err)

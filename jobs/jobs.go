@@ -438,6 +438,7 @@ func (c *Client) EnqueueTranscode(ctx context.Context, r TranscodeRequest) (Enqu
 	}
 	taskID := TaskID(r.VideoID, r.Source)
 	res := EnqueueResult{TaskID: taskID}
+	var carried []Subtitle // reported only when enqueued now
 	if len(p.Subtitles) == 0 && !r.DropSubtitles {
 		prev, err := c.db.CarriedSubtitles(ctx, r.VideoID, taskID)
 		if err != nil {
@@ -449,7 +450,7 @@ func (c *Client) EnqueueTranscode(ctx context.Context, r TranscodeRequest) (Enqu
 		if err := validateSubtitles(p.Subtitles); err != nil {
 			return res, fmt.Errorf("jobs: enqueue %s: carried subtitles: %w", r.VideoID, err)
 		}
-		res.CarriedSubtitles = p.Subtitles
+		carried = p.Subtitles
 	}
 	p.Metadata, _ = normalizeMetadata(p.Metadata)
 	req := catalog.JobRequest{Metadata: p.Metadata,
@@ -503,7 +504,7 @@ func (c *Client) EnqueueTranscode(ctx context.Context, r TranscodeRequest) (Enqu
 		return res, fmt.Errorf("jobs: enqueue %s: %w", r.VideoID, c.dbErr(err))
 	}
 	res.Job = publicJob(job)
-	res.Outcome = Enqueued
+	res.Outcome, res.CarriedSubtitles = Enqueued, carried
 	return res, nil
 }
 
