@@ -214,6 +214,38 @@ func TestSubtitlesPublished(t *testing.T) {
 	}
 }
 
+// TestReTranscodeKeepsSidecars: a forced re-transcode that names no
+// sidecar publishes its second version with the sidecar of the first
+// enqueue (jobs.Client carries it), next to the source's own track.
+func TestReTranscodeKeepsSidecars(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, fixtures.FS(t))
+	video, first := publishSubtitled(t, h)
+	ctx := context.Background()
+	res, err := h.client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: video, Source: "uploads/" + video + ".mp4", Force: true})
+	if err != nil || res.Outcome != jobs.Enqueued || len(res.CarriedSubtitles) != 1 {
+		t.Fatalf("forced: %+v %v", res, err)
+	}
+	if j := h.waitJob(res.TaskID); j.State != jobs.Published {
+		t.Fatalf("job: %+v", j)
+	}
+	cur, err := h.db.CurrentVersion(ctx, video)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subs := func(v catalog.Version) (names []string) {
+		for _, r := range v.Renditions {
+			if r.Type == RenditionSubtitles {
+				names = append(names, r.Name)
+			}
+		}
+		return names
+	}
+	if cur.Version != first.Version+1 || fmt.Sprint(subs(cur)) != "[sub0-en sub1-fr]" || fmt.Sprint(subs(first)) != fmt.Sprint(subs(cur)) {
+		t.Fatalf("version %d subtitles %v, first version %d %v", cur.Version, subs(cur), first.Version, subs(first))
+	}
+}
+
 // storedBandwidth measures a published media playlist's peak and average
 // bit rates from the sizes of the objects it names, as stored.
 func storedBandwidth(t *testing.T, h *harness, name string) (peak, avg int64) {
