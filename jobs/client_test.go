@@ -48,7 +48,7 @@ func (e *env) publish(t *testing.T, a catalog.Attempt) {
 	ok, err := e.db.Publish(context.Background(), catalog.PublishParams{
 		Attempt: a, Master: a.Prefix + "master.m3u8", Duration: 2,
 		Renditions: []catalog.Rendition{{Name: "240p", Playlist: a.Prefix + "240p/index.m3u8", Width: 426, Height: 240}},
-		Keys:       []catalog.WrappedKey{{KeyID: fmt.Sprintf("k_%032x", a.Job.ID), KEKID: "kek_test", Wrapped: make([]byte, 45)}},
+		Keys:       []catalog.WrappedKey{{KeyID: fmt.Sprintf("k_%016x%016x", a.Job.ID, a.Version), KEKID: "kek_test", Wrapped: make([]byte, 45)}},
 	})
 	if err != nil || !ok {
 		t.Fatalf("publish: %v %v", ok, err)
@@ -424,5 +424,69 @@ func TestNewLeavesTheCallersPool(t *testing.T) {
 	}
 	if _, err := c.Status(ctx, "v"); !errors.Is(err, jobs.ErrSchema) {
 		t.Errorf("status on an unmigrated database: %v", err)
+	}
+}
+
+// TestReTranscodeCarriesSubtitles: a re-transcode that names no sidecar
+// subtitles publishes the earlier job's, forced on the same source or
+// from a new source (the current version's); DropSubtitles publishes
+// none, and what a job publishes with is in its status.
+func TestReTranscodeCarriesSubtitles(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jobs.ClientConfig{})
+	ctx := context.Background()
+	subs := []jobs.Subtitle{{Language: "en", Source: "uploads/c/subs/1.srt"}, {Language: "fr", Name: "Français", Source: "uploads/c/subs/2.vtt"}}
+	// enqueue asks for source, checks what the task carries, and plays
+	// the worker publishing it.
+	enqueue := func(r jobs.TranscodeRequest, want []jobs.Subtitle, carried bool) jobs.EnqueueResult {
+		t.Helper()
+		r.VideoID = "c"
+		res, err := e.client.EnqueueTranscode(ctx, r)
+		if err != nil || res.Outcome != jobs.Enqueued {
+			t.Fatalf("%s: %+v %v", r.Source, res, err)
+		}
+		info, err := e.insp.GetTaskInfo(e.queues.Transcode, res.TaskID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := jobs.ParseTranscodePayload(info.Payload)
+		if err != nil || fmt.Sprint(p.Subtitles) != fmt.Sprint(want) || fmt.Sprint(res.Job.Subtitles) != fmt.Sprint(want) {
+			t.Fatalf("%s: payload subtitles %+v, job's %+v (%v), want %+v", r.Source, p.Subtitles, res.Job.Subtitles, err, want)
+		}
+		if got := len(res.CarriedSubtitles) > 0; got != carried || (carried && !strings.Contains(res.Message(), "sidecar subtitle")) {
+			t.Errorf("%s: carried %+v, message %q", r.Source, res.CarriedSubtitles, res.Message())
+		}
+		st, err := e.client.Status(ctx, "c")
+		if err != nil || fmt.Sprint(st.Job.Subtitles) != fmt.Sprint(want) {
+			t.Errorf("%s: status options %+v %v", r.Source, st.Job, err)
+		}
+		att, err := e.db.StartAttempt(ctx, res.TaskID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.publish(t, att)
+		if err := e.insp.DeleteTask(e.queues.Transcode, res.TaskID); err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	enqueue(jobs.TranscodeRequest{Source: "uploads/c/a.mp4", Subtitles: subs}, subs, false)
+	enqueue(jobs.TranscodeRequest{Source: "uploads/c/a.mp4", Force: true}, subs, true)
+	enqueue(jobs.TranscodeRequest{Source: "uploads/c/b.mp4"}, subs, true)
+	// New sidecars replace the old ones.
+	one := subs[1:]
+	enqueue(jobs.TranscodeRequest{Source: "uploads/c/b.mp4", Force: true, Subtitles: one}, one, false)
+	enqueue(jobs.TranscodeRequest{Source: "uploads/c/d.mp4"}, one, true)
+	enqueue(jobs.TranscodeRequest{Source: "uploads/c/e.mp4", DropSubtitles: true}, nil, false)
+	// The current version has none now: nothing to carry.
+	enqueue(jobs.TranscodeRequest{Source: "uploads/c/f.mp4"}, nil, false)
+	// A no-op carries nothing.
+	if res, err := e.client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: "c", Source: "uploads/c/a.mp4"}); err != nil ||
+		res.Outcome != jobs.AlreadyPublished || res.CarriedSubtitles != nil {
+		t.Errorf("already published: %+v %v", res, err)
+	}
+	if _, err := e.client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: "c", Source: "uploads/c/g.mp4", Subtitles: subs,
+		DropSubtitles: true}); !errors.Is(err, jobs.ErrInvalidPayload) {
+		t.Errorf("subtitles given and dropped: %v", err)
 	}
 }

@@ -379,6 +379,9 @@ type EnqueueResult struct {
 	Outcome Outcome `json:"outcome"`
 	TaskID  string  `json:"task_id"`
 	Job     Job     `json:"job"`
+	// CarriedSubtitles are the earlier job's sidecars that a request
+	// naming none publishes with (see EnqueueTranscode).
+	CarriedSubtitles []Subtitle `json:"carried_subtitles,omitempty"`
 }
 
 // Message is a sentence for a person.
@@ -389,6 +392,9 @@ func (r EnqueueResult) Message() string {
 	case AlreadyPublished:
 		return fmt.Sprintf("video %s from %s is already published as version %d; nothing to do (use --force to package it again)", r.Job.VideoID, r.Job.Source, r.Job.Version)
 	default:
+		if n := len(r.CarriedSubtitles); n > 0 {
+			return fmt.Sprintf("enqueued video %s from %s (task %s), with the %d sidecar subtitle file(s) of the earlier job", r.Job.VideoID, r.Job.Source, r.TaskID, n)
+		}
 		return fmt.Sprintf("enqueued video %s from %s (task %s)", r.Job.VideoID, r.Job.Source, r.TaskID)
 	}
 }
@@ -416,14 +422,24 @@ type TranscodeRequest struct {
 	// returned in every status and event, e.g. {"upload_id":"u-42"}.
 	Metadata json.RawMessage
 	// Subtitles are sidecar subtitle files (at most MaxSubtitles) to
-	// publish as WebVTT renditions.
+	// publish as WebVTT renditions. None carries the earlier job's (see
+	// EnqueueTranscode), unless DropSubtitles.
 	Subtitles []Subtitle
+	// DropSubtitles publishes without sidecar subtitles when Subtitles is
+	// empty, instead of carrying the earlier job's.
+	DropSubtitles bool
 }
 
 // EnqueueTranscode asks for r.VideoID to be packaged from r.Source. See
 // the package doc for when it is a no-op (then the job keeps the options
 // and metadata it was enqueued with). A bad request wraps
 // ErrInvalidPayload.
+//
+// A request without Subtitles (and without DropSubtitles) carries the
+// sidecars of the earlier job (catalog.CarriedSubtitles): the same
+// source's job when it is run again (Force, or after a failure), else the
+// job that published the current version. A re-transcode then publishes
+// the subtitles viewers had; the result's CarriedSubtitles names them.
 func (c *Client) EnqueueTranscode(ctx context.Context, r TranscodeRequest) (EnqueueResult, error) {
 	if r.Priority == "" {
 		r.Priority = PriorityNormal
@@ -436,11 +452,29 @@ func (c *Client) EnqueueTranscode(ctx context.Context, r TranscodeRequest) (Enqu
 	if err := c.refuseDeleted(ctx, r.VideoID); err != nil {
 		return EnqueueResult{}, err
 	}
-	p.Metadata, _ = normalizeMetadata(p.Metadata)
-	req := catalog.JobRequest{Metadata: p.Metadata,
-		Options: catalog.JobOptions{Ladder: p.Ladder, Preset: p.Preset, Priority: string(p.Priority), Segments: p.Segments}}
+	if r.DropSubtitles && len(r.Subtitles) > 0 {
+		return EnqueueResult{}, fmt.Errorf("%w: subtitles given and dropped", ErrInvalidPayload)
+	}
 	taskID := TaskID(r.VideoID, r.Source)
 	res := EnqueueResult{TaskID: taskID}
+	var carried []Subtitle // reported only when enqueued now
+	if len(p.Subtitles) == 0 && !r.DropSubtitles {
+		prev, err := c.db.CarriedSubtitles(ctx, r.VideoID, taskID)
+		if err != nil {
+			return res, fmt.Errorf("jobs: enqueue %s: %w", r.VideoID, c.dbErr(err))
+		}
+		p.Subtitles = publicSubtitles(prev)
+		// Checked again: they were valid when stored, under rules that
+		// may since have tightened.
+		if err := validateSubtitles(p.Subtitles); err != nil {
+			return res, fmt.Errorf("jobs: enqueue %s: carried subtitles: %w", r.VideoID, err)
+		}
+		carried = p.Subtitles
+	}
+	p.Metadata, _ = normalizeMetadata(p.Metadata)
+	req := catalog.JobRequest{Metadata: p.Metadata,
+		Options: catalog.JobOptions{Ladder: p.Ladder, Preset: p.Preset, Priority: string(p.Priority), Segments: p.Segments,
+			Subtitles: catalogSubtitles(p.Subtitles)}}
 	job, created, err := c.db.UpsertJobWith(ctx, r.VideoID, r.Source, taskID, req)
 	if err != nil {
 		return res, fmt.Errorf("jobs: enqueue %s: %w", r.VideoID, c.dbErr(err))
@@ -490,7 +524,7 @@ func (c *Client) EnqueueTranscode(ctx context.Context, r TranscodeRequest) (Enqu
 		return res, fmt.Errorf("jobs: enqueue %s: %w", r.VideoID, c.dbErr(err))
 	}
 	res.Job = publicJob(job)
-	res.Outcome = Enqueued
+	res.Outcome, res.CarriedSubtitles = Enqueued, carried
 	return res, nil
 }
 

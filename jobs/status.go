@@ -67,6 +67,9 @@ type Job struct {
 	Version  int             `json:"version,omitempty"`
 	Metadata json.RawMessage `json:"metadata"`
 	Options  JobOptions      `json:"options"`
+	// Subtitles are the sidecar subtitle files the job publishes: the
+	// request's, or those it carried (EnqueueResult.CarriedSubtitles).
+	Subtitles []Subtitle `json:"subtitles,omitempty"`
 	// CreatedAt is when the job was first requested, EnqueuedAt when it
 	// was last enqueued, StartedAt when its first attempt began,
 	// FinishedAt when its last attempt ended.
@@ -154,6 +157,7 @@ func publicJob(j catalog.Job) Job {
 		Progress: j.Progress, Error: j.Error, Attempts: j.Attempts, Version: j.Version, Metadata: meta,
 		Options: JobOptions{Ladder: j.Options.Ladder, Preset: j.Options.Preset, Priority: Priority(j.Options.Priority),
 			Segments: j.Options.Segments},
+		Subtitles: publicSubtitles(j.Options.Subtitles),
 		CreatedAt: j.CreatedAt, EnqueuedAt: j.EnqueuedAt, StartedAt: j.StartedAt, FinishedAt: j.FinishedAt, UpdatedAt: j.UpdatedAt}
 }
 

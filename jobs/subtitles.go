@@ -5,6 +5,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/hlsvault/hlsvault/internal/catalog"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/transcode"
 )
@@ -47,4 +48,22 @@ func validateSubtitles(subs []Subtitle) error {
 		}
 	}
 	return nil
+}
+
+// catalogSubtitles and publicSubtitles convert between the request's
+// sidecars and the job row's (catalog.JobOptions.Subtitles).
+func catalogSubtitles(subs []Subtitle) []catalog.JobSubtitle {
+	var out []catalog.JobSubtitle
+	for _, s := range subs {
+		out = append(out, catalog.JobSubtitle(s))
+	}
+	return out
+}
+
+func publicSubtitles(subs []catalog.JobSubtitle) []Subtitle {
+	var out []Subtitle
+	for _, s := range subs {
+		out = append(out, Subtitle(s))
+	}
+	return out
 }

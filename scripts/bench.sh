@@ -31,6 +31,10 @@ echo "== worker vs bare ffmpeg (1080p, 4 rungs)"
 
 
 echo
+echo "== issue 12's title: two audio tracks, subtitles, I-frame playlists, storyboard (1080p, 4 rungs)"
+./bin/hlsbench renditions
+
+echo
 echo "== chunked vs unchunked transcode (1080p, 120 s; two worker processes), time-to-publish model"
 ./bin/hlsbench chunks
 

@@ -89,6 +89,7 @@ type Config struct {
 	Source      string
 	Wait        bool
 	Force       bool
+	NoSubtitles bool
 	WaitTimeout time.Duration
 	MaxRetry    int
 	// Per-job options of transcode (jobs.TranscodeRequest).
@@ -202,6 +203,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fs.StringVar(&c.Segments, "segments", "", "this job's segment format instead of the worker's SEGMENT_FORMAT: ts or fmp4 (HEVC rungs need fmp4)")
 		fs.StringVar(&c.Priority, "priority", "normal", "queue priority: high, normal or low")
 		fs.StringVar(&c.Metadata, "metadata", "", `your JSON object, returned in every status and event (at most 4 KiB), e.g. '{"upload":"u-42"}'`)
+		fs.BoolVar(&c.NoSubtitles, "no-subtitles", false, "publish without sidecar subtitles (without --subtitle, a re-transcode carries the earlier job's)")
 		fs.Var(&c.Subtitles, "subtitle", "LANG=PATH: a sidecar subtitle file (SubRip, WebVTT or ASS; a local file is uploaded first) published as a WebVTT rendition; repeatable")
 	case "list":
 		registerList(fs, &c)
@@ -360,7 +362,8 @@ func runTranscode(ctx context.Context, c Config, getenv func(string) string, db 
 	}
 	defer client.Close()
 	res, err := client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: c.Video, Source: source, Force: c.Force,
-		Ladder: c.Ladder, Preset: c.Preset, Segments: c.Segments, Priority: jobs.Priority(c.Priority), Metadata: json.RawMessage(c.Metadata), Subtitles: subs})
+		Ladder: c.Ladder, Preset: c.Preset, Segments: c.Segments, Priority: jobs.Priority(c.Priority), Metadata: json.RawMessage(c.Metadata), Subtitles: subs,
+		DropSubtitles: c.NoSubtitles})
 	if err != nil {
 		return err
 	}

@@ -70,4 +70,8 @@ func TestTranscodeSubtitles(t *testing.T) {
 		!strings.Contains(err.Error(), "LANG=PATH") {
 		t.Errorf("no language: %v", err)
 	}
+	if _, err := runWith(env, "transcode", "--video", "s3", "--source", "uploads/s3.mp4", "--no-subtitles",
+		"--subtitle", "en=uploads/s3/subs/x.srt"); err == nil || !strings.Contains(err.Error(), "subtitles given and dropped") {
+		t.Errorf("--no-subtitles with --subtitle: %v", err)
+	}
 }

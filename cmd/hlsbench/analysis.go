@@ -6,11 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/hlsvault/hlsvault/internal/transcode"
@@ -51,28 +46,15 @@ func runAnalysis(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if fs.NArg() > 0 {
 		return fmt.Errorf("analysis: unexpected argument %q", fs.Arg(0))
 	}
-	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
-		return err
-	}
-	dir, err := filepath.Abs(c.Dir)
+	b, err := newBench(c, nil, stdout, stderr)
 	if err != nil {
 		return err
 	}
-	c.Dir = dir
-	x, err := transcode.NewExec(transcode.ExecConfig{Sandbox: c.Sandbox})
-	if err != nil {
-		return err
-	}
-	b := &bench{cfg: c, exec: x, out: stdout, log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	src, err := b.source(ctx, "src_1080p", 1920, 1080, c.Seconds)
 	if err != nil {
 		return err
 	}
-	probe, err := transcode.ProbeFile(ctx, b.exec, src, transcode.DefaultLimits())
-	if err != nil {
-		return err
-	}
-	plan, err := transcode.PlanLadder(probe, transcode.DefaultLadder(), 4*time.Second)
+	probe, plan, err := b.plan(ctx, src)
 	if err != nil {
 		return err
 	}
@@ -104,14 +86,8 @@ func runAnalysis(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return errors.New("analysis: no runs")
 	}
 
-	fmt.Fprintf(stdout, "\n%-58s %-26s %9s %s\n", "figure", "runs", "median", "target")
-	row := func(name string, xs []float64, prec int, target string) {
-		var parts []string
-		for _, x := range xs {
-			parts = append(parts, strconv.FormatFloat(x, 'f', prec, 64))
-		}
-		fmt.Fprintf(stdout, "%-58s %-26s %9.*f %s\n", name, strings.Join(parts, " "), prec, median(xs), target)
-	}
+	figureHeader(stdout)
+	row := func(name string, xs []float64, prec int, target string) { figureRow(stdout, name, xs, prec, target) }
 	for j, s := range analysisSteps {
 		row(s.name+" (ms)", steps[j], 1, "")
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/hlsvault/hlsvault/internal/config"
 	"github.com/hlsvault/hlsvault/internal/transcode"
+	"github.com/hlsvault/hlsvault/jobs"
 )
 
 // runChunks is `hlsbench chunks`: chunked against unchunked transcoding
@@ -156,7 +157,7 @@ func (b *bench) timedJob(ctx context.Context, src string, n int, env ...string) 
 	}
 	time.Sleep(500 * time.Millisecond)
 	start := time.Now()
-	if err := b.transcode(ctx, video, name, workers, strings.Join(logs, ", ")); err != nil {
+	if err := b.transcode(ctx, jobs.TranscodeRequest{VideoID: video, Source: name}, workers, strings.Join(logs, ", ")); err != nil {
 		return 0, 0, nil, err
 	}
 	wall := time.Since(start).Seconds()

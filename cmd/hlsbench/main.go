@@ -13,6 +13,9 @@
 // `hlsbench chunks` compares chunked with unchunked transcoding of a 1080p
 // source of at least 120 s (CPU, wall with two worker processes) and
 // models the time to publish with N workers (see runChunks).
+// `hlsbench renditions` measures a title with every extra rendition
+// (alternate audio, subtitles, I-frame playlists, storyboard) against bare
+// ffmpeg for its ladder (see runRenditions).
 //
 // It expects the services of `make services` and ./bin/worker (make build).
 package main
@@ -73,6 +76,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 && args[0] == "chunks" {
 		return runChunks(ctx, args[1:], getenv, stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "renditions" {
+		return runRenditions(ctx, args[1:], getenv, stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == "analysis" {
 		return runAnalysis(ctx, args[1:], stdout, stderr)
 	}
@@ -80,28 +86,44 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("hlsbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	sourceFlags(fs, &c)
-	fs.StringVar(&c.Worker, "worker", "bin/worker", "worker binary")
+	workerFlags(fs, &c, getenv)
 	fs.IntVar(&c.ShortSeconds, "short-seconds", 10, "short source for the RSS figure")
 	fs.IntVar(&c.LongSeconds, "long-seconds", 120, "long source for the RSS figure")
-	fs.StringVar(&c.DatabaseURL, "database-url", config.Getenv(getenv, "DATABASE_URL", config.DefaultDatabaseURL), "PostgreSQL")
-	fs.StringVar(&c.RedisURL, "redis-url", config.Getenv(getenv, "REDIS_URL", config.DefaultRedisURL), "Redis")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+	b, err := newBench(c, getenv, stdout, stderr)
+	if err != nil {
 		return err
+	}
+	return b.run(ctx)
+}
+
+// workerFlags are the flags of every figure that runs the worker.
+func workerFlags(fs *flag.FlagSet, c *Config, getenv func(string) string) {
+	fs.StringVar(&c.Worker, "worker", "bin/worker", "worker binary")
+	fs.StringVar(&c.DatabaseURL, "database-url", config.Getenv(getenv, "DATABASE_URL", config.DefaultDatabaseURL), "PostgreSQL")
+	fs.StringVar(&c.RedisURL, "redis-url", config.Getenv(getenv, "REDIS_URL", config.DefaultRedisURL), "Redis")
+}
+
+// newBench makes the work directory and the decoder sandbox of c.
+func newBench(c Config, getenv func(string) string, stdout, stderr io.Writer) (*bench, error) {
+	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		return nil, err
 	}
 	dir, err := filepath.Abs(c.Dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c.Dir = dir
 	x, err := transcode.NewExec(transcode.ExecConfig{Sandbox: c.Sandbox})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	b := &bench{cfg: c, exec: x, getenv: getenv, out: stdout, log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
-	return b.run(ctx)
+	if err := becomeSubreaper(); err != nil {
+		return nil, err
+	}
+	return &bench{cfg: c, exec: x, getenv: getenv, out: stdout, log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}, nil
 }
 
 // sourceFlags are the flags of every figure made from the 1080p source:
@@ -149,11 +171,7 @@ func (b *bench) run(ctx context.Context) error {
 	defer b.db.Close()
 	defer b.client.Close()
 
-	probe, err := transcode.ProbeFile(ctx, b.exec, src, transcode.DefaultLimits())
-	if err != nil {
-		return err
-	}
-	plan, err := transcode.PlanLadder(probe, transcode.DefaultLadder(), 4*time.Second)
+	probe, plan, err := b.plan(ctx, src)
 	if err != nil {
 		return err
 	}
@@ -181,49 +199,61 @@ func (b *bench) run(ctx context.Context) error {
 		}
 		perRungCPU = append(perRungCPU, rungCPU)
 		b.progress("run %d/%d: worker end to end (Azurite)", i+1, b.cfg.Runs)
-		ww, _, err := b.worker(ctx, src)
+		wr, err := b.worker(ctx, workerJob{src: src})
 		if err != nil {
 			return err
 		}
-		workerWall = append(workerWall, ww)
-		e2eRatio = append(e2eRatio, ww/w)
+		workerWall = append(workerWall, wr.wall)
+		e2eRatio = append(e2eRatio, wr.wall/w)
 		cpuRatio = append(cpuRatio, bareCPU[i]/rungCPU)
 	}
 	b.progress("worker peak RSS: short source")
-	_, rssShort, err := b.worker(ctx, short)
+	shortRun, err := b.worker(ctx, workerJob{src: short})
 	if err != nil {
 		return err
 	}
+	rssShort := shortRun.rssMiB
 	b.progress("worker peak RSS: long source")
-	_, rssLong, err := b.worker(ctx, long)
+	longRun, err := b.worker(ctx, workerJob{src: long})
 	if err != nil {
 		return err
 	}
+	rssLong := longRun.rssMiB
 
-	fmt.Fprintf(b.out, "\n%-58s %-26s %9s %s\n", "figure", "runs", "median", "target")
-	row := func(name string, xs []float64, unit, target string) {
-		var parts []string
-		for _, x := range xs {
-			parts = append(parts, strconv.FormatFloat(x, 'f', 2, 64))
-		}
-		fmt.Fprintf(b.out, "%-58s %-26s %9.2f%s %s\n", name, strings.Join(parts, " "), median(xs), unit, target)
-	}
-	row("bare ffmpeg, whole ladder, wall (s)", bareWall, "", "")
-	row("worker enqueue→published, Azurite, wall (s)", workerWall, "", "")
-	row("worker end to end / bare ffmpeg", e2eRatio, "", "≤ 1.10")
-	row("ffmpeg CPU one process (user+sys s)", bareCPU, "", "")
-	row("ffmpeg CPU one process per rung (user+sys s)", perRungCPU, "", "")
-	row("CPU one process / one process per rung", cpuRatio, "", "≤ 0.85")
+	figureHeader(b.out)
+	row := func(name string, xs []float64, target string) { figureRow(b.out, name, xs, 2, target) }
+	row("bare ffmpeg, whole ladder, wall (s)", bareWall, "")
+	row("worker enqueue→published, Azurite, wall (s)", workerWall, "")
+	row("worker end to end / bare ffmpeg", e2eRatio, "≤ 1.10")
+	row("ffmpeg CPU one process (user+sys s)", bareCPU, "")
+	row("ffmpeg CPU one process per rung (user+sys s)", perRungCPU, "")
+	row("CPU one process / one process per rung", cpuRatio, "≤ 0.85")
 	fmt.Fprintf(b.out, "%-58s %-26s %9.1f MiB\n", fmt.Sprintf("worker peak RSS, %d s source", b.cfg.ShortSeconds), "", rssShort)
 	fmt.Fprintf(b.out, "%-58s %-26s %9.1f MiB  (long/short %.2f; must not grow with length)\n",
 		fmt.Sprintf("worker peak RSS, %d s source", b.cfg.LongSeconds), "", rssLong, rssLong/rssShort)
 	return nil
 }
 
+// plan probes src and plans the worker's default ladder for it (4 s
+// segments), as the worker does.
+func (b *bench) plan(ctx context.Context, src string) (*transcode.Probe, transcode.Plan, error) {
+	probe, err := transcode.ProbeFile(ctx, b.exec, src, transcode.DefaultLimits())
+	if err != nil {
+		return nil, transcode.Plan{}, err
+	}
+	plan, err := transcode.PlanLadder(probe, transcode.DefaultLadder(), 4*time.Second)
+	return probe, plan, err
+}
+
+// names lists a plan's renditions: the video rungs, then any alternate
+// audio.
 func names(p transcode.Plan) string {
 	var n []string
 	for _, r := range p.Renditions {
 		n = append(n, fmt.Sprintf("%s %dx%d", r.Name, r.Width, r.Height))
+	}
+	for _, a := range p.Audio {
+		n = append(n, fmt.Sprintf("%s %s %dch", a.Name, a.Language, a.Channels))
 	}
 	return strings.Join(n, ", ")
 }
@@ -253,16 +283,23 @@ func nproc() int {
 
 // source generates a test video once and keeps it.
 func (b *bench) source(ctx context.Context, name string, w, h, seconds int) (string, error) {
-	path := filepath.Join(b.cfg.Dir, fmt.Sprintf("%s_%ds.mp4", name, seconds))
+	return b.generate(ctx, fmt.Sprintf("%s_%ds.mp4", name, seconds),
+		"-f", "lavfi", "-i", fmt.Sprintf("testsrc2=size=%dx%d:rate=30:duration=%d", w, h, seconds),
+		"-f", "lavfi", "-i", fmt.Sprintf("sine=frequency=440:sample_rate=48000:duration=%d", seconds),
+		"-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p", "-c:a", "aac")
+}
+
+// generate runs ffmpeg with args (inputs and encoding, no output) into
+// name under the work directory, once: an existing file is kept.
+func (b *bench) generate(ctx context.Context, name string, args ...string) (string, error) {
+	path := filepath.Join(b.cfg.Dir, name)
 	if st, err := os.Stat(path); err == nil && st.Size() > 0 {
 		return path, nil
 	}
 	b.progress("generating %s", path)
 	tmp := path + ".tmp.mp4"
-	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
-		"-f", "lavfi", "-i", fmt.Sprintf("testsrc2=size=%dx%d:rate=30:duration=%d", w, h, seconds),
-		"-f", "lavfi", "-i", fmt.Sprintf("sine=frequency=440:sample_rate=48000:duration=%d", seconds),
-		"-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p", "-c:a", "aac", tmp)
+	argv := append([]string{"-hide_banner", "-loglevel", "error", "-nostdin", "-y"}, args...)
+	cmd := exec.CommandContext(ctx, "ffmpeg", append(argv, tmp)...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("generate %s: %v: %s", name, err, out)
 	}
@@ -281,7 +318,18 @@ func (b *bench) ffmpeg(ctx context.Context, plan transcode.Plan, src string) (fl
 	if err != nil {
 		return 0, 0, err
 	}
+	return b.runFFmpeg(ctx, args, src, out)
+}
+
+// runFFmpeg runs ffmpeg with args in the decoder sandbox (reading src,
+// writing under out) and returns its wall time and CPU time (user+sys of
+// every process of the run, the sandbox's included), in seconds.
+func (b *bench) runFFmpeg(ctx context.Context, args []string, src, out string) (float64, float64, error) {
 	cmd, err := b.exec.Command(ctx, transcode.FFmpeg, args, []string{src}, []string{out})
+	if err != nil {
+		return 0, 0, err
+	}
+	before, err := childrenCPU()
 	if err != nil {
 		return 0, 0, err
 	}
@@ -290,8 +338,8 @@ func (b *bench) ffmpeg(ctx context.Context, plan transcode.Plan, src string) (fl
 		return 0, 0, fmt.Errorf("ffmpeg: %v: %s", err, out)
 	}
 	wall := time.Since(start).Seconds()
-	cpu := (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
-	return wall, cpu, nil
+	after, err := childrenCPU() // the sandbox's orphaned pid 1 (see cpu.go)
+	return wall, after - before, err
 }
 
 func (b *bench) setup(ctx context.Context) error {
@@ -327,47 +375,102 @@ func (b *bench) setup(ctx context.Context) error {
 	return nil
 }
 
-// worker starts a fresh worker process, uploads src to Azurite, enqueues it
-// and waits until it is published. It returns the time from enqueue to
-// published and the worker's peak RSS in MiB.
-func (b *bench) worker(ctx context.Context, src string) (float64, float64, error) {
-	video, name, err := b.upload(ctx, src)
+// workerJob is what one fresh worker process is given to publish.
+type workerJob struct {
+	src string
+	// sidecars are local subtitle files, uploaded next to the source and
+	// enqueued as its sidecar subtitles.
+	sidecars []sidecar
+	env      []string // added to the worker's environment
+}
+
+type sidecar struct{ lang, path string }
+
+// workerRun is what one worker run measured.
+type workerRun struct {
+	video  string
+	wall   float64 // enqueue → published, s
+	rssMiB float64 // the worker's own peak RSS (ffmpeg excluded)
+	// cpu is user+sys of the worker process and of every process it
+	// started (ffmpeg, ffprobe, bwrap, sandboxed or not), start to exit, s.
+	cpu float64
+}
+
+// worker starts a fresh worker process, uploads j's files to Azurite,
+// enqueues the source and waits until it is published, then stops the
+// worker.
+func (b *bench) worker(ctx context.Context, j workerJob) (workerRun, error) {
+	var run workerRun
+	video, name, err := b.upload(ctx, j.src)
 	if err != nil {
-		return 0, 0, err
+		return run, err
 	}
-	cmd, logFile, err := b.startWorker(ctx, "worker.log")
+	run.video = video
+	var subs []jobs.Subtitle
+	for i, s := range j.sidecars {
+		obj := fmt.Sprintf("uploads/%s/subs/%d%s", video, i, filepath.Ext(s.path))
+		if err := b.put(ctx, obj, s.path); err != nil {
+			return run, err
+		}
+		subs = append(subs, jobs.Subtitle{Language: s.lang, Source: obj})
+	}
+
+	cpuBefore, err := childrenCPU()
 	if err != nil {
-		return 0, 0, err
+		return run, err
+	}
+	cmd, logFile, err := b.startWorker(ctx, "worker.log", j.env...)
+	if err != nil {
+		return run, err
 	}
 	defer logFile.Close()
-	defer stopWorker(cmd)
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			stopWorker(cmd)
+		}
+	}
+	defer stop()
 	time.Sleep(500 * time.Millisecond) // let it connect, as a running fleet would be
 
 	start := time.Now()
-	if err := b.transcode(ctx, video, name, []*exec.Cmd{cmd}, logFile.Name()); err != nil {
-		return 0, 0, err
+	req := jobs.TranscodeRequest{VideoID: video, Source: name, Subtitles: subs}
+	if err := b.transcode(ctx, req, []*exec.Cmd{cmd}, logFile.Name()); err != nil {
+		return run, err
 	}
-	wall := time.Since(start).Seconds()
-	return wall, peakRSS(cmd.Process.Pid), nil
+	run.wall = time.Since(start).Seconds()
+	run.rssMiB = peakRSS(cmd.Process.Pid)
+	stop()
+	// The worker's rusage counts the children it waited for; the
+	// sandboxes' orphans were adopted by this process (see cpu.go).
+	cpuAfter, err := childrenCPU()
+	run.cpu = cpuAfter - cpuBefore
+	return run, err
 }
 
 // upload stores src in Azurite for a new video id, and returns the id
 // and the object name.
 func (b *bench) upload(ctx context.Context, src string) (video, name string, err error) {
-	store, err := storage.Open(ctx, "azblob://"+b.queue, b.getenv)
-	if err != nil {
-		return "", "", err
-	}
 	var id [6]byte
 	rand.Read(id[:])
 	video = fmt.Sprintf("bench-%x", id)
-	f, err := os.Open(src)
+	name = "uploads/" + video + ".mp4"
+	return video, name, b.put(ctx, name, src)
+}
+
+// put stores the local file path in Azurite as name.
+func (b *bench) put(ctx context.Context, name, path string) error {
+	store, err := storage.Open(ctx, "azblob://"+b.queue, b.getenv)
 	if err != nil {
-		return "", "", err
+		return err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
 	}
 	defer f.Close()
-	name = "uploads/" + video + ".mp4"
-	return video, name, store.Put(ctx, name, f, -1, storage.PutOptions{})
+	return store.Put(ctx, name, f, -1, storage.PutOptions{})
 }
 
 // startWorker starts a worker process with the bench's environment and
@@ -393,10 +496,10 @@ func stopWorker(cmd *exec.Cmd) {
 	cmd.Wait()
 }
 
-// transcode enqueues the uploaded source name for video and waits until
-// it is published, while the workers run.
-func (b *bench) transcode(ctx context.Context, video, name string, workers []*exec.Cmd, logs string) error {
-	res, err := b.client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: video, Source: name})
+// transcode enqueues req and waits until it is published, while the
+// workers run.
+func (b *bench) transcode(ctx context.Context, req jobs.TranscodeRequest, workers []*exec.Cmd, logs string) error {
+	res, err := b.client.EnqueueTranscode(ctx, req)
 	if err != nil {
 		return err
 	}

@@ -154,6 +154,9 @@ type JobOptions struct {
 	Preset   string `json:"preset,omitempty"`   // an x264 preset
 	Priority string `json:"priority,omitempty"` // high, normal or low
 	Segments string `json:"segments,omitempty"` // ts or fmp4
+	// Subtitles are the job's sidecar subtitle files, kept so that a
+	// re-transcode given none carries them (see CarriedSubtitles).
+	Subtitles []JobSubtitle `json:"subtitles,omitempty"`
 }
 
 const jobColumns = `id, video_id, task_id, source, state, progress, coalesce(error, ''), coalesce(version, 0), attempts, created_at, updated_at,

@@ -200,7 +200,8 @@ func (p *Pipeline) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		// Enqueued without the jobs client (e.g. straight through asynq):
 		// record the job now.
 		req := catalog.JobRequest{Metadata: payload.Metadata, Options: catalog.JobOptions{
-			Ladder: payload.Ladder, Preset: payload.Preset, Priority: string(payload.Priority), Segments: payload.Segments}}
+			Ladder: payload.Ladder, Preset: payload.Preset, Priority: string(payload.Priority), Segments: payload.Segments,
+			Subtitles: jobSubtitles(payload.Subtitles)}}
 		if _, _, err = p.db.UpsertJobWith(ctx, payload.VideoID, payload.Source, taskID, req); err == nil {
 			att, err = p.db.StartAttempt(ctx, taskID)
 		}

@@ -271,3 +271,32 @@ func (p *Pipeline) storeSubtitles(ctx context.Context, log *slog.Logger, v *pack
 	}
 	return outs, nil
 }
+
+// addSubtitleBandwidth adds the subtitle group's largest peak and average
+// (its renditions' measured segment bit rates) to every video variant's
+// BANDWIDTH and AVERAGE-BANDWIDTH, and to their catalog rows, index for
+// index: RFC 8216 section 4.3.4.2 counts every rendition that would be
+// played together, and a player showing subtitles fetches one subtitle
+// rendition alongside the variant. Small (WebVTT, about a kbit/s) but
+// measured, so the figure is what is published, as for the audio group.
+func addSubtitleBandwidth(subs []subtitleOutput, variants []playlist.Variant, renditions []catalog.Rendition) {
+	var peak, avg int64
+	for _, s := range subs {
+		peak, avg = max(peak, s.rendition.Bandwidth), max(avg, s.rendition.AverageBandwidth)
+	}
+	for i := range variants {
+		variants[i].Bandwidth += peak
+		variants[i].AverageBandwidth += avg
+		renditions[i].Bandwidth, renditions[i].AverageBandwidth = variants[i].Bandwidth, variants[i].AverageBandwidth
+	}
+}
+
+// jobSubtitles are a payload's sidecars as the job row keeps them, for a
+// task enqueued without the jobs client.
+func jobSubtitles(subs []jobs.Subtitle) []catalog.JobSubtitle {
+	var out []catalog.JobSubtitle
+	for _, s := range subs {
+		out = append(out, catalog.JobSubtitle(s))
+	}
+	return out
+}

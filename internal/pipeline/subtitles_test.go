@@ -97,6 +97,8 @@ func TestSubtitlesPublished(t *testing.T) {
 	ctx := context.Background()
 
 	master := string(h.objects(cur.Master)[cur.Master])
+	// The shape; the measured figures are checked by checkSubtitleBandwidth.
+	checkGoldenFile(t, "master_subtitles.m3u8.golden", normalise([]byte(master)))
 	for _, want := range []string{
 		`#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",NAME="English",DEFAULT=NO,AUTOSELECT=YES,LANGUAGE="en",URI="sub0-en/index.m3u8"`,
 		`#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",NAME="français",DEFAULT=NO,AUTOSELECT=YES,LANGUAGE="fr",URI="sub1-fr/index.m3u8"`,
@@ -192,6 +194,7 @@ func TestSubtitlesPublished(t *testing.T) {
 	if subs != 2 {
 		t.Errorf("%d subtitle renditions in the catalog, want 2: %+v", subs, cur.Renditions)
 	}
+	checkSubtitleBandwidth(t, h, cur)
 
 	rep, err := (&verify.Verifier{Store: h.store, DB: h.db, Keyring: h.keyring, Exec: decoder.Exec(t)}).Verify(ctx, video)
 	if err != nil || !rep.OK() {
@@ -208,6 +211,83 @@ func TestSubtitlesPublished(t *testing.T) {
 	}
 	if vtts != 2 {
 		t.Errorf("verify checked %d subtitle renditions, want 2: %+v", vtts, rep)
+	}
+}
+
+// TestReTranscodeKeepsSidecars: a forced re-transcode that names no
+// sidecar publishes its second version with the sidecar of the first
+// enqueue (jobs.Client carries it), next to the source's own track.
+func TestReTranscodeKeepsSidecars(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, fixtures.FS(t))
+	video, first := publishSubtitled(t, h)
+	ctx := context.Background()
+	res, err := h.client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: video, Source: "uploads/" + video + ".mp4", Force: true})
+	if err != nil || res.Outcome != jobs.Enqueued || len(res.CarriedSubtitles) != 1 {
+		t.Fatalf("forced: %+v %v", res, err)
+	}
+	if j := h.waitJob(res.TaskID); j.State != jobs.Published {
+		t.Fatalf("job: %+v", j)
+	}
+	cur, err := h.db.CurrentVersion(ctx, video)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subs := func(v catalog.Version) (names []string) {
+		for _, r := range v.Renditions {
+			if r.Type == RenditionSubtitles {
+				names = append(names, r.Name)
+			}
+		}
+		return names
+	}
+	if cur.Version != first.Version+1 || fmt.Sprint(subs(cur)) != "[sub0-en sub1-fr]" || fmt.Sprint(subs(first)) != fmt.Sprint(subs(cur)) {
+		t.Fatalf("version %d subtitles %v, first version %d %v", cur.Version, subs(cur), first.Version, subs(first))
+	}
+}
+
+// storedBandwidth measures a published media playlist's peak and average
+// bit rates from the sizes of the objects it names, as stored.
+func storedBandwidth(t *testing.T, h *harness, name string) (peak, avg int64) {
+	t.Helper()
+	m, err := playlist.ParseMedia(bytes.NewReader(h.objects(name)[name]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs := make([]playlist.Segment, len(m.Segments))
+	for i, s := range m.Segments {
+		obj := path.Join(path.Dir(name), s.URI)
+		segs[i] = playlist.Segment{URI: s.URI, Duration: s.Duration, Size: int64(len(h.objects(obj)[obj]))}
+	}
+	return playlist.Bandwidth(segs)
+}
+
+// checkSubtitleBandwidth holds every variant's BANDWIDTH and
+// AVERAGE-BANDWIDTH to its own media's plus the largest subtitle
+// rendition's (RFC 8216 4.3.4.2: what is played together), all measured
+// from the stored objects.
+func checkSubtitleBandwidth(t *testing.T, h *harness, cur catalog.Version) {
+	t.Helper()
+	var subPeak, subAvg int64
+	for _, r := range cur.Renditions {
+		if r.Type == RenditionSubtitles {
+			p, a := storedBandwidth(t, h, r.Playlist)
+			subPeak, subAvg = max(subPeak, p), max(subAvg, a)
+		}
+	}
+	if subPeak <= 0 || subAvg <= 0 {
+		t.Fatalf("subtitle bit rates %d/%d: want measurable", subPeak, subAvg)
+	}
+	m, err := playlist.ParseMaster(bytes.NewReader(h.objects(cur.Master)[cur.Master]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range m.Variants {
+		peak, avg := storedBandwidth(t, h, path.Join(path.Dir(cur.Master), v.URI))
+		if v.Bandwidth != peak+subPeak || v.AverageBandwidth != avg+subAvg {
+			t.Errorf("variant %s: BANDWIDTH %d AVERAGE-BANDWIDTH %d, want %d+%d and %d+%d (its media and the subtitle group's largest)",
+				v.URI, v.Bandwidth, v.AverageBandwidth, peak, subPeak, avg, subAvg)
+		}
 	}
 }
 

@@ -51,6 +51,17 @@ func TestTruncatedSources(t *testing.T) {
 	audioLonger := filepath.Join(dir, "audio-longer.mp4")
 	ffmpegMake(t, "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=4", "-f", "lavfi", "-i", "sine=duration=4.5",
 		"-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-movflags", "+faststart", audioLonger)
+	// A commentary track that stops 2.5 s before the film: a real file's
+	// shape, not a cut upload. Its cut copy must still be refused.
+	shortSecond := filepath.Join(dir, "short-second-audio.mp4")
+	ffmpegMake(t, "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=4", "-f", "lavfi", "-i", "sine=duration=4",
+		"-f", "lavfi", "-i", "sine=frequency=660:duration=1.5", "-map", "0:v", "-map", "1:a", "-map", "2:a",
+		"-metadata:s:a:0", "language=eng", "-metadata:s:a:1", "language=fra",
+		"-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-movflags", "+faststart", shortSecond)
+	twoAudio, err := os.ReadFile(shortSecond)
+	if err != nil {
+		t.Fatal(err)
+	}
 	partialGOP := filepath.Join(dir, "partial-gop.mp4")
 	// Keyframes every 2 s, 4.6 s long: the last GOP is 0.6 s.
 	ffmpegMake(t, "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=4.6",
@@ -59,11 +70,21 @@ func TestTruncatedSources(t *testing.T) {
 	refused := []struct{ name, path, reason string }{
 		{"fast-start mp4 cut to 20 KB", cut("cut20k.mp4", 20_000), "source is truncated: the container declares 4.00 s, decodable video ends at 0."},
 		{"fast-start mp4 cut to 60 %", cut("cut60.mp4", len(whole)*60/100), "source is truncated: the container declares 4.00 s, decodable video ends at 2."},
+		{"two audio tracks, cut to 60 %", func() string {
+			p := filepath.Join(dir, "cut60-two-audio.mp4")
+			if err := os.WriteFile(p, twoAudio[:len(twoAudio)*60/100], 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}(), "source is truncated: the container declares 4.00 s, decodable video ends at 2."},
 	}
 	published := []struct{ name, path string }{
 		{"whole fast-start mp4", fastStart},
 		{"audio 0.5 s longer than video", audioLonger},
 		{"last GOP partial", partialGOP},
+		// Padded with silence to the video's length: verify holds every
+		// audio rendition to the source's duration.
+		{"second audio track 2.5 s shorter", shortSecond},
 		// Without the last 15 % of its bytes: the one GOP cut part-way,
 		// the media ending about 0.6 s early. Within the tolerance.
 		{"last GOP cut part-way", cut("cut85.mp4", len(whole)*85/100)},

@@ -285,6 +285,7 @@ func (p *Pipeline) writePlaylists(ctx context.Context, v *packager.Version, plan
 			AverageBandwidth: avg, Codecs: vr.Codecs, FrameRate: vr.FrameRate, Segments: len(r.segments), Duration: total,
 		})
 	}
+	addSubtitleBandwidth(subs, variants, renditions)
 	iframes, err := p.writeIFramePlaylists(ctx, v, res)
 	if err != nil {
 		return "", nil, err

@@ -168,7 +168,7 @@ func Args(plan Plan, input, outDir string, opt ArgsOptions) (args []string, err 
 	// ffmpeg's own master playlist is not written (the worker writes the
 	// master), and the language tag is the upload's text.
 	for k, a := range plan.Audio {
-		streams = append(streams, in.Get(strconv.Itoa(a.Index)))
+		streams = append(streams, padAudio(in.Get(strconv.Itoa(a.Index)), plan.Duration))
 		sk := strconv.Itoa(k)
 		out["c:a"], out["ar"] = "aac", 48000
 		out["ac:a:"+sk], out["b:a:"+sk] = a.Channels, a.Bitrate

@@ -3,6 +3,9 @@ package transcode
 import (
 	"fmt"
 	"strconv"
+	"time"
+
+	ffmpeg "github.com/u2takey/ffmpeg-go"
 
 	"golang.org/x/text/cases"
 	"golang.org/x/text/language"
@@ -141,4 +144,22 @@ func (a AudioRendition) validate() error {
 		return fmt.Errorf("audio rendition %s: bitrate %d out of range", a.Name, a.Bitrate)
 	}
 	return nil
+}
+
+// padAudio pads an alternate audio stream with silence to at least the
+// source's duration (apad whole_dur; a longer track is left as it is).
+// Real files often carry a commentary or second language that stops
+// before the film: published as it is, its rendition would end early,
+// and a player that switched to it stalls where it ends, its audio
+// buffer empty while the video goes on (MSE plays only what every
+// source buffer holds). Padded, every audio rendition's segments line up
+// with the video's, and the output duration check holds for each. This
+// hides nothing cut short: an upload cut in transit loses its video too,
+// which the integrity check and the video renditions' duration check
+// refuse.
+func padAudio(s *ffmpeg.Stream, duration time.Duration) *ffmpeg.Stream {
+	if duration <= 0 {
+		return s
+	}
+	return s.Filter("apad", nil, ffmpeg.KwArgs{"whole_dur": strconv.FormatFloat(duration.Seconds(), 'f', 3, 64)})
 }
