@@ -358,6 +358,8 @@ func (b *bench) setup(ctx context.Context) error {
 	kek := make([]byte, 32)
 	rand.Read(kek)
 	b.env = append(os.Environ(),
+		"DATABASE_URL="+b.cfg.DatabaseURL, // the flags', not only the environment's
+		"REDIS_URL="+b.cfg.RedisURL,
 		"KEY_ENCRYPTION_KEY="+base64.StdEncoding.EncodeToString(kek),
 		"STORAGE_URL=azblob://"+prefix,
 		"QUEUE_PREFIX="+prefix,
@@ -439,12 +441,16 @@ func (b *bench) worker(ctx context.Context, j workerJob) (workerRun, error) {
 	if err := cmd.Start(); err != nil {
 		return run, err
 	}
+	// Waited for at once, so that a worker that exits (a refused
+	// configuration, a migration it cannot run) ends the wait below.
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
 	stopped := false
 	stop := func() {
 		if !stopped {
 			stopped = true
 			cmd.Process.Signal(syscall.SIGTERM)
-			cmd.Wait()
+			<-exited
 		}
 	}
 	defer stop()
@@ -466,10 +472,9 @@ func (b *bench) worker(ctx context.Context, j workerJob) (workerRun, error) {
 		if j.State == jobs.Failed {
 			return run, fmt.Errorf("job failed: %s", j.Error)
 		}
-		if cmd.ProcessState != nil {
-			return run, errors.New("worker exited; see " + logFile.Name())
-		}
 		select {
+		case <-exited:
+			return run, errors.New("worker exited; see " + logFile.Name())
 		case <-ctx.Done():
 			return run, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
