@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -137,27 +136,24 @@ func (b *bench) timedJob(ctx context.Context, src string, n int, env ...string) 
 		return 0, 0, nil, err
 	}
 	var (
-		workers []*exec.Cmd
+		workers []*workerProc
 		logs    []string
 	)
 	defer func() {
 		for _, w := range workers {
-			if w.ProcessState == nil {
-				stopWorker(w)
-			}
+			w.stop() // once more is harmless
 		}
 	}()
 	for i := range n {
-		cmd, f, err := b.startWorker(ctx, fmt.Sprintf("worker-%d.log", i), append(env, fmt.Sprintf("WORKER_ID=bench-%d", i))...)
+		w, err := b.startWorker(ctx, fmt.Sprintf("worker-%d.log", i), append(env, fmt.Sprintf("WORKER_ID=bench-%d", i))...)
 		if err != nil {
 			return 0, 0, nil, err
 		}
-		f.Close() // the child has its own descriptor
-		workers, logs = append(workers, cmd), append(logs, f.Name())
+		workers, logs = append(workers, w), append(logs, w.log)
 	}
 	time.Sleep(500 * time.Millisecond)
 	start := time.Now()
-	if err := b.transcode(ctx, jobs.TranscodeRequest{VideoID: video, Source: name}, workers, strings.Join(logs, ", ")); err != nil {
+	if err := b.transcode(ctx, jobs.TranscodeRequest{VideoID: video, Source: name}, workers); err != nil {
 		return 0, 0, nil, err
 	}
 	wall := time.Since(start).Seconds()
@@ -165,8 +161,8 @@ func (b *bench) timedJob(ctx context.Context, src string, n int, env ...string) 
 	for _, w := range workers {
 		// A reaped process's rusage includes its reaped children: the
 		// worker's ffmpeg and ffprobe runs (and their sandbox).
-		stopWorker(w)
-		cpu += (w.ProcessState.UserTime() + w.ProcessState.SystemTime()).Seconds()
+		w.stop()
+		cpu += (w.cmd.ProcessState.UserTime() + w.cmd.ProcessState.SystemTime()).Seconds()
 	}
 	return wall, cpu, logs, nil
 }

@@ -364,6 +364,8 @@ func (b *bench) setup(ctx context.Context) error {
 	kek := make([]byte, 32)
 	rand.Read(kek)
 	b.env = append(os.Environ(),
+		"DATABASE_URL="+b.cfg.DatabaseURL, // the flags', not only the environment's
+		"REDIS_URL="+b.cfg.RedisURL,
 		"KEY_ENCRYPTION_KEY="+base64.StdEncoding.EncodeToString(kek),
 		"STORAGE_URL=azblob://"+prefix,
 		"QUEUE_PREFIX="+prefix,
@@ -419,16 +421,15 @@ func (b *bench) worker(ctx context.Context, j workerJob) (workerRun, error) {
 	if err != nil {
 		return run, err
 	}
-	cmd, logFile, err := b.startWorker(ctx, "worker.log", j.env...)
+	w, err := b.startWorker(ctx, "worker.log", j.env...)
 	if err != nil {
 		return run, err
 	}
-	defer logFile.Close()
 	stopped := false
 	stop := func() {
 		if !stopped {
 			stopped = true
-			stopWorker(cmd)
+			w.stop()
 		}
 	}
 	defer stop()
@@ -436,11 +437,11 @@ func (b *bench) worker(ctx context.Context, j workerJob) (workerRun, error) {
 
 	start := time.Now()
 	req := jobs.TranscodeRequest{VideoID: video, Source: name, Subtitles: subs}
-	if err := b.transcode(ctx, req, []*exec.Cmd{cmd}, logFile.Name()); err != nil {
+	if err := b.transcode(ctx, req, []*workerProc{w}); err != nil {
 		return run, err
 	}
 	run.wall = time.Since(start).Seconds()
-	run.rssMiB = peakRSS(cmd.Process.Pid)
+	run.rssMiB = peakRSS(w.cmd.Process.Pid)
 	stop()
 	// The worker's rusage counts the children it waited for; the
 	// sandboxes' orphans were adopted by this process (see cpu.go).
@@ -473,32 +474,46 @@ func (b *bench) put(ctx context.Context, name, path string) error {
 	return store.Put(ctx, name, f, -1, storage.PutOptions{})
 }
 
+// workerProc is a running worker process of the bench.
+type workerProc struct {
+	cmd *exec.Cmd
+	log string // its log file
+	// exited is closed once the process has exited and been waited for:
+	// a worker that exits early (a refused configuration, a migration it
+	// cannot run) ends the bench's wait.
+	exited chan struct{}
+}
+
 // startWorker starts a worker process with the bench's environment and
 // extra variables, logging into log under the work directory.
-func (b *bench) startWorker(ctx context.Context, log string, env ...string) (*exec.Cmd, *os.File, error) {
+func (b *bench) startWorker(ctx context.Context, log string, env ...string) (*workerProc, error) {
 	cmd := exec.CommandContext(ctx, b.cfg.Worker)
 	cmd.Env = append(slices.Clone(b.env), env...)
 	logFile, err := os.Create(filepath.Join(b.cfg.Dir, log))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
+	defer logFile.Close() // the child has its own descriptor
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	return cmd, logFile, nil
+	w := &workerProc{cmd: cmd, log: logFile.Name(), exited: make(chan struct{})}
+	go func() { cmd.Wait(); close(w.exited) }()
+	return w, nil
 }
 
-// stopWorker stops a worker as a deployment would (SIGTERM) and waits.
-func stopWorker(cmd *exec.Cmd) {
-	cmd.Process.Signal(syscall.SIGTERM)
-	cmd.Wait()
+// stop stops the worker as a deployment would (SIGTERM) and waits; after
+// it, cmd.ProcessState holds the worker's rusage (its reaped children's
+// included). Stopping a worker that has exited is a no-op.
+func (w *workerProc) stop() {
+	w.cmd.Process.Signal(syscall.SIGTERM)
+	<-w.exited
 }
 
 // transcode enqueues req and waits until it is published, while the
 // workers run.
-func (b *bench) transcode(ctx context.Context, req jobs.TranscodeRequest, workers []*exec.Cmd, logs string) error {
+func (b *bench) transcode(ctx context.Context, req jobs.TranscodeRequest, workers []*workerProc) error {
 	res, err := b.client.EnqueueTranscode(ctx, req)
 	if err != nil {
 		return err
@@ -515,8 +530,10 @@ func (b *bench) transcode(ctx context.Context, req jobs.TranscodeRequest, worker
 			return fmt.Errorf("job failed: %s", j.Error)
 		}
 		for _, w := range workers {
-			if w.ProcessState != nil {
-				return errors.New("worker exited; see " + logs)
+			select {
+			case <-w.exited:
+				return errors.New("worker exited; see " + w.log)
+			default:
 			}
 		}
 		select {
