@@ -2,7 +2,6 @@ package transcode
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -31,7 +30,8 @@ func ParseFMP4Init(b []byte) (out *FMP4Init, err error) {
 	if len(b) > maxInitBytes {
 		return nil, fmt.Errorf("transcode: init section of %d bytes is larger than %d", len(b), maxInitBytes)
 	}
-	if err := checkBoxes(b); err != nil {
+	b = bytes.Clone(b) // the caller's bytes stay as they are
+	if err := guardMP4(b); err != nil {
 		return nil, fmt.Errorf("transcode: init section: %w", err)
 	}
 	f, err := mp4.DecodeFile(bytes.NewReader(b))
@@ -131,10 +131,11 @@ func (s *FMP4Inspector) Finish() (info SegmentInfo, err error) {
 	if s.init.Video == nil {
 		return info, nil
 	}
-	if err := checkBoxes(s.buf.Bytes()); err != nil {
+	seg := s.buf.Bytes() // dropped when Finish returns
+	if err := guardMP4(seg); err != nil {
 		return info, fmt.Errorf("transcode: fMP4 segment: %w", err)
 	}
-	f, err := mp4.DecodeFile(bytes.NewReader(s.buf.Bytes()))
+	f, err := mp4.DecodeFile(bytes.NewReader(seg))
 	if err != nil {
 		return info, fmt.Errorf("transcode: fMP4 segment: %w", err)
 	}
@@ -180,31 +181,4 @@ func recoverMP4(err *error) {
 	if r := recover(); r != nil {
 		*err = fmt.Errorf("transcode: malformed MP4 (decoder panic: %v)", r)
 	}
-}
-
-// checkBoxes refuses bytes whose top-level boxes do not tile them exactly:
-// mp4ff allocates a top-level box's declared size before reading it, so a
-// garbage size would allocate gigabytes.
-func checkBoxes(b []byte) error {
-	for len(b) > 0 {
-		if len(b) < 8 {
-			return errors.New("truncated box header")
-		}
-		size := uint64(binary.BigEndian.Uint32(b))
-		hdr := uint64(8)
-		switch size {
-		case 0:
-			size = uint64(len(b)) // to the end
-		case 1:
-			if len(b) < 16 {
-				return errors.New("truncated box header")
-			}
-			size, hdr = binary.BigEndian.Uint64(b[8:]), 16
-		}
-		if size < hdr || size > uint64(len(b)) {
-			return fmt.Errorf("box %q of %d bytes in %d", b[4:8], size, len(b))
-		}
-		b = b[size:]
-	}
-	return nil
 }

@@ -180,6 +180,13 @@ func FuzzMediaReaders(f *testing.F) {
 	f.Add(bytes.Repeat([]byte{0x47, 0x40, 0x00, 0x10, 0x00}, 60))
 	f.Add(append([]byte{0x64, 0x00, 0x1f, 0xac}, bytes.Repeat([]byte{0xff}, 40)...))
 	f.Add(sei("GA94", true, 0xfc, 0xc8, 0xe9)[1:])
+	for _, name := range []string{"init_seed_avc.mp4", "init_seed_hevc.mp4", "init_oom_elst.mp4"} {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s := NewTSInspector(true)
 		s.Write(b)
