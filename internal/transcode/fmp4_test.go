@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Eyevinn/mp4ff/hevc"
 	"github.com/hlsvault/hlsvault/internal/testenv"
 )
 
@@ -220,6 +221,9 @@ func TestCodecsFromInitRefuses(t *testing.T) {
 	}
 }
 
+// TestHEVCCodecString names hvcC records (the 13 bytes up to the level,
+// completed to a version 1 record without parameter sets) as mp4ff decodes
+// them.
 func TestHEVCCodecString(t *testing.T) {
 	for _, tc := range []struct {
 		rec  []byte
@@ -232,37 +236,50 @@ func TestHEVCCodecString(t *testing.T) {
 		// No constraint flags: the first byte is still written.
 		{[]byte{1, 0x01, 0x60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 90}, "hvc1.1.6.L90.0"},
 	} {
-		got, err := hevcCodec("hvc1", tc.rec)
-		if err != nil || got != tc.want {
-			t.Errorf("hevcCodec(% x) = %q, %v; want %q", tc.rec, got, err, tc.want)
+		// min spatial segmentation, parallelism, chroma, bit depths, frame
+		// rate, 4-byte NAL lengths (0x0f), no arrays.
+		rec, err := hevc.DecodeHEVCDecConfRec(append(tc.rec, 0xf0, 0, 0xfc, 0xfd, 0xf8, 0xf8, 0, 0, 0x0f, 0))
+		if err != nil {
+			t.Fatalf("% x: %v", tc.rec, err)
 		}
-	}
-	if _, err := hevcCodec("hvc1", []byte{0, 1, 2}); err == nil {
-		t.Error("short hvcC accepted")
+		if got := hevcCodec("hvc1", &rec); got != tc.want {
+			t.Errorf("hevcCodec(% x) = %q; want %q", tc.rec, got, tc.want)
+		}
 	}
 }
 
-// FuzzCodecsFromInit: whatever the bytes, the box reader neither panics
-// nor reads past a box; what it names is an avc1, hvc1 or mp4a list.
-func FuzzCodecsFromInit(f *testing.F) {
-	for _, name := range []string{"init_seed_avc.mp4", "init_seed_hevc.mp4"} {
-		b, err := os.ReadFile(filepath.Join("testdata", name))
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
+// TestHEVCCodecMatchesMp4ff: the name read from the seed's hvcC record is
+// the one mp4ff's hevc.CodecString writes from the SPS inside it (which
+// spells the compatibility hex in capitals; hex is case-blind).
+func TestHEVCCodecMatchesMp4ff(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "init_seed_hevc.mp4"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		c, err := CodecsFromInit(b)
+	init, err := decodeInit(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, trak := range init.Moov.Traks {
+		hx := trak.Mdia.Minf.Stbl.Stsd.HvcX
+		if hx == nil {
+			continue
+		}
+		spss := hx.HvcC.GetNalusForType(hevc.NALU_SPS)
+		if len(spss) == 0 {
+			t.Fatal("hvcC without an SPS")
+		}
+		sps, err := hevc.ParseSPSNALUnit(spss[0])
 		if err != nil {
-			return
+			t.Fatal(err)
 		}
-		for _, one := range strings.Split(c, ",") {
-			if !strings.HasPrefix(one, "avc") && !strings.HasPrefix(one, "hvc1.") && !strings.HasPrefix(one, "hev1.") && !strings.HasPrefix(one, "mp4a.40.") {
-				t.Fatalf("codecs %q", c)
-			}
+		got, want := hevcCodec(hx.Type(), &hx.HvcC.DecConfRec), hevc.CodecString(hx.Type(), sps)
+		if got != "hvc1.1.6.L30.90" || !strings.EqualFold(got, want) {
+			t.Errorf("record says %q, mp4ff from the SPS %q", got, want)
 		}
-	})
+		return
+	}
+	t.Fatal("seed has no HEVC track")
 }
 
 // TestCodecsFromInitSeeds: ffmpeg's own init sections (160x90 and 320x180:

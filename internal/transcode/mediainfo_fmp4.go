@@ -21,34 +21,28 @@ type FMP4Init struct {
 	nalLengthSize int
 }
 
-// maxInitBytes bounds an init section: a moov without samples is a few KiB.
-const maxInitBytes = 1 << 20
-
-// ParseFMP4Init reads an fMP4 init section with github.com/Eyevinn/mp4ff.
+// ParseFMP4Init reads an fMP4 init section with github.com/Eyevinn/mp4ff,
+// naming its tracks with trackCodec as CODECS does: the first H.264 track
+// (its SPS gives size and frame rate; the inspector reads H.264 NAL units)
+// and the first AAC track. Other tracks are passed over.
 func ParseFMP4Init(b []byte) (out *FMP4Init, err error) {
 	defer recoverMP4(&err)
-	if len(b) > maxInitBytes {
-		return nil, fmt.Errorf("transcode: init section of %d bytes is larger than %d", len(b), maxInitBytes)
-	}
-	b = bytes.Clone(b) // the caller's bytes stay as they are
-	if err := guardMP4(b); err != nil {
-		return nil, fmt.Errorf("transcode: init section: %w", err)
-	}
-	f, err := mp4.DecodeFile(bytes.NewReader(b))
+	init, err := decodeInit(b)
 	if err != nil {
-		return nil, fmt.Errorf("transcode: init section: %w", err)
-	}
-	if f.Init == nil || f.Init.Moov == nil {
-		return nil, errors.New("transcode: init section has no moov")
+		return nil, fmt.Errorf("transcode: %w", err)
 	}
 	out = &FMP4Init{}
-	for _, trak := range f.Init.Moov.Traks {
-		if trak.Mdia == nil || trak.Mdia.Minf == nil || trak.Mdia.Minf.Stbl == nil || trak.Mdia.Minf.Stbl.Stsd == nil {
+	for _, trak := range init.Moov.Traks {
+		codec, isVideo, err := trackCodec(trak)
+		if errors.Is(err, errOtherEntry) {
 			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("transcode: init section: %w", err)
 		}
 		stsd := trak.Mdia.Minf.Stbl.Stsd
 		switch {
-		case stsd.AvcX != nil && stsd.AvcX.AvcC != nil && out.Video == nil:
+		case isVideo && stsd.AvcX != nil && out.Video == nil:
 			rec := stsd.AvcX.AvcC.DecConfRec
 			if len(rec.SPSnalus) == 0 {
 				return nil, errors.New("transcode: init section: avcC without an SPS")
@@ -57,23 +51,20 @@ func ParseFMP4Init(b []byte) (out *FMP4Init, err error) {
 			if err != nil {
 				return nil, fmt.Errorf("transcode: init section: %w", err)
 			}
-			v.Codec = fmt.Sprintf("avc1.%02x%02x%02x", rec.AVCProfileIndication, rec.ProfileCompatibility, rec.AVCLevelIndication)
+			v.Codec = codec
 			out.Video = &v
 			out.videoTrackID = trak.Tkhd.TrackID
 			out.nalLengthSize = 4 // mp4ff decodes only avcC with 4-byte NAL lengths
-			if f.Init.Moov.Mvex != nil {
-				out.videoTrex, _ = f.Init.Moov.Mvex.GetTrex(out.videoTrackID)
+			if init.Moov.Mvex != nil {
+				out.videoTrex, _ = init.Moov.Mvex.GetTrex(out.videoTrackID)
 			}
-		case stsd.Mp4a != nil && stsd.Mp4a.Esds != nil && out.Audio == nil:
+		case !isVideo && out.Audio == nil:
 			dsi := stsd.Mp4a.Esds.DecConfigDescriptor.DecSpecificInfo
-			if dsi == nil {
-				return nil, errors.New("transcode: init section: esds without an AudioSpecificConfig")
-			}
 			asc, err := aac.DecodeAudioSpecificConfig(bytes.NewReader(dsi.DecConfig))
 			if err != nil {
 				return nil, fmt.Errorf("transcode: init section: %w", err)
 			}
-			out.Audio = &AudioInfo{Codec: fmt.Sprintf("mp4a.40.%d", asc.ObjectType), Channels: int(asc.ChannelConfiguration)}
+			out.Audio = &AudioInfo{Codec: codec, Channels: int(asc.ChannelConfiguration)}
 		}
 	}
 	return out, nil
@@ -131,11 +122,7 @@ func (s *FMP4Inspector) Finish() (info SegmentInfo, err error) {
 	if s.init.Video == nil {
 		return info, nil
 	}
-	seg := s.buf.Bytes() // dropped when Finish returns
-	if err := guardMP4(seg); err != nil {
-		return info, fmt.Errorf("transcode: fMP4 segment: %w", err)
-	}
-	f, err := mp4.DecodeFile(bytes.NewReader(seg))
+	f, err := decodeMP4(s.buf.Bytes())
 	if err != nil {
 		return info, fmt.Errorf("transcode: fMP4 segment: %w", err)
 	}

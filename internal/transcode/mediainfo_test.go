@@ -175,7 +175,10 @@ func TestFMP4Readers(t *testing.T) {
 	}
 }
 
-// FuzzMediaReaders: no input makes the readers panic or loop.
+// FuzzMediaReaders: no input makes the readers panic or loop, and what
+// the one fMP4 init reader names is an avc, hvc1/hev1 or mp4a list. Seeded
+// with ffmpeg's init sections (testdata/init_seed_*.mp4) and the init
+// section that once ran mp4ff out of memory, besides its corpus.
 func FuzzMediaReaders(f *testing.F) {
 	f.Add(bytes.Repeat([]byte{0x47, 0x40, 0x00, 0x10, 0x00}, 60))
 	f.Add(append([]byte{0x64, 0x00, 0x1f, 0xac}, bytes.Repeat([]byte{0xff}, 40)...))
@@ -197,6 +200,14 @@ func FuzzMediaReaders(f *testing.F) {
 			m := NewFMP4Inspector(in)
 			m.Write(b)
 			_, _ = m.Finish()
+		}
+		_, _ = firstPTSFMP4(b, b)
+		if c, err := CodecsFromInit(b); err == nil {
+			for _, one := range strings.Split(c, ",") {
+				if !strings.HasPrefix(one, "avc") && !strings.HasPrefix(one, "hvc1.") && !strings.HasPrefix(one, "hev1.") && !strings.HasPrefix(one, "mp4a.40.") {
+					t.Fatalf("codecs %q", c)
+				}
+			}
 		}
 	})
 }

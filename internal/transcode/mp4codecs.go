@@ -1,17 +1,21 @@
 package transcode
 
 import (
-	"encoding/binary"
+	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"math/bits"
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/Eyevinn/mp4ff/hevc"
+	"github.com/Eyevinn/mp4ff/mp4"
 )
 
-// An fMP4 init section is a few hundred bytes to a few kB; anything larger
-// is not one of ours.
+// An fMP4 init section is a few hundred bytes to a few kB (a moov without
+// samples); anything larger is not one of ours.
 const maxInitSize = 1 << 20
 
 // InitCodecs returns the RFC 6381 CODECS value of an fMP4 init section
@@ -19,12 +23,6 @@ const maxInitSize = 1 << 20
 // sample entries in track order, named from their decoder configuration
 // records, as SegmentCodecs names a TS segment's from its SPS and ADTS
 // header. Video first, then audio, as the TS reader writes them.
-//
-// The boxes are read here rather than with an MP4 library: the one the
-// field uses (github.com/Eyevinn/mp4ff) is not served by the module proxy
-// this project builds from, and the path is short and fixed
-// (moov/trak/mdia/minf/stbl/stsd, then avcC, hvcC or esds), every length
-// checked against its parent.
 func InitCodecs(path string) (string, error) {
 	b, err := readSmall(path)
 	if err != nil {
@@ -43,45 +41,27 @@ func readSmall(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errCodecs, err)
 	}
-	if len(b) > maxInitSize {
-		return nil, fmt.Errorf("%w: init section larger than %d bytes", errCodecs, maxInitSize)
-	}
 	return b, nil
 }
 
 // CodecsFromInit names the codecs of an fMP4 init section's bytes (see
-// InitCodecs).
+// InitCodecs); a track that is not H.264, HEVC or AAC is refused, since
+// the CODECS value would be wrong without it.
 func CodecsFromInit(b []byte) (string, error) {
-	moov, ok := child(b, "moov")
-	if !ok {
-		return "", fmt.Errorf("%w: init section has no moov box", errCodecs)
+	init, err := decodeInit(b)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", errCodecs, err)
 	}
 	var video, audio []string
-	for _, trak := range children(moov, "trak") {
-		stsd, ok := boxPath(trak, "mdia", "minf", "stbl", "stsd")
-		if !ok || len(stsd) < 8 {
-			return "", fmt.Errorf("%w: track without a sample description", errCodecs)
+	for _, trak := range init.Moov.Traks {
+		c, isVideo, err := trackCodec(trak)
+		if err != nil {
+			return "", fmt.Errorf("%w: %w", errCodecs, err)
 		}
-		entries := boxes(stsd[8:]) // version, flags, entry count
-		if len(entries) == 0 {
-			return "", fmt.Errorf("%w: empty sample description", errCodecs)
-		}
-		e := entries[0]
-		switch e.typ {
-		case "avc1", "avc3", "hvc1", "hev1":
-			c, err := videoCodec(e)
-			if err != nil {
-				return "", err
-			}
+		if isVideo {
 			video = append(video, c)
-		case "mp4a":
-			c, err := audioCodec(e)
-			if err != nil {
-				return "", err
-			}
+		} else {
 			audio = append(audio, c)
-		default:
-			return "", fmt.Errorf("%w: sample entry %q is not H.264, HEVC or AAC", errCodecs, e.typ)
 		}
 	}
 	all := append(video, audio...)
@@ -91,92 +71,63 @@ func CodecsFromInit(b []byte) (string, error) {
 	return strings.Join(all, ","), nil
 }
 
-// box is one ISO BMFF box: its type and its payload.
-type box struct {
-	typ  string
-	body []byte
+// errOtherEntry marks a track whose sample entry is none of the ones
+// trackCodec names (a reader of media may pass over it; CODECS may not).
+var errOtherEntry = errors.New("sample entry is not H.264, HEVC or AAC")
+
+// decodeInit decodes an init section with mp4ff once it is known to be
+// small and its top-level boxes to tile it (see decodeMP4).
+func decodeInit(b []byte) (*mp4.InitSegment, error) {
+	if len(b) > maxInitSize {
+		return nil, fmt.Errorf("init section of %d bytes is larger than %d", len(b), maxInitSize)
+	}
+	f, err := decodeMP4(bytes.Clone(b)) // the caller's bytes stay as they are
+	if err != nil {
+		return nil, fmt.Errorf("init section: %w", err)
+	}
+	if f.Init == nil || f.Init.Moov == nil {
+		return nil, errors.New("init section has no moov box")
+	}
+	return f.Init, nil
 }
 
-// boxes splits b into boxes; a box whose size overruns b ends the list.
-func boxes(b []byte) []box {
-	var out []box
-	for len(b) >= 8 {
-		size := uint64(binary.BigEndian.Uint32(b))
-		typ, hdr := string(b[4:8]), uint64(8)
-		switch size {
-		case 0:
-			size = uint64(len(b))
-		case 1:
-			if len(b) < 16 {
-				return out
-			}
-			size, hdr = binary.BigEndian.Uint64(b[8:]), 16
-		}
-		if size < hdr || size > uint64(len(b)) {
-			return out
-		}
-		out = append(out, box{typ: typ, body: b[hdr:size]})
-		b = b[size:]
+// decodeMP4 decodes an init section or a media segment with mp4ff, once
+// guardMP4 has made b safe for it (in place: b is changed), and turns a
+// decoder panic into an error.
+func decodeMP4(b []byte) (f *mp4.File, err error) {
+	defer recoverMP4(&err)
+	if err := guardMP4(b); err != nil {
+		return nil, err
 	}
-	return out
+	return mp4.DecodeFile(bytes.NewReader(b))
 }
 
-func children(b []byte, typ string) [][]byte {
-	var out [][]byte
-	for _, x := range boxes(b) {
-		if x.typ == typ {
-			out = append(out, x.body)
+// trackCodec is the one place an fMP4 track's RFC 6381 codec is named, for
+// the pipeline's CODECS and backfill's media reading alike: avc1/avc3 from
+// avcC (profile, compatibility, level), hvc1/hev1 from hvcC (hevcCodec),
+// mp4a.40.<audio object type> from esds. isVideo tells which list it joins.
+func trackCodec(trak *mp4.TrakBox) (codec string, isVideo bool, err error) {
+	if trak.Mdia == nil || trak.Mdia.Minf == nil || trak.Mdia.Minf.Stbl == nil || trak.Mdia.Minf.Stbl.Stsd == nil {
+		return "", false, fmt.Errorf("track without a sample description: %w", errOtherEntry)
+	}
+	stsd := trak.Mdia.Minf.Stbl.Stsd
+	switch {
+	case stsd.AvcX != nil:
+		if stsd.AvcX.AvcC == nil {
+			return "", true, fmt.Errorf("%s without avcC", stsd.AvcX.Type())
 		}
-	}
-	return out
-}
-
-func child(b []byte, typ string) ([]byte, bool) {
-	c := children(b, typ)
-	if len(c) == 0 {
-		return nil, false
-	}
-	return c[0], true
-}
-
-func boxPath(b []byte, types ...string) ([]byte, bool) {
-	for _, t := range types {
-		var ok bool
-		if b, ok = child(b, t); !ok {
-			return nil, false
+		r := stsd.AvcX.AvcC.DecConfRec
+		return fmt.Sprintf("%s.%02x%02x%02x", stsd.AvcX.Type(), r.AVCProfileIndication, r.ProfileCompatibility, r.AVCLevelIndication), true, nil
+	case stsd.HvcX != nil:
+		if stsd.HvcX.HvcC == nil {
+			return "", true, fmt.Errorf("%s without hvcC", stsd.HvcX.Type())
 		}
+		return hevcCodec(stsd.HvcX.Type(), &stsd.HvcX.HvcC.DecConfRec), true, nil
+	case stsd.Mp4a != nil:
+		c, err := aacCodec(stsd.Mp4a)
+		return c, false, err
 	}
-	return b, true
-}
-
-// Sample entry headers before their child boxes (ISO/IEC 14496-12 12.1.3,
-// 12.2.3): 8 bytes of SampleEntry, then 70 of VisualSampleEntry or 20 of
-// AudioSampleEntry (version 0).
-const (
-	visualEntryHeader = 8 + 70
-	audioEntryHeader  = 8 + 20
-)
-
-func videoCodec(e box) (string, error) {
-	if len(e.body) < visualEntryHeader {
-		return "", fmt.Errorf("%w: short %s sample entry", errCodecs, e.typ)
-	}
-	kids := e.body[visualEntryHeader:]
-	switch e.typ {
-	case "avc1", "avc3":
-		c, ok := child(kids, "avcC")
-		if !ok || len(c) < 4 {
-			return "", fmt.Errorf("%w: %s without avcC", errCodecs, e.typ)
-		}
-		// AVCDecoderConfigurationRecord: version, profile, compatibility, level.
-		return fmt.Sprintf("%s.%02x%02x%02x", e.typ, c[1], c[2], c[3]), nil
-	default:
-		c, ok := child(kids, "hvcC")
-		if !ok {
-			return "", fmt.Errorf("%w: %s without hvcC", errCodecs, e.typ)
-		}
-		return hevcCodec(e.typ, c)
-	}
+	return "", false, errOtherEntry
 }
 
 // hevcCodec names an HEVCDecoderConfigurationRecord as ISO/IEC 14496-15
@@ -185,94 +136,55 @@ func videoCodec(e box) (string, error) {
 // tier><level idc>.<constraint bytes in hex, dot-separated, trailing zero
 // bytes left out>. x265's Main at level 3 is "hvc1.1.6.L90.B0". At least
 // the first constraint byte is written, as ffmpeg and Apple's tools do.
-func hevcCodec(entry string, c []byte) (string, error) {
-	if len(c) < 13 || c[0] != 1 {
-		return "", fmt.Errorf("%w: hvcC is not a version 1 record", errCodecs)
-	}
-	space := []string{"", "A", "B", "C"}[c[1]>>6]
+// mp4ff's hevc.CodecString writes the same from the SPS (with the
+// compatibility hex in capitals; TestHEVCCodecMatchesMp4ff); the record is
+// read here because it is what the sample entry carries, and the
+// compatibility hex stays lower-case as the project's CODECS always were.
+func hevcCodec(entry string, r *hevc.DecConfRec) string {
+	space := []string{"", "A", "B", "C"}[r.GeneralProfileSpace&3]
 	tier := "L"
-	if c[1]&0x20 != 0 {
+	if r.GeneralTierFlag {
 		tier = "H"
 	}
-	profile := c[1] & 0x1f
-	compat := bits.Reverse32(binary.BigEndian.Uint32(c[2:6]))
-	constraints := c[6:12]
+	compat := bits.Reverse32(r.GeneralProfileCompatibilityFlags)
+	var constraints [6]byte // 48 bits, first byte highest
+	for i := range constraints {
+		constraints[i] = byte(r.GeneralConstraintIndicatorFlags >> (40 - 8*i))
+	}
 	n := len(constraints)
 	for n > 1 && constraints[n-1] == 0 {
 		n--
 	}
-	parts := []string{entry, space + strconv.Itoa(int(profile)), strconv.FormatUint(uint64(compat), 16),
-		tier + strconv.Itoa(int(c[12]))}
+	parts := []string{entry, space + strconv.Itoa(int(r.GeneralProfileIDC)), strconv.FormatUint(uint64(compat), 16),
+		tier + strconv.Itoa(int(r.GeneralLevelIDC))}
 	for _, x := range constraints[:n] {
 		parts = append(parts, strings.ToUpper(strconv.FormatUint(uint64(x), 16)))
 	}
-	return strings.Join(parts, "."), nil
+	return strings.Join(parts, ".")
 }
 
-// audioCodec names an mp4a entry from its esds: mp4a.40.<audio object
-// type> for MPEG-4 audio (objectTypeIndication 0x40).
-func audioCodec(e box) (string, error) {
-	if len(e.body) < audioEntryHeader {
-		return "", fmt.Errorf("%w: short mp4a sample entry", errCodecs)
+// aacCodec names an mp4a entry from its esds: mp4a.40.<audio object type>
+// for MPEG-4 audio (objectTypeIndication 0x40), the type read from the
+// AudioSpecificConfig's first bits (ISO/IEC 14496-3 1.6.2.1, with the
+// escape for types from 32), so that any MPEG-4 audio is named, not only
+// the types aac.DecodeAudioSpecificConfig decodes.
+func aacCodec(e *mp4.AudioSampleEntryBox) (string, error) {
+	if e.Esds == nil {
+		return "", errors.New("mp4a without esds")
 	}
-	esds, ok := child(e.body[audioEntryHeader:], "esds")
-	if !ok || len(esds) < 4 {
-		return "", fmt.Errorf("%w: mp4a without esds", errCodecs)
+	dc := e.Esds.DecConfigDescriptor
+	if dc.ObjectType != 0x40 {
+		return "", fmt.Errorf("mp4a object type 0x%02x is not MPEG-4 audio", dc.ObjectType)
 	}
-	// ES_Descriptor (tag 3) holds DecoderConfigDescriptor (tag 4) holds
-	// DecoderSpecificInfo (tag 5), the AudioSpecificConfig.
-	es, ok := descriptor(esds[4:], 3)
-	if !ok || len(es) < 3 {
-		return "", fmt.Errorf("%w: esds without ES descriptor", errCodecs)
+	if dc.DecSpecificInfo == nil || len(dc.DecSpecificInfo.DecConfig) == 0 {
+		return "", errors.New("esds without an AudioSpecificConfig")
 	}
-	flags := es[2]
-	es = es[3:]
-	if flags&0x80 != 0 { // streamDependenceFlag
-		es = es[min(2, len(es)):]
-	}
-	if flags&0x40 != 0 && len(es) > 0 { // URL_Flag
-		es = es[min(1+int(es[0]), len(es)):]
-	}
-	if flags&0x20 != 0 { // OCRstreamFlag
-		es = es[min(2, len(es)):]
-	}
-	dc, ok := descriptor(es, 4)
-	if !ok || len(dc) < 13 {
-		return "", fmt.Errorf("%w: esds without decoder config", errCodecs)
-	}
-	if dc[0] != 0x40 {
-		return "", fmt.Errorf("%w: mp4a object type 0x%02x is not MPEG-4 audio", errCodecs, dc[0])
-	}
-	asc, ok := descriptor(dc[13:], 5)
-	if !ok || len(asc) < 1 {
-		return "", fmt.Errorf("%w: esds without AudioSpecificConfig", errCodecs)
-	}
+	asc := dc.DecSpecificInfo.DecConfig
 	aot := int(asc[0] >> 3)
 	if aot == 31 && len(asc) >= 2 {
 		aot = 32 + int(asc[0]&7)<<3 | int(asc[1]>>5)
 	}
 	return "mp4a.40." + strconv.Itoa(aot), nil
-}
-
-// descriptor returns the payload of the first MPEG-4 descriptor of b when
-// it has the given tag (ISO/IEC 14496-1 8.3.3: sizes of up to four bytes
-// of 7 bits).
-func descriptor(b []byte, tag byte) ([]byte, bool) {
-	if len(b) < 2 || b[0] != tag {
-		return nil, false
-	}
-	size, i := 0, 1
-	for ; i < len(b) && i <= 4; i++ {
-		size = size<<7 | int(b[i]&0x7f)
-		if b[i]&0x80 == 0 {
-			i++
-			break
-		}
-	}
-	if i+size > len(b) {
-		return nil, false
-	}
-	return b[i : i+size], true
 }
 
 // FirstPTSFMP4 returns the 90 kHz time at which an fMP4 rendition's first
@@ -298,48 +210,40 @@ func FirstPTSFMP4(initPath, segmentPath string) (int64, error) {
 	return firstPTSFMP4(ib, sb)
 }
 
-func firstPTSFMP4(initSection, segment []byte) (int64, error) {
-	moov, ok := child(initSection, "moov")
-	if !ok {
-		return 0, fmt.Errorf("transcode: first PTS: init section has no moov box")
+func firstPTSFMP4(initSection, segment []byte) (pts int64, err error) {
+	defer recoverMP4(&err)
+	init, err := decodeInit(initSection)
+	if err != nil {
+		return 0, fmt.Errorf("transcode: first PTS: %w", err)
 	}
 	scales := map[uint32]uint32{} // track id → timescale
-	for _, trak := range children(moov, "trak") {
-		tkhd, ok1 := child(trak, "tkhd")
-		mdhd, ok2 := boxPath(trak, "mdia", "mdhd")
-		if !ok1 || !ok2 || len(tkhd) < 24 || len(mdhd) < 24 {
-			return 0, fmt.Errorf("transcode: first PTS: track without tkhd or mdhd")
+	for _, trak := range init.Moov.Traks {
+		if trak.Tkhd == nil || trak.Mdia == nil || trak.Mdia.Mdhd == nil {
+			return 0, errors.New("transcode: first PTS: track without tkhd or mdhd")
 		}
-		id, scale := fullBoxField(tkhd, 12, 20), fullBoxField(mdhd, 12, 20)
+		id, scale := trak.Tkhd.TrackID, trak.Mdia.Mdhd.Timescale
 		if scale == 0 {
 			return 0, fmt.Errorf("transcode: first PTS: track %d has timescale 0", id)
 		}
 		scales[id] = scale
 	}
-	moof, ok := child(segment, "moof")
-	if !ok {
-		return 0, fmt.Errorf("transcode: first PTS: segment has no moof box")
+	f, err := decodeMP4(segment)
+	if err != nil {
+		return 0, fmt.Errorf("transcode: first PTS: segment: %w", err)
+	}
+	if len(f.Segments) == 0 || len(f.Segments[0].Fragments) == 0 || f.Segments[0].Fragments[0].Moof == nil {
+		return 0, errors.New("transcode: first PTS: segment has no moof box")
 	}
 	best := int64(-1)
-	for _, traf := range children(moof, "traf") {
-		tfhd, ok1 := child(traf, "tfhd")
-		tfdt, ok2 := child(traf, "tfdt")
-		if !ok1 || !ok2 || len(tfhd) < 8 || len(tfdt) < 8 {
-			return 0, fmt.Errorf("transcode: first PTS: fragment track without tfhd or tfdt")
+	for _, traf := range f.Segments[0].Fragments[0].Moof.Trafs {
+		if traf.Tfhd == nil || traf.Tfdt == nil {
+			return 0, errors.New("transcode: first PTS: fragment track without tfhd or tfdt")
 		}
-		scale, ok := scales[binary.BigEndian.Uint32(tfhd[4:])]
+		scale, ok := scales[traf.Tfhd.TrackID]
 		if !ok {
-			return 0, fmt.Errorf("transcode: first PTS: fragment of a track the init section lacks")
+			return 0, errors.New("transcode: first PTS: fragment of a track the init section lacks")
 		}
-		var t uint64
-		if tfdt[0] == 1 {
-			if len(tfdt) < 12 {
-				return 0, fmt.Errorf("transcode: first PTS: short tfdt")
-			}
-			t = binary.BigEndian.Uint64(tfdt[4:])
-		} else {
-			t = uint64(binary.BigEndian.Uint32(tfdt[4:]))
-		}
+		t := traf.Tfdt.BaseMediaDecodeTime()
 		if t > 1<<40 {
 			return 0, fmt.Errorf("transcode: first PTS: decode time %d out of range", t)
 		}
@@ -349,20 +253,7 @@ func firstPTSFMP4(initSection, segment []byte) (int64, error) {
 		}
 	}
 	if best < 0 {
-		return 0, fmt.Errorf("transcode: first PTS: fragment has no track")
+		return 0, errors.New("transcode: first PTS: fragment has no track")
 	}
 	return best, nil
-}
-
-// fullBoxField reads the 32-bit field of a tkhd or mdhd at offset v0 in a
-// version 0 box or v1 in a version 1 box (whose times are 64-bit).
-func fullBoxField(b []byte, v0, v1 int) uint32 {
-	off := v0
-	if b[0] == 1 {
-		off = v1
-	}
-	if off+4 > len(b) {
-		return 0
-	}
-	return binary.BigEndian.Uint32(b[off:])
 }
