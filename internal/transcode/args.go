@@ -179,10 +179,17 @@ func Args(plan Plan, input, outDir string, opt ArgsOptions) (args []string, err 
 		fmp4Args(plan, outDir, out)
 	}
 
+	return hlsOutputArgs(streams, outDir, out), nil
+}
+
+// hlsOutputArgs is the argv of one HLS output of streams into outDir
+// (a variant stream per %v), with the global options every encode runs
+// with: progress on stdout, errors only, the allocation limit.
+func hlsOutputArgs(streams []*ffmpeg.Stream, outDir string, out ffmpeg.KwArgs) []string {
 	// GlobalArgs first: it builds a new stream and would drop anything set
 	// on the old one (see BRIEF). ffmpeg-go emits them after the outputs,
 	// which ffmpeg accepts for global options.
-	args = ffmpeg.Output(streams, outDir+"/%v/index.m3u8", out).
+	return ffmpeg.Output(streams, outDir+"/%v/index.m3u8", out).
 		GlobalArgs(
 			"-hide_banner", "-nostdin", "-loglevel", "error",
 			"-progress", "pipe:1", "-nostats",
@@ -190,7 +197,6 @@ func Args(plan Plan, input, outDir string, opt ArgsOptions) (args []string, err 
 			"-y",
 		).
 		GetArgs()
-	return args, nil
 }
 
 // inputStream is the source as every encode reads it: a file only, its

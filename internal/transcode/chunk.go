@@ -194,19 +194,13 @@ func AudioArgs(plan Plan, audio []AudioRendition, input, outDir string, opt Args
 	var streams []*ffmpeg.Stream
 	var varMap []string
 	for k, a := range audio {
-		streams = append(streams, in.Get(strconv.Itoa(a.Index)))
+		// Padded to the source's duration as in Args: a shorter
+		// commentary track must not end before the video.
+		streams = append(streams, padAudio(in.Get(strconv.Itoa(a.Index)), plan.Duration))
 		sk := strconv.Itoa(k)
 		out["ac:a:"+sk], out["b:a:"+sk] = a.Channels, a.Bitrate
 		varMap = append(varMap, "a:"+sk+",name:"+a.Name)
 	}
 	out["var_stream_map"] = strings.Join(varMap, " ")
-	args = ffmpeg.Output(streams, outDir+"/%v/index.m3u8", out).
-		GlobalArgs(
-			"-hide_banner", "-nostdin", "-loglevel", "error",
-			"-progress", "pipe:1", "-nostats",
-			"-max_alloc", strconv.Itoa(maxAlloc),
-			"-y",
-		).
-		GetArgs()
-	return args, nil
+	return hlsOutputArgs(streams, outDir, out), nil
 }

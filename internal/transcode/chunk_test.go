@@ -194,4 +194,14 @@ func TestChunkArgs(t *testing.T) {
 	if _, err := AudioArgs(plan, nil, "/in/source", "/out", ArgsOptions{}); err == nil {
 		t.Error("audio args without audio renditions")
 	}
+	// The title's audio is padded to its duration, as alternate audio is
+	// in one run: a shorter track must not end before the video.
+	plan.Duration = 10 * time.Minute
+	audio, err := AudioArgs(plan, []AudioRendition{{Name: "audio1", Index: 1, Channels: 2, Bitrate: 128000}}, "/in/source", "/out", ArgsOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := strings.Join(audio, " "); !strings.Contains(s, "apad=whole_dur=600.000") {
+		t.Errorf("the title's audio is not padded to 600 s:\n%s", s)
+	}
 }
