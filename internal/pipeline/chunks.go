@@ -594,30 +594,12 @@ func (p *Pipeline) join(ctx context.Context, log *slog.Logger, pl jobs.PiecePayl
 	if err != nil {
 		return false, err
 	}
-	for _, r := range res.renditions {
-		var total float64
-		for _, s := range r.segments {
-			total += s.Duration
-		}
-		if err := transcode.CheckOutputDuration(r.rendition.Name, time.Duration(total*float64(time.Second)), cp.Probe.Duration); err != nil {
-			return false, badInput(err)
-		}
+	if err := checkCoverage(res, cp.Probe.Duration); err != nil {
+		return false, err
 	}
 	plan := cp.Video
 	plan.Audio = cp.Audio
-	master, renditions, err := p.writePlaylists(ctx, v, plan, res, nil)
-	if err != nil {
-		return false, err
-	}
-	if sb != nil {
-		renditions = append(renditions, *sb)
-	}
-	wks, err := v.WrappedKeys()
-	if err != nil {
-		return false, fmt.Errorf("pipeline: %w", err)
-	}
-	return p.db.Publish(ctx, catalog.PublishParams{Attempt: att, Master: master, Renditions: renditions,
-		Duration: cp.Probe.Duration.Seconds(), Keys: wks})
+	return p.publish(ctx, att, v, plan, res, nil, sb, cp.Probe.Duration)
 }
 
 // joinResults concatenates the video chunks' segments per rendition, in

@@ -428,17 +428,8 @@ func (p *Pipeline) runIn(ctx context.Context, log *slog.Logger, dir string, att 
 	if err != nil {
 		return false, err
 	}
-	// Before any playlist exists: what ffmpeg made must cover the source,
-	// or the creator's video would be published short.
-	for _, r := range res.renditions {
-		var total float64
-		for _, s := range r.segments {
-			total += s.Duration
-		}
-		got := time.Duration(total * float64(time.Second))
-		if err := transcode.CheckOutputDuration(r.rendition.Name, got, probe.Duration); err != nil {
-			return false, badInput(err)
-		}
+	if err := checkCoverage(res, probe.Duration); err != nil {
+		return false, err
 	}
 	sb, err := p.makeStoryboard(ctx, log, dir, src, probe, v)
 	if err != nil {
@@ -449,7 +440,31 @@ func (p *Pipeline) runIn(ctx context.Context, log *slog.Logger, dir string, att 
 		return false, err
 	}
 	p.setStage(ctx, log, att.Job.ID, catalog.StagePublish)
-	master, renditions, err := p.writePlaylists(ctx, v, plan, res, subOut)
+	return p.publish(ctx, att, v, plan, res, subOut, sb, probe.Duration)
+}
+
+// checkCoverage holds what ffmpeg made to the source's duration before any
+// playlist exists, or the creator's video would be published short.
+func checkCoverage(res *uploadResult, duration time.Duration) error {
+	for _, r := range res.renditions {
+		var total float64
+		for _, s := range r.segments {
+			total += s.Duration
+		}
+		got := time.Duration(total * float64(time.Second))
+		if err := transcode.CheckOutputDuration(r.rendition.Name, got, duration); err != nil {
+			return badInput(err)
+		}
+	}
+	return nil
+}
+
+// publish writes the version's playlists and publishes it, with its
+// wrapped keys and the storyboard sb (if any), in one transaction: the
+// one-run and the chunked path's last step.
+func (p *Pipeline) publish(ctx context.Context, att catalog.Attempt, v *packager.Version, plan transcode.Plan,
+	res *uploadResult, subs []subtitleOutput, sb *catalog.Rendition, duration time.Duration) (bool, error) {
+	master, renditions, err := p.writePlaylists(ctx, v, plan, res, subs)
 	if err != nil {
 		return false, err
 	}
@@ -460,13 +475,9 @@ func (p *Pipeline) runIn(ctx context.Context, log *slog.Logger, dir string, att 
 	if err != nil {
 		return false, fmt.Errorf("pipeline: %w", err)
 	}
-	published, err := p.db.Publish(ctx, catalog.PublishParams{
-		Attempt: att, Master: master, Renditions: renditions, Duration: probe.Duration.Seconds(), Keys: wks,
+	return p.db.Publish(ctx, catalog.PublishParams{
+		Attempt: att, Master: master, Renditions: renditions, Duration: duration.Seconds(), Keys: wks,
 	})
-	if err != nil {
-		return false, err
-	}
-	return published, nil
 }
 
 // setStage records the attempt's stage. A failure to record it is logged,
