@@ -92,6 +92,7 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 	kek := make([]byte, 32)
 	rand.Read(kek)
 	env := append(os.Environ(), "KEY_ENCRYPTION_KEY="+base64.StdEncoding.EncodeToString(kek),
+		"DATABASE_URL="+*dbURL, "REDIS_URL="+*redisURL, // the flags', not only the environment's
 		"STORAGE_URL="+storeURL, "QUEUE_PREFIX="+run, "LADDER=144p:150k:32k", "SEGMENT_SECONDS=1",
 		"X264_PRESET=ultrafast", "METRICS_ADDR=off", "LOG_LEVEL=warn", "TMPDIR="+work, "GC_INTERVAL=off")
 	var procs []*exec.Cmd
