@@ -37,7 +37,9 @@ func ParseProgress(r io.Reader, fn func(Progress)) error {
 			continue
 		}
 		val = strings.TrimSpace(val)
-		switch strings.TrimSpace(key) {
+		// Keys as ffmpeg writes them, exactly: a line that only looks like
+		// "progress =" must not end a block (FuzzParseProgress found one).
+		switch key {
 		case "out_time_us":
 			if d, ok := parseMicros(val); ok {
 				cur.OutTime, haveUS = d, true
