@@ -3,10 +3,8 @@ package pipeline
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"io"
 	"math"
 	"os"
 	"os/exec"
@@ -21,8 +19,6 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/hlsvault/hlsvault/internal/catalog"
-	"github.com/hlsvault/hlsvault/internal/playlist"
-	"github.com/hlsvault/hlsvault/internal/segcrypt"
 	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/testenv"
 	"github.com/hlsvault/hlsvault/internal/testenv/decoder"
@@ -321,49 +317,21 @@ func TestAwkwardInputs(t *testing.T) {
 type decrypted struct{ name, path string }
 
 // decryptRenditions decrypts every segment of each rendition of the
-// video's current version into one MPEG-TS file per rendition.
+// video's current version into one MPEG-TS file per rendition (see
+// decryptRendition).
 func (h *harness) decryptRenditions(t *testing.T, video string) []decrypted {
 	t.Helper()
-	ctx := context.Background()
-	cur, err := h.db.CurrentVersion(ctx, video)
+	cur, err := h.db.CurrentVersion(context.Background(), video)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ck, err := h.keyring.Unwrap(cur.Keys[0].KEKID, cur.Keys[0].KeyID, cur.Keys[0].Wrapped)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
 	var out []decrypted
 	for _, r := range cur.Renditions {
 		name := r.Playlist
 		if !strings.HasPrefix(name, cur.Prefix) {
 			name = path.Join(path.Dir(cur.Master), name)
 		}
-		objs := h.objects(name)
-		m, err := playlist.ParseMedia(bytes.NewReader(objs[name]))
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		var ts bytes.Buffer
-		for _, s := range m.Segments {
-			seg := path.Join(path.Dir(name), s.URI)
-			iv, err := hex.DecodeString(strings.TrimPrefix(strings.ToLower(s.Key.IV), "0x"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			dec, err := segcrypt.NewDecryptReader(bytes.NewReader(h.objects(seg)[seg]), ck.Bytes(), iv)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := io.Copy(&ts, dec); err != nil {
-				t.Fatalf("%s: %v", seg, err)
-			}
-		}
-		p := filepath.Join(dir, r.Name+".ts")
-		if err := os.WriteFile(p, ts.Bytes(), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		p, _ := h.decryptRendition(t, cur, name)
 		out = append(out, decrypted{r.Name, p})
 	}
 	return out
