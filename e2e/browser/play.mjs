@@ -79,7 +79,9 @@ const BENIGN = new Set(["bufferSeekOverHole", "bufferNudgeOnStall"]);
 // abort, a short stall or an append that added nothing. Playback must still
 // advance past --seconds.
 const SWITCH = new Set(["aborted", "bufferStalledError", "bufferAppendNoProgress"]);
-// Also notices: a seek (--start) aborts the loads in flight; and hls.js 1.7
+// A seek (--start) flushes and refills the buffers as a switch does, so
+// the same are notices after one (frames must still be decoded past the
+// seek); and hls.js 1.7
 // reports its first append of an alternate audio rendition's first
 // fragment as making no progress (every title with an audio group, chunked
 // or not, from the start, without any switch).
@@ -198,8 +200,7 @@ async function playHarness(browser, player) {
   if (!r) return { ok: false, notices, problems };
   if (r.fatal) problems.push(`${player}: fatal: ${redact(r.fatal)}`);
   for (const e of r.errors || []) {
-    if (player === "hlsjs" && !e.fatal && (e.type === "mediaError" && BENIGN.has(e.details) || audio && SWITCH.has(e.details) ||
-        startAt > 0 && e.details === "aborted" || e.details === "bufferAppendNoProgress" && e.frag === "audio:0")) {
+    if (player === "hlsjs" && !e.fatal && (e.type === "mediaError" && BENIGN.has(e.details) || (audio || startAt > 0) && SWITCH.has(e.details) || e.details === "bufferAppendNoProgress" && e.frag === "audio:0")) {
       notices.push(e.details);
     }
     else problems.push(`${player} error: ` + redact(JSON.stringify(e)));
