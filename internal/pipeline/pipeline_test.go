@@ -106,6 +106,12 @@ func (h *harness) waitJob(taskID string) jobs.Job {
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
 		j, err := h.client.Job(context.Background(), taskID)
+		// A task enqueued straight through asynq has no job row until a
+		// worker starts it.
+		if errors.Is(err, jobs.ErrNotFound) {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
 		if err != nil {
 			h.t.Fatal(err)
 		}

@@ -258,6 +258,27 @@ func (a *Azure) Put(ctx context.Context, name string, r io.Reader, size int64, o
 		return fmt.Errorf("storage: put %q: %w", name, err)
 	}
 	var stream io.Reader
+	if body == nil && size > 0 && size <= maxBufferedPut {
+		// A segment of known length is read whole and sent in one Put Blob
+		// request: staging it in 2 MiB blocks would cost a Put Block per
+		// block and a Put Block List (three requests for a 2 MiB segment
+		// once AES padding adds its 16 bytes), and the service's work per
+		// request, not per byte, is what bounds a backfill on Azurite.
+		bufp := getPutBuffer(int(size))
+		defer putBuffers.Put(bufp)
+		g := &guardedReader{ctx: ctx, r: r, size: size}
+		if _, err := io.ReadFull(g, (*bufp)[:size]); err != nil {
+			return fmt.Errorf("storage: put %q: %w", name, err)
+		}
+		// The declared length must also be where the stream ends.
+		if k, err := g.Read(make([]byte, 1)); k > 0 || (err != nil && err != io.EOF) {
+			if err == nil {
+				err = fmt.Errorf("stream is longer than the declared size %d", size)
+			}
+			return fmt.Errorf("storage: put %q: %w", name, err)
+		}
+		body, n = &window{ctx: ctx, rs: bytes.NewReader((*bufp)[:size]), size: size}, size
+	}
 	if body == nil {
 		// Read the first block: a short stream then becomes a seekable body,
 		// which the SDK can resend on a transient error and which can be
@@ -329,6 +350,25 @@ type putRequest struct {
 	meta    map[string]*string
 	cond    *blob.AccessConditions
 	putID   string
+}
+
+// maxBufferedPut is the longest stream of known length that Put reads whole
+// and sends in one request: the same memory a streamed Put may hold
+// (streamBlockSize × streamConcurrency).
+const maxBufferedPut = streamBlockSize * streamConcurrency
+
+// putBuffers recycles whole-object buffers of up to maxBufferedPut bytes.
+var putBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// getPutBuffer returns a pooled buffer of at least n bytes, grown in whole
+// MiB so that segments of similar lengths share buffers.
+func getPutBuffer(n int) *[]byte {
+	bp := putBuffers.Get().(*[]byte)
+	if cap(*bp) < n {
+		*bp = make([]byte, (n+1<<20-1)&^(1<<20-1))
+	}
+	*bp = (*bp)[:cap(*bp)]
+	return bp
 }
 
 // blockPool recycles the first-block buffers of streamed Puts, which the

@@ -90,6 +90,7 @@ func testRoundTrip(t *testing.T, s Store) {
 			return r
 		}, known},
 		{"streamed known size", 5*MiB + 123, nonSeeker, known},
+		{"streamed known size beyond one request", maxBufferedPut + 123, nonSeeker, known},
 		{"streamed unknown size", 5*MiB + 123, nonSeeker, unknown},
 		{"streamed exactly one block", streamBlockSize, nonSeeker, unknown},
 		{"streamed small", 1000, nonSeeker, unknown},
