@@ -170,7 +170,7 @@ func NewDecryptReader(src io.Reader, key, iv []byte) (io.Reader, error) {
 	}
 	return &decryptReader{
 		src:  src,
-		mode: cipher.NewCBCDecrypter(b, iv),
+		mode: newCBCDecrypter(b, key, iv),
 		// buf[:BlockSize] carries the held-back block in front of the
 		// next chunk so that both can be handed out as one slice.
 		chunks: chunks{buf: getBuf()},
