@@ -71,10 +71,13 @@ func runChunks(ctx context.Context, args []string, getenv func(string) string, s
 	defer b.db.Close()
 	defer b.client.Close()
 	// LOG_LEVEL=info: the per-piece times come from the workers' logs.
-	// DECODER_SANDBOX=none: the CPU figure is the workers' rusage, which
-	// includes the ffmpeg runs they reaped, but not those inside bwrap's
-	// pid namespace (its init reaps them out of the worker's sight).
-	b.env = append(b.env, "LOG_LEVEL=info", "DECODER_SANDBOX=none")
+	// The workers keep the decoder sandbox they are deployed with: as a
+	// subreaper, hlsbench adopts the sandboxes' orphaned ffmpeg and counts
+	// its CPU with the workers' (see cpu.go).
+	if err := becomeSubreaper(); err != nil {
+		return err
+	}
+	b.env = append(b.env, "LOG_LEVEL=info")
 	fmt.Fprintf(stdout, "source: 1920x1080, %d s, default ladder, preset %s, %d cores; chunked: CHUNK_SECONDS=%d, 2 worker processes\n",
 		c.Seconds, c.Preset, nproc(), *chunk)
 
@@ -144,6 +147,10 @@ func (b *bench) timedJob(ctx context.Context, src string, n int, env ...string) 
 			w.stop() // once more is harmless
 		}
 	}()
+	before, err := childrenCPU()
+	if err != nil {
+		return 0, 0, nil, err
+	}
 	for i := range n {
 		w, err := b.startWorker(ctx, fmt.Sprintf("worker-%d.log", i), append(env, fmt.Sprintf("WORKER_ID=bench-%d", i))...)
 		if err != nil {
@@ -157,14 +164,15 @@ func (b *bench) timedJob(ctx context.Context, src string, n int, env ...string) 
 		return 0, 0, nil, err
 	}
 	wall := time.Since(start).Seconds()
-	var cpu float64
 	for _, w := range workers {
-		// A reaped process's rusage includes its reaped children: the
-		// worker's ffmpeg and ffprobe runs (and their sandbox).
 		w.stop()
-		cpu += (w.cmd.ProcessState.UserTime() + w.cmd.ProcessState.SystemTime()).Seconds()
 	}
-	return wall, cpu, logs, nil
+	// The workers, what they reaped, and the sandboxes' orphans.
+	after, err := childrenCPU()
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	return wall, after - before, logs, nil
 }
 
 // pieceTime is one piece as a worker logged it.

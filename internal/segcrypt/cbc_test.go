@@ -68,9 +68,9 @@ func TestCBCDecrypterMatchesStdlib(t *testing.T) {
 func TestCBCDecrypterKnownAnswer(t *testing.T) {
 	key := mustHex("2b7e151628aed2a6abf7158809cf4f3c")
 	iv := mustHex("000102030405060708090a0b0c0d0e0f")
-	cipherText := mustHex("7649abac8119b246cee98e9b12e9197d5086cb9b507219ee95db113a917678b2"+
+	cipherText := mustHex("7649abac8119b246cee98e9b12e9197d5086cb9b507219ee95db113a917678b2" +
 		"73bed6b8e3c1743b7116e69e222295163ff1caa1681fac09120eca307586e1a7")
-	plain := mustHex("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51"+
+	plain := mustHex("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51" +
 		"30c81c46a35ce411e5fbc1191a0a52eff69f2445df4f9b17ad2b417be66c3710")
 	b, _ := aes.NewCipher(key)
 	got := append([]byte(nil), cipherText...)
