@@ -99,7 +99,7 @@ func (v *Verifier) Verify(ctx context.Context, videoID string) (*Report, error) 
 		return nil, fmt.Errorf("verify: %s v%d has no key", videoID, cur.Version)
 	}
 	rep := &Report{Video: videoID, Version: cur.Version, KeyID: cur.Keys[0].KeyID, KeyIDs: cur.KeyIDs(), Master: cur.Master}
-	ks := &versionKeys{wrapped: cur.Keys}
+	ks := &versionKeys{wrapped: cur.Keys, used: map[int]bool{}}
 	for _, k := range cur.Keys {
 		ck, err := v.Keyring.Unwrap(k.KEKID, k.KeyID, k.Wrapped)
 		if err != nil {
@@ -176,6 +176,9 @@ func (v *Verifier) Verify(ctx context.Context, videoID string) (*Report, error) 
 		}
 		rep.Renditions = append(rep.Renditions, rr)
 	}
+	if ids := unusedKeys(ks.wrapped, ks.used); len(ids) > 0 {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("keys %v of the version are used by no rendition", ids))
+	}
 	return rep, nil
 }
 
@@ -228,6 +231,23 @@ func (v *Verifier) get(ctx context.Context, name string) ([]byte, error) {
 type versionKeys struct {
 	wrapped []catalog.WrappedKey
 	cks     []keys.ContentKey
+	// used marks the keys some rendition's segments are under.
+	used map[int]bool
+}
+
+// unusedKeys names the keys of the version that no rendition uses. Each
+// rendition may end before the version's last period (an audio track that
+// runs a few milliseconds past the video starts a segment, and so a key
+// period, that the video never reaches), so only the version as a whole
+// must use every key it publishes.
+func unusedKeys(wrapped []catalog.WrappedKey, used map[int]bool) []string {
+	var ids []string
+	for i, k := range wrapped {
+		if !used[i] {
+			ids = append(ids, k.KeyID)
+		}
+	}
+	return ids
 }
 
 // named returns the index of the key a key URI names: the URI must
@@ -284,8 +304,8 @@ func (v *Verifier) rendition(ctx context.Context, name string, ks *versionKeys, 
 	}
 	// Key periods: each segment must be under the key of the period where
 	// it starts (as the playlist's EXTINF values place it), so the
-	// playlist's EXT-X-KEY URIs name the version's keys in period order,
-	// each of them.
+	// playlist's EXT-X-KEY URIs name the version's keys in period order
+	// (Verify checks that the renditions together use every key).
 	durations := make([]float64, len(m.Segments))
 	for i, s := range m.Segments {
 		durations[i] = s.Duration
@@ -294,12 +314,9 @@ func (v *Verifier) rendition(ctx context.Context, name string, ks *versionKeys, 
 	if err != nil {
 		return fail("playlist: %v", err)
 	}
-	var keyOrder []int // distinct keys in order of appearance
 	segKey := func(i int) int {
 		want := catalog.KeyAt(ks.wrapped, starts[i])
-		if len(keyOrder) == 0 || keyOrder[len(keyOrder)-1] != want {
-			keyOrder = append(keyOrder, want)
-		}
+		ks.used[want] = true
 		return want
 	}
 
@@ -376,13 +393,6 @@ func (v *Verifier) rendition(ctx context.Context, name string, ks *versionKeys, 
 	}
 	if err := closeFile(); err != nil {
 		return fail("temp file: %v", err)
-	}
-	if len(keyOrder) != len(ks.wrapped) {
-		ids := make([]string, len(keyOrder))
-		for i, k := range keyOrder {
-			ids[i] = ks.wrapped[k].KeyID
-		}
-		rr.Problems = append(rr.Problems, fmt.Sprintf("the segments' key periods use keys %v, not all %d keys of the version", ids, len(ks.wrapped)))
 	}
 	if len(rr.Problems) > 0 || rr.Format == "webvtt" {
 		return rr

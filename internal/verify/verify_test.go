@@ -3,8 +3,11 @@ package verify
 import (
 	"bytes"
 	"encoding/binary"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/hlsvault/hlsvault/internal/catalog"
 )
 
 func box(typ string, size int) []byte {
@@ -97,6 +100,24 @@ func TestSourceDurationProblems(t *testing.T) {
 			if !strings.Contains(got[i], c.want[i]) {
 				t.Errorf("%s: %q, want %q", c.name, got[i], c.want[i])
 			}
+		}
+	}
+}
+
+// TestUnusedKeys: a rendition may stop short of the last key period, but a
+// key that no rendition uses is reported.
+func TestUnusedKeys(t *testing.T) {
+	wrapped := []catalog.WrappedKey{{KeyID: "k0"}, {KeyID: "k1"}, {KeyID: "k2"}}
+	for _, tc := range []struct {
+		used map[int]bool
+		want []string
+	}{
+		{map[int]bool{0: true, 1: true, 2: true}, nil},
+		{map[int]bool{0: true, 2: true}, []string{"k1"}},
+		{map[int]bool{}, []string{"k0", "k1", "k2"}},
+	} {
+		if got := unusedKeys(wrapped, tc.used); !slices.Equal(got, tc.want) {
+			t.Errorf("used %v: unused %v, want %v", tc.used, got, tc.want)
 		}
 	}
 }
