@@ -188,16 +188,6 @@ func (c *Converter) checkListing(ctx context.Context, v *packager.Version, tasks
 	return len(tasks), nil
 }
 
-// uncachedStore is a store that can read an object around the page cache
-// (storage.FS, with O_DIRECT). A backfill reads each source object once,
-// and a catalogue is far larger than memory: through the cache, every read
-// would cost a copy and evict pages the gateway serves, for nothing. Other
-// stores are read with Get and GetRange.
-type uncachedStore interface {
-	GetUncached(ctx context.Context, name string) (io.ReadCloser, error)
-	GetRangeUncached(ctx context.Context, name string, offset, length int64) (io.ReadCloser, error)
-}
-
 // put streams one source object (or range) into the version; the packager
 // decrypts a re-key's source, hashes the plaintext and encrypts it.
 func (c *Converter) put(ctx context.Context, v *packager.Version, src Source, t *convTask) error {
@@ -206,14 +196,10 @@ func (c *Converter) put(ctx context.Context, v *packager.Version, src Source, t 
 		rc  io.ReadCloser
 		err error
 	)
-	get, getRange := c.Store.Get, c.Store.GetRange
-	if u, ok := c.Store.(uncachedStore); ok {
-		get, getRange = u.GetUncached, u.GetRangeUncached
-	}
 	if o.length < 0 {
-		rc, err = get(ctx, o.src)
+		rc, err = c.Store.Get(ctx, o.src)
 	} else {
-		rc, err = getRange(ctx, o.src, o.offset, o.length)
+		rc, err = c.Store.GetRange(ctx, o.src, o.offset, o.length)
 	}
 	if errors.Is(err, storage.ErrNotFound) {
 		return broken("%s: object %s is missing", o.what, o.src)

@@ -391,15 +391,6 @@ func (v *Version) Put(ctx context.Context, o Object) (Stored, error) {
 	return st, nil
 }
 
-// uncachedGetter is a store that can read an object around the page cache
-// (storage.FS, with O_DIRECT). Verify reads each object once, right after
-// storing it: through the cache, that read-back would cost a copy out of
-// memory and prove only that the copy in memory decrypts; around it, it
-// reads what is on the disk. Stores without it are read with Get.
-type uncachedGetter interface {
-	GetUncached(ctx context.Context, name string) (io.ReadCloser, error)
-}
-
 // Verify reads a stored object back once, decrypts it once and holds the
 // plaintext's length and digest to what Put read: the proof, before
 // publishing, that every object decrypts to the bytes it came from. It
@@ -410,11 +401,7 @@ func (v *Version) Verify(ctx context.Context, st Stored) error {
 	if !ok {
 		return fmt.Errorf("packager: verify %s: key %q is not one of the version's", st.Name, st.Key.ID)
 	}
-	get := v.p.store.Get
-	if u, ok := v.p.store.(uncachedGetter); ok {
-		get = u.GetUncached
-	}
-	rc, err := get(ctx, st.Name)
+	rc, err := v.p.store.Get(ctx, st.Name)
 	if err != nil {
 		return fmt.Errorf("packager: verify %s: %w", st.Name, err)
 	}

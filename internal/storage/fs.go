@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"syscall"
 )
 
@@ -35,9 +35,6 @@ import (
 // segments) runs as that user.
 type FS struct {
 	dir string
-	// noDirect is set once the filesystem has refused O_DIRECT
-	// (fs_direct.go): from then on this FS reads and writes buffered.
-	noDirect atomic.Bool
 }
 
 // Modes of what FS creates.
@@ -122,9 +119,7 @@ func isMissing(err error) bool {
 // Put writes r to a temporary file beside the final one, syncs it and then
 // hard-links it into place. The link fails if the name exists, which makes
 // the no-overwrite check and the publication one atomic step; readers only
-// ever see the link, so never half an object. An object of directMin
-// or more is written with O_DIRECT, around the page cache (fs_direct.go);
-// that changes neither what is durable nor when it becomes visible.
+// ever see the link, so never half an object.
 func (f *FS) Put(ctx context.Context, name string, r io.Reader, size int64, _ PutOptions) (err error) {
 	if err := checkName("put", name); err != nil {
 		return err
@@ -163,7 +158,7 @@ func (f *FS) Put(ctx context.Context, name string, r io.Reader, size int64, _ Pu
 	if size < 0 {
 		size = -1
 	}
-	if err := f.copyChunks(tmp, &guardedReader{ctx: ctx, r: r, size: size}); err != nil {
+	if err := copyChunks(tmp, &guardedReader{ctx: ctx, r: r, size: size}); err != nil {
 		return err
 	}
 	// CreateTemp makes the file 0o600 already; the mode is set anyway, so
@@ -200,25 +195,21 @@ func (f *FS) Put(ctx context.Context, name string, r io.Reader, size int64, _ Pu
 	return syncDir(dir)
 }
 
-// copyChunk is what FS.Put hands write(2) at a time, and what an
-// uncached reader asks read(2) for: io.Copy's 32 KiB (os.File.ReadFrom
-// falls back to it for a reader that is not a file) costs 32 times the
-// syscalls, and a direct transfer costs a device request and a wait each
-// (on this project's VMs, a virtio notification and a context switch), so
-// 1 MiB: a 2 MiB segment takes two, where 256 KiB took eight and cost
-// more CPU than buffered writes did. Memory is one chunk per Put and per
-// uncached reader in flight.
-const copyChunk = 1 << 20
+// copyChunk is what FS.Put hands write(2) at a time: io.Copy's 32 KiB
+// (os.File.ReadFrom falls back to it for a reader that is not a file)
+// costs eight times the syscalls, and each copies into the page cache
+// anyway.
+const copyChunk = 256 << 10
 
-// copyChunks copies r to file in whole chunks (a reader handing out less
-// at a time, like an encrypting one, is read until a chunk is full), large
-// objects with O_DIRECT (directWriter). Only io.EOF ends
-// it: any other error, io.ErrUnexpectedEOF included, fails it.
-func (f *FS) copyChunks(file *os.File, r io.Reader) error {
-	bp := alignedBufs.Get().(*[]byte)
-	defer alignedBufs.Put(bp)
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyChunk); return &b }}
+
+// copyChunks copies r to f in whole chunks (a reader handing out less at
+// a time, like an encrypting one, is read until a chunk is full). Only
+// io.EOF ends it: any other error, io.ErrUnexpectedEOF included, fails it.
+func copyChunks(f *os.File, r io.Reader) error {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
 	buf := *bp
-	w := directWriter{fs: f, file: file}
 	for {
 		n := 0
 		var err error
@@ -227,16 +218,16 @@ func (f *FS) copyChunks(file *os.File, r io.Reader) error {
 			k, err = r.Read(buf[n:])
 			n += k
 		}
-		if err != nil && err != io.EOF {
-			return err
-		}
 		if n > 0 {
-			if werr := w.write(buf[:n]); werr != nil {
+			if _, werr := f.Write(buf[:n]); werr != nil {
 				return werr
 			}
 		}
 		if err == io.EOF {
 			return nil
+		}
+		if err != nil {
+			return err
 		}
 	}
 }
