@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // FS stores objects as files under a root directory: object "a/b.ts" is
@@ -158,6 +160,9 @@ func (f *FS) Put(ctx context.Context, name string, r io.Reader, size int64, _ Pu
 	if size < 0 {
 		size = -1
 	}
+	if size >= copyChunk {
+		preallocate(tmp, size)
+	}
 	if err := copyChunks(tmp, &guardedReader{ctx: ctx, r: r, size: size}); err != nil {
 		return err
 	}
@@ -230,6 +235,21 @@ func copyChunks(f *os.File, r io.Reader) error {
 			return err
 		}
 	}
+}
+
+// preallocate gives a temporary file of known size its blocks up front
+// (fallocate, keeping the size at 0 until the writes extend it). On ext4,
+// with delayed allocation, every buffered write otherwise reserves space,
+// inserts extent-status entries and charges quota block by block (4 KiB),
+// and the fsync then allocates: for 2 MiB segments that bookkeeping was
+// about 40% of the write(2) time in the backfill benchmark. Into an
+// allocated (unwritten) extent the writes only fill the page cache, and
+// the fsync converts the extent once it is on disk, as ext4 does on its
+// own for delayed allocations (dioread_nolock). It is only a hint: a
+// filesystem without fallocate, or one that is full, leaves the writes to
+// allocate or to fail as before.
+func preallocate(f *os.File, size int64) {
+	_ = unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, size)
 }
 
 // errIsDir is returned by FS.Put for a name that is already the prefix of

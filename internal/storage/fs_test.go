@@ -1,11 +1,14 @@
 package storage
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -153,4 +156,42 @@ func TestFSProbe(t *testing.T) {
 	if err := f.Probe(t.Context()); err == nil || !strings.Contains(err.Error(), "not a directory") {
 		t.Errorf("probe of a root that is a file: %v", err)
 	}
+}
+
+// TestFSPreallocated covers Puts large enough to be preallocated: the
+// object has exactly its bytes and no blocks past them, and a stream that
+// ends early or runs long still publishes nothing.
+func TestFSPreallocated(t *testing.T) {
+	f := newTestFS(t)
+	for _, n := range []int{copyChunk, copyChunk + 1, 2<<20 + 16, 5<<20 + 4095} {
+		name := fmt.Sprintf("p/%d", n)
+		data := payload(n, uint64(n))
+		if err := f.Put(t.Context(), name, onlyReader{bytes.NewReader(data)}, int64(n), PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if got := mustGet(t, f, name); !bytes.Equal(got, data) {
+			t.Fatalf("%s: got %d bytes, want %d (or content differs)", name, len(got), n)
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(f.path(name), &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Size != int64(n) || st.Blocks*512 > int64(n)+64<<10 {
+			t.Errorf("%s: size %d with %d bytes of blocks, want %d with no more than what holds it", name, st.Size, st.Blocks*512, n)
+		}
+	}
+	data := payload(3<<20, 5)
+	for _, c := range []struct {
+		what string
+		body []byte
+	}{{"short", data[:len(data)-1]}, {"long", append(slices.Clip(data), 0)}} {
+		err := f.Put(t.Context(), "p/"+c.what, onlyReader{bytes.NewReader(c.body)}, int64(len(data)), PutOptions{})
+		if err == nil {
+			t.Errorf("%s stream: Put succeeded", c.what)
+		}
+		if _, err := f.Stat(t.Context(), "p/"+c.what); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s stream: Stat = %v, want ErrNotFound", c.what, err)
+		}
+	}
+	assertNoTemp(t, f)
 }
