@@ -109,7 +109,7 @@ type Config struct {
 	ChunkSeconds      int             `env:"CHUNK_SECONDS" envDefault:"0" flag:"chunk-seconds" help:"media per chunk of a chunked parallel transcode, in whole seconds; 0 disables"`
 	Preset            string          `env:"X264_PRESET" envDefault:"veryfast" flag:"preset" help:"x264 preset (ultrafast … placebo)"`
 	Concurrency       int             `env:"WORKER_CONCURRENCY" envDefault:"1" flag:"concurrency" help:"jobs at once; ffmpeg uses every core, so 1 per machine"`
-	UploadConcurrency int             `env:"UPLOAD_CONCURRENCY" envDefault:"8" flag:"upload-concurrency" help:"parallel segment uploads per job (1-256)"`
+	UploadConcurrency int             `env:"UPLOAD_CONCURRENCY" envDefault:"16" flag:"upload-concurrency" help:"parallel segment uploads per job (1-256)"`
 	MaxSourceBytes    config.ByteSize `env:"MAX_SOURCE_BYTES" envDefault:"20GiB" flag:"max-source-bytes" help:"largest accepted source, e.g. 20GiB, 500MB or plain bytes"`
 	MaxSourceDuration time.Duration   `env:"MAX_SOURCE_DURATION" envDefault:"6h" flag:"max-source-duration" help:"longest accepted source"`
 	MetricsAddr       string          `env:"METRICS_ADDR" envDefault:"127.0.0.1:9464" flag:"metrics-addr" help:"address of /metrics and /healthz; off disables"`

@@ -25,7 +25,7 @@ type Converter struct {
 	// Store holds the sources; the new objects go where the Version puts
 	// them.
 	Store storage.Store
-	// Concurrency bounds the objects in flight for one title (default 8).
+	// Concurrency bounds the objects in flight for one title (default 16).
 	// Memory is a few working buffers per object in flight, whatever the
 	// title's length.
 	Concurrency int

@@ -12,7 +12,7 @@ import (
 
 // Defaults of Converter's bounds.
 const (
-	defaultConcurrency = 8
+	defaultConcurrency = 16
 	// Titles converted at once (several batches in one worker) share
 	// this many objects in flight, the per-title bound times two: enough
 	// to keep the link busy while one title waits on its slowest object,

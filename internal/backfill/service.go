@@ -27,7 +27,7 @@ type Config struct {
 	// KeyURITemplate is the EXT-X-KEY URI with {key_id}, as for the
 	// pipeline.
 	KeyURITemplate string
-	// Concurrency bounds the segment streams of one title (default 8).
+	// Concurrency bounds the segment streams of one title (default 16).
 	Concurrency int
 	// TickInterval is how often a running run is checked on (default 1m).
 	TickInterval time.Duration
@@ -52,7 +52,7 @@ func (c *Config) setDefaults() {
 		c.Queues = jobs.QueueNames("")
 	}
 	if c.Concurrency <= 0 {
-		c.Concurrency = 8
+		c.Concurrency = defaultConcurrency
 	}
 	if c.TickInterval <= 0 {
 		c.TickInterval = time.Minute

@@ -58,7 +58,7 @@ type Config struct {
 	// KeyURITemplate is the EXT-X-KEY URI with {key_id} in it, e.g.
 	// "https://video.example.com/v1/keys/{key_id}".
 	KeyURITemplate string
-	// UploadConcurrency bounds parallel segment uploads, default 8.
+	// UploadConcurrency bounds parallel segment uploads, default 16.
 	UploadConcurrency int
 	// The deadline of one attempt is TimeoutBase + TimeoutFactor × the
 	// source's duration (defaults 2m and 4).
@@ -109,7 +109,7 @@ func (c *Config) setDefaults() {
 		c.TempDir = os.TempDir()
 	}
 	if c.UploadConcurrency <= 0 {
-		c.UploadConcurrency = 8
+		c.UploadConcurrency = 16
 	}
 	if c.TimeoutBase <= 0 {
 		c.TimeoutBase = 2 * time.Minute
