@@ -2,6 +2,18 @@
 
 #include "textflag.h"
 
+// CLEAR8 zeroes X0-X7, so that no key material or plaintext stays in
+// registers after a call.
+#define CLEAR8 \
+	PXOR X0, X0; \
+	PXOR X1, X1; \
+	PXOR X2, X2; \
+	PXOR X3, X3; \
+	PXOR X4, X4; \
+	PXOR X5, X5; \
+	PXOR X6, X6; \
+	PXOR X7, X7
+
 // One step of the AES-128 key schedule (FIPS 197 5.2): next is prev with
 // each word XORed into the ones after it, then XORed with RotWord(SubWord)
 // of prev's last word and the round constant, which AESKEYGENASSIST
@@ -59,14 +71,7 @@ TEXT ·expandDecKey128(SB), NOSPLIT, $0-16
 	MOVOU X11, 144(DI)
 	MOVOU X0, 160(DI)
 	// Leave no key material in registers.
-	PXOR X0, X0
-	PXOR X1, X1
-	PXOR X2, X2
-	PXOR X3, X3
-	PXOR X4, X4
-	PXOR X5, X5
-	PXOR X6, X6
-	PXOR X7, X7
+	CLEAR8
 	PXOR X8, X8
 	PXOR X9, X9
 	PXOR X10, X10
@@ -202,13 +207,6 @@ tail:
 done:
 	MOVOU X8, (BX)
 	// Leave no round key or plaintext in registers.
-	PXOR X0, X0
-	PXOR X1, X1
-	PXOR X2, X2
-	PXOR X3, X3
-	PXOR X4, X4
-	PXOR X5, X5
-	PXOR X6, X6
-	PXOR X7, X7
+	CLEAR8
 	PXOR X9, X9
 	RET

@@ -270,11 +270,9 @@ func (a *Azure) Put(ctx context.Context, name string, r io.Reader, size int64, o
 		if _, err := io.ReadFull(g, (*bufp)[:size]); err != nil {
 			return fmt.Errorf("storage: put %q: %w", name, err)
 		}
-		// The declared length must also be where the stream ends.
-		if k, err := g.Read(make([]byte, 1)); k > 0 || (err != nil && err != io.EOF) {
-			if err == nil {
-				err = fmt.Errorf("stream is longer than the declared size %d", size)
-			}
+		// The stream must end at the declared length: guardedReader fails
+		// one that runs on.
+		if _, err := io.ReadFull(g, make([]byte, 1)); err != io.EOF {
 			return fmt.Errorf("storage: put %q: %w", name, err)
 		}
 		body, n = &window{ctx: ctx, rs: bytes.NewReader((*bufp)[:size]), size: size}, size
