@@ -16,8 +16,8 @@ import (
 // served here offers it (golang-fips/openssl and go-encryptions/cbc are
 // not served, and the kernel offers no AF_ALG on these machines), so it is
 // written here; TestCBCDecrypterMatchesStdlib and FuzzCBCDecrypter hold it
-// to crypto/cipher byte for byte. Encryption stays in crypto/cipher: CBC
-// encryption is serial, so no kernel could beat the stdlib's by much.
+// to crypto/cipher byte for byte. Encryption is serial within a segment,
+// so its kernel (cbcEncrypt4, see Lanes) interleaves four segments instead.
 //
 // Only decryption runs here, and only to read back what was written or
 // to serve a test: a fault in it makes verification fail, it never makes

@@ -210,3 +210,141 @@ done:
 	CLEAR8
 	PXOR X9, X9
 	RET
+
+// func expandEncKey128(key *byte, rk *[176]byte)
+//
+// rk receives the eleven AES-128 encryption round keys (FIPS 197 5.2).
+TEXT ·expandEncKey128(SB), NOSPLIT, $0-16
+	MOVQ key+0(FP), AX
+	MOVQ rk+8(FP), DI
+	MOVOU (AX), X0
+	EXPAND(0x01, X0, X1)
+	EXPAND(0x02, X1, X2)
+	EXPAND(0x04, X2, X3)
+	EXPAND(0x08, X3, X4)
+	EXPAND(0x10, X4, X5)
+	EXPAND(0x20, X5, X6)
+	EXPAND(0x40, X6, X7)
+	EXPAND(0x80, X7, X8)
+	EXPAND(0x1b, X8, X9)
+	EXPAND(0x36, X9, X10)
+	MOVOU X0, 0(DI)
+	MOVOU X1, 16(DI)
+	MOVOU X2, 32(DI)
+	MOVOU X3, 48(DI)
+	MOVOU X4, 64(DI)
+	MOVOU X5, 80(DI)
+	MOVOU X6, 96(DI)
+	MOVOU X7, 112(DI)
+	MOVOU X8, 128(DI)
+	MOVOU X9, 144(DI)
+	MOVOU X10, 160(DI)
+	CLEAR8
+	PXOR X8, X8
+	PXOR X9, X9
+	PXOR X10, X10
+	PXOR X14, X14
+	PXOR X15, X15
+	RET
+
+// One round on the four lanes, each under its own round key (AX, BX, DX,
+// R8). The keys go through registers because a legacy-SSE memory operand
+// must be 16-byte aligned and Go's allocator does not promise that.
+#define EROUND4(off) \
+	MOVOU off(AX), X4; \
+	MOVOU off(BX), X5; \
+	MOVOU off(DX), X6; \
+	MOVOU off(R8), X7; \
+	AESENC X4, X0; \
+	AESENC X5, X1; \
+	AESENC X6, X2; \
+	AESENC X7, X3
+
+// func cbcEncrypt4(a *laneArgs, blocks int)
+//
+// Encrypts, in place, the next blocks blocks of four independent CBC
+// chains: lane i is a.data[i] under the round keys a.rk[i], chained from
+// a.iv[i], which receives the lane's last ciphertext block. Within a chain
+// every block needs the one before it, so one chain leaves the AES unit
+// waiting out each instruction's latency; four chains fill those gaps, and
+// a lane without work (a dummy, see Lanes) costs next to nothing.
+//
+// laneArgs is {rk [4]*[176]byte; iv [4]*[16]byte; data [4]*byte}.
+TEXT ·cbcEncrypt4(SB), NOSPLIT, $0-16
+	MOVQ a+0(FP), R11
+	MOVQ blocks+8(FP), CX
+	SHLQ $4, CX
+	MOVQ 0(R11), AX
+	MOVQ 8(R11), BX
+	MOVQ 16(R11), DX
+	MOVQ 24(R11), R8
+	MOVQ 32(R11), R9
+	MOVOU (R9), X0
+	MOVQ 40(R11), R9
+	MOVOU (R9), X1
+	MOVQ 48(R11), R9
+	MOVOU (R9), X2
+	MOVQ 56(R11), R9
+	MOVOU (R9), X3
+	MOVQ 64(R11), SI
+	MOVQ 72(R11), DI
+	MOVQ 80(R11), R9
+	MOVQ 88(R11), R10
+	XORQ R12, R12
+
+eloop:
+	CMPQ R12, CX
+	JAE edone
+	// X = previous ciphertext XOR plaintext XOR round key 0.
+	MOVOU (SI)(R12*1), X4
+	MOVOU (DI)(R12*1), X5
+	MOVOU (R9)(R12*1), X6
+	MOVOU (R10)(R12*1), X7
+	PXOR X4, X0
+	PXOR X5, X1
+	PXOR X6, X2
+	PXOR X7, X3
+	MOVOU 0(AX), X4
+	MOVOU 0(BX), X5
+	MOVOU 0(DX), X6
+	MOVOU 0(R8), X7
+	PXOR X4, X0
+	PXOR X5, X1
+	PXOR X6, X2
+	PXOR X7, X3
+	EROUND4(16)
+	EROUND4(32)
+	EROUND4(48)
+	EROUND4(64)
+	EROUND4(80)
+	EROUND4(96)
+	EROUND4(112)
+	EROUND4(128)
+	EROUND4(144)
+	MOVOU 160(AX), X4
+	MOVOU 160(BX), X5
+	MOVOU 160(DX), X6
+	MOVOU 160(R8), X7
+	AESENCLAST X4, X0
+	AESENCLAST X5, X1
+	AESENCLAST X6, X2
+	AESENCLAST X7, X3
+	MOVOU X0, (SI)(R12*1)
+	MOVOU X1, (DI)(R12*1)
+	MOVOU X2, (R9)(R12*1)
+	MOVOU X3, (R10)(R12*1)
+	ADDQ $16, R12
+	JMP eloop
+
+edone:
+	MOVQ 32(R11), R9
+	MOVOU X0, (R9)
+	MOVQ 40(R11), R9
+	MOVOU X1, (R9)
+	MOVQ 48(R11), R9
+	MOVOU X2, (R9)
+	MOVQ 56(R11), R9
+	MOVOU X3, (R9)
+	// Leave no round key or plaintext in registers.
+	CLEAR8
+	RET

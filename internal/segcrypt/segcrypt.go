@@ -142,6 +142,9 @@ func (e *encryptReader) fill() {
 		e.mode.CryptBlocks(e.buf[:n], e.buf[:n])
 		e.out = e.buf[:n]
 		e.err = io.EOF
+		if w, ok := e.mode.(interface{ wipe() }); ok {
+			w.wipe()
+		}
 	default:
 		// Bytes read alongside the error are dropped: the ciphertext of a
 		// segment whose source failed is useless anyway.
