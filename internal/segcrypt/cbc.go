@@ -44,6 +44,17 @@ func (d *cbcDecrypter) BlockSize() int { return BlockSize }
 // CryptBlocks decrypts src into dst, which must be the same slice or not
 // overlap it, as cipher.BlockMode requires.
 func (d *cbcDecrypter) CryptBlocks(dst, src []byte) {
+	if dst = blocksOut(dst, src); dst == nil {
+		return
+	}
+	cbcDecrypt128(&d.dk, &d.iv, &dst[0], &src[0], len(src)/BlockSize)
+}
+
+// blocksOut holds a CryptBlocks call to cipher.BlockMode's rules (whole
+// blocks, dst at least as long as src, the same slice or no overlap),
+// panicking as crypto/cipher does, and returns dst cut to src's length,
+// nil when there is nothing to do.
+func blocksOut(dst, src []byte) []byte {
 	if len(src)%BlockSize != 0 {
 		panic("segcrypt: input not full blocks")
 	}
@@ -51,12 +62,13 @@ func (d *cbcDecrypter) CryptBlocks(dst, src []byte) {
 		panic("segcrypt: output smaller than input")
 	}
 	if len(src) == 0 {
-		return
+		return nil
 	}
-	if inexactOverlap(dst[:len(src)], src) {
+	dst = dst[:len(src)]
+	if inexactOverlap(dst, src) {
 		panic("segcrypt: invalid buffer overlap")
 	}
-	cbcDecrypt128(&d.dk, &d.iv, &dst[0], &src[0], len(src)/BlockSize)
+	return dst
 }
 
 // inexactOverlap reports whether x and y share memory at different

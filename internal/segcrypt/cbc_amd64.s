@@ -31,6 +31,20 @@
 	PXOR X15, next; \
 	PXOR X14, next
 
+// SCHEDULE loads the key at AX and leaves the eleven round keys in X0-X10.
+#define SCHEDULE \
+	MOVOU (AX), X0; \
+	EXPAND(0x01, X0, X1); \
+	EXPAND(0x02, X1, X2); \
+	EXPAND(0x04, X2, X3); \
+	EXPAND(0x08, X3, X4); \
+	EXPAND(0x10, X4, X5); \
+	EXPAND(0x20, X5, X6); \
+	EXPAND(0x40, X6, X7); \
+	EXPAND(0x80, X7, X8); \
+	EXPAND(0x1b, X8, X9); \
+	EXPAND(0x36, X9, X10)
+
 // func expandDecKey128(key *byte, dk *[176]byte)
 //
 // dk receives the round keys of the equivalent inverse cipher (FIPS 197
@@ -39,17 +53,7 @@
 TEXT ·expandDecKey128(SB), NOSPLIT, $0-16
 	MOVQ key+0(FP), AX
 	MOVQ dk+8(FP), DI
-	MOVOU (AX), X0
-	EXPAND(0x01, X0, X1)
-	EXPAND(0x02, X1, X2)
-	EXPAND(0x04, X2, X3)
-	EXPAND(0x08, X3, X4)
-	EXPAND(0x10, X4, X5)
-	EXPAND(0x20, X5, X6)
-	EXPAND(0x40, X6, X7)
-	EXPAND(0x80, X7, X8)
-	EXPAND(0x1b, X8, X9)
-	EXPAND(0x36, X9, X10)
+	SCHEDULE
 	MOVOU X10, 0(DI)
 	AESIMC X9, X11
 	MOVOU X11, 16(DI)
@@ -217,17 +221,7 @@ done:
 TEXT ·expandEncKey128(SB), NOSPLIT, $0-16
 	MOVQ key+0(FP), AX
 	MOVQ rk+8(FP), DI
-	MOVOU (AX), X0
-	EXPAND(0x01, X0, X1)
-	EXPAND(0x02, X1, X2)
-	EXPAND(0x04, X2, X3)
-	EXPAND(0x08, X3, X4)
-	EXPAND(0x10, X4, X5)
-	EXPAND(0x20, X5, X6)
-	EXPAND(0x40, X6, X7)
-	EXPAND(0x80, X7, X8)
-	EXPAND(0x1b, X8, X9)
-	EXPAND(0x36, X9, X10)
+	SCHEDULE
 	MOVOU X0, 0(DI)
 	MOVOU X1, 16(DI)
 	MOVOU X2, 32(DI)

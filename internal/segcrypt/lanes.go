@@ -105,18 +105,8 @@ func (e *laneEncrypter) wipe() { clear(e.rk[:]) }
 // CryptBlocks encrypts src into dst, which must be the same slice or not
 // overlap it, as cipher.BlockMode requires.
 func (e *laneEncrypter) CryptBlocks(dst, src []byte) {
-	if len(src)%BlockSize != 0 {
-		panic("segcrypt: input not full blocks")
-	}
-	if len(dst) < len(src) {
-		panic("segcrypt: output smaller than input")
-	}
-	if len(src) == 0 {
+	if dst = blocksOut(dst, src); dst == nil {
 		return
-	}
-	dst = dst[:len(src)]
-	if inexactOverlap(dst, src) {
-		panic("segcrypt: invalid buffer overlap")
 	}
 	if &dst[0] != &src[0] {
 		copy(dst, src)
