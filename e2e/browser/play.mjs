@@ -23,9 +23,9 @@
 // currentTime has advanced past N seconds (default 1.5), every requested
 // switch happened, and there was no player error, page error, console error
 // or failed request. hls.js's non-fatal gap jumps (bufferSeekOverHole,
-// bufferNudgeOnStall; with --audio also a non-fatal aborted load,
-// bufferStalledError and bufferAppendNoProgress, which a switch causes) are
-// reported as notices,
+// bufferNudgeOnStall), non-fatal stalls (bufferStalledError,
+// bufferAppendNoProgress) and, with --audio or --start, a non-fatal aborted
+// load, which a switch or seek causes, are reported as notices,
 // not errors. Exit 0 when every
 // player passes, 1 otherwise, 2 on bad usage.
 // CHROMIUM overrides the browser binary (default /usr/bin/chromium, Debian's
@@ -74,6 +74,13 @@ const LIBS = {
   shaka: join(here, "node_modules", "shaka-player", "dist", "shaka-player.compiled.js"),
 };
 const BENIGN = new Set(["bufferSeekOverHole", "bufferNudgeOnStall"]);
+// A non-fatal stall (the buffer ran dry, or an append waited) is a matter of
+// timing, not of the stream: on a loaded 2-core CI machine hls.js reported
+// both, once each, in the first 1.6 s of an unchunked and of a chunked
+// title that then played on. They are notices; a pass still needs frames
+// decoded and currentTime past --seconds, so a stall that never recovers
+// fails by timeout.
+const STALL = new Set(["bufferStalledError", "bufferAppendNoProgress"]);
 // An audio switch while playing aborts the old track's fragment load and
 // flushes and refills the audio buffer: hls.js may report (non-fatal) the
 // abort, a short stall or an append that added nothing. Playback must still
@@ -81,10 +88,9 @@ const BENIGN = new Set(["bufferSeekOverHole", "bufferNudgeOnStall"]);
 const SWITCH = new Set(["aborted", "bufferStalledError", "bufferAppendNoProgress"]);
 // A seek (--start) flushes and refills the buffers as a switch does, so
 // the same are notices after one (frames must still be decoded past the
-// seek); and hls.js 1.7
-// reports its first append of an alternate audio rendition's first
-// fragment as making no progress (every title with an audio group, chunked
-// or not, from the start, without any switch).
+// seek). hls.js 1.7 also reports its first append of an alternate audio
+// rendition's first fragment as making no progress, on every title with an
+// audio group: a STALL notice.
 
 // dedupe keeps the first of repeated problems (a player retrying a
 // request reports the same failure many times), at most 20.
@@ -133,7 +139,7 @@ async function playWatchPage(browser) {
     result = await handle.jsonValue();
     if (result.fatal) problems.push("hls.js fatal error: " + result.fatal);
     for (const e of result.errors || []) {
-      if (!e.fatal && e.type === "mediaError" && BENIGN.has(e.details)) notices.push(e.details);
+      if (!e.fatal && e.type === "mediaError" && (BENIGN.has(e.details) || STALL.has(e.details))) notices.push(e.details);
       else problems.push("hls.js error: " + JSON.stringify(e));
     }
   } catch (e) {
@@ -200,7 +206,7 @@ async function playHarness(browser, player) {
   if (!r) return { ok: false, notices, problems };
   if (r.fatal) problems.push(`${player}: fatal: ${redact(r.fatal)}`);
   for (const e of r.errors || []) {
-    if (player === "hlsjs" && !e.fatal && (e.type === "mediaError" && BENIGN.has(e.details) || (audio || startAt > 0) && SWITCH.has(e.details) || e.details === "bufferAppendNoProgress" && e.frag === "audio:0")) {
+    if (player === "hlsjs" && !e.fatal && (e.type === "mediaError" && (BENIGN.has(e.details) || STALL.has(e.details)) || (audio || startAt > 0) && SWITCH.has(e.details))) {
       notices.push(e.details);
     }
     else problems.push(`${player} error: ` + redact(JSON.stringify(e)));
