@@ -42,6 +42,18 @@
         if (tt.mode === "showing" && tt.activeCues && tt.activeCues.length > 0 && !state.cue.shown) {
           state.cue = { shown: true, text: tt.activeCues[0].text || "", at: el.currentTime, lang: tt.language };
         }
+        // A cue that arrived after its time had played (on a loaded
+        // machine Shaka fetched a 3 s title's subtitles after playing to
+        // its end) is played again, once: the check is that the player
+        // shows the track's cues, not that it fetches text before video.
+        if (tt.mode === "showing" && !state.cue.shown && !state.cueReplayed && tt.cues && tt.cues.length > 0 &&
+            el.currentTime > tt.cues[0].endTime) {
+          state.cueReplayed = true;
+          step("replayed from the first cue, which arrived after its time");
+          el.currentTime = tt.cues[0].startTime;
+          var p = el.play();
+          if (p && p.catch) p.catch(function () {});
+        }
       }
     }, 100);
   }
