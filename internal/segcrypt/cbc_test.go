@@ -90,22 +90,36 @@ func TestCBCDecrypterKnownAnswer(t *testing.T) {
 	}
 }
 
-func TestCBCDecrypterRefusesBadBuffers(t *testing.T) {
+// TestBlockModesRefuseBadBuffers: the eight-block decrypter and the
+// Lanes encrypter panic on what crypto/cipher's modes panic on.
+func TestBlockModesRefuseBadBuffers(t *testing.T) {
 	key, iv := make([]byte, KeySize), make([]byte, BlockSize)
 	b, _ := aes.NewCipher(key)
-	for name, f := range map[string]func(cipher.BlockMode){
-		"partial block":   func(d cipher.BlockMode) { d.CryptBlocks(make([]byte, 17), make([]byte, 17)) },
-		"short output":    func(d cipher.BlockMode) { d.CryptBlocks(make([]byte, 16), make([]byte, 32)) },
-		"inexact overlap": func(d cipher.BlockMode) { buf := make([]byte, 64); d.CryptBlocks(buf[16:48], buf[:32]) },
-	} {
-		func() {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("%s: no panic", name)
-				}
+	modes := map[string]func() cipher.BlockMode{
+		"decrypter": func() cipher.BlockMode { return newCBCDecrypter(b, key, iv) },
+		"lanes": func() cipher.BlockMode {
+			r, err := NewLanes().NewEncryptReader(bytes.NewReader(nil), key, iv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r.(*encryptReader).mode
+		},
+	}
+	for mode, newMode := range modes {
+		for name, f := range map[string]func(cipher.BlockMode){
+			"partial block":   func(d cipher.BlockMode) { d.CryptBlocks(make([]byte, 17), make([]byte, 17)) },
+			"short output":    func(d cipher.BlockMode) { d.CryptBlocks(make([]byte, 16), make([]byte, 32)) },
+			"inexact overlap": func(d cipher.BlockMode) { buf := make([]byte, 64); d.CryptBlocks(buf[16:48], buf[:32]) },
+		} {
+			func() {
+				defer func() {
+					if recover() == nil {
+						t.Errorf("%s, %s: no panic", mode, name)
+					}
+				}()
+				f(newMode())
 			}()
-			f(newCBCDecrypter(b, key, iv))
-		}()
+		}
 	}
 }
 

@@ -272,25 +272,3 @@ func BenchmarkCBCEncrypt4(b *testing.B) {
 		cbcEncrypt4(&a, bufSize/BlockSize)
 	}
 }
-
-func TestLanesRefuseBadBuffers(t *testing.T) {
-	key, iv := make([]byte, KeySize), make([]byte, BlockSize)
-	for name, f := range map[string]func(cipher.BlockMode){
-		"partial block":   func(m cipher.BlockMode) { m.CryptBlocks(make([]byte, 17), make([]byte, 17)) },
-		"short output":    func(m cipher.BlockMode) { m.CryptBlocks(make([]byte, 16), make([]byte, 32)) },
-		"inexact overlap": func(m cipher.BlockMode) { buf := make([]byte, 64); m.CryptBlocks(buf[16:48], buf[:32]) },
-	} {
-		func() {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("%s: no panic", name)
-				}
-			}()
-			r, err := NewLanes().NewEncryptReader(bytes.NewReader(nil), key, iv)
-			if err != nil {
-				t.Fatal(err)
-			}
-			f(r.(*encryptReader).mode)
-		}()
-	}
-}
