@@ -23,6 +23,8 @@ package packager
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -503,11 +505,85 @@ func (v *Version) WriteMaster(ctx context.Context, m playlist.Master) (string, i
 }
 
 func (v *Version) putPlaylist(ctx context.Context, name string, b []byte) error {
-	if err := v.p.store.Put(ctx, name, bytes.NewReader(b), int64(len(b)),
-		storage.PutOptions{ContentType: layout.ContentTypePlaylist, CacheControl: layout.Immutable}); err != nil {
+	if err := v.putSame(ctx, name, b, storage.PutOptions{ContentType: layout.ContentTypePlaylist, CacheControl: layout.Immutable}); err != nil {
 		return fmt.Errorf("packager: put %s: %w", name, err)
 	}
 	return nil
+}
+
+// putSame stores b under name, or finds it stored already with exactly
+// these bytes. That is what makes a step that writes the same bytes each
+// time it runs safe to retry (the chunked join, which writes a version's
+// playlists after its pieces stored the segments, and is redelivered if
+// its worker dies): nothing is overwritten, and a name holding other bytes
+// is still refused (ErrExists).
+func (v *Version) putSame(ctx context.Context, name string, b []byte, opts storage.PutOptions) error {
+	err := v.p.store.Put(ctx, name, bytes.NewReader(b), int64(len(b)), opts)
+	if !errors.Is(err, storage.ErrExists) {
+		return err
+	}
+	rc, gerr := v.p.store.Get(ctx, name)
+	if gerr != nil {
+		return fmt.Errorf("%w (reading it back: %w)", err, gerr)
+	}
+	defer rc.Close()
+	have, gerr := io.ReadAll(io.LimitReader(rc, int64(len(b))+1))
+	if gerr != nil {
+		return fmt.Errorf("%w (reading it back: %w)", err, gerr)
+	}
+	if !bytes.Equal(have, b) {
+		return fmt.Errorf("%w, with other bytes", err)
+	}
+	return nil
+}
+
+// PutOnce encrypts and stores a small object (a subtitle segment) that the
+// step making it builds the same, byte for byte, every time it runs. Its
+// IV is not drawn but derived from its key, name and plaintext
+// (HMAC-SHA256 under a key derived from the content key: unpredictable
+// without it, as CBC needs), so its ciphertext is the same each time too,
+// and an object already stored under the name with exactly those bytes
+// counts as stored (see putSame). Two different plaintexts never share an
+// IV under one key unless HMAC-SHA256 collides.
+func (v *Version) PutOnce(ctx context.Context, name string, plain []byte, start float64) (Stored, error) {
+	st := Stored{Name: v.prefix + name, PlainSize: int64(len(plain))}
+	key, err := v.keyAt(start)
+	if err != nil {
+		return st, fmt.Errorf("packager: put %q: %w", name, err)
+	}
+	st.Key = key.Key
+	st.IV = syntheticIV(key.ck.Bytes(), name, plain)
+	enc, err := segcrypt.NewEncryptReader(bytes.NewReader(plain), key.ck.Bytes(), st.IV[:])
+	if err != nil {
+		return st, fmt.Errorf("packager: put %q: %w", name, err)
+	}
+	ct, err := io.ReadAll(enc)
+	if err != nil {
+		return st, fmt.Errorf("packager: put %q: %w", name, err)
+	}
+	st.Size = int64(len(ct))
+	st.Sum = maphash.Bytes(v.seed, plain)
+	if err := v.putSame(ctx, st.Name, ct, storage.PutOptions{ContentType: layout.ContentType(st.Name), CacheControl: layout.Immutable}); err != nil {
+		return st, fmt.Errorf("packager: put %q: %w", name, err)
+	}
+	return st, nil
+}
+
+// syntheticIV is PutOnce's IV: HMAC-SHA256(K_iv, name, 0, plain) cut to a
+// block, where K_iv = HMAC-SHA256(key, "hlsvault synthetic IV"), so the
+// content key itself keys only AES.
+func syntheticIV(key []byte, name string, plain []byte) [segcrypt.BlockSize]byte {
+	kdf := hmac.New(sha256.New, key)
+	kdf.Write([]byte("hlsvault synthetic IV"))
+	ivKey := kdf.Sum(nil)
+	m := hmac.New(sha256.New, ivKey)
+	clear(ivKey)
+	m.Write([]byte(name))
+	m.Write([]byte{0})
+	m.Write(plain)
+	var iv [segcrypt.BlockSize]byte
+	copy(iv[:], m.Sum(nil))
+	return iv
 }
 
 // getSlab returns a buffer for one object. The buffers are kept between

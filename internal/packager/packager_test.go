@@ -229,3 +229,66 @@ func TestBeginRefuses(t *testing.T) {
 type iotestErr struct{ err error }
 
 func (e iotestErr) Read([]byte) (int, error) { return 0, e.err }
+
+// TestRetriedStepWritesTheSame: a step that writes the same bytes each
+// time it runs (the chunked join) can run again over what it stored: the
+// same playlist, or the same subtitle segment through PutOnce, counts as
+// stored, with the same IV and digest, and still decrypts; other bytes
+// under a taken name are refused. PutOnce's IV differs by name, by
+// plaintext and by key, and is not the name-derived test IV.
+func TestRetriedStepWritesTheSame(t *testing.T) {
+	ctx := context.Background()
+	s := newSetup(t, Options{})
+	v, err := s.p.Begin("hls/vid/v4/", "https://k.example/{key_id}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := []byte("WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:126000,LOCAL:00:00:00.000\n\n00:00:01.000 --> 00:00:02.000\nHello\n")
+	st, err := v.PutOnce(ctx, "sub0-en/seg_00000.vtt", doc, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := v.PutOnce(ctx, "sub0-en/seg_00000.vtt", doc, 0)
+	if err != nil || again != st {
+		t.Fatalf("the same segment again: %+v %v, first %+v", again, err, st)
+	}
+	if st.PlainSize != int64(len(doc)) || st.Size != segcrypt.EncryptedSize(int64(len(doc))) || st.Sum != maphash.Bytes(v.seed, doc) {
+		t.Fatalf("stored %+v", st)
+	}
+	if strings.HasPrefix(string(st.IV[:]), "sub0-en") {
+		t.Fatal("PutOnce took the drawn IV")
+	}
+	if err := v.Verify(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	if o := s.store.options(st.Name); o.ContentType != layout.ContentType(st.Name) || o.CacheControl != layout.Immutable {
+		t.Fatalf("stored with %+v", o)
+	}
+	other, err := v.PutOnce(ctx, "sub0-en/seg_00001.vtt", doc, 0)
+	if err != nil || other.IV == st.IV {
+		t.Fatalf("another name, the same IV: %+v %v", other, err)
+	}
+	changed := append(bytes.Clone(doc), '!')
+	if _, err := v.PutOnce(ctx, "sub0-en/seg_00000.vtt", changed, 0); !errors.Is(err, storage.ErrExists) {
+		t.Fatalf("other bytes under a taken name: %v, want ErrExists", err)
+	}
+	if iv := syntheticIV([]byte("0123456789abcdeX"), "sub0-en/seg_00000.vtt", doc); iv == st.IV {
+		t.Fatal("the IV does not depend on the key")
+	}
+	if iv := syntheticIV(s.ck.Bytes(), "sub0-en/seg_00000.vtt", changed); iv == st.IV {
+		t.Fatal("the IV does not depend on the plaintext")
+	}
+
+	m := playlist.Media{Segments: []playlist.Segment{{URI: "seg_00000.vtt", Duration: 4, Size: st.Size, IV: st.IV, KeyURI: st.Key.URI}}}
+	name, _, err := v.WriteMedia(ctx, "sub0-en", m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _, err := v.WriteMedia(ctx, "sub0-en", m); err != nil || again != name {
+		t.Fatalf("the same playlist again: %s %v", again, err)
+	}
+	m.Segments[0].Duration = 3
+	if _, _, err := v.WriteMedia(ctx, "sub0-en", m); !errors.Is(err, storage.ErrExists) {
+		t.Fatalf("another playlist under a taken name: %v, want ErrExists", err)
+	}
+}
