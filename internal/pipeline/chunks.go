@@ -33,8 +33,14 @@ package pipeline
 // is stopped and the task archived; pieces still queued archive
 // themselves when they start. Progress is the sum of the pieces'.
 //
-// Not chunked: sources no longer than 1.5 chunks, fMP4 jobs, and jobs with subtitles
-// (their cues are cut along the published segments in the unchunked path).
+// Subtitles: the coordinator converts and checks them as always and
+// records their cues in the plan; the join cuts them along the joined
+// video segments (one WebVTT segment per video segment, their
+// X-TIMESTAMP-MAP the first PTS chunk 0 measured) and stores them with
+// packager.PutOnce, so that a join redelivered after its worker died
+// writes the same bytes it stored before, as it does for the playlists.
+//
+// Not chunked: sources no longer than 1.5 chunks, and fMP4 jobs.
 
 import (
 	"context"
@@ -81,6 +87,34 @@ type chunkPlan struct {
 	Chunks  []transcode.Chunk
 	Trick   map[string]bool // renditions with an I-frame playlist
 	Timeout time.Duration   // per piece
+	// Subtitles are the job's subtitle tracks, cues on the published
+	// timeline, which the join stores.
+	Subtitles []chunkSubtitle `json:",omitempty"`
+}
+
+// chunkSubtitle is a subtitleTrack as the plan records it.
+type chunkSubtitle struct {
+	Name     string
+	Language string `json:",omitempty"`
+	Label    string
+	Forced   bool `json:",omitempty"`
+	Cues     []transcode.Cue
+}
+
+func chunkSubtitles(tracks []subtitleTrack) []chunkSubtitle {
+	var out []chunkSubtitle
+	for _, t := range tracks {
+		out = append(out, chunkSubtitle{Name: t.name, Language: t.language, Label: t.label, Forced: t.forced, Cues: t.cues})
+	}
+	return out
+}
+
+func (cp *chunkPlan) subtitleTracks() []subtitleTrack {
+	var out []subtitleTrack
+	for _, t := range cp.Subtitles {
+		out = append(out, subtitleTrack{name: t.Name, language: t.Language, label: t.Label, forced: t.Forced, cues: t.Cues})
+	}
+	return out
 }
 
 // titlePiece is the piece number of the audio and storyboard.
@@ -97,21 +131,21 @@ type renditionResult struct {
 	Codecs   string             `json:"codecs"`
 	Segments []playlist.Segment `json:"segments"`
 	IFrames  []playlist.Segment `json:"iframes,omitempty"`
+	// FirstPTS is the 90 kHz PTS the piece's first segment starts at, nil
+	// when it could not be read: chunk 0's is the title's, which the
+	// subtitles' X-TIMESTAMP-MAP names.
+	FirstPTS *int64 `json:"first_pts,omitempty"`
 }
 
 // chunksFor decides whether an attempt is chunked: the chunks of plan, or
 // nil to encode it in one run.
-func (p *Pipeline) chunksFor(log *slog.Logger, plan transcode.Plan, subs []subtitleTrack) ([]transcode.Chunk, error) {
+func (p *Pipeline) chunksFor(log *slog.Logger, plan transcode.Plan) ([]transcode.Chunk, error) {
 	if p.cfg.Chunk <= 0 || p.cfg.Enqueuer == nil {
 		return nil, nil
 	}
 	chunks, err := transcode.PlanChunks(plan, p.cfg.Chunk)
 	if err != nil || chunks == nil {
 		return nil, err
-	}
-	if len(subs) > 0 {
-		log.Info("not chunked: the job has subtitles", "subtitles", len(subs))
-		return nil, nil
 	}
 	// A piece stores what its run wrote as MPEG-TS segments; fMP4 pieces
 	// would also need their init sections joined per key period.
@@ -124,9 +158,9 @@ func (p *Pipeline) chunksFor(log *slog.Logger, plan transcode.Plan, subs []subti
 
 // fanOut is the coordinator's part of a chunked attempt.
 func (p *Pipeline) fanOut(ctx context.Context, log *slog.Logger, att catalog.Attempt, payload jobs.TranscodePayload,
-	probe *transcode.Probe, plan transcode.Plan, preset string, chunks []transcode.Chunk) error {
+	probe *transcode.Probe, plan transcode.Plan, preset string, chunks []transcode.Chunk, subs []subtitleTrack) error {
 	cp := chunkPlan{Source: payload.Source, Prefix: att.Prefix, Preset: preset, Probe: probe, Video: plan.VideoOnly(),
-		Audio: transcode.ChunkedAudio(plan, probe), Chunks: chunks, Trick: iframeRungs(plan.Renditions)}
+		Audio: transcode.ChunkedAudio(plan, probe), Chunks: chunks, Trick: iframeRungs(plan.Renditions), Subtitles: chunkSubtitles(subs)}
 	if err := checkIFrameNames(plan.Renditions, cp.Trick); err != nil {
 		return badInput(err)
 	}
@@ -182,7 +216,8 @@ func (p *Pipeline) fanOut(ctx context.Context, log *slog.Logger, att catalog.Att
 			return err
 		}
 	}
-	log.Info("fanned out", "chunks", len(chunks), "chunk_seconds", p.cfg.Chunk.Seconds(), "audio_renditions", len(cp.Audio))
+	log.Info("fanned out", "chunks", len(chunks), "chunk_seconds", p.cfg.Chunk.Seconds(), "audio_renditions", len(cp.Audio),
+		"subtitles", len(subs))
 	return errFannedOut
 }
 
@@ -317,7 +352,11 @@ func (p *Pipeline) endPiece(ctx context.Context, log *slog.Logger, pl jobs.Piece
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
 	final := errors.Is(err, ErrBadInput) || retried >= maxRetry
-	log.Error("piece failed", "err", err, "retried", retried, "max_retry", maxRetry, "final", final)
+	msg := "piece failed"
+	if pl.Piece < 0 {
+		msg = "join failed"
+	}
+	log.Error(msg, "err", err, "retried", retried, "max_retry", maxRetry, "final", final)
 	if !final {
 		return err
 	}
@@ -441,7 +480,11 @@ func (p *Pipeline) runPieceIn(ctx context.Context, log *slog.Logger, dir string,
 		}
 	}
 	for _, r := range outs {
-		res.Renditions = append(res.Renditions, renditionResult{Name: r.rendition.Name, Codecs: r.codecs, Segments: r.segments, IFrames: r.iframes})
+		rr := renditionResult{Name: r.rendition.Name, Codecs: r.codecs, Segments: r.segments, IFrames: r.iframes}
+		if r.firstPTS >= 0 {
+			rr.FirstPTS = &r.firstPTS
+		}
+		res.Renditions = append(res.Renditions, rr)
 	}
 	if isTitle {
 		sb, err := p.makeStoryboard(ctx, log, dir, src, cp.Probe, v)
@@ -597,9 +640,13 @@ func (p *Pipeline) join(ctx context.Context, log *slog.Logger, pl jobs.PiecePayl
 	if err := checkCoverage(res, cp.Probe.Duration); err != nil {
 		return false, err
 	}
+	subs, err := p.storeSubtitles(ctx, log, v, cp.subtitleTracks(), res.renditions[0])
+	if err != nil {
+		return false, err
+	}
 	plan := cp.Video
 	plan.Audio = cp.Audio
-	return p.publish(ctx, att, v, plan, res, nil, sb, cp.Probe.Duration)
+	return p.publish(ctx, att, v, plan, res, subs, sb, cp.Probe.Duration)
 }
 
 // joinResults concatenates the video chunks' segments per rendition, in
@@ -631,6 +678,9 @@ func joinResults(cp *chunkPlan, raw []json.RawMessage) (*uploadResult, *catalog.
 			}
 			if i == 0 {
 				ro.codecs = rr.Codecs
+				if rr.FirstPTS != nil {
+					ro.firstPTS = *rr.FirstPTS
+				}
 			}
 			ro.segments = append(ro.segments, rr.Segments...)
 			if ro.iframes != nil {

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -59,7 +60,7 @@ func (h *harness) chunkWorker(name string, logs io.Writer) (stop func()) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	p.pieceHook = h.pipe.pieceHook
+	p.pieceHook, p.publishHook = h.pipe.pieceHook, h.pipe.publishHook
 	hs := worker.Handlers{jobs.TypeTranscode: p}
 	maps.Copy(hs, p.PieceHandlers())
 	return fixtures.Worker(h.t, worker.Config{Queues: h.queues, RetryDelay: func(int) time.Duration { return time.Second }},
@@ -404,22 +405,133 @@ func TestChunksFor(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		plan transcode.Plan
-		subs []subtitleTrack
 		want int
 	}{
-		{"a long TS job", long, nil, 10},
-		{"a long fMP4 job", fmp4, nil, 0},
-		{"a long job with subtitles", long, []subtitleTrack{{}}, 0},
+		{"a long TS job", long, 10},
+		{"a long fMP4 job", fmp4, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := p.chunksFor(log, tc.plan, tc.subs)
+			got, err := p.chunksFor(log, tc.plan)
 			if err != nil || len(got) != tc.want {
 				t.Fatalf("chunksFor = %d chunks, %v; want %d", len(got), err, tc.want)
 			}
 		})
 	}
 	off := &Pipeline{cfg: Config{Enqueuer: &asynq.Client{}}}
-	if got, err := off.chunksFor(log, long, nil); err != nil || got != nil {
+	if got, err := off.chunksFor(log, long); err != nil || got != nil {
 		t.Fatalf("CHUNK_SECONDS=0: chunksFor = %v, %v; want none", got, err)
+	}
+}
+
+// TestChunkedSubtitles: a chunked job with an embedded (mov_text) track
+// and a sidecar is published with both subtitle renditions: one WebVTT
+// segment per video segment, every one naming the PTS the title's first
+// video segment starts at (chunk 0's, measured), a cue spanning a chunk
+// seam written on both sides of it. The join's first delivery dies after
+// it stored the subtitle segments and every playlist; its retry writes
+// the same bytes over them (nothing refused, nothing overwritten) and
+// publishes, in the job's one attempt.
+func TestChunkedSubtitles(t *testing.T) {
+	h := newHarness(t, fixtures.FS(t), withChunks(t, 8*time.Second))
+	var joins atomic.Int32
+	h.pipe.publishHook = func(context.Context) error {
+		if joins.Add(1) == 1 {
+			return errors.New("injected: the join's worker died before it published")
+		}
+		return nil
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	src := testenv.MakeSubtitledSource(t, dir, testenv.Source{Width: 160, Height: 90, Seconds: 40, Audio: true})
+	side := filepath.Join(dir, "fr.vtt")
+	const sidecar = "WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nAvant la couture\n\n" +
+		"00:00:07.500 --> 00:00:08.500\nÀ cheval sur la couture\n\n00:00:35.000 --> 00:00:36.000\nLa fin\n"
+	if err := os.WriteFile(side, []byte(sidecar), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	video := testenv.Name("chunksubs")
+	h.upload("uploads/"+video+".mp4", src)
+	h.upload("uploads/"+video+"/fr.vtt", side)
+	var logs testenv.SyncBuffer
+	h.chunkWorker("A", &logs)
+	res, err := h.client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: video, Source: "uploads/" + video + ".mp4",
+		Subtitles: []jobs.Subtitle{{Language: "fre", Source: "uploads/" + video + "/fr.vtt"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := h.waitEnd(res.TaskID, 3*time.Minute)
+	if j.State != jobs.Published || j.Attempts != 1 {
+		t.Fatalf("job %+v\n%s", j, logs.String())
+	}
+	out := logs.String()
+	if !strings.Contains(out, "fanned out") || !strings.Contains(out, "subtitles=2") {
+		t.Fatalf("not chunked with its two subtitle tracks:\n%s", out)
+	}
+	if n := joins.Load(); n != 2 {
+		t.Fatalf("the join ran %d times, want the failed one and its retry", n)
+	}
+	ver := &verify.Verifier{Store: h.store, DB: h.db, Keyring: h.keyring, Exec: decoder.Exec(t)}
+	if rep, err := ver.Verify(ctx, video); err != nil || !rep.OK() {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
+	hlscheck.StrictAll(t, hlscheck.Stored(t, h.store, "hls/"+video+"/"))
+	cur, err := h.db.CurrentVersion(ctx, video)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vm *playlist.ParsedMedia
+	var seg0 string
+	subs := map[string]catalog.Rendition{}
+	for _, r := range cur.Renditions {
+		switch {
+		case r.Type == RenditionSubtitles:
+			subs[r.Name] = r
+		case r.Type == "" && vm == nil:
+			if vm, err = playlist.ParseMedia(bytes.NewReader(h.objects(r.Playlist)[r.Playlist])); err != nil {
+				t.Fatal(err)
+			}
+			seg0 = path.Join(path.Dir(r.Playlist), vm.Segments[0].URI)
+		}
+	}
+	if len(subs) != 2 || vm == nil || len(vm.Segments) != 10 {
+		t.Fatalf("renditions %+v", cur.Renditions)
+	}
+	tsFile := filepath.Join(t.TempDir(), "seg0.ts")
+	if err := os.WriteFile(tsFile, decryptObject(t, h, cur, seg0, vm.Segments[0].Key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pts, err := transcode.FirstPTS(tsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	header := fmt.Sprintf("WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:%d,LOCAL:00:00:00.000\n", pts)
+	fr, ok := subs["sub1-fr"]
+	if !ok {
+		t.Fatalf("no French rendition: %+v", subs)
+	}
+	for _, r := range subs {
+		m, err := playlist.ParseMedia(bytes.NewReader(h.objects(r.Playlist)[r.Playlist]))
+		if err != nil || len(m.Segments) != len(vm.Segments) {
+			t.Fatalf("%s: %d segments, %v; want the video's %d", r.Name, len(m.Segments), err, len(vm.Segments))
+		}
+		for i, s := range m.Segments {
+			if s.Duration != vm.Segments[i].Duration || s.Key == nil || s.Key.URI != vm.Segments[i].Key.URI {
+				t.Errorf("%s: segment %d (%v s, key %+v) is not video segment %d (%v s, key %+v)", r.Name, i, s.Duration, s.Key,
+					i, vm.Segments[i].Duration, vm.Segments[i].Key)
+			}
+			doc := string(decryptObject(t, h, cur, path.Join(path.Dir(r.Playlist), s.URI), s.Key))
+			if !strings.HasPrefix(doc, header) {
+				t.Errorf("%s segment %d does not start with %q:\n%s", r.Name, i, header, doc)
+			}
+			if r.Name == fr.Name {
+				// Segments 1 and 2 meet at 8 s, the seam of chunks 0 and 1.
+				if seam := strings.Contains(doc, "À cheval sur la couture"); seam != (i == 1 || i == 2) {
+					t.Errorf("segment %d: the cue across the seam is there: %v\n%s", i, seam, doc)
+				}
+				if last := strings.Contains(doc, "00:00:35.000 --> 00:00:36.000\nLa fin"); last != (i == 8) {
+					t.Errorf("segment %d: the last cue is there: %v\n%s", i, last, doc)
+				}
+			}
+		}
 	}
 }

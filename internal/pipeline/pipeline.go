@@ -146,6 +146,10 @@ type Pipeline struct {
 	// pieceHook, if set, runs after a chunk piece stored its segments; an
 	// error fails the piece (tests).
 	pieceHook func(ctx context.Context, piece, attempt int) error
+	// publishHook, if set, runs once the playlists are written, before
+	// the publishing transaction; an error fails the attempt or the join
+	// (tests).
+	publishHook func(ctx context.Context) error
 }
 
 // New builds a Pipeline. The keyring's primary KEK wraps new keys.
@@ -405,11 +409,11 @@ func (p *Pipeline) runIn(ctx context.Context, log *slog.Logger, dir string, att 
 		log.Warn("audio streams over the limit are ignored", "ignored", plan.AudioIgnored, "limit", transcode.MaxAudioRenditions)
 	}
 
-	if chunks, err := p.chunksFor(log, plan, subs); err != nil || chunks != nil {
+	if chunks, err := p.chunksFor(log, plan); err != nil || chunks != nil {
 		if err != nil {
 			return false, badInput(err)
 		}
-		return false, p.fanOut(ctx, log, att, payload, probe, plan, preset, chunks)
+		return false, p.fanOut(ctx, log, att, payload, probe, plan, preset, chunks, subs)
 	}
 
 	timeout := p.cfg.TimeoutBase + time.Duration(p.cfg.TimeoutFactor*float64(probe.Duration))
@@ -470,6 +474,11 @@ func (p *Pipeline) publish(ctx context.Context, att catalog.Attempt, v *packager
 	}
 	if sb != nil {
 		renditions = append(renditions, *sb)
+	}
+	if p.publishHook != nil {
+		if err := p.publishHook(ctx); err != nil {
+			return false, err
+		}
 	}
 	wks, err := v.WrappedKeys()
 	if err != nil {

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -201,6 +200,8 @@ type subtitleOutput struct {
 // segment (same starts and durations as the first video rendition, so the
 // key periods and the timeline line up), encrypts and stores them through
 // the packager like every segment, and writes each track's media playlist.
+// The segments are made the same, byte for byte, each time (PutOnce), so
+// the chunked join may run this again after a crash.
 // mpegts is the PTS the video segments start at (measured), named by each
 // segment's X-TIMESTAMP-MAP.
 func (p *Pipeline) storeSubtitles(ctx context.Context, log *slog.Logger, v *packager.Version, tracks []subtitleTrack, video *renditionOutput) ([]subtitleOutput, error) {
@@ -239,7 +240,7 @@ func (p *Pipeline) storeSubtitles(ctx context.Context, log *slog.Logger, v *pack
 		for i, doc := range docs {
 			uri := layout.SegmentName(i, ".vtt")
 			g.Go(func() error {
-				st, err := v.Put(gctx, packager.Object{Name: t.name + "/" + uri, Body: bytes.NewReader(doc), Size: int64(len(doc)), Start: startSecs[i]})
+				st, err := v.PutOnce(gctx, t.name+"/"+uri, doc, startSecs[i])
 				if err != nil {
 					return fmt.Errorf("pipeline: upload subtitle segment: %w", err)
 				}

@@ -1,11 +1,6 @@
 package testenv
 
-import (
-	"os"
-	"os/exec"
-	"path/filepath"
-	"testing"
-)
+import "testing"
 
 // SubtitleSRT is the SubRip track MakeSubtitledSource muxes in: two cues,
 // the second spanning a 2 s segment boundary, so a test can check cue
@@ -23,18 +18,6 @@ const SubtitleVTT = "WEBVTT\n\n00:00:00.250 --> 00:00:01.000\nBonjour du fichier
 // checks of a subtitled title.
 func MakeSubtitledSource(t testing.TB, dir string, s Source) string {
 	t.Helper()
-	srt := filepath.Join(dir, "embedded.srt")
-	if err := os.WriteFile(srt, []byte(SubtitleSRT), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	plain := MakeSource(t, dir, s)
-	out := filepath.Join(dir, "subtitled.mp4")
-	ffmpeg, _ := FFmpeg(t)
-	cmd := exec.Command(ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-		"-i", plain, "-i", srt, "-map", "0", "-map", "1", "-c", "copy", "-c:s", "mov_text",
-		"-metadata:s:s:0", "language=eng", "-metadata:s:s:0", "handler_name=English", out)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("testenv: make subtitled source: %v\n%s", err, b)
-	}
-	return out
+	s.Subtitles = SubtitleSRT
+	return MakeSource(t, dir, s)
 }

@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -157,6 +158,10 @@ type Source struct {
 	// the one with the default disposition.
 	AudioTracks  []string
 	DefaultAudio int
+	// Subtitles, when set, is SubRip text muxed in as a mov_text stream
+	// tagged language=eng and named "English" (MakeSource's output is then
+	// an MP4 whatever Ext says).
+	Subtitles string
 }
 
 // MakeSource writes a synthetic video into dir and returns its path. It uses
@@ -202,6 +207,28 @@ func MakeSource(t testing.TB, dir string, s Source) string {
 	cmd := exec.Command(ffmpeg, args...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("testenv: make source: %v\n%s", err, b)
+	}
+	if s.Subtitles != "" {
+		return muxSubtitles(t, ffmpeg, out, s.Subtitles)
+	}
+	return out
+}
+
+// muxSubtitles writes plain with srt muxed in as an English mov_text
+// stream beside it and returns the new file's path.
+func muxSubtitles(t testing.TB, ffmpeg, plain, srt string) string {
+	t.Helper()
+	dir := filepath.Dir(plain)
+	file := filepath.Join(dir, "embedded.srt")
+	if err := os.WriteFile(file, []byte(srt), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "subtitled.mp4")
+	cmd := exec.Command(ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+		"-i", plain, "-i", file, "-map", "0", "-map", "1", "-c", "copy", "-c:s", "mov_text",
+		"-metadata:s:s:0", "language=eng", "-metadata:s:s:0", "handler_name=English", out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("testenv: make subtitled source: %v\n%s", err, b)
 	}
 	return out
 }
