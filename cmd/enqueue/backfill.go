@@ -217,25 +217,7 @@ func runBackfill(ctx context.Context, args []string, getenv func(string) string,
 		if _, err := db.BackfillRunByID(ctx, runID); err != nil {
 			return err
 		}
-		items, err := db.BackfillItems(ctx, runID, state)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSON(stdout, items)
-		}
-		if state == catalog.ItemDone {
-			for _, it := range items {
-				fmt.Fprintln(stdout, it.VideoID) // one id per line: pipe it into enqueue verify
-			}
-			return nil
-		}
-		tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
-		fmt.Fprintln(tw, "VIDEO\tSTATE\tVERSION\tATTEMPTS\tBYTES\tERROR")
-		for _, it := range items {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", it.VideoID, it.State, it.Version, it.Attempts, it.Bytes, it.Error)
-		}
-		return tw.Flush()
+		return backfillItems(ctx, db, runID, state, *asJSON, stdout)
 	case "pause":
 		r, err := c.Pause(ctx, runID)
 		if err != nil {
@@ -493,4 +475,59 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// itemsPage is how many items `backfill items` reads and prints at a time.
+const itemsPage = 1000
+
+// backfillItems prints a run's items as they are read, a page at a time,
+// so that listing a 100,000-title run holds one page in memory: a JSON
+// array written element by element, one id per line for done items (to
+// pipe into enqueue verify), else a table whose columns are aligned
+// within each page.
+func backfillItems(ctx context.Context, db *catalog.DB, runID int64, state string, asJSON bool, stdout io.Writer) error {
+	n := 0
+	switch {
+	case asJSON:
+		err := db.EachBackfillItem(ctx, runID, state, itemsPage, func(it catalog.BackfillItem) error {
+			b, err := json.MarshalIndent(it, "  ", "  ")
+			if err != nil {
+				return err
+			}
+			sep := ",\n  "
+			if n == 0 {
+				sep = "[\n  "
+			}
+			n++
+			_, err = fmt.Fprintf(stdout, "%s%s", sep, b)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			_, err = fmt.Fprintln(stdout, "[]")
+		} else {
+			_, err = fmt.Fprintln(stdout, "\n]")
+		}
+		return err
+	case state == catalog.ItemDone:
+		return db.EachBackfillItem(ctx, runID, state, itemsPage, func(it catalog.BackfillItem) error {
+			_, err := fmt.Fprintln(stdout, it.VideoID)
+			return err
+		})
+	}
+	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "VIDEO\tSTATE\tVERSION\tATTEMPTS\tBYTES\tERROR")
+	err := db.EachBackfillItem(ctx, runID, state, itemsPage, func(it catalog.BackfillItem) error {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", it.VideoID, it.State, it.Version, it.Attempts, it.Bytes, it.Error)
+		if n++; n%itemsPage == 0 {
+			return tw.Flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Flush()
 }

@@ -77,6 +77,14 @@ func TestBackfillCommands(t *testing.T) {
 	if out, err = cli("items", "1", "--state", "failed"); err != nil || strings.Contains(out, "t1") {
 		t.Fatalf("items --state failed: %v\n%s", err, out)
 	}
+	var listed []catalog.BackfillItem
+	if out, err = cli("items", "1", "--json"); err != nil || json.Unmarshal([]byte(out), &listed) != nil ||
+		len(listed) != 2 || listed[0].VideoID != "t1" || listed[1].VideoID != "t2" || listed[1].Error == "" {
+		t.Fatalf("items --json: %v %+v\n%s", err, listed, out)
+	}
+	if out, err = cli("items", "1", "--json", "--state", "done"); err != nil || strings.TrimSpace(out) != "[]" {
+		t.Fatalf("items --json of none: %v\n%s", err, out)
+	}
 	if out, err = cli("pause", "1"); err != nil || !strings.Contains(out, "run 1 paused") {
 		t.Fatalf("pause: %v %s", err, out)
 	}

@@ -585,6 +585,37 @@ func (db *DB) BackfillItemsLimit(ctx context.Context, runID int64, state string,
 	return items, nil
 }
 
+// EachBackfillItem calls fn for every item of a run (optionally only those
+// in state), in id order, reading page items at a time (keyset pages: a
+// run of 100,000 titles is never in memory at once, and no page costs
+// more than the first). An error from fn stops it and is returned.
+func (db *DB) EachBackfillItem(ctx context.Context, runID int64, state string, page int, fn func(BackfillItem) error) error {
+	if page <= 0 {
+		page = 1000
+	}
+	var after int64
+	for {
+		rows, err := db.pool.Query(ctx, `select `+itemColumns+` from backfill_items
+			where run_id = $1 and ($2 = '' or state = $2) and id > $3 order by id limit $4`, runID, state, after, page)
+		if err != nil {
+			return fmt.Errorf("catalog: items of run %d: %w", runID, err)
+		}
+		items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (BackfillItem, error) { return scanItem(row) })
+		if err != nil {
+			return fmt.Errorf("catalog: items of run %d: %w", runID, err)
+		}
+		for _, it := range items {
+			if err := fn(it); err != nil {
+				return err
+			}
+		}
+		if len(items) < page {
+			return nil
+		}
+		after = items[len(items)-1].ID
+	}
+}
+
 // ClaimBackfillItem marks an item of the given batch running and counts the
 // attempt. It returns ErrRunNotRunning if the run is paused, cancelled or
 // done, ErrItemNotClaimable if the item is no longer in this batch, and an

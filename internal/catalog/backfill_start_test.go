@@ -168,3 +168,56 @@ func TestScheduleLargeRun(t *testing.T) {
 		t.Errorf("too slow on 100,000 items: schedule %v, idle schedule %v, progress %v", schedule, again, progress)
 	}
 }
+
+// TestEachBackfillItem: a run's items in id order, page by page (the last
+// page short or empty), filtered by state, and fn's error stops it.
+func TestEachBackfillItem(t *testing.T) {
+	ctx := context.Background()
+	db := openTestDB(t)
+	run, _, err := db.BeginBackfillRun(ctx, json.RawMessage(`{"prefix":"each/"}`), "fp-each", 10, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var items []NewBackfillItem
+	for i := range 7 {
+		it := NewBackfillItem{VideoID: fmt.Sprintf("e%d", i), EstBytes: 1, EstSegments: 1}
+		if i%3 == 0 {
+			it.State, it.Error = ItemSkipped, "has a key"
+		}
+		items = append(items, it)
+	}
+	if err := db.AddBackfillItems(ctx, run.ID, items, "each/e6/"); err != nil {
+		t.Fatal(err)
+	}
+	list := func(state string, page int) []string {
+		t.Helper()
+		var ids []string
+		if err := db.EachBackfillItem(ctx, run.ID, state, page, func(it BackfillItem) error {
+			ids = append(ids, it.VideoID)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	all, _ := db.BackfillItems(ctx, run.ID, "")
+	for _, page := range []int{1, 2, 7, 1000} {
+		if got := list("", page); fmt.Sprint(got) != "[e0 e1 e2 e3 e4 e5 e6]" || len(all) != len(got) {
+			t.Errorf("page %d: %v", page, got)
+		}
+	}
+	if got := list(ItemSkipped, 2); fmt.Sprint(got) != "[e0 e3 e6]" {
+		t.Errorf("skipped: %v", got)
+	}
+	stop := errors.New("stop")
+	n := 0
+	err = db.EachBackfillItem(ctx, run.ID, "", 2, func(BackfillItem) error {
+		if n++; n == 3 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || n != 3 {
+		t.Errorf("stopped after %d: %v", n, err)
+	}
+}
