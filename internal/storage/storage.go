@@ -261,6 +261,39 @@ func (g *guardedReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// writeTo is Read's guard for a stream that writes itself (io.WriterTo):
+// the stream's own chunks go to w without passing through a copy buffer,
+// and the same checks hold: ctx is checked before every write, a write
+// that would run past the declared size fails, and so does a stream that
+// ends short of it.
+func (g *guardedReader) writeTo(w io.Writer, wt io.WriterTo) error {
+	if _, err := wt.WriteTo(&guardedWriter{g: g, w: w}); err != nil {
+		return err
+	}
+	if g.size >= 0 && g.n < g.size {
+		return fmt.Errorf("stream ended after %d of the declared %d bytes: %w", g.n, g.size, io.ErrUnexpectedEOF)
+	}
+	return nil
+}
+
+type guardedWriter struct {
+	g *guardedReader
+	w io.Writer
+}
+
+func (gw *guardedWriter) Write(p []byte) (int, error) {
+	g := gw.g
+	if err := g.ctx.Err(); err != nil {
+		return 0, err
+	}
+	if g.size >= 0 && g.n+int64(len(p)) > g.size {
+		return 0, fmt.Errorf("stream is longer than the declared size %d", g.size)
+	}
+	n, err := gw.w.Write(p)
+	g.n += int64(n)
+	return n, err
+}
+
 // readCloser pairs a reader with the Close of what it reads from.
 type readCloser struct {
 	io.Reader

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -493,6 +494,46 @@ func (e *errAfter) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// writerToStream is a stream that also writes itself in 256 KiB chunks,
+// as segcrypt's readers do: it cancels once cancelAt bytes are out (if
+// cancel is set), and ends with err instead of io.EOF (if set).
+type writerToStream struct {
+	data     []byte
+	off      int
+	cancelAt int
+	cancel   context.CancelFunc
+	err      error
+}
+
+func (w *writerToStream) Read(p []byte) (int, error) {
+	if w.off == len(w.data) {
+		return 0, cmp.Or(w.err, io.EOF)
+	}
+	n := copy(p, w.data[w.off:])
+	w.off += n
+	if w.cancel != nil && w.off >= w.cancelAt {
+		w.cancel()
+	}
+	return n, nil
+}
+
+func (w *writerToStream) WriteTo(dst io.Writer) (int64, error) {
+	var total int64
+	for w.off < len(w.data) {
+		chunk := w.data[w.off:min(len(w.data), w.off+256<<10)]
+		n, err := dst.Write(chunk)
+		w.off += n
+		total += int64(n)
+		if err != nil {
+			return total, err
+		}
+		if w.cancel != nil && w.off >= w.cancelAt {
+			w.cancel()
+		}
+	}
+	return total, w.err
+}
+
 func testFailedPut(t *testing.T, s Store) {
 	const size = 3 << 20
 	data := payload(size, 11)
@@ -523,6 +564,20 @@ func testFailedPut(t *testing.T, s Store) {
 		}, nil},
 		{"seeker longer than size", func(ctx context.Context, _ context.CancelFunc, name string) error {
 			return s.Put(ctx, name, bytes.NewReader(data), 10, PutOptions{})
+		}, nil},
+		// Streams that write themselves (as an encrypting reader does),
+		// which the filesystem asks to.
+		{"writer-to cancelled while streaming", func(ctx context.Context, cancel context.CancelFunc, name string) error {
+			return s.Put(ctx, name, &writerToStream{data: data, cancelAt: size / 2, cancel: cancel}, size, PutOptions{})
+		}, context.Canceled},
+		{"writer-to source error", func(ctx context.Context, _ context.CancelFunc, name string) error {
+			return s.Put(ctx, name, &writerToStream{data: data[:size/2], err: errBroken}, size, PutOptions{})
+		}, errBroken},
+		{"writer-to shorter than size", func(ctx context.Context, _ context.CancelFunc, name string) error {
+			return s.Put(ctx, name, &writerToStream{data: data}, size+1, PutOptions{})
+		}, io.ErrUnexpectedEOF},
+		{"writer-to longer than size", func(ctx context.Context, _ context.CancelFunc, name string) error {
+			return s.Put(ctx, name, &writerToStream{data: data}, size-1, PutOptions{})
 		}, nil},
 	}
 	for i, tc := range tests {
