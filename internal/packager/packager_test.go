@@ -6,11 +6,12 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"io"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/zeebo/xxh3"
 
 	"github.com/hlsvault/hlsvault/internal/keys"
 	"github.com/hlsvault/hlsvault/internal/layout"
@@ -96,7 +97,7 @@ func TestPutVerifyAndPlaylists(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if st.Name != "hls/vid/v1/720p/seg_00000.ts" || st.PlainSize != int64(len(plain)) || st.Sum != maphash.Bytes(v.seed, plain) ||
+			if st.Name != "hls/vid/v1/720p/seg_00000.ts" || st.PlainSize != int64(len(plain)) || st.Sum != xxh3.HashSeed(plain, v.seed) ||
 				st.Size != segcrypt.EncryptedSize(int64(len(plain))) || !strings.HasPrefix(string(st.IV[:]), "720p/seg_00000.t") {
 				t.Fatalf("stored %+v", st)
 			}
@@ -126,7 +127,7 @@ func TestPutVerifyAndPlaylists(t *testing.T) {
 			ct, _ := io.ReadAll(enc)
 			st2, err := v.Put(ctx, Object{Name: "720p/seg_00001.ts", Body: bytes.NewReader(ct), Size: -1, SourceSize: int64(len(ct)),
 				SourceKey: &old, SourceIV: &oldIV})
-			if err != nil || st2.Sum != maphash.Bytes(v.seed, plain) {
+			if err != nil || st2.Sum != xxh3.HashSeed(plain, v.seed) {
 				t.Fatalf("re-key: %+v %v", st2, err)
 			}
 			if err := v.Verify(ctx, st2); err != nil {
@@ -252,7 +253,7 @@ func TestRetriedStepWritesTheSame(t *testing.T) {
 	if err != nil || again != st {
 		t.Fatalf("the same segment again: %+v %v, first %+v", again, err, st)
 	}
-	if st.PlainSize != int64(len(doc)) || st.Size != segcrypt.EncryptedSize(int64(len(doc))) || st.Sum != maphash.Bytes(v.seed, doc) {
+	if st.PlainSize != int64(len(doc)) || st.Size != segcrypt.EncryptedSize(int64(len(doc))) || st.Sum != xxh3.HashSeed(doc, v.seed) {
 		t.Fatalf("stored %+v", st)
 	}
 	if strings.HasPrefix(string(st.IV[:]), "sub0-en") {

@@ -3,7 +3,6 @@ package packager
 import (
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"strings"
 
 	"github.com/hlsvault/hlsvault/internal/catalog"
@@ -52,7 +51,7 @@ func (p *Packager) Resume(prefix, keyURITemplate string, wrapped []catalog.Wrapp
 	if err := catalog.CheckKeys(wrapped); err != nil {
 		return nil, fmt.Errorf("packager: resume %s: %w", prefix, err)
 	}
-	v := &Version{p: p, prefix: prefix, tmpl: keyURITemplate, seed: maphash.MakeSeed(), keys: map[int]*periodKey{}, byID: map[string]*periodKey{}, sealed: true}
+	v := &Version{p: p, prefix: prefix, tmpl: keyURITemplate, seed: newSeed(), keys: map[int]*periodKey{}, byID: map[string]*periodKey{}, sealed: true}
 	for _, w := range wrapped {
 		ck, err := p.keyring.Unwrap(w.KEKID, w.KeyID, w.Wrapped)
 		if err != nil {
