@@ -1,7 +1,6 @@
 package packager
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -22,12 +21,21 @@ import (
 // private Cache-Control. They still go through the packager, under the
 // version prefix, and become visible only when the version is published.
 
-// PutStoryboardSprite stores sprite i (a JPEG) of the version's storyboard
-// and returns its object name and size.
+// PutStoryboardSprite stores sprite i (a JPEG of size bytes, read whole:
+// sprites are a few hundred KiB) of the version's storyboard and returns
+// its object name. Like the track, a sprite already stored with the same
+// bytes counts as stored (putSame): a chunked title piece redelivered
+// after its worker died makes the same storyboard again.
 func (v *Version) PutStoryboardSprite(ctx context.Context, i int, body io.Reader, size int64) (string, error) {
 	name := v.prefix + storyboard.Dir + storyboard.SpriteName(i)
-	if err := v.p.store.Put(ctx, name, body, size,
-		storage.PutOptions{ContentType: layout.ContentType(name), CacheControl: layout.PrivateImmutable}); err != nil {
+	b, err := io.ReadAll(io.LimitReader(body, size+1))
+	if err == nil && int64(len(b)) != size {
+		err = fmt.Errorf("the sprite is %d bytes, not the %d declared", len(b), size)
+	}
+	if err == nil {
+		err = v.putSame(ctx, name, b, storage.PutOptions{ContentType: layout.ContentType(name), CacheControl: layout.PrivateImmutable})
+	}
+	if err != nil {
 		return "", fmt.Errorf("packager: put %s: %w", name, err)
 	}
 	return name, nil
@@ -52,8 +60,7 @@ func (v *Version) WriteStoryboardTrack(ctx context.Context, track []byte, sprite
 		}
 	}
 	name := v.prefix + storyboard.Dir + storyboard.VTT
-	if err := v.p.store.Put(ctx, name, bytes.NewReader(track), int64(len(track)),
-		storage.PutOptions{ContentType: layout.ContentType(name), CacheControl: layout.PrivateImmutable}); err != nil {
+	if err := v.putSame(ctx, name, track, storage.PutOptions{ContentType: layout.ContentType(name), CacheControl: layout.PrivateImmutable}); err != nil {
 		return "", 0, fmt.Errorf("packager: put %s: %w", name, err)
 	}
 	return name, int64(len(track)), nil

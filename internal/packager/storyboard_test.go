@@ -3,11 +3,13 @@ package packager
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/storyboard"
 )
 
@@ -60,5 +62,19 @@ func TestStoryboardObjects(t *testing.T) {
 	}
 	if o := s.store.options(tn); o.ContentType != "text/vtt" || !strings.HasPrefix(o.CacheControl, "private,") {
 		t.Errorf("track stored with %+v", o)
+	}
+	// A redelivered title piece makes the same storyboard: the same bytes
+	// count as stored, other bytes are refused, a short body is refused.
+	if _, err := v.PutStoryboardSprite(ctx, 0, bytes.NewReader(jpg), int64(len(jpg))); err != nil {
+		t.Errorf("the same sprite again: %v", err)
+	}
+	if _, _, err := v.WriteStoryboardTrack(ctx, track, 1, g.Duration); err != nil {
+		t.Errorf("the same track again: %v", err)
+	}
+	if _, err := v.PutStoryboardSprite(ctx, 0, strings.NewReader("another"), 7); !errors.Is(err, storage.ErrExists) {
+		t.Errorf("another sprite under a taken name: %v, want ErrExists", err)
+	}
+	if _, err := v.PutStoryboardSprite(ctx, 1, bytes.NewReader(jpg), int64(len(jpg))+1); err == nil {
+		t.Error("a sprite shorter than declared was stored")
 	}
 }
