@@ -349,7 +349,11 @@ func ensureCatalogue(ctx context.Context, c catCfg, storeDir string, progress fu
 	marker := filepath.Join(c.dir, "catalogue-ready")
 	want := fmt.Sprintf("%d %d\n", c.titles, c.small)
 	if b, err := os.ReadFile(marker); err == nil && string(b) == want {
-		return nil
+		// The legacy titles are kept (generating them takes a while), but
+		// not what the last run converted: each run has a fresh database,
+		// whose first versions would meet the last run's objects under
+		// the same names (ErrExists, retried until the run times out).
+		return os.RemoveAll(filepath.Join(storeDir, "hls"))
 	}
 	if err := os.RemoveAll(storeDir); err != nil {
 		return err
