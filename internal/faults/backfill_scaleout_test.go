@@ -12,7 +12,6 @@ import (
 
 	"github.com/hlsvault/hlsvault/internal/backfill"
 	"github.com/hlsvault/hlsvault/internal/catalog"
-	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/synthetic"
 	"github.com/hlsvault/hlsvault/internal/testenv/fixtures"
 )
@@ -26,15 +25,7 @@ import (
 // leaves an unpublished attempt behind.
 func TestBackfillScaleOutSurvivesAKilledWorker(t *testing.T) {
 	redis := startRedis(t)
-	storeDir := t.TempDir()
-	e := newEnv(t, redis.port, "")
-	delete(e, "AZURE_STORAGE_CONNECTION_STRING")
-	e["STORAGE_URL"] = "file://" + storeDir
-	e["WORKER_CONCURRENCY"] = "1"
-	store, err := storage.NewFS(storeDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, store := newFSEnv(t, redis.port)
 	ctx := context.Background()
 	const n = 300
 	if err := synthetic.LegacyCatalogue(ctx, store, synthetic.LegacyTitle{Prefix: "legacy/"}, 0, n, 8); err != nil {

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hlsvault/hlsvault/internal/storage"
 	"github.com/hlsvault/hlsvault/internal/testenv"
 )
 
@@ -24,16 +23,8 @@ import (
 // twice, and the job publishes one version that verifies.
 func TestChunkedSurvivesAKilledWorker(t *testing.T) {
 	redis := startRedis(t)
-	storeDir := t.TempDir()
-	e := newEnv(t, redis.port, "")
-	delete(e, "AZURE_STORAGE_CONNECTION_STRING")
-	e["STORAGE_URL"] = "file://" + storeDir
-	e["WORKER_CONCURRENCY"] = "1"
+	e, store := newFSEnv(t, redis.port)
 	e["CHUNK_SECONDS"] = "10"
-	store, err := storage.NewFS(storeDir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	src := testenv.MakeSource(t, t.TempDir(), testenv.Source{Width: 320, Height: 180, Seconds: 60, Audio: true})
 	putFile(t, store, "uploads/chunked.mp4", src)
 

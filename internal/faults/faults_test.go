@@ -160,6 +160,21 @@ func newEnv(t *testing.T, redisPort int, azure string) env {
 	}
 }
 
+// newFSEnv is newEnv on a filesystem store (returned) instead of
+// Azurite, one task at a time per worker.
+func newFSEnv(t *testing.T, redisPort int) (env, storage.Store) {
+	storeDir := t.TempDir()
+	e := newEnv(t, redisPort, "")
+	delete(e, "AZURE_STORAGE_CONNECTION_STRING")
+	e["STORAGE_URL"] = "file://" + storeDir
+	e["WORKER_CONCURRENCY"] = "1"
+	store, err := storage.NewFS(storeDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, store
+}
+
 type worker struct {
 	cmd *exec.Cmd
 	log *testenv.SyncBuffer

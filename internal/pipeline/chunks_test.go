@@ -496,15 +496,7 @@ func TestChunkedSubtitles(t *testing.T) {
 	if len(subs) != 2 || vm == nil || len(vm.Segments) != 10 {
 		t.Fatalf("renditions %+v", cur.Renditions)
 	}
-	tsFile := filepath.Join(t.TempDir(), "seg0.ts")
-	if err := os.WriteFile(tsFile, decryptObject(t, h, cur, seg0, vm.Segments[0].Key), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pts, err := transcode.FirstPTS(tsFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	header := fmt.Sprintf("WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:%d,LOCAL:00:00:00.000\n", pts)
+	header := vttHeader(t, h, cur, seg0, vm.Segments[0].Key)
 	fr, ok := subs["sub1-fr"]
 	if !ok {
 		t.Fatalf("no French rendition: %+v", subs)

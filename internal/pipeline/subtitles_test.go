@@ -59,6 +59,22 @@ func decryptObject(t *testing.T, h *harness, cur catalog.Version, name string, k
 	return plain
 }
 
+// vttHeader is what every subtitle segment of cur must start with: the
+// X-TIMESTAMP-MAP naming the PTS the first video segment (seg0, under
+// key) starts at, measured.
+func vttHeader(t *testing.T, h *harness, cur catalog.Version, seg0 string, key *playlist.Key) string {
+	t.Helper()
+	tsFile := filepath.Join(t.TempDir(), "seg0.ts")
+	if err := os.WriteFile(tsFile, decryptObject(t, h, cur, seg0, key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pts, err := transcode.FirstPTS(tsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:%d,LOCAL:00:00:00.000\n", pts)
+}
+
 // publishSubtitled publishes the generated source with its mov_text
 // track and a French sidecar (2 s key periods, 1 s segments) and returns
 // the current version.
@@ -126,16 +142,7 @@ func TestSubtitlesPublished(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seg0 := path.Join(path.Dir(video0.Playlist), vm.Segments[0].URI)
-	tsFile := filepath.Join(t.TempDir(), "seg0.ts")
-	if err := os.WriteFile(tsFile, decryptObject(t, h, cur, seg0, vm.Segments[0].Key), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pts, err := transcode.FirstPTS(tsFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	header := fmt.Sprintf("WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:%d,LOCAL:00:00:00.000\n", pts)
+	header := vttHeader(t, h, cur, path.Join(path.Dir(video0.Playlist), vm.Segments[0].URI), vm.Segments[0].Key)
 
 	wantCues := map[string][]transcode.Cue{
 		"sub0-en": {{Start: 500 * time.Millisecond, End: 1500 * time.Millisecond, Text: "Hello from the source"},
