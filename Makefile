@@ -9,6 +9,7 @@
 #   make demo        services, build, scripts/demo.sh
 #   make bench       services, scripts/bench.sh
 #   make backfill-demo  the README's backfill walk-through on a generated legacy catalogue
+#   make chunked-demo   a 10-minute source through chunks by two workers, verified, played across every seam
 #   make fmt | vet | clean
 #
 # Every recipe line that runs go sources scripts/env.sh first (each line is a
@@ -27,7 +28,7 @@ GO_TEST_TIMEOUT ?= 40m
 FUZZTIME ?= 10s
 export FUZZTIME
 
-.PHONY: help deps services status stop-azurite build test test-faults backfill-demo fuzz-short fuzz-list \
+.PHONY: help deps services status stop-azurite build test test-faults backfill-demo chunked-demo fuzz-short fuzz-list \
 	demo bench fmt vet clean
 
 help:
@@ -73,6 +74,9 @@ demo: services build
 
 backfill-demo: services build
 	$(RUN) bash "$(ROOT)/scripts/backfill-demo.sh"
+
+chunked-demo: services build
+	$(RUN) bash "$(ROOT)/scripts/chunked-demo.sh"
 
 bench: services
 	$(RUN) bash "$(ROOT)/scripts/bench.sh"
