@@ -86,3 +86,43 @@ func srtTime(s float64) string {
 	ms := int64(s*1000 + 0.5)
 	return fmt.Sprintf("%02d:%02d:%02d,%03d", ms/3_600_000, ms/60_000%60, ms/1000%60, ms%1000)
 }
+
+// TestChunkedFMP4TitlePlays: an fMP4 title transcoded in 8-second chunks
+// (12 s key periods: EXT-X-MAP at every seam and key change) plays in
+// hls.js and Shaka Player from the start and across a seam (8 s), a key
+// change in the middle of a chunk (12 s) and both at once (24 s).
+func TestChunkedFMP4TitlePlays(t *testing.T) {
+	_, _, hlsjs := browserDeps(t)
+	e := newEnv(t, fixtures.FS(t), envOptions{cfg: func(c *Config) { c.PlayerScript = hlsjs }})
+	enq := asynq.NewClient(fixtures.Redis(t))
+	t.Cleanup(func() { enq.Close() })
+	ladder, err := transcode.ParseLadder("90p:120k:64k,72p:80k:48k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	video := e.publishRealSource(testenv.Source{Width: 160, Height: 90, Seconds: 40, Audio: true}, func(c *pipeline.Config) {
+		c.Ladder, c.Segment, c.Chunk, c.Enqueuer, c.KeyPeriod, c.Segments = ladder, 4*time.Second, 8*time.Second, enq, 12*time.Second, transcode.SegmentsFMP4
+	})
+	tok := e.token(video, testenv.Name("fmp4"), playback.NewSessionID(), time.Hour)
+	masterURL := playback.MasterURL(e.ts.URL, video, tok)
+	crawled := hlscheck.Crawl(t, e.ts.Client(), masterURL)
+	hlscheck.StrictAll(t, crawled)
+	maps := 0
+	for _, b := range crawled {
+		maps += strings.Count(string(b), "#EXT-X-MAP:")
+	}
+	if maps < 7 {
+		t.Fatalf("%d EXT-X-MAP tags: not a chunked fMP4 title", maps)
+	}
+	player.Play(t, masterURL, player.Options{})
+	for _, at := range []float64{8, 12, 24} {
+		t.Run(fmt.Sprintf("at %g s", at), func(t *testing.T) {
+			// A session of its own, as a new viewer's: one play that
+			// fails must not leave the next a lapsed session.
+			tok := e.token(video, testenv.Name("fmp4"), playback.NewSessionID(), time.Hour)
+			for p, r := range player.Play(t, playback.MasterURL(e.ts.URL, video, tok), player.Options{Start: at - 1.5, Seconds: at + 1.5}) {
+				t.Logf("%s: at %.2f s, %d frames (%d dropped)", p, r.CurrentTime, r.Frames, r.Dropped)
+			}
+		})
+	}
+}
