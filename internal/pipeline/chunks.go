@@ -40,14 +40,7 @@ package pipeline
 // packager.PutOnce, so that a join redelivered after its worker died
 // writes the same bytes it stored before, as it does for the playlists.
 //
-// fMP4: every chunk's run writes the same init section per rendition and
-// fragments on the one timeline (transcode.ChunkArgs); each piece stores
-// its init section for every key period its segments start, and hangs one
-// on its first segment, so the joined playlist names an EXT-X-MAP at
-// every seam and key change. As in one run, fMP4 titles have no I-frame
-// playlists.
-//
-// Not chunked: sources no longer than 1.5 chunks.
+// Not chunked: sources no longer than 1.5 chunks, and fMP4 jobs.
 
 import (
 	"context"
@@ -154,6 +147,12 @@ func (p *Pipeline) chunksFor(log *slog.Logger, plan transcode.Plan) ([]transcode
 	if err != nil || chunks == nil {
 		return nil, err
 	}
+	// A piece stores what its run wrote as MPEG-TS segments; fMP4 pieces
+	// would also need their init sections joined per key period.
+	if plan.Segments.FMP4() {
+		log.Info("not chunked: the job's segments are fMP4", "segments", plan.Segments)
+		return nil, nil
+	}
 	return chunks, nil
 }
 
@@ -162,9 +161,6 @@ func (p *Pipeline) fanOut(ctx context.Context, log *slog.Logger, att catalog.Att
 	probe *transcode.Probe, plan transcode.Plan, preset string, chunks []transcode.Chunk, subs []subtitleTrack) error {
 	cp := chunkPlan{Source: payload.Source, Prefix: att.Prefix, Preset: preset, Probe: probe, Video: plan.VideoOnly(),
 		Audio: transcode.ChunkedAudio(plan, probe), Chunks: chunks, Trick: iframeRungs(plan.Renditions), Subtitles: chunkSubtitles(subs)}
-	if plan.Segments.FMP4() {
-		cp.Trick = map[string]bool{} // trick play cuts MPEG-TS, as in one run
-	}
 	if err := checkIFrameNames(plan.Renditions, cp.Trick); err != nil {
 		return badInput(err)
 	}
@@ -422,15 +418,14 @@ func (p *Pipeline) runPieceIn(ctx context.Context, log *slog.Logger, dir string,
 	}
 	out := filepath.Join(dir, "out")
 	var (
-		args     []string
-		outs     []*renditionOutput
-		start    float64 // media time of the piece's first segment
-		firstSeg int     // and its number
-		media    = cp.Probe.Duration
-		opt      = transcode.ArgsOptions{Preset: cp.Preset, MaxPixels: p.cfg.Limits.MaxPixels}
-		res      pieceResult
-		isTitle  = pl.Piece == cp.titlePiece()
-		err      error
+		args    []string
+		outs    []*renditionOutput
+		start   float64 // media time of the piece's first segment
+		media   = cp.Probe.Duration
+		opt     = transcode.ArgsOptions{Preset: cp.Preset, MaxPixels: p.cfg.Limits.MaxPixels}
+		res     pieceResult
+		isTitle = pl.Piece == cp.titlePiece()
+		err     error
 	)
 	if isTitle {
 		if len(cp.Audio) > 0 {
@@ -440,7 +435,7 @@ func (p *Pipeline) runPieceIn(ctx context.Context, log *slog.Logger, dir string,
 	} else {
 		c := cp.Chunks[pl.Piece]
 		args, err = transcode.ChunkArgs(cp.Video, c, src, out, opt)
-		start, firstSeg = c.Start.Seconds(), c.FirstSegment
+		start = c.Start.Seconds()
 		if !c.Last() {
 			media = cp.Chunks[pl.Piece+1].Start - c.Start
 		} else {
@@ -472,7 +467,7 @@ func (p *Pipeline) runPieceIn(ctx context.Context, log *slog.Logger, dir string,
 			return nil, err
 		}
 		p.metrics.ffmpegDuration.Observe(time.Since(started).Seconds())
-		if err := p.storePiece(ctx, v, out, outs, cp.Video.Segments, firstSeg, start, attempt); err != nil {
+		if err := p.storePiece(ctx, v, out, outs, start, attempt); err != nil {
 			return nil, err
 		}
 		if p.pieceHook != nil {
@@ -502,20 +497,10 @@ func (p *Pipeline) runPieceIn(ctx context.Context, log *slog.Logger, dir string,
 }
 
 // storePiece encrypts and stores every segment ffmpeg wrote for outs
-// (and their I-frames; for fMP4, their init section once per key period,
-// init_NNNNN.mp4 after the segment it hangs on), start being the media
-// time of the first and firstSeg its number. A piece's second delivery
-// names its objects seg_NNNNN_rA.ts: the first one's may be stored
-// already, and objects are never overwritten.
-func (p *Pipeline) storePiece(ctx context.Context, v *packager.Version, out string, outs []*renditionOutput,
-	format transcode.SegmentFormat, firstSeg int, start float64, attempt int) error {
-	ext := format.SegmentExt()
-	retry := func(name, ext string) string {
-		if attempt > 1 {
-			return strings.TrimSuffix(name, ext) + "_r" + strconv.Itoa(attempt) + ext
-		}
-		return name
-	}
+// (and their I-frames), start being the media time of the first. A
+// piece's second delivery names its objects seg_NNNNN_rA.ts: the first
+// one's may be stored already, and objects are never overwritten.
+func (p *Pipeline) storePiece(ctx context.Context, v *packager.Version, out string, outs []*renditionOutput, start float64, attempt int) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(p.cfg.UploadConcurrency)
 	var mu sync.Mutex
@@ -528,39 +513,30 @@ func (p *Pipeline) storePiece(ctx context.Context, v *packager.Version, out stri
 		if !m.Ended || len(m.Segments) == 0 {
 			return fmt.Errorf("pipeline: ffmpeg playlist of %s is not complete", r.rendition.Name)
 		}
-		if format.FMP4() {
-			if err := noteInit(r, dir, m); err != nil {
-				return err
-			}
-			if r.init == "" {
-				return fmt.Errorf("pipeline: ffmpeg playlist of %s names no init section", r.rendition.Name)
-			}
-		}
 		r.segments = make([]playlist.Segment, len(m.Segments))
 		if r.iframes != nil {
 			r.iframes = make([]playlist.Segment, len(m.Segments))
 		}
 		var startMs int64
 		for i, s := range m.Segments {
-			if s.URI != filepath.Base(s.URI) || !strings.HasSuffix(s.URI, ext) {
+			if s.URI != filepath.Base(s.URI) || !strings.HasSuffix(s.URI, ".ts") {
 				return fmt.Errorf("pipeline: unexpected segment URI %q in ffmpeg playlist", s.URI)
 			}
 			ms, err := playlist.DurationMillis(s.Duration)
 			if err != nil {
 				return fmt.Errorf("pipeline: ffmpeg playlist of %s: segment %s: %w", r.rendition.Name, s.URI, err)
 			}
-			j := segmentJob{r: r, index: i, local: filepath.Join(dir, s.URI), uri: retry(s.URI, ext), duration: s.Duration,
+			uri := s.URI
+			if attempt > 1 {
+				uri = strings.TrimSuffix(s.URI, ".ts") + "_r" + strconv.Itoa(attempt) + ".ts"
+			}
+			j := segmentJob{r: r, index: i, local: filepath.Join(dir, s.URI), uri: uri, duration: s.Duration,
 				start: start + float64(startMs)/1000}
 			startMs += ms
 			g.Go(func() error { return p.uploadSegment(gctx, v, j, &mu) })
 		}
 	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	return p.storeInitCopies(ctx, v, outs, start, func(seg, _ int) string {
-		return retry(layout.InitName(firstSeg+seg, transcode.InitExt), transcode.InitExt)
-	})
+	return g.Wait()
 }
 
 // checkPieceOutputs holds a piece's renditions to one another and to the

@@ -408,7 +408,7 @@ func TestChunksFor(t *testing.T) {
 		want int
 	}{
 		{"a long TS job", long, 10},
-		{"a long fMP4 job", fmp4, 10},
+		{"a long fMP4 job", fmp4, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := p.chunksFor(log, tc.plan)
@@ -524,84 +524,6 @@ func TestChunkedSubtitles(t *testing.T) {
 					t.Errorf("segment %d: the last cue is there: %v\n%s", i, last, doc)
 				}
 			}
-		}
-	}
-}
-
-// TestChunkedFMP4: an fMP4 job is chunked like a TS one (an HEVC ladder
-// is where chunking helps most). Every video rendition has the unchunked
-// plan's segments, an EXT-X-MAP at each chunk's first segment and at each
-// key change, each init section under the key of the segment it hangs
-// on; the audio group is fMP4 too; verify decrypts and decodes all of it
-// (every frame: 1000 of them), and the strict parsers accept it.
-func TestChunkedFMP4(t *testing.T) {
-	h := newHarness(t, fixtures.FS(t), withChunks(t, 8*time.Second), func(c *Config) {
-		c.Segments, c.KeyPeriod = transcode.SegmentsFMP4, 12*time.Second
-	})
-	ctx := context.Background()
-	src := testenv.MakeSource(t, t.TempDir(), testenv.Source{Width: 160, Height: 90, Seconds: 40, Audio: true})
-	h.upload("uploads/fmp4.mp4", src)
-	video := testenv.Name("chunkfmp4")
-	var logs testenv.SyncBuffer
-	h.chunkWorker("A", &logs)
-	res, err := h.client.EnqueueTranscode(ctx, jobs.TranscodeRequest{VideoID: video, Source: "uploads/fmp4.mp4"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if j := h.waitEnd(res.TaskID, 3*time.Minute); j.State != jobs.Published {
-		t.Fatalf("job %+v\n%s", j, logs.String())
-	}
-	if !strings.Contains(logs.String(), "fanned out") {
-		t.Fatal("the job was not chunked")
-	}
-	ver := &verify.Verifier{Store: h.store, DB: h.db, Keyring: h.keyring, Exec: decoder.Exec(t)}
-	rep, err := ver.Verify(ctx, video)
-	if err != nil || !rep.OK() {
-		t.Fatalf("verify: %+v %v", rep, err)
-	}
-	hlscheck.StrictAll(t, hlscheck.Stored(t, h.store, "hls/"+video+"/"))
-	cur, err := h.db.CurrentVersion(ctx, video)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(cur.Keys) != 4 {
-		t.Errorf("keys %+v, want 4 periods of 12 s", cur.Keys)
-	}
-	for _, rr := range rep.Renditions {
-		if rr.Format != "fmp4" {
-			t.Errorf("%s is %s, not fMP4", rr.Name, rr.Format)
-		}
-		if rr.Stream == "video" && rr.DecodedFrames != 1000 {
-			t.Errorf("%s: %d frames decoded, want 1000", rr.Name, rr.DecodedFrames)
-		}
-	}
-	for _, r := range cur.Renditions {
-		if r.Type != "" {
-			continue
-		}
-		m, err := playlist.ParseMedia(bytes.NewReader(h.objects(r.Playlist)[r.Playlist]))
-		if err != nil || len(m.Segments) != 10 {
-			t.Fatalf("%s: %d segments, %v", r.Name, len(m.Segments), err)
-		}
-		var maps []int
-		for i, s := range m.Segments {
-			if want := fmt.Sprintf("seg_%05d.m4s", i); s.URI != want || s.Discontinuity {
-				t.Errorf("%s: segment %d is %s (discontinuity %v)", r.Name, i, s.URI, s.Discontinuity)
-			}
-			if s.Map == nil {
-				t.Fatalf("%s: segment %d has no init section", r.Name, i)
-			}
-			if i == 0 || m.Segments[i-1].Map.URI != s.Map.URI { // an EXT-X-MAP here
-				maps = append(maps, i)
-				if want := fmt.Sprintf("init_%05d.mp4", i); s.Map.URI != want {
-					t.Errorf("%s: segment %d's init section is %s, want %s", r.Name, i, s.Map.URI, want)
-				}
-			}
-		}
-		// Chunks start at segments 0, 2, 4, 6, 8; keys change at 12, 24
-		// and 36 s: segments 3, 6 and 9.
-		if fmt.Sprint(maps) != "[0 2 3 4 6 8 9]" {
-			t.Errorf("%s: EXT-X-MAP at segments %v, want [0 2 3 4 6 8 9]", r.Name, maps)
 		}
 	}
 }

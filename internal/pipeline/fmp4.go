@@ -58,16 +58,7 @@ func noteInit(r *renditionOutput, dir string, m *playlist.ParsedMedia) error {
 // It runs once every segment is stored; the plain init section is then
 // removed.
 func (p *Pipeline) storeInits(ctx context.Context, v *packager.Version, res *uploadResult) error {
-	return p.storeInitCopies(ctx, v, res.renditions, 0, func(_, copies int) string { return layout.InitName(copies, transcode.InitExt) })
-}
-
-// storeInitCopies is storeInits for renditions whose first segment starts
-// at start (seconds; a chunk's), naming each copy by name(the index of the
-// segment it hangs on, the copies before it). The first segment always
-// gets one: a chunk's fragments cannot lean on another chunk's copy.
-func (p *Pipeline) storeInitCopies(ctx context.Context, v *packager.Version, rs []*renditionOutput, start float64,
-	name func(seg, copies int) string) error {
-	for _, r := range rs {
+	for _, r := range res.renditions {
 		if r.init == "" {
 			continue
 		}
@@ -81,7 +72,7 @@ func (p *Pipeline) storeInitCopies(ctx context.Context, v *packager.Version, rs 
 		}
 		period, copies := -1, 0
 		for i := range r.segments {
-			n, err := v.PeriodOf(start + starts[i])
+			n, err := v.PeriodOf(starts[i])
 			if err != nil {
 				return fmt.Errorf("pipeline: init sections of %s: %w", r.rendition.Name, err)
 			}
@@ -89,13 +80,13 @@ func (p *Pipeline) storeInitCopies(ctx context.Context, v *packager.Version, rs 
 				continue
 			}
 			period = n
-			obj := name(i, copies)
-			st, err := p.putFile(ctx, v, r.init, r.rendition.Name+"/"+obj, start+starts[i])
+			name := layout.InitName(copies, transcode.InitExt)
+			st, err := p.putFile(ctx, v, r.init, r.rendition.Name+"/"+name, starts[i])
 			if err != nil {
 				return fmt.Errorf("pipeline: upload init section: %w", err)
 			}
 			p.metrics.uploadedBytes.Add(float64(st.Size))
-			r.segments[i].Init = &playlist.Init{URI: obj, IV: st.IV, KeyURI: st.Key.URI}
+			r.segments[i].Init = &playlist.Init{URI: name, IV: st.IV, KeyURI: st.Key.URI}
 			copies++
 		}
 		if err := os.Remove(r.init); err != nil {
