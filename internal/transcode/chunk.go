@@ -137,9 +137,6 @@ func ChunkArgs(plan Plan, c Chunk, input, outDir string, opt ArgsOptions) ([]str
 	// seek.
 	inOpts := []string{"-ss", secondsArg(c.Start)}
 	outOpts := []string{"-output_ts_offset", secondsArg(ChunkTimelineOffset + c.Start), "-start_number", strconv.Itoa(c.FirstSegment)}
-	if vp.Segments.FMP4() {
-		outOpts = append(outOpts, fmp4ChunkTimeline...)
-	}
 	if !c.Last() {
 		for k := range vp.Renditions {
 			outOpts = append(outOpts, "-frames:v:"+strconv.Itoa(k), strconv.Itoa(c.Frames))
@@ -156,8 +153,7 @@ func ChunkArgs(plan Plan, c Chunk, input, outDir string, opt ArgsOptions) ([]str
 
 // AudioArgs builds ffmpeg's argv for the audio run of a chunked
 // transcode: every rendition of audio (from ChunkedAudio) as audio-only
-// HLS, <outDir>/<name>/index.m3u8 and seg_00000.ts, … (fMP4 plans:
-// init_<name>.mp4 and seg_00000.m4s, …), on the
+// MPEG-TS HLS, <outDir>/<name>/index.m3u8 and seg_00000.ts, …, on the
 // chunks' timeline (ChunkTimelineOffset), in segments of plan's duration.
 // One encoder for the whole title: no AAC priming gap at any seam.
 func AudioArgs(plan Plan, audio []AudioRendition, input, outDir string, opt ArgsOptions) (args []string, err error) {
@@ -194,17 +190,6 @@ func AudioArgs(plan Plan, audio []AudioRendition, input, outDir string, opt Args
 		"hls_segment_type":     "mpegts",
 		"hls_segment_filename": outDir + "/%v/seg_%05d.ts",
 		"output_ts_offset":     secondsArg(ChunkTimelineOffset + aacPriming),
-	}
-	if plan.Segments.FMP4() {
-		// The title's audio in the same container as its video chunks,
-		// on their timeline.
-		fmp4Output(outDir, out)
-		out["hls_segment_options"] = fmp4ChunkTimeline[1]
-		if len(audio) == 1 {
-			// ffmpeg 5.1 expands %v in the init section's name only
-			// when there are several variant streams.
-			out["hls_fmp4_init_filename"] = "init_" + audio[0].Name + InitExt
-		}
 	}
 	var streams []*ffmpeg.Stream
 	var varMap []string

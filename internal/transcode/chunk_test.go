@@ -1,8 +1,6 @@
 package transcode
 
 import (
-	"bytes"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -205,111 +203,5 @@ func TestChunkArgs(t *testing.T) {
 	}
 	if s := strings.Join(audio, " "); !strings.Contains(s, "apad=whole_dur=600.000") {
 		t.Errorf("the title's audio is not padded to 600 s:\n%s", s)
-	}
-}
-
-// TestChunkedFMP4IsOneTimeline: the fMP4 chunks of a transcode (an H.264
-// and an HEVC rung, and its audio run) share one timeline and one init section per rendition: every
-// chunk's init section is the same bytes, and one init section followed
-// by every chunk's fragments plays as one stream, a frame apart
-// throughout, starting at ChunkTimelineOffset; the audio starts there too.
-func TestChunkedFMP4IsOneTimeline(t *testing.T) {
-	src := testenv.MakeSource(t, t.TempDir(), testenv.Source{Width: 320, Height: 240, Seconds: 7, FPS: 25, Audio: true})
-	probe, err := ProbeFile(testContext(t), testExec(t), src, Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ladder, err := ParseLadder("240p:300k:64k,144p:150k:64k:hevc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := PlanLadder(probe, ladder, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan.Segments = SegmentsFMP4
-	chunks, err := PlanChunks(plan, 2*time.Second)
-	if err != nil || len(chunks) != 4 {
-		t.Fatalf("chunks %+v %v", chunks, err)
-	}
-	base := t.TempDir()
-	run := func(name string, args []string, out string) {
-		t.Helper()
-		r := Runner{Exec: testExec(t), Input: src, Logger: testenv.Logger(t), Timeout: 30 * time.Second, MaxOutputBytes: 50 << 20, OutDir: out}
-		if err := r.Run(testContext(t), args, nil); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-	}
-	// joined is one init section and then every fragment of rendition
-	// name, across the chunks' output directories.
-	joined := func(name string, dirs []string) string {
-		t.Helper()
-		var stream, init []byte
-		for i, d := range dirs {
-			b, err := os.ReadFile(filepath.Join(d, name, "init_"+name+InitExt))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if i == 0 {
-				init, stream = b, append(stream, b...)
-			} else if !bytes.Equal(b, init) {
-				t.Errorf("%s: chunk %d's init section differs from chunk 0's", name, i)
-			}
-			_, uris := mediaPlaylist(t, filepath.Join(d, name, "index.m3u8"))
-			for _, u := range uris {
-				b, err := os.ReadFile(filepath.Join(d, name, u))
-				if err != nil {
-					t.Fatal(err)
-				}
-				stream = append(stream, b...)
-			}
-		}
-		p := filepath.Join(base, name+".mp4")
-		if err := os.WriteFile(p, stream, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	var dirs []string
-	for _, c := range chunks {
-		out := filepath.Join(base, strconv.Itoa(c.Index))
-		args, err := ChunkArgs(plan, c, src, out, ArgsOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		run("chunk "+strconv.Itoa(c.Index), args, out)
-		dirs = append(dirs, out)
-	}
-	for _, rr := range plan.Renditions {
-		file := joined(rr.Name, dirs)
-		var pts []int64
-		for _, l := range strings.Fields(ffprobeOut(t, "-select_streams", "v", "-show_entries", "packet=pts_time", "-of", "csv=p=0", file)) {
-			v, err := strconv.ParseFloat(strings.TrimSuffix(l, ","), 64)
-			if err != nil {
-				t.Fatalf("pts %q", l)
-			}
-			pts = append(pts, int64(v*1000+0.5))
-		}
-		slices.Sort(pts)
-		if len(pts) != 175 || pts[0] != ChunkTimelineOffset.Milliseconds() {
-			t.Fatalf("%s: %d frames from %d ms, want 175 from %d", rr.Name, len(pts), pts[0], ChunkTimelineOffset.Milliseconds())
-		}
-		for i := 1; i < len(pts); i++ {
-			if pts[i]-pts[i-1] != 40 {
-				t.Errorf("%s: PTS jumps from %d to %d ms", rr.Name, pts[i-1], pts[i])
-				break
-			}
-		}
-	}
-	audio := ChunkedAudio(plan, probe)
-	out := filepath.Join(base, "audio")
-	args, err := AudioArgs(plan, audio, src, out, ArgsOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	run("audio", args, out)
-	first := strings.Fields(ffprobeOut(t, "-show_entries", "packet=pts_time", "-of", "csv=p=0", joined("audio1", []string{out})))
-	if len(first) == 0 || strings.TrimSuffix(first[0], ",") != "10.000000" {
-		t.Errorf("audio starts at %v, want 10 s", first[:min(len(first), 1)])
 	}
 }

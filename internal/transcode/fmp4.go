@@ -108,7 +108,9 @@ func (c VideoCodec) orH264() VideoCodec { return VideoCodec(cmp.Or(string(c), st
 // require; -g and -keyint_min reach x265 too, the rest of the fixed-GOP
 // rule goes in x265-params.
 func fmp4Args(plan Plan, outDir string, out map[string]any) {
-	fmp4Output(outDir, out)
+	out["hls_segment_type"] = "fmp4"
+	out["hls_fmp4_init_filename"] = "init_%v" + InitExt
+	out["hls_segment_filename"] = outDir + "/%v/seg_%05d" + SegmentsFMP4.SegmentExt()
 	for k, r := range plan.Renditions {
 		if !r.Codec.HEVC() {
 			continue
@@ -120,23 +122,3 @@ func fmp4Args(plan Plan, outDir string, out map[string]any) {
 		out["x265-params:v:"+sk] = x265Params(plan.GOP)
 	}
 }
-
-// fmp4Output makes an HLS output write fragmented MP4: init_<name>.mp4 and
-// seg_00000.m4s, … per variant stream.
-func fmp4Output(outDir string, out map[string]any) {
-	out["hls_segment_type"] = "fmp4"
-	out["hls_fmp4_init_filename"] = "init_%v" + InitExt
-	out["hls_segment_filename"] = outDir + "/%v/seg_%05d" + SegmentsFMP4.SegmentExt()
-}
-
-// fmp4ChunkTimeline is the mp4 muxer option a chunk's fMP4 run needs to
-// stay on the chunks' timeline. By default the muxer starts each track's
-// fragment decode times (tfdt) at zero and puts -output_ts_offset into an
-// empty edit in the init section, so every chunk's fragments would start
-// at 0 and each init section would differ (its empty edit is the chunk's
-// start). frag_discont makes the first fragment's decode time the first
-// packet's, offset included: the fragments of all chunks form one
-// timeline and their init sections are the same bytes (measured on a
-// 7 s, four-chunk encode: identical init sections, 175 frames, PTS one
-// frame apart throughout).
-var fmp4ChunkTimeline = []string{"-hls_segment_options", "movflags=+frag_discont"}
