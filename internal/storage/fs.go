@@ -210,8 +210,8 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyChunk); return 
 
 // copyInto copies g's stream to f. A stream that writes itself
 // (io.WriterTo) does, so that an encrypting reader's 256 KiB chunks go
-// from its buffer to the file without a copy in between (about 4% of the
-// backfill's CPU); a file does not, since os.File's WriteTo to anything
+// from its buffer to the file without a copy in between (+3% MB per
+// CPU-second re-encrypting, BenchmarkReencrypt/fs); a file does not, since os.File's WriteTo to anything
 // but a file or socket falls back to io.Copy's 32 KiB reads.
 func copyInto(f *os.File, g *guardedReader) error {
 	if wt, ok := g.r.(io.WriterTo); ok {

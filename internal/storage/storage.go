@@ -252,13 +252,21 @@ func (g *guardedReader) Read(p []byte) (int, error) {
 	g.n += int64(n)
 	if g.size >= 0 {
 		if g.n > g.size {
-			return n, fmt.Errorf("stream is longer than the declared size %d", g.size)
+			return n, g.errLong()
 		}
 		if err == io.EOF && g.n < g.size {
-			return n, fmt.Errorf("stream ended after %d of the declared %d bytes: %w", g.n, g.size, io.ErrUnexpectedEOF)
+			return n, g.errShort()
 		}
 	}
 	return n, err
+}
+
+func (g *guardedReader) errLong() error {
+	return fmt.Errorf("stream is longer than the declared size %d", g.size)
+}
+
+func (g *guardedReader) errShort() error {
+	return fmt.Errorf("stream ended after %d of the declared %d bytes: %w", g.n, g.size, io.ErrUnexpectedEOF)
 }
 
 // writeTo is Read's guard for a stream that writes itself (io.WriterTo):
@@ -271,7 +279,7 @@ func (g *guardedReader) writeTo(w io.Writer, wt io.WriterTo) error {
 		return err
 	}
 	if g.size >= 0 && g.n < g.size {
-		return fmt.Errorf("stream ended after %d of the declared %d bytes: %w", g.n, g.size, io.ErrUnexpectedEOF)
+		return g.errShort()
 	}
 	return nil
 }
@@ -287,7 +295,7 @@ func (gw *guardedWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	if g.size >= 0 && g.n+int64(len(p)) > g.size {
-		return 0, fmt.Errorf("stream is longer than the declared size %d", g.size)
+		return 0, g.errLong()
 	}
 	n, err := gw.w.Write(p)
 	g.n += int64(n)
